@@ -1,0 +1,742 @@
+//! The hub connection: transport, session, retries, login.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use tokio::sync::Mutex;
+use url::Url;
+
+use crate::config::Profile;
+use crate::error::{Error, Fault, FaultKind, Result};
+use crate::xmlrpc::{self, Kwargs, Value};
+
+/// How the client authenticates to the hub.
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub enum Auth {
+    /// No login; read-only calls only.
+    #[default]
+    Anonymous,
+    /// `login(user, password)`.
+    Password {
+        /// The user name.
+        user: String,
+        /// The password (never logged or printed).
+        password: SecretString,
+    },
+    /// `sslLogin` posted to `{hub}/ssllogin` with a TLS client certificate (a PEM file holding the
+    /// certificate and its private key, as Koji's `cert` option).
+    Certificate {
+        /// The PEM file.
+        cert: PathBuf,
+    },
+    /// `sslLogin` posted to `{hub}/ssllogin` with Kerberos (SPNEGO), using the default credential cache
+    /// (`kinit` first). Needs the cargo feature `gssapi`.
+    #[cfg(feature = "gssapi")]
+    Kerberos,
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Auth::Anonymous => f.write_str("Anonymous"),
+            Auth::Password { user, .. } => f
+                .debug_struct("Password")
+                .field("user", user)
+                .field("password", &"[REDACTED]")
+                .finish(),
+            Auth::Certificate { cert } => f.debug_struct("Certificate").field("cert", cert).finish(),
+            #[cfg(feature = "gssapi")]
+            Auth::Kerberos => f.write_str("Kerberos"),
+        }
+    }
+}
+
+/// Retry behaviour, after Koji's own client (`max_retries`, `retry_interval`, `offline_retry`,
+/// `anon_retry`), with exponential backoff and jitter instead of a fixed interval.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RetryPolicy {
+    /// Retries after the first attempt (Koji's default is 30; ours is 8).
+    pub max_retries: usize,
+    /// The first delay; it doubles up to `max_interval`.
+    pub min_interval: Duration,
+    /// The largest delay between two attempts.
+    pub max_interval: Duration,
+    /// Retry on the hub's `ServerOffline` fault.
+    pub offline_retry: bool,
+    /// Retry calls of anonymous sessions on connection errors and 5xx even when the method is not
+    /// known to be read-only.
+    pub anon_retry: bool,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_retries: 8,
+            min_interval: Duration::from_millis(500),
+            max_interval: Duration::from_secs(20),
+            offline_retry: false,
+            anon_retry: false,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// No retries at all.
+    pub fn none() -> Self {
+        RetryPolicy {
+            max_retries: 0,
+            ..Default::default()
+        }
+    }
+
+    /// Set the number of retries.
+    pub fn with_max_retries(mut self, n: usize) -> Self {
+        self.max_retries = n;
+        self
+    }
+
+    /// Set the first and the largest delay.
+    pub fn with_intervals(mut self, min: Duration, max: Duration) -> Self {
+        self.min_interval = min;
+        self.max_interval = max;
+        self
+    }
+
+    /// Retry on `ServerOffline`.
+    pub fn with_offline_retry(mut self, on: bool) -> Self {
+        self.offline_retry = on;
+        self
+    }
+
+    /// Retry anonymous calls of any method.
+    pub fn with_anon_retry(mut self, on: bool) -> Self {
+        self.anon_retry = on;
+        self
+    }
+
+    pub(crate) fn backoff(&self) -> ExponentialBuilder {
+        ExponentialBuilder::default()
+            .with_min_delay(self.min_interval)
+            .with_max_delay(self.max_interval)
+            .with_max_times(self.max_retries)
+            .with_jitter()
+    }
+}
+
+/// The session a login returned. The key is a secret: it never appears in Debug output or logs.
+#[derive(Clone)]
+pub(crate) struct Session {
+    id: i64,
+    key: SecretString,
+    callnum: u64,
+    header_auth: bool,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("key", &"[REDACTED]")
+            .field("callnum", &self.callnum)
+            .finish()
+    }
+}
+
+/// Builds a [`Client`].
+#[derive(Debug)]
+#[must_use]
+pub struct ClientBuilder {
+    hub: String,
+    topurl: Option<String>,
+    weburl: Option<String>,
+    auth: Auth,
+    http: Option<reqwest::Client>,
+    serverca: Option<PathBuf>,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+    retry: RetryPolicy,
+    user_agent: String,
+}
+
+impl ClientBuilder {
+    /// Start from the hub's XML-RPC URL (for example `https://koji.fedoraproject.org/kojihub`).
+    pub fn new(hub: impl Into<String>) -> Self {
+        ClientBuilder {
+            hub: hub.into(),
+            topurl: None,
+            weburl: None,
+            auth: Auth::Anonymous,
+            http: None,
+            serverca: None,
+            connect_timeout: Duration::from_secs(30),
+            read_timeout: Duration::from_secs(300),
+            retry: RetryPolicy::default(),
+            user_agent: concat!("imagekit-koji/", env!("CARGO_PKG_VERSION")).into(),
+        }
+    }
+
+    /// Start from a Koji profile (`server`, `topurl`, `weburl`, `authtype`, `cert`, `serverca`, retry options).
+    pub fn from_profile(profile: &Profile) -> Self {
+        let mut b = ClientBuilder::new(profile.server.clone());
+        b.topurl = profile.topurl.clone();
+        b.weburl = profile.weburl.clone();
+        b.serverca = profile.serverca.clone();
+        if let Some(n) = profile.max_retries {
+            b.retry.max_retries = n;
+        }
+        if let Some(secs) = profile.retry_interval {
+            b.retry.max_interval = Duration::from_secs(secs);
+        }
+        b.retry.offline_retry = profile.offline_retry.unwrap_or(false);
+        b.retry.anon_retry = profile.anon_retry.unwrap_or(false);
+        if let Some(secs) = profile.timeout {
+            b.read_timeout = Duration::from_secs(secs);
+        }
+        b.auth = match (profile.authtype.as_deref(), &profile.cert, &profile.user) {
+            (Some("ssl"), Some(cert), _) | (None, Some(cert), None) => Auth::Certificate { cert: cert.clone() },
+            #[cfg(feature = "gssapi")]
+            (Some("kerberos"), _, _) | (Some("gssapi"), _, _) => Auth::Kerberos,
+            (_, _, Some(user)) => match &profile.password {
+                Some(pw) => Auth::Password {
+                    user: user.clone(),
+                    password: pw.clone(),
+                },
+                None => Auth::Anonymous,
+            },
+            _ => Auth::Anonymous,
+        };
+        b
+    }
+
+    /// The base URL of the file tree (`topurl`), for downloading task outputs over plain HTTP.
+    pub fn topurl(mut self, url: impl Into<String>) -> Self {
+        self.topurl = Some(url.into());
+        self
+    }
+
+    /// The web UI's URL, used only to print links.
+    pub fn weburl(mut self, url: impl Into<String>) -> Self {
+        self.weburl = Some(url.into());
+        self
+    }
+
+    /// How to log in (see [`Client::login`]).
+    pub fn auth(mut self, auth: Auth) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// Log in with a user name and password.
+    pub fn password(self, user: impl Into<String>, password: SecretString) -> Self {
+        self.auth(Auth::Password {
+            user: user.into(),
+            password,
+        })
+    }
+
+    /// Use the caller's HTTP client (TLS roots, proxies). With certificate auth, that client must carry
+    /// the identity itself; `serverca` and timeouts set here are then ignored.
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http = Some(client);
+        self
+    }
+
+    /// A CA bundle (PEM) to trust for the hub, as Koji's `serverca`.
+    pub fn serverca(mut self, path: impl Into<PathBuf>) -> Self {
+        self.serverca = Some(path.into());
+        self
+    }
+
+    /// How long to wait for a TCP/TLS connection (default 30 s).
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+
+    /// How long a read may stall (default 300 s). There is no whole-request timeout, so large
+    /// downloads are never cut off while data flows.
+    pub fn read_timeout(mut self, d: Duration) -> Self {
+        self.read_timeout = d;
+        self
+    }
+
+    /// The retry policy.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Build the client. Nothing is sent until the first call.
+    pub fn build(self) -> Result<Client> {
+        let hub = parse_url("hub", &self.hub)?;
+        let topurl = self.topurl.as_deref().map(|u| parse_url("topurl", u)).transpose()?;
+        let http = match self.http {
+            Some(c) => c,
+            None => {
+                let mut b = reqwest::Client::builder()
+                    .user_agent(self.user_agent.clone())
+                    .connect_timeout(self.connect_timeout)
+                    .read_timeout(self.read_timeout);
+                if let Some(ca) = &self.serverca {
+                    let pem = read_file("read serverca", ca)?;
+                    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                        .map_err(|e| Error::Auth(format!("serverca {} is not a PEM bundle: {e}", ca.display())))?;
+                    for c in certs {
+                        b = b.add_root_certificate(c);
+                    }
+                }
+                if let Auth::Certificate { cert } = &self.auth {
+                    let pem = read_file("read client certificate", cert)?;
+                    let id = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                        Error::Auth(format!(
+                            "client certificate {} must be one PEM file with the certificate and its private key: {e}",
+                            cert.display()
+                        ))
+                    })?;
+                    b = b.identity(id);
+                }
+                b.build()
+                    .map_err(|e| Error::InvalidInput(format!("cannot build the HTTP client: {e}")))?
+            }
+        };
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                hub,
+                topurl,
+                weburl: self.weburl,
+                auth: self.auth,
+                retry: self.retry,
+                session: Mutex::new(None),
+            }),
+        })
+    }
+}
+
+fn parse_url(what: &str, s: &str) -> Result<Url> {
+    let url = Url::parse(s).map_err(|e| Error::InvalidInput(format!("{what} URL {s:?}: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(Error::InvalidInput(format!("{what} URL {s:?} must be http or https")));
+    }
+    Ok(url)
+}
+
+fn read_file(what: &str, path: &std::path::Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::Io {
+        what: what.into(),
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+pub(crate) struct Inner {
+    pub(crate) http: reqwest::Client,
+    pub(crate) hub: Url,
+    pub(crate) topurl: Option<Url>,
+    pub(crate) weburl: Option<String>,
+    auth: Auth,
+    pub(crate) retry: RetryPolicy,
+    session: Mutex<Option<Session>>,
+}
+
+/// An async Koji hub client. Cheap to clone: clones share the connection pool and the session.
+///
+/// ```no_run
+/// # async fn demo() -> koji_client::Result<()> {
+/// use koji_client::{Client, TaskId};
+/// let koji = Client::builder("https://koji.example.org/kojihub")
+///     .topurl("https://kojipkgs.example.org")
+///     .build()?;
+/// let info = koji.get_task_info(TaskId(4242)).await?;
+/// println!("{} is {}", info.id, info.state);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("hub", &self.inner.hub.as_str())
+            .field("topurl", &self.inner.topurl.as_ref().map(Url::as_str))
+            .field("auth", &self.inner.auth)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Methods that never change hub state, so an anonymous session may repeat them after a lost answer.
+fn is_read_only(method: &str) -> bool {
+    const PREFIXES: [&str; 8] = ["get", "list", "query", "count", "search", "echo", "has", "_listapi"];
+    PREFIXES.iter().any(|p| method.starts_with(p))
+}
+
+impl Client {
+    /// Start building a client for the hub at `hub`.
+    pub fn builder(hub: impl Into<String>) -> ClientBuilder {
+        ClientBuilder::new(hub)
+    }
+
+    /// The hub URL.
+    pub fn hub_url(&self) -> &Url {
+        &self.inner.hub
+    }
+
+    /// The file tree URL, if configured.
+    pub fn topurl(&self) -> Option<&Url> {
+        self.inner.topurl.as_ref()
+    }
+
+    /// A link to a task in the web UI, if `weburl` is configured.
+    pub fn task_url(&self, task: crate::TaskId) -> Option<String> {
+        self.inner
+            .weburl
+            .as_ref()
+            .map(|w| format!("{}/taskinfo?taskID={}", w.trim_end_matches('/'), task.0))
+    }
+
+    /// Whether a session is open.
+    pub async fn is_logged_in(&self) -> bool {
+        self.inner.session.lock().await.is_some()
+    }
+
+    /// Call any hub method with positional and keyword arguments, returning the raw XML-RPC value.
+    ///
+    /// ```no_run
+    /// # async fn demo(koji: koji_client::Client) -> koji_client::Result<()> {
+    /// use koji_client::{Value, to_value};
+    /// let tasks = koji
+    ///     .call("listTasks", vec![], vec![("opts".into(), to_value(&serde_json::json!({"method": "image"}))?)])
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn call(&self, method: &str, args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Result<Value> {
+        match self.call_once_logical(method, &args, &kwargs).await {
+            Err(Error::Fault { fault, .. }) if fault.kind == FaultKind::AuthExpired && self.can_renew().await => {
+                tracing::info!(method, "koji session expired; logging in again");
+                self.renew().await?;
+                self.call_once_logical(method, &args, &kwargs).await
+            }
+            other => other,
+        }
+    }
+
+    /// [`Client::call`], decoding the answer into `T`.
+    pub async fn call_as<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: Vec<Value>,
+        kwargs: Vec<(String, Value)>,
+    ) -> Result<T> {
+        let v = self.call(method, args, kwargs).await?;
+        decode(method, v)
+    }
+
+    async fn can_renew(&self) -> bool {
+        !matches!(self.inner.auth, Auth::Anonymous) && self.inner.session.lock().await.is_some()
+    }
+
+    /// One logical call: one call number, retried (with that same number) per the policy.
+    async fn call_once_logical(&self, method: &str, args: &[Value], kwargs: &[(String, Value)]) -> Result<Value> {
+        let body = xmlrpc::encode_call(method, args, kwargs)?;
+        let (headers, logged_in) = {
+            let mut guard = self.inner.session.lock().await;
+            match guard.as_mut() {
+                Some(s) => {
+                    let callnum = s.callnum;
+                    s.callnum += 1;
+                    let h = vec![
+                        ("Koji-Session-Id", s.id.to_string()),
+                        ("Koji-Session-Key", s.key.expose_secret().to_string()),
+                        ("Koji-Session-Callnum", callnum.to_string()),
+                    ];
+                    (h, s.header_auth)
+                }
+                None => (Vec::new(), false),
+            }
+        };
+        let mut url = self.inner.hub.clone();
+        if method == "sslLogin" {
+            url.path_segments_mut()
+                .map_err(|()| Error::InvalidInput("hub URL cannot be a base".into()))?
+                .pop_if_empty()
+                .push("ssllogin");
+        }
+        let policy = &self.inner.retry;
+        let may_retry_transport = logged_in || policy.anon_retry || is_read_only(method);
+        let send = || self.send(method, &url, &headers, &body);
+        send.retry(policy.backoff())
+            .when(|e: &Error| match e {
+                Error::Fault { fault, .. } => fault.kind == FaultKind::ServerOffline && policy.offline_retry,
+                e => may_retry_transport && e.is_retryable(),
+            })
+            .notify(|e, d| tracing::warn!(method, error = %e, delay = ?d, "koji call failed; retrying"))
+            .await
+    }
+
+    async fn send(&self, method: &str, url: &Url, headers: &[(&str, String)], body: &str) -> Result<Value> {
+        let span = tracing::debug_span!("koji_call", method);
+        let _enter = span.enter();
+        let mut req = self
+            .inner
+            .http
+            .post(url.clone())
+            .header("Content-Type", "text/xml")
+            .body(body.to_owned());
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        let resp = req.send().await.map_err(|source| Error::Transport {
+            method: method.into(),
+            url: url.to_string(),
+            source,
+        })?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|source| Error::Transport {
+            method: method.into(),
+            url: url.to_string(),
+            source,
+        })?;
+        if !status.is_success() {
+            return Err(Error::Http {
+                method: method.into(),
+                url: url.to_string(),
+                status: status.as_u16(),
+                body: text.trim().chars().take(300).collect(),
+            });
+        }
+        xmlrpc::decode_response(method, &text)
+    }
+
+    /// Several calls in one request (`multiCall`). Each entry answers on its own: a fault in one does
+    /// not fail the others.
+    ///
+    /// ```no_run
+    /// # async fn demo(koji: koji_client::Client) -> koji_client::Result<()> {
+    /// use koji_client::{MultiCall, Value};
+    /// let results = koji
+    ///     .multicall(MultiCall::new().add("getTaskInfo", vec![Value::Integer(1)], vec![]).add("getKojiVersion", vec![], vec![]))
+    ///     .await?;
+    /// for r in results { println!("{:?}", r.is_ok()); }
+    /// # Ok(()) }
+    /// ```
+    pub async fn multicall(&self, calls: MultiCall) -> Result<Vec<std::result::Result<Value, Fault>>> {
+        if calls.calls.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = calls.calls.len();
+        let mut entries = Vec::with_capacity(n);
+        for (name, args, kwargs) in calls.calls {
+            let mut params = args;
+            if !kwargs.is_empty() {
+                let mut m: std::collections::BTreeMap<String, Value> = kwargs.into_iter().collect();
+                m.insert(xmlrpc::STARSTAR.into(), Value::Boolean(true));
+                params.push(Value::Struct(m));
+            }
+            let mut e = std::collections::BTreeMap::new();
+            e.insert("methodName".to_string(), Value::String(name));
+            e.insert("params".to_string(), Value::Array(params));
+            entries.push(Value::Struct(e));
+        }
+        let v = self.call("multiCall", vec![Value::Array(entries)], vec![]).await?;
+        let Value::Array(items) = v else {
+            return Err(Error::Decode {
+                method: "multiCall".into(),
+                reason: "expected an array of results".into(),
+            });
+        };
+        if items.len() != n {
+            return Err(Error::Decode {
+                method: "multiCall".into(),
+                reason: format!("sent {n} calls, got {} results", items.len()),
+            });
+        }
+        items
+            .into_iter()
+            .map(|item| match item {
+                Value::Array(mut one) if one.len() == 1 => Ok(Ok(one.remove(0))),
+                other => match xmlrpc::fault_from_struct(&other) {
+                    Some(f) => Ok(Err(f)),
+                    None => Err(Error::Decode {
+                        method: "multiCall".into(),
+                        reason: format!("entry is neither [result] nor a fault: {other:?}"),
+                    }),
+                },
+            })
+            .collect()
+    }
+
+    /// Log in with the configured [`Auth`]. Anonymous clients need no login.
+    pub async fn login(&self) -> Result<()> {
+        self.login_inner(false).await
+    }
+
+    async fn renew(&self) -> Result<()> {
+        self.login_inner(true).await
+    }
+
+    async fn login_inner(&self, renew: bool) -> Result<()> {
+        let info: serde_json::Value = match &self.inner.auth {
+            Auth::Anonymous => return Ok(()),
+            Auth::Password { user, password } => {
+                let mut kwargs = vec![("opts".to_string(), Value::Nil)];
+                if renew {
+                    kwargs.push(("renew".into(), Value::Boolean(true)));
+                }
+                let args = vec![
+                    Value::String(user.clone()),
+                    Value::String(password.expose_secret().to_string()),
+                ];
+                // A login is never replayed blindly; it carries the old session only when renewing.
+                if !renew {
+                    *self.inner.session.lock().await = None;
+                }
+                let v = self.call_once_logical("login", &args, &kwargs).await?;
+                decode("login", v)?
+            }
+            Auth::Certificate { .. } => {
+                let kwargs = if renew {
+                    vec![("renew".to_string(), Value::Boolean(true))]
+                } else {
+                    *self.inner.session.lock().await = None;
+                    vec![]
+                };
+                let v = self.call_once_logical("sslLogin", &[], &kwargs).await?;
+                decode("sslLogin", v)?
+            }
+            #[cfg(feature = "gssapi")]
+            Auth::Kerberos => crate::gssapi::login(self, renew).await?,
+        };
+        self.set_session(&info).await
+    }
+
+    pub(crate) async fn set_session(&self, info: &serde_json::Value) -> Result<()> {
+        if info.is_null() || info == &serde_json::Value::Bool(false) {
+            return Err(Error::Auth("the hub refused the login (it answered no session)".into()));
+        }
+        let id = info
+            .get("session-id")
+            .and_then(serde_json::Value::as_i64)
+            .ok_or_else(|| Error::Decode {
+                method: "login".into(),
+                reason: "no session-id in the answer".into(),
+            })?;
+        let key = info
+            .get("session-key")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| Error::Decode {
+                method: "login".into(),
+                reason: "no session-key in the answer".into(),
+            })?;
+        let header_auth = info
+            .get("header-auth")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(true);
+        tracing::debug!(session_id = id, "koji login succeeded");
+        *self.inner.session.lock().await = Some(Session {
+            id,
+            key: SecretString::from(key.to_string()),
+            callnum: 0,
+            header_auth,
+        });
+        Ok(())
+    }
+
+    /// End the session (`logout`). Safe to call when not logged in.
+    pub async fn logout(&self) -> Result<()> {
+        if self.inner.session.lock().await.is_none() {
+            return Ok(());
+        }
+        let r = self
+            .call_once_logical("logout", &[], &[("session_id".to_string(), Value::Nil)])
+            .await;
+        *self.inner.session.lock().await = None;
+        r.map(|_| ())
+    }
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(method: &str, v: Value) -> Result<T> {
+    xmlrpc::from_value(v).map_err(|reason| Error::Decode {
+        method: method.into(),
+        reason,
+    })
+}
+
+/// A batch of calls for [`Client::multicall`].
+#[derive(Debug, Default, Clone)]
+#[must_use]
+pub struct MultiCall {
+    calls: Vec<(String, Vec<Value>, Kwargs)>,
+}
+
+impl MultiCall {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Add a call.
+    pub fn add(mut self, method: impl Into<String>, args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Self {
+        self.calls.push((method.into(), args, kwargs));
+        self
+    }
+
+    /// How many calls are in the batch.
+    pub fn len(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Whether the batch is empty.
+    pub fn is_empty(&self) -> bool {
+        self.calls.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_secrets() {
+        let auth = Auth::Password {
+            user: "u".into(),
+            password: SecretString::from("hunter2".to_string()),
+        };
+        let s = Session {
+            id: 7,
+            key: SecretString::from("1-abc".to_string()),
+            callnum: 0,
+            header_auth: true,
+        };
+        let text = format!("{auth:?} {s:?}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(!text.contains("1-abc"), "{text}");
+        let client = ClientBuilder::new("http://127.0.0.1:1/kojihub")
+            .auth(auth)
+            .build()
+            .unwrap();
+        assert!(!format!("{client:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn read_only_methods_are_recognised() {
+        assert!(is_read_only("getTaskInfo"));
+        assert!(is_read_only("listBuilds"));
+        assert!(!is_read_only("buildImageOz"));
+        assert!(!is_read_only("tagBuild"));
+    }
+
+    #[test]
+    fn bad_urls_are_refused_before_any_request() {
+        assert!(ClientBuilder::new("not a url").build().is_err());
+        assert!(ClientBuilder::new("ftp://hub/kojihub").build().is_err());
+    }
+}
