@@ -66,6 +66,8 @@ mod error;
 mod gssapi;
 mod images;
 mod tasks;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod watch;
 pub mod xmlrpc;
 

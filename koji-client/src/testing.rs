@@ -1,0 +1,390 @@
+//! An in-process Koji hub for tests (feature `testing`).
+//!
+//! [`MockHub`] answers XML-RPC calls from scripted or recorded answers, keeps every request it
+//! received (decoded into method, args and kwargs, plus headers and the raw XML), and serves task
+//! output files under a `topurl` with `Range` support. Login answers with a session; later calls are
+//! expected to carry it.
+//!
+//! ```
+//! # async fn demo() {
+//! use koji_client::testing::{Answer, MockHub};
+//! use koji_client::{Client, TaskId};
+//! let hub = MockHub::start().await;
+//! hub.answer("getTaskInfo", Answer::value(serde_json::json!({"id": 1, "method": "image", "state": 2})));
+//! let koji = Client::builder(hub.hub_url()).build().unwrap();
+//! let info = koji.get_task_info(TaskId(1)).await.unwrap();
+//! assert_eq!(hub.requests()[0].method, "getTaskInfo");
+//! # }
+//! ```
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use wiremock::matchers::{method, path, path_regex};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+use crate::xmlrpc::{STARSTAR, Value, to_value, value_to_json};
+
+/// What the hub answers to one call.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Answer {
+    /// A method response with this value.
+    Value(serde_json::Value),
+    /// An XML-RPC fault.
+    Fault(i32, String),
+    /// An HTTP error status with a short body.
+    Http(u16),
+    /// A raw body with status 200 (garbage, truncated XML, HTML).
+    Raw(String),
+}
+
+impl Answer {
+    /// A method response.
+    pub fn value(v: serde_json::Value) -> Self {
+        Answer::Value(v)
+    }
+    /// A fault.
+    pub fn fault(code: i32, message: impl Into<String>) -> Self {
+        Answer::Fault(code, message.into())
+    }
+}
+
+/// One request the hub received.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RecordedCall {
+    /// The URL path (`/kojihub` or `/kojihub/ssllogin`).
+    pub path: String,
+    /// The method name.
+    pub method: String,
+    /// Positional arguments.
+    pub args: Vec<serde_json::Value>,
+    /// Keyword arguments (the `__starstar` struct, without its marker).
+    pub kwargs: serde_json::Map<String, serde_json::Value>,
+    /// Request headers, lower-case names.
+    pub headers: BTreeMap<String, String>,
+    /// The raw XML body.
+    pub raw: String,
+}
+
+#[derive(Default)]
+struct HubState {
+    /// method → answers in order; the last one repeats.
+    scripted: HashMap<String, VecDeque<Answer>>,
+    /// (method, args as JSON) → answer, from recorded calls.
+    recorded: HashMap<(String, String), VecDeque<Answer>>,
+    requests: Vec<RecordedCall>,
+    files: HashMap<String, Vec<u8>>,
+    /// Serve file bodies only up to this many bytes on the next N GETs (to fake a cut connection).
+    file_failures: VecDeque<u16>,
+    delay: Option<Duration>,
+}
+
+fn lock(state: &Mutex<HubState>) -> MutexGuard<'_, HubState> {
+    // A panicking test thread must not hide the requests from the others.
+    state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A scripted Koji hub and file server on 127.0.0.1.
+pub struct MockHub {
+    server: MockServer,
+    state: Arc<Mutex<HubState>>,
+}
+
+impl std::fmt::Debug for MockHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockHub").field("uri", &self.server.uri()).finish()
+    }
+}
+
+fn xml_response(value: &serde_json::Value) -> String {
+    let v = to_value(value).unwrap_or(Value::Nil);
+    let body = dxr::MethodResponse { value: v }.to_xml().unwrap_or_default();
+    format!("<?xml version='1.0'?>\n{body}\n")
+}
+
+fn xml_fault(code: i32, message: &str) -> String {
+    let body = dxr::FaultResponse {
+        fault: dxr::Fault::new(code, message.to_string()),
+    }
+    .to_xml()
+    .unwrap_or_default();
+    format!("<?xml version='1.0'?>\n{body}\n")
+}
+
+fn decode_call(
+    raw: &str,
+) -> Option<(
+    String,
+    Vec<serde_json::Value>,
+    serde_json::Map<String, serde_json::Value>,
+)> {
+    let body = raw.trim();
+    let body = match body.strip_prefix("<?xml") {
+        Some(rest) => rest.split_once("?>")?.1.trim(),
+        None => body,
+    };
+    let call = dxr::MethodCall::from_xml(body).ok()?;
+    let mut args: Vec<serde_json::Value> = call.params.into_iter().map(value_to_json).collect();
+    let mut kwargs = serde_json::Map::new();
+    if let Some(serde_json::Value::Object(last)) = args.last()
+        && last.get(STARSTAR) == Some(&serde_json::Value::Bool(true))
+    {
+        if let Some(serde_json::Value::Object(mut m)) = args.pop() {
+            m.remove(STARSTAR);
+            kwargs = m;
+        }
+    }
+    Some((call.name.into_owned(), args, kwargs))
+}
+
+fn pop(queue: &mut VecDeque<Answer>) -> Option<Answer> {
+    if queue.len() > 1 {
+        queue.pop_front()
+    } else {
+        queue.front().cloned()
+    }
+}
+
+struct RpcResponder(Arc<Mutex<HubState>>);
+
+impl Respond for RpcResponder {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let raw = String::from_utf8_lossy(&req.body).into_owned();
+        let Some((name, args, kwargs)) = decode_call(&raw) else {
+            return ResponseTemplate::new(400).set_body_string("not an XML-RPC call");
+        };
+        let headers = req
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_ascii_lowercase(),
+                    v.to_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        let mut st = lock(&self.0);
+        let answer = if name == "multiCall" {
+            multicall_answer(&mut st, &args)
+        } else {
+            lookup(&mut st, &name, &args)
+        };
+        st.requests.push(RecordedCall {
+            path: req.url.path().to_string(),
+            method: name,
+            args,
+            kwargs,
+            headers,
+            raw,
+        });
+        let delay = st.delay;
+        drop(st);
+        let t = match answer {
+            Answer::Value(v) => ResponseTemplate::new(200)
+                .insert_header("content-type", "text/xml")
+                .set_body_string(xml_response(&v)),
+            Answer::Fault(code, msg) => ResponseTemplate::new(200)
+                .insert_header("content-type", "text/xml")
+                .set_body_string(xml_fault(code, &msg)),
+            Answer::Http(status) => ResponseTemplate::new(status).set_body_string(format!("HTTP {status}")),
+            Answer::Raw(body) => ResponseTemplate::new(200).set_body_string(body),
+        };
+        match delay {
+            Some(d) => t.set_delay(d),
+            None => t,
+        }
+    }
+}
+
+fn lookup(st: &mut HubState, name: &str, args: &[serde_json::Value]) -> Answer {
+    let key = (name.to_string(), serde_json::Value::Array(args.to_vec()).to_string());
+    st.scripted
+        .get_mut(name)
+        .and_then(pop)
+        .or_else(|| st.recorded.get_mut(&key).and_then(pop))
+        .unwrap_or_else(|| default_answer(name))
+}
+
+/// Answer each entry of a `multiCall` on its own: `[value]` or a fault struct.
+fn multicall_answer(st: &mut HubState, args: &[serde_json::Value]) -> Answer {
+    let Some(serde_json::Value::Array(calls)) = args.first() else {
+        return Answer::Fault(1019, "multiCall takes a list of calls".into());
+    };
+    let mut out = Vec::new();
+    for c in calls {
+        let name = c
+            .get("methodName")
+            .and_then(|m| m.as_str())
+            .unwrap_or_default()
+            .to_string();
+        let mut params = c.get("params").and_then(|p| p.as_array()).cloned().unwrap_or_default();
+        if params
+            .last()
+            .is_some_and(|l| l.get(STARSTAR) == Some(&serde_json::Value::Bool(true)))
+        {
+            params.pop();
+        }
+        out.push(match lookup(st, &name, &params) {
+            Answer::Value(v) => serde_json::json!([v]),
+            Answer::Fault(code, msg) => serde_json::json!({"faultCode": code, "faultString": msg}),
+            Answer::Http(s) => serde_json::json!({"faultCode": 1000, "faultString": format!("HTTP {s}")}),
+            Answer::Raw(r) => serde_json::json!({"faultCode": 1000, "faultString": r}),
+        });
+    }
+    Answer::Value(serde_json::Value::Array(out))
+}
+
+fn default_answer(method: &str) -> Answer {
+    match method {
+        "login" | "sslLogin" => {
+            Answer::Value(serde_json::json!({"session-id": 7, "session-key": "1-abc", "header-auth": true}))
+        }
+        "logout" => Answer::Value(serde_json::Value::Null),
+        "getAPIVersion" => Answer::Value(serde_json::json!(1)),
+        "getKojiVersion" => Answer::Value(serde_json::json!("1.35.2")),
+        other => Answer::Fault(1000, format!("mock hub has no answer for {other}")),
+    }
+}
+
+struct FileResponder(Arc<Mutex<HubState>>);
+
+impl Respond for FileResponder {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let mut st = lock(&self.0);
+        let Some(data) = st.files.get(req.url.path()).cloned() else {
+            return ResponseTemplate::new(404).set_body_string("Not Found");
+        };
+        if let Some(status) = st.file_failures.pop_front() {
+            return ResponseTemplate::new(status).set_body_string("try again");
+        }
+        drop(st);
+        let start = req
+            .headers
+            .get("range")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("bytes="))
+            .and_then(|v| v.strip_suffix('-'))
+            .and_then(|v| v.parse::<usize>().ok());
+        match start {
+            Some(s) if s >= data.len() => ResponseTemplate::new(416),
+            Some(s) => ResponseTemplate::new(206)
+                .insert_header(
+                    "content-range",
+                    format!("bytes {}-{}/{}", s, data.len() - 1, data.len()).as_str(),
+                )
+                .set_body_bytes(data[s..].to_vec()),
+            None => ResponseTemplate::new(200).set_body_bytes(data),
+        }
+    }
+}
+
+impl MockHub {
+    /// Start the hub on a free port.
+    pub async fn start() -> Self {
+        let server = MockServer::start().await;
+        let state = Arc::new(Mutex::new(HubState::default()));
+        Mock::given(method("POST"))
+            .and(path_regex(r"^/kojihub(/ssllogin)?$"))
+            .respond_with(RpcResponder(state.clone()))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path_regex(r"^/kojifiles/.*"))
+            .respond_with(FileResponder(state.clone()))
+            .mount(&server)
+            .await;
+        // Anything else is a wrong URL in the client.
+        Mock::given(path("/"))
+            .respond_with(ResponseTemplate::new(404))
+            .mount(&server)
+            .await;
+        MockHub { server, state }
+    }
+
+    /// The hub URL (`…/kojihub`).
+    pub fn hub_url(&self) -> String {
+        format!("{}/kojihub", self.server.uri())
+    }
+
+    /// The file tree URL (`…/kojifiles`).
+    pub fn topurl(&self) -> String {
+        format!("{}/kojifiles", self.server.uri())
+    }
+
+    /// Queue an answer for `method`; answers are used in order and the last one repeats.
+    pub fn answer(&self, method: &str, answer: Answer) -> &Self {
+        lock(&self.state)
+            .scripted
+            .entry(method.to_string())
+            .or_default()
+            .push_back(answer);
+        self
+    }
+
+    /// Forget the scripted answers of `method`.
+    pub fn clear(&self, method: &str) -> &Self {
+        lock(&self.state).scripted.remove(method);
+        self
+    }
+
+    /// Answer from recorded calls (`{method, args, kwargs, result}`, the format of Koji's test data);
+    /// calls with the same method and args answer in recorded order. A `result` holding `faultCode`
+    /// is answered as a fault.
+    pub fn load_recorded(&self, calls: &[serde_json::Value]) -> &Self {
+        let mut st = lock(&self.state);
+        for c in calls {
+            let Some(m) = c.get("method").and_then(|m| m.as_str()) else {
+                continue;
+            };
+            let args = c.get("args").cloned().unwrap_or(serde_json::json!([]));
+            let result = c.get("result").cloned().unwrap_or(serde_json::Value::Null);
+            let answer = match (
+                result.get("faultCode").and_then(|v| v.as_i64()),
+                result.get("faultString"),
+            ) {
+                (Some(code), Some(msg)) => Answer::Fault(
+                    i32::try_from(code).unwrap_or(1000),
+                    msg.as_str().unwrap_or_default().to_string(),
+                ),
+                _ => Answer::Value(result),
+            };
+            st.recorded
+                .entry((m.to_string(), args.to_string()))
+                .or_default()
+                .push_back(answer);
+        }
+        self
+    }
+
+    /// Serve `data` as output `name` of `task` on the default volume.
+    pub fn add_task_file(&self, task: i64, name: &str, data: Vec<u8>) -> &Self {
+        let p = format!("/kojifiles/work/tasks/{}/{}/{}", task % 10000, task, name);
+        lock(&self.state).files.insert(p, data);
+        self
+    }
+
+    /// Answer the next file GETs with these HTTP statuses before serving again.
+    pub fn fail_file_gets(&self, statuses: &[u16]) -> &Self {
+        lock(&self.state).file_failures.extend(statuses.iter().copied());
+        self
+    }
+
+    /// Delay every XML-RPC answer.
+    pub fn set_delay(&self, d: Option<Duration>) -> &Self {
+        lock(&self.state).delay = d;
+        self
+    }
+
+    /// Every XML-RPC request received so far.
+    pub fn requests(&self) -> Vec<RecordedCall> {
+        lock(&self.state).requests.clone()
+    }
+
+    /// The requests of one method.
+    pub fn calls_of(&self, method: &str) -> Vec<RecordedCall> {
+        self.requests().into_iter().filter(|c| c.method == method).collect()
+    }
+}
