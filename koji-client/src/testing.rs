@@ -129,13 +129,11 @@ fn decode_call(
     let call = dxr::MethodCall::from_xml(body).ok()?;
     let mut args: Vec<serde_json::Value> = call.params.into_iter().map(value_to_json).collect();
     let mut kwargs = serde_json::Map::new();
-    if let Some(serde_json::Value::Object(last)) = args.last()
-        && last.get(STARSTAR) == Some(&serde_json::Value::Bool(true))
-    {
-        if let Some(serde_json::Value::Object(mut m)) = args.pop() {
-            m.remove(STARSTAR);
-            kwargs = m;
-        }
+    let is_kwargs = matches!(args.last(), Some(serde_json::Value::Object(last))
+        if last.get(STARSTAR) == Some(&serde_json::Value::Bool(true)));
+    if is_kwargs && let Some(serde_json::Value::Object(mut m)) = args.pop() {
+        m.remove(STARSTAR);
+        kwargs = m;
     }
     Some((call.name.into_owned(), args, kwargs))
 }

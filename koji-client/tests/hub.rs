@@ -1,5 +1,8 @@
 //! The client against a scripted hub built from recorded real answers (`tests/fixtures`).
 
+// Test helpers panic on setup failures; that is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use koji_client::testing::{Answer, MockHub};
