@@ -77,6 +77,12 @@ struct Args {
     /// Extra repository (repeatable).
     #[arg(long = "repo")]
     repos: Vec<String>,
+    /// OVA option KEY=VALUE (repeatable).
+    #[arg(long = "ova-option")]
+    ova_options: Vec<String>,
+    /// Image Factory parameter: KEY VALUE (repeatable).
+    #[arg(long = "factory-parameter", num_args = 2, value_names = ["KEY", "VALUE"])]
+    factory_parameters: Vec<String>,
     /// Arches allowed to fail, comma separated.
     #[arg(long)]
     optional_arches: Option<String>,
@@ -147,6 +153,14 @@ fn request(args: &Args) -> ImageBuild {
     }
     if let Some(d) = args.disk_size {
         r = r.disk_size(d);
+    }
+    for o in &args.ova_options {
+        r = r.ova_option(o);
+    }
+    for kv in args.factory_parameters.chunks(2) {
+        if let [k, v] = kv {
+            r = r.factory_parameter(k, v);
+        }
     }
     if let Some(o) = &args.optional_arches {
         r = r.optional_arches(o.split(',').filter(|s| !s.is_empty()));
