@@ -83,8 +83,8 @@ pub struct DownloadedFile {
     pub size: u64,
     /// Its SHA-256 (hex).
     pub sha256: String,
-    /// Its MD5 (hex).
-    pub md5: String,
+    /// Its MD5 (hex), computed only when an MD5 was expected (MD5 costs more CPU than the download).
+    pub md5: Option<String>,
 }
 
 /// Which outputs of a task tree to download.
@@ -153,23 +153,76 @@ pub fn task_output_url(topurl: &Url, task: TaskId, volume: &str, file: &str) -> 
     Ok(url)
 }
 
+/// SHA-256 (always) and MD5 (when asked) computed on a thread of their own, so hashing overlaps with
+/// receiving and writing instead of adding to them. The channel is bounded: memory stays flat.
+struct HashWorker {
+    tx: tokio::sync::mpsc::Sender<HashMsg>,
+    handle: std::thread::JoinHandle<(String, Option<String>)>,
+}
+
+enum HashMsg {
+    Data(bytes::Bytes),
+    Reset,
+}
+
+impl HashWorker {
+    fn start(with_md5: bool) -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<HashMsg>(32);
+        let handle = std::thread::spawn(move || {
+            let mut sha256 = Sha256::new();
+            let mut md5 = with_md5.then(Md5::new);
+            while let Some(msg) = rx.blocking_recv() {
+                match msg {
+                    HashMsg::Data(b) => {
+                        sha256.update(&b);
+                        if let Some(m) = md5.as_mut() {
+                            m.update(&b);
+                        }
+                    }
+                    HashMsg::Reset => {
+                        sha256 = Sha256::new();
+                        md5 = with_md5.then(Md5::new);
+                    }
+                }
+            }
+            (hex::encode(sha256.finalize()), md5.map(|m| hex::encode(m.finalize())))
+        });
+        HashWorker { tx, handle }
+    }
+
+    async fn send(&self, msg: HashMsg) -> Result<()> {
+        self.tx
+            .send(msg)
+            .await
+            .map_err(|_| Error::InvalidInput("the hashing thread stopped".into()))
+    }
+
+    async fn finish(self) -> Result<(String, Option<String>)> {
+        drop(self.tx);
+        let handle = self.handle;
+        tokio::task::spawn_blocking(move || handle.join())
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .ok_or_else(|| Error::InvalidInput("the hashing thread panicked".into()))
+    }
+}
+
 /// Streams bytes into a file while hashing; the state survives a resumed attempt.
 struct Sink {
     file: tokio::io::BufWriter<tokio::fs::File>,
-    sha256: Sha256,
-    md5: Md5,
+    hasher: HashWorker,
     written: u64,
 }
 
 impl Sink {
-    async fn write(&mut self, data: &[u8], path: &Path) -> Result<()> {
-        self.sha256.update(data);
-        self.md5.update(data);
+    async fn write(&mut self, data: bytes::Bytes, path: &Path) -> Result<()> {
         self.written += data.len() as u64;
         self.file
-            .write_all(data)
+            .write_all(&data)
             .await
-            .map_err(|source| io_err("write", path, source))
+            .map_err(|source| io_err("write", path, source))?;
+        self.hasher.send(HashMsg::Data(data)).await
     }
 }
 
@@ -191,20 +244,19 @@ fn partial_path(dest: &Path) -> PathBuf {
 
 /// Open `.NAME.partial` for appending; bytes already there (an earlier, interrupted run) are hashed
 /// once so the download can resume instead of starting over.
-async fn open_sink(partial: &Path) -> Result<Sink> {
-    let mut sha256 = Sha256::new();
-    let mut md5 = Md5::new();
+async fn open_sink(partial: &Path, with_md5: bool) -> Result<Sink> {
+    let hasher = HashWorker::start(with_md5);
     let mut written = 0u64;
     if let Ok(mut f) = tokio::fs::File::open(partial).await {
-        let mut buf = vec![0u8; 1 << 20];
         loop {
+            let mut buf = vec![0u8; 1 << 20];
             let n = f.read(&mut buf).await.map_err(|e| io_err("read", partial, e))?;
             if n == 0 {
                 break;
             }
-            sha256.update(&buf[..n]);
-            md5.update(&buf[..n]);
+            buf.truncate(n);
             written += n as u64;
+            hasher.send(HashMsg::Data(buf.into())).await?;
         }
     }
     let file = tokio::fs::OpenOptions::new()
@@ -215,8 +267,7 @@ async fn open_sink(partial: &Path) -> Result<Sink> {
         .map_err(|e| io_err("create", partial, e))?;
     Ok(Sink {
         file: tokio::io::BufWriter::with_capacity(1 << 20, file),
-        sha256,
-        md5,
+        hasher,
         written,
     })
 }
@@ -228,10 +279,13 @@ async fn restart(sink: &mut Sink, partial: &Path) -> Result<()> {
         .set_len(0)
         .await
         .map_err(|e| io_err("truncate", partial, e))?;
-    sink.sha256 = Sha256::new();
-    sink.md5 = Md5::new();
+    sink.hasher.send(HashMsg::Reset).await?;
     sink.written = 0;
     Ok(())
+}
+
+fn wants_md5(expected: Option<&Checksum>) -> bool {
+    expected.is_some_and(|c| c.algorithm == ChecksumAlgorithm::Md5)
 }
 
 /// Parse `Content-Range: bytes START-END/TOTAL`.
@@ -300,7 +354,7 @@ impl Client {
         let mut stream = resp.bytes_stream();
         while let Some(chunk) = stream.next().await {
             match chunk {
-                Ok(bytes) => sink.write(&bytes, partial).await?,
+                Ok(bytes) => sink.write(bytes, partial).await?,
                 Err(_) => break, // a cut connection shows as a short file below, and is resumed
             }
         }
@@ -324,13 +378,13 @@ impl Client {
         url: &Url,
         dest: &Path,
         expected: Option<&Checksum>,
-    ) -> Result<(u64, String, String)> {
+    ) -> Result<(u64, String, Option<String>)> {
         let partial = partial_path(dest);
         let file = dest
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let mut sink = open_sink(&partial).await?;
+        let mut sink = open_sink(&partial, wants_md5(expected)).await?;
         let mut attempt = 0usize;
         let mut delay = self.inner.retry.min_interval;
         loop {
@@ -355,19 +409,18 @@ impl Client {
         dest: &Path,
         file: &str,
         expected: Option<&Checksum>,
-    ) -> Result<(u64, String, String)> {
+    ) -> Result<(u64, String, Option<String>)> {
         sink.file.flush().await.map_err(|e| io_err("write", partial, e))?;
         sink.file
             .get_mut()
             .sync_all()
             .await
             .map_err(|e| io_err("sync", partial, e))?;
-        let sha256 = hex::encode(sink.sha256.finalize());
-        let md5 = hex::encode(sink.md5.finalize());
+        let (sha256, md5) = sink.hasher.finish().await?;
         if let Some(exp) = expected {
             let actual = match exp.algorithm {
                 ChecksumAlgorithm::Sha256 => &sha256,
-                ChecksumAlgorithm::Md5 => &md5,
+                ChecksumAlgorithm::Md5 => md5.as_ref().unwrap_or(&sha256),
             };
             if *actual != exp.hex {
                 let _ = tokio::fs::remove_file(partial).await;
@@ -393,10 +446,10 @@ impl Client {
         volume: &str,
         dest: &Path,
         expected: Option<&Checksum>,
-    ) -> Result<(u64, String, String)> {
+    ) -> Result<(u64, String, Option<String>)> {
         const CHUNK: i32 = 1 << 20;
         let partial = partial_path(dest);
-        let mut sink = open_sink(&partial).await?;
+        let mut sink = open_sink(&partial, wants_md5(expected)).await?;
         loop {
             let offset = i64::try_from(sink.written).map_err(|_| Error::InvalidInput("file too large".into()))?;
             let mut kwargs = vec![
@@ -431,7 +484,7 @@ impl Client {
             if data.is_empty() {
                 break;
             }
-            sink.write(&data, &partial).await?;
+            sink.write(data.into(), &partial).await?;
         }
         self.finish(sink, &partial, dest, name, expected).await
     }
