@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
+use backon::Retryable;
 use base64::Engine as _;
 use futures::StreamExt;
 use md5::Md5;
@@ -298,8 +299,8 @@ fn content_range(h: &reqwest::header::HeaderMap) -> Option<(u64, Option<u64>)> {
 }
 
 impl Client {
-    /// One attempt at fetching `url` into the sink from its current length. `Ok(true)` when the whole
-    /// file arrived.
+    /// One attempt at fetching `url` into the sink from its current length; `Ok` when the whole file
+    /// arrived.
     async fn fetch_range(&self, url: &Url, sink: &mut Sink, partial: &Path, file: &str) -> Result<()> {
         let mut req = self.inner.http.get(url.clone());
         if sink.written > 0 {
@@ -384,21 +385,15 @@ impl Client {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let mut sink = open_sink(&partial, wants_md5(expected)).await?;
-        let mut attempt = 0usize;
-        let mut delay = self.inner.retry.min_interval;
-        loop {
-            match self.fetch_range(url, &mut sink, &partial, &file).await {
-                Ok(()) => break,
-                Err(e) if e.is_retryable() && attempt < self.inner.retry.max_retries => {
-                    attempt += 1;
-                    tracing::warn!(%url, error = %e, attempt, "download interrupted; resuming");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(self.inner.retry.max_interval);
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let sink = tokio::sync::Mutex::new(open_sink(&partial, wants_md5(expected)).await?);
+        // The crate's one retry policy; each attempt resumes from what the sink already holds.
+        let attempt = || async { self.fetch_range(url, &mut *sink.lock().await, &partial, &file).await };
+        attempt
+            .retry(self.inner.retry.backoff())
+            .when(Error::is_retryable)
+            .notify(|e, d| tracing::warn!(%url, error = %e, delay = ?d, "download interrupted; resuming"))
+            .await?;
+        let sink = sink.into_inner();
         self.finish(sink, &partial, dest, &file, expected).await
     }
 
