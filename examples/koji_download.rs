@@ -36,13 +36,19 @@ struct Args {
     /// Expected SHA-256.
     #[arg(long)]
     sha256: Option<String>,
+    /// Do not fsync the file before renaming it (what `curl -o` does).
+    #[arg(long)]
+    no_fsync: bool,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
     let run = async {
-        let koji = Client::builder(&args.hub).topurl(&args.topurl).build()?;
+        let koji = Client::builder(&args.hub)
+            .topurl(&args.topurl)
+            .fsync_downloads(!args.no_fsync)
+            .build()?;
         tokio::fs::create_dir_all(&args.dest).await.ok();
         let expected = args.sha256.clone().map(Checksum::sha256);
         koji.download_task_file(

@@ -15,7 +15,7 @@ use futures::StreamExt;
 use md5::Md5;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use url::Url;
 
 use crate::client::Client;
@@ -154,77 +154,147 @@ pub fn task_output_url(topurl: &Url, task: TaskId, volume: &str, file: &str) -> 
     Ok(url)
 }
 
-/// SHA-256 (always) and MD5 (when asked) computed on a thread of their own, so hashing overlaps with
-/// receiving and writing instead of adding to them. The channel is bounded: memory stays flat.
-struct HashWorker {
-    tx: tokio::sync::mpsc::Sender<HashMsg>,
-    handle: std::thread::JoinHandle<(String, Option<String>)>,
+/// A thread that owns some blocking state and consumes messages from a bounded channel, so that work
+/// (hashing, disk writes) overlaps with receiving instead of adding to it, with flat memory.
+struct Worker<M: Send + 'static, R: Send + 'static> {
+    tx: tokio::sync::mpsc::Sender<M>,
+    handle: std::thread::JoinHandle<R>,
+    what: &'static str,
 }
 
-enum HashMsg {
-    Data(bytes::Bytes),
-    Reset,
-}
-
-impl HashWorker {
-    fn start(with_md5: bool) -> Self {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<HashMsg>(32);
-        let handle = std::thread::spawn(move || {
-            let mut sha256 = Sha256::new();
-            let mut md5 = with_md5.then(Md5::new);
-            while let Some(msg) = rx.blocking_recv() {
-                match msg {
-                    HashMsg::Data(b) => {
-                        sha256.update(&b);
-                        if let Some(m) = md5.as_mut() {
-                            m.update(&b);
-                        }
-                    }
-                    HashMsg::Reset => {
-                        sha256 = Sha256::new();
-                        md5 = with_md5.then(Md5::new);
-                    }
-                }
-            }
-            (hex::encode(sha256.finalize()), md5.map(|m| hex::encode(m.finalize())))
-        });
-        HashWorker { tx, handle }
+impl<M: Send + 'static, R: Send + 'static> Worker<M, R> {
+    fn start(what: &'static str, f: impl FnOnce(tokio::sync::mpsc::Receiver<M>) -> R + Send + 'static) -> Self {
+        let (tx, rx) = tokio::sync::mpsc::channel::<M>(WORKER_QUEUE);
+        let handle = std::thread::spawn(move || f(rx));
+        Worker { tx, handle, what }
     }
 
-    async fn send(&self, msg: HashMsg) -> Result<()> {
-        self.tx
-            .send(msg)
-            .await
-            .map_err(|_| Error::InvalidInput("the hashing thread stopped".into()))
+    /// Queue a message; `Err(())` when the thread has stopped (its result says why).
+    async fn send(&self, msg: M) -> std::result::Result<(), ()> {
+        self.tx.send(msg).await.map_err(|_| ())
     }
 
-    async fn finish(self) -> Result<(String, Option<String>)> {
+    async fn finish(self) -> Result<R> {
         drop(self.tx);
         let handle = self.handle;
+        let what = self.what;
         tokio::task::spawn_blocking(move || handle.join())
             .await
             .ok()
             .and_then(|r| r.ok())
-            .ok_or_else(|| Error::InvalidInput("the hashing thread panicked".into()))
+            .ok_or_else(|| Error::InvalidInput(format!("the {what} thread panicked")))
     }
+}
+
+/// Messages are batches of up to [`BATCH`] bytes; at most this many wait per worker.
+const WORKER_QUEUE: usize = 8;
+/// Received chunks (often 16 KiB) are gathered into batches this big before they go to the workers.
+const BATCH: usize = 1 << 20;
+
+enum Msg {
+    Data(bytes::Bytes),
+    /// Start over (the server would not resume).
+    Reset,
+}
+
+/// SHA-256 always, MD5 when asked.
+fn hash_thread(with_md5: bool) -> Worker<Msg, (String, Option<String>)> {
+    Worker::start("hashing", move |mut rx| {
+        let mut sha256 = Sha256::new();
+        let mut md5 = with_md5.then(Md5::new);
+        while let Some(msg) = rx.blocking_recv() {
+            match msg {
+                Msg::Data(b) => {
+                    sha256.update(&b);
+                    if let Some(m) = md5.as_mut() {
+                        m.update(&b);
+                    }
+                }
+                Msg::Reset => {
+                    sha256 = Sha256::new();
+                    md5 = with_md5.then(Md5::new);
+                }
+            }
+        }
+        (hex::encode(sha256.finalize()), md5.map(|m| hex::encode(m.finalize())))
+    })
+}
+
+/// Writes batches to the partial file with plain blocking writes (no per-write task hand-off), and
+/// fsyncs at the end when asked. Stops at the first I/O error, which `finish` returns.
+fn write_thread(mut file: std::fs::File, path: PathBuf, fsync: bool) -> Worker<Msg, Result<()>> {
+    use std::io::Write as _;
+    Worker::start("writing", move |mut rx| {
+        while let Some(msg) = rx.blocking_recv() {
+            match msg {
+                Msg::Data(b) => file.write_all(&b).map_err(|e| io_err("write", &path, e))?,
+                Msg::Reset => file.set_len(0).map_err(|e| io_err("truncate", &path, e))?,
+            }
+        }
+        if fsync {
+            file.sync_all().map_err(|e| io_err("sync", &path, e))?;
+        }
+        Ok(())
+    })
 }
 
 /// Streams bytes into a file while hashing; the state survives a resumed attempt.
 struct Sink {
-    file: tokio::io::BufWriter<tokio::fs::File>,
-    hasher: HashWorker,
+    pending: bytes::BytesMut,
+    writer: Worker<Msg, Result<()>>,
+    hasher: Worker<Msg, (String, Option<String>)>,
     written: u64,
 }
 
 impl Sink {
-    async fn write(&mut self, data: bytes::Bytes, path: &Path) -> Result<()> {
+    async fn write(&mut self, data: &[u8]) -> Result<()> {
         self.written += data.len() as u64;
-        self.file
-            .write_all(&data)
-            .await
-            .map_err(|source| io_err("write", path, source))?;
-        self.hasher.send(HashMsg::Data(data)).await
+        self.pending.extend_from_slice(data);
+        if self.pending.len() >= BATCH {
+            self.flush().await?;
+        }
+        Ok(())
     }
+
+    async fn send(&mut self, msg: impl Fn() -> Msg) -> Result<()> {
+        if self.writer.send(msg()).await.is_err() {
+            // The writer stopped on an I/O error: take it from the thread.
+            let writer = std::mem::replace(&mut self.writer, dead_writer());
+            writer.finish().await??;
+            return Err(Error::InvalidInput("the writing thread stopped".into()));
+        }
+        self.hasher
+            .send(msg())
+            .await
+            .map_err(|()| Error::InvalidInput("the hashing thread stopped".into()))
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::replace(&mut self.pending, bytes::BytesMut::with_capacity(BATCH)).freeze();
+        self.send(|| Msg::Data(batch.clone())).await
+    }
+
+    async fn restart(&mut self) -> Result<()> {
+        self.pending.clear();
+        self.written = 0;
+        self.send(|| Msg::Reset).await
+    }
+
+    /// Wait for every byte to be on disk (and fsynced when asked); the digests.
+    async fn finish(mut self) -> Result<(u64, String, Option<String>)> {
+        self.flush().await?;
+        self.writer.finish().await??;
+        let (sha256, md5) = self.hasher.finish().await?;
+        Ok((self.written, sha256, md5))
+    }
+}
+
+/// A stand-in after the real writer was joined; never receives anything.
+fn dead_writer() -> Worker<Msg, Result<()>> {
+    Worker::start("writing", |_rx| Ok(()))
 }
 
 fn io_err(what: &str, path: &Path, source: std::io::Error) -> Error {
@@ -245,44 +315,35 @@ fn partial_path(dest: &Path) -> PathBuf {
 
 /// Open `.NAME.partial` for appending; bytes already there (an earlier, interrupted run) are hashed
 /// once so the download can resume instead of starting over.
-async fn open_sink(partial: &Path, with_md5: bool) -> Result<Sink> {
-    let hasher = HashWorker::start(with_md5);
+async fn open_sink(partial: &Path, with_md5: bool, fsync: bool) -> Result<Sink> {
+    let hasher = hash_thread(with_md5);
     let mut written = 0u64;
     if let Ok(mut f) = tokio::fs::File::open(partial).await {
         loop {
-            let mut buf = vec![0u8; 1 << 20];
+            let mut buf = vec![0u8; BATCH];
             let n = f.read(&mut buf).await.map_err(|e| io_err("read", partial, e))?;
             if n == 0 {
                 break;
             }
             buf.truncate(n);
             written += n as u64;
-            hasher.send(HashMsg::Data(buf.into())).await?;
+            hasher
+                .send(Msg::Data(buf.into()))
+                .await
+                .map_err(|()| Error::InvalidInput("the hashing thread stopped".into()))?;
         }
     }
-    let file = tokio::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(partial)
-        .await
         .map_err(|e| io_err("create", partial, e))?;
     Ok(Sink {
-        file: tokio::io::BufWriter::with_capacity(1 << 20, file),
+        pending: bytes::BytesMut::with_capacity(BATCH),
+        writer: write_thread(file, partial.to_path_buf(), fsync),
         hasher,
         written,
     })
-}
-
-async fn restart(sink: &mut Sink, partial: &Path) -> Result<()> {
-    sink.file.flush().await.map_err(|e| io_err("write", partial, e))?;
-    sink.file
-        .get_mut()
-        .set_len(0)
-        .await
-        .map_err(|e| io_err("truncate", partial, e))?;
-    sink.hasher.send(HashMsg::Reset).await?;
-    sink.written = 0;
-    Ok(())
 }
 
 fn wants_md5(expected: Option<&Checksum>) -> bool {
@@ -301,7 +362,7 @@ fn content_range(h: &reqwest::header::HeaderMap) -> Option<(u64, Option<u64>)> {
 impl Client {
     /// One attempt at fetching `url` into the sink from its current length; `Ok` when the whole file
     /// arrived.
-    async fn fetch_range(&self, url: &Url, sink: &mut Sink, partial: &Path, file: &str) -> Result<()> {
+    async fn fetch_range(&self, url: &Url, sink: &mut Sink, file: &str) -> Result<()> {
         let mut req = self.inner.http.get(url.clone());
         if sink.written > 0 {
             req = req.header(reqwest::header::RANGE, format!("bytes={}-", sink.written));
@@ -316,7 +377,7 @@ impl Client {
         let expected_total = match status.as_u16() {
             200 => {
                 if sink.written > 0 {
-                    restart(sink, partial).await?;
+                    sink.restart().await?;
                 }
                 resp.content_length()
             }
@@ -324,7 +385,7 @@ impl Client {
                 Some((start, total)) if start == sink.written => total,
                 _ => {
                     // The server resumed somewhere else; start over rather than corrupt the file.
-                    restart(sink, partial).await?;
+                    sink.restart().await?;
                     return Err(Error::Truncated {
                         file: file.into(),
                         expected: 0,
@@ -335,7 +396,7 @@ impl Client {
             416 => {
                 // Nothing left past our offset: the partial file is either complete or bigger than the
                 // remote one. Start over so the checksum decides.
-                restart(sink, partial).await?;
+                sink.restart().await?;
                 return Err(Error::Truncated {
                     file: file.into(),
                     expected: 0,
@@ -355,11 +416,10 @@ impl Client {
         let mut stream = resp.bytes_stream();
         while let Some(chunk) = stream.next().await {
             match chunk {
-                Ok(bytes) => sink.write(bytes, partial).await?,
+                Ok(bytes) => sink.write(&bytes).await?,
                 Err(_) => break, // a cut connection shows as a short file below, and is resumed
             }
         }
-        sink.file.flush().await.map_err(|e| io_err("write", partial, e))?;
         if let Some(total) = expected_total
             && sink.written != total
         {
@@ -385,9 +445,9 @@ impl Client {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let sink = tokio::sync::Mutex::new(open_sink(&partial, wants_md5(expected)).await?);
+        let sink = tokio::sync::Mutex::new(open_sink(&partial, wants_md5(expected), self.inner.fsync_downloads).await?);
         // The crate's one retry policy; each attempt resumes from what the sink already holds.
-        let attempt = || async { self.fetch_range(url, &mut *sink.lock().await, &partial, &file).await };
+        let attempt = || async { self.fetch_range(url, &mut *sink.lock().await, &file).await };
         attempt
             .retry(self.inner.retry.backoff())
             .when(Error::is_retryable)
@@ -399,19 +459,13 @@ impl Client {
 
     async fn finish(
         &self,
-        mut sink: Sink,
+        sink: Sink,
         partial: &Path,
         dest: &Path,
         file: &str,
         expected: Option<&Checksum>,
     ) -> Result<(u64, String, Option<String>)> {
-        sink.file.flush().await.map_err(|e| io_err("write", partial, e))?;
-        sink.file
-            .get_mut()
-            .sync_all()
-            .await
-            .map_err(|e| io_err("sync", partial, e))?;
-        let (sha256, md5) = sink.hasher.finish().await?;
+        let (written, sha256, md5) = sink.finish().await?;
         if let Some(exp) = expected {
             let actual = match exp.algorithm {
                 ChecksumAlgorithm::Sha256 => &sha256,
@@ -430,7 +484,7 @@ impl Client {
         tokio::fs::rename(partial, dest)
             .await
             .map_err(|e| io_err("rename", partial, e))?;
-        Ok((sink.written, sha256, md5))
+        Ok((written, sha256, md5))
     }
 
     /// Download through the hub (`downloadTaskOutput`, base64 chunks of 1 MiB) when no topurl is set.
@@ -444,7 +498,7 @@ impl Client {
     ) -> Result<(u64, String, Option<String>)> {
         const CHUNK: i32 = 1 << 20;
         let partial = partial_path(dest);
-        let mut sink = open_sink(&partial, wants_md5(expected)).await?;
+        let mut sink = open_sink(&partial, wants_md5(expected), self.inner.fsync_downloads).await?;
         loop {
             let offset = i64::try_from(sink.written).map_err(|_| Error::InvalidInput("file too large".into()))?;
             let mut kwargs = vec![
@@ -479,7 +533,7 @@ impl Client {
             if data.is_empty() {
                 break;
             }
-            sink.write(data.into(), &partial).await?;
+            sink.write(&data).await?;
         }
         self.finish(sink, &partial, dest, name, expected).await
     }
