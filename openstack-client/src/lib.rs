@@ -1,8 +1,43 @@
-//! OpenStack client for imagekit: Keystone v3, Glance v2, Nova, Neutron and Ironic.
+//! Typed async OpenStack client for imagekit: Keystone v3 (with clouds.yaml), Glance v2; Nova,
+//! Neutron and Ironic follow.
 //!
-//! This crate is not written yet; see the project's issues. It exists so the workspace has its final
-//! shape and the other crates can depend on it as they grow.
+//! - [`CloudConfig`] reads `clouds.yaml`/`secure.yaml`/`OS_*` like openstacksdk.
+//! - [`Session`] authenticates (password, application credential, token), re-authenticates before
+//!   expiry with one request shared by all callers, picks endpoints from the catalog, and retries
+//!   transient failures.
+//! - [`glance::Glance`] covers Glance v2, with streamed, verified uploads and downloads.
 //!
+//! ```no_run
+//! use openstack_client::{CloudConfig, Session, glance::{CreateImage, Glance, ImageSource, ListImages}};
+//!
+//! # async fn demo() -> openstack_client::Result<()> {
+//! let session = Session::from_cloud(&CloudConfig::load(Some("prod"))?)?;
+//! let glance = Glance::new(session);
+//! let image = glance
+//!     .create_and_upload(
+//!         &CreateImage::new("CC7 TEST - x86_64", "qcow2").tag("imagekit"),
+//!         ImageSource::path("cc7.qcow2"),
+//!         &Default::default(),
+//!     )
+//!     .await?;
+//! assert!(image.os_hash_value.is_some());
+//! for i in glance.list(&ListImages::new().tag("imagekit").sort("created_at:desc")).await? {
+//!     println!("{} {:?} {}", i.id, i.name, i.status);
+//! }
+//! # Ok(()) }
 //! ```
-//! // Nothing to call yet.
-//! ```
+
+mod util;
+
+pub mod config;
+pub mod error;
+pub mod glance;
+pub mod identity;
+pub mod session;
+pub mod wait;
+
+pub use config::{CloudConfig, ConfigSources, Interface};
+pub use error::{ConfigError, Error, Result};
+pub use identity::{AuthMethod, Credentials, DomainRef, Named, Scope, Token};
+pub use session::{RetryPolicy, Session, SessionBuilder};
+pub use wait::{Poll, WaitOptions};

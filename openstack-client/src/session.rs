@@ -1,0 +1,697 @@
+//! An authenticated session: token cache with single-flight re-authentication, endpoint selection
+//! (catalog, overrides, version discovery) and requests with retries.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use backon::BackoffBuilder;
+use reqwest::Method;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use secrecy::ExposeSecret;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::sync::Mutex;
+use url::Url;
+
+use crate::config::{CloudConfig, Interface};
+use crate::error::{Error, Result, service_message, truncate};
+use crate::identity::{Credentials, Token, authenticate};
+
+/// How requests are retried: connection errors, 429 and 503 (the request was not processed) for
+/// every request whose body can be sent again; 502 and 504 for idempotent ones only (a proxy may
+/// have passed the request on). Exponential backoff with jitter; `Retry-After` is honoured.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RetryPolicy {
+    /// Attempts after the first (default 5; 0 turns retries off).
+    pub max_retries: usize,
+    /// First delay (default 500 ms).
+    pub min_delay: Duration,
+    /// Longest backoff delay (default 20 s).
+    pub max_delay: Duration,
+    /// Longest `Retry-After` obeyed (default 120 s); longer ones fail at once.
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_retries: 5,
+            min_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(20),
+            max_retry_after: Duration::from_secs(120),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// No retries.
+    pub fn none() -> Self {
+        RetryPolicy {
+            max_retries: 0,
+            ..Self::default()
+        }
+    }
+    /// Set the number of retries.
+    pub fn with_max_retries(mut self, n: usize) -> Self {
+        self.max_retries = n;
+        self
+    }
+    /// Set the backoff range.
+    pub fn with_delays(mut self, min: Duration, max: Duration) -> Self {
+        self.min_delay = min;
+        self.max_delay = max;
+        self
+    }
+
+    fn delays(&self) -> impl Iterator<Item = Duration> + use<> {
+        backon::ExponentialBuilder::default()
+            .with_min_delay(self.min_delay)
+            .with_max_delay(self.max_delay)
+            .with_max_times(self.max_retries)
+            .with_jitter()
+            .build()
+    }
+}
+
+/// Builds a [`Session`].
+#[derive(Debug)]
+#[must_use]
+pub struct SessionBuilder {
+    creds: Credentials,
+    http: Option<reqwest::Client>,
+    region: Option<String>,
+    interface: Interface,
+    overrides: HashMap<String, Url>,
+    retry: RetryPolicy,
+    reauth_margin: Duration,
+    upload_margin: Duration,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+    cacert: Option<std::path::PathBuf>,
+    verify: bool,
+}
+
+impl SessionBuilder {
+    /// The region whose endpoints to use.
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.region = Some(region.into());
+        self
+    }
+    /// The catalog interface (default public).
+    pub fn interface(mut self, i: Interface) -> Self {
+        self.interface = i;
+        self
+    }
+    /// Use this URL for a service type instead of the catalog's.
+    pub fn endpoint_override(mut self, service_type: impl Into<String>, url: Url) -> Self {
+        self.overrides.insert(service_type.into(), url);
+        self
+    }
+    /// The retry policy.
+    pub fn retry(mut self, p: RetryPolicy) -> Self {
+        self.retry = p;
+        self
+    }
+    /// Re-authenticate when the token has less than this left (default 5 minutes).
+    pub fn reauth_margin(mut self, d: Duration) -> Self {
+        self.reauth_margin = d;
+        self
+    }
+    /// Before a streamed upload, re-authenticate when the token has less than this left (default
+    /// 30 minutes): the data of an upload cannot be sent again when the token expires mid-way.
+    pub fn upload_reauth_margin(mut self, d: Duration) -> Self {
+        self.upload_margin = d;
+        self
+    }
+    /// Use the caller's HTTP client (TLS roots, proxies). Timeouts and `cacert` are then its business.
+    pub fn http_client(mut self, c: reqwest::Client) -> Self {
+        self.http = Some(c);
+        self
+    }
+    /// Connect timeout (default 30 s).
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+    /// How long a read may stall (default 300 s). No whole-request timeout: big transfers are never cut.
+    pub fn read_timeout(mut self, d: Duration) -> Self {
+        self.read_timeout = d;
+        self
+    }
+
+    /// Build. Nothing is sent until the first call.
+    pub fn build(self) -> Result<Session> {
+        let http = match self.http {
+            Some(c) => c,
+            None => {
+                let mut b = reqwest::Client::builder()
+                    .user_agent(concat!("imagekit-openstack/", env!("CARGO_PKG_VERSION")))
+                    .connect_timeout(self.connect_timeout)
+                    .read_timeout(self.read_timeout);
+                if let Some(ca) = &self.cacert {
+                    let pem = std::fs::read(ca).map_err(|source| Error::Io {
+                        what: "read cacert".into(),
+                        path: ca.clone(),
+                        source,
+                    })?;
+                    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                        .map_err(|e| Error::InvalidInput(format!("cacert {} is not PEM: {e}", ca.display())))?;
+                    for c in certs {
+                        b = b.add_root_certificate(c);
+                    }
+                }
+                if !self.verify {
+                    b = b.tls_danger_accept_invalid_certs(true);
+                }
+                b.build()
+                    .map_err(|e| Error::InvalidInput(format!("cannot build the HTTP client: {e}")))?
+            }
+        };
+        Ok(Session {
+            inner: Arc::new(Inner {
+                http,
+                creds: self.creds,
+                token: Mutex::new(None),
+                auth_count: AtomicU64::new(0),
+                region: self.region,
+                interface: self.interface,
+                overrides: self.overrides,
+                versioned: std::sync::Mutex::new(HashMap::new()),
+                retry: self.retry,
+                reauth_margin: self.reauth_margin,
+                upload_margin: self.upload_margin,
+            }),
+        })
+    }
+}
+
+struct Inner {
+    http: reqwest::Client,
+    creds: Credentials,
+    token: Mutex<Option<Arc<Token>>>,
+    auth_count: AtomicU64,
+    region: Option<String>,
+    interface: Interface,
+    overrides: HashMap<String, Url>,
+    versioned: std::sync::Mutex<HashMap<String, Url>>,
+    retry: RetryPolicy,
+    reauth_margin: Duration,
+    upload_margin: Duration,
+}
+
+/// An authenticated OpenStack session, shared by the service clients. Cheap to clone.
+///
+/// ```no_run
+/// # async fn demo() -> openstack_client::Result<()> {
+/// use openstack_client::{CloudConfig, Session};
+/// let cloud = CloudConfig::load(Some("prod"))?;
+/// let session = Session::from_cloud(&cloud)?;
+/// let glance = session.image_url().await?;
+/// println!("Glance is at {glance}");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Session {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("auth_url", &self.inner.creds.auth_url.as_str())
+            .field("method", &self.inner.creds.method)
+            .field("region", &self.inner.region)
+            .field("interface", &self.inner.interface)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A request body.
+pub(crate) enum Body {
+    Empty,
+    Json(Value),
+    /// JSON with another content type (Glance's JSON patch).
+    JsonAs(Value, &'static str),
+    /// A stream that cannot be replayed: never retried.
+    Stream(Option<reqwest::Body>, u64),
+}
+
+/// One API request.
+pub(crate) struct ApiRequest {
+    pub method: Method,
+    pub url: Url,
+    pub body: Body,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub idempotent: bool,
+}
+
+impl ApiRequest {
+    pub fn new(method: Method, url: Url) -> Self {
+        let idempotent = matches!(method, Method::GET | Method::HEAD | Method::PUT | Method::DELETE);
+        ApiRequest {
+            method,
+            url,
+            body: Body::Empty,
+            headers: Vec::new(),
+            idempotent,
+        }
+    }
+    pub fn json(mut self, v: Value) -> Self {
+        self.body = Body::Json(v);
+        self
+    }
+    pub fn body(mut self, b: Body) -> Self {
+        self.body = b;
+        self
+    }
+    /// Mark a non-GET request as safe to repeat (JSON-patch `replace`, actions that are no-ops twice).
+    pub fn idempotent(mut self, on: bool) -> Self {
+        self.idempotent = on;
+        self
+    }
+}
+
+impl Session {
+    /// Start building a session from credentials.
+    pub fn builder(creds: Credentials) -> SessionBuilder {
+        SessionBuilder {
+            creds,
+            http: None,
+            region: None,
+            interface: Interface::Public,
+            overrides: HashMap::new(),
+            retry: RetryPolicy::default(),
+            reauth_margin: Duration::from_secs(300),
+            upload_margin: Duration::from_secs(1800),
+            connect_timeout: Duration::from_secs(30),
+            read_timeout: Duration::from_secs(300),
+            cacert: None,
+            verify: true,
+        }
+    }
+
+    /// A session for a cloud from clouds.yaml / `OS_*`.
+    pub fn from_cloud(cloud: &CloudConfig) -> Result<Session> {
+        let mut b = Session::builder(cloud.credentials.clone()).interface(cloud.interface);
+        if let Some(r) = &cloud.region_name {
+            b = b.region(r.clone());
+        }
+        for (svc, url) in &cloud.endpoint_overrides {
+            b = b.endpoint_override(svc.clone(), url.clone());
+        }
+        b.cacert = cloud.cacert.clone();
+        b.verify = cloud.verify;
+        b.build()
+    }
+
+    /// The HTTP client in use.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+
+    /// The retry policy.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.inner.retry
+    }
+
+    /// How many times this session has authenticated (tokens issued by Keystone).
+    pub fn auth_count(&self) -> u64 {
+        self.inner.auth_count.load(Ordering::Relaxed)
+    }
+
+    /// A token valid for at least the re-authentication margin, authenticating when needed.
+    /// Concurrent callers share one authentication (single flight).
+    pub async fn token(&self) -> Result<Arc<Token>> {
+        self.token_valid_for(self.inner.reauth_margin).await
+    }
+
+    /// A token valid for at least `d`.
+    pub async fn token_valid_for(&self, d: Duration) -> Result<Arc<Token>> {
+        let mut slot = self.inner.token.lock().await;
+        if let Some(t) = slot.as_ref()
+            && t.remaining() > d
+        {
+            return Ok(t.clone());
+        }
+        let t = Arc::new(self.authenticate_with_retries().await?);
+        *slot = Some(t.clone());
+        Ok(t)
+    }
+
+    /// Before a streamed upload: a token that will outlive it as far as we can tell.
+    pub(crate) async fn token_for_upload(&self) -> Result<Arc<Token>> {
+        self.token_valid_for(self.inner.upload_margin).await
+    }
+
+    async fn authenticate_with_retries(&self) -> Result<Token> {
+        let mut delays = self.inner.retry.delays();
+        loop {
+            let span = tracing::debug_span!("keystone_auth", auth_url = %self.inner.creds.auth_url);
+            let _e = span.enter();
+            match authenticate(&self.inner.http, &self.inner.creds).await {
+                Ok(t) => {
+                    self.inner.auth_count.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(project = ?t.project_id, remaining = ?t.remaining(), "authenticated");
+                    return Ok(t);
+                }
+                Err(e) if e.is_retryable() => match delays.next() {
+                    Some(d) => {
+                        tracing::warn!(error = %e, delay = ?d, "Keystone unavailable; retrying");
+                        tokio::time::sleep(d).await;
+                    }
+                    None => return Err(e),
+                },
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Forget `stale` (a token a service rejected) so the next call authenticates again. Another
+    /// caller may already have replaced it, in which case nothing happens.
+    pub async fn invalidate(&self, stale: &Arc<Token>) {
+        let mut slot = self.inner.token.lock().await;
+        if slot.as_ref().is_some_and(|t| Arc::ptr_eq(t, stale)) {
+            *slot = None;
+        }
+    }
+
+    /// The catalog (or override) URL for a service type, as is.
+    pub async fn endpoint(&self, service_type: &str) -> Result<Url> {
+        if let Some(u) = self.inner.overrides.get(service_type) {
+            return Ok(u.clone());
+        }
+        let token = self.token().await?;
+        token
+            .catalog
+            .endpoint(service_type, self.inner.interface, self.inner.region.as_deref())
+    }
+
+    /// The URL of major version `major` of a service: the endpoint itself when it already ends with
+    /// `/vN[.M]`, else found through the service's version document (cached).
+    pub async fn versioned_endpoint(&self, service_type: &str, major: u32) -> Result<Url> {
+        let key = format!("{service_type}/v{major}");
+        if let Some(u) = self.cached(&key) {
+            return Ok(u);
+        }
+        let base = self.endpoint(service_type).await?;
+        let url = if last_segment_is_version(&base) {
+            base
+        } else {
+            self.discover(&base, major).await?
+        };
+        if let Ok(mut m) = self.inner.versioned.lock() {
+            m.insert(key, url.clone());
+        }
+        Ok(url)
+    }
+
+    fn cached(&self, key: &str) -> Option<Url> {
+        self.inner.versioned.lock().ok()?.get(key).cloned()
+    }
+
+    /// Glance's versioned URL (`…/v2`).
+    pub async fn image_url(&self) -> Result<Url> {
+        self.versioned_endpoint("image", 2).await
+    }
+
+    async fn discover(&self, base: &Url, major: u32) -> Result<Url> {
+        let resp = self
+            .inner
+            .http
+            .get(base.clone())
+            .send()
+            .await
+            .map_err(|source| Error::Transport {
+                method: "GET".into(),
+                url: base.to_string(),
+                source,
+            })?;
+        let status = resp.status().as_u16();
+        let body = resp.bytes().await.unwrap_or_default();
+        let decode = |reason: String| Error::Decode {
+            method: "GET".into(),
+            url: base.to_string(),
+            reason,
+        };
+        // Glance answers 300 Multiple Choices at its root.
+        if !(200..400).contains(&status) {
+            return Err(decode(format!(
+                "version discovery answered {status}: {}",
+                service_message(&body)
+            )));
+        }
+        let doc: Value =
+            serde_json::from_slice(&body).map_err(|e| decode(format!("version document is not JSON: {e}")))?;
+        let versions = doc
+            .get("versions")
+            .and_then(|v| v.get("values").unwrap_or(v).as_array())
+            .cloned()
+            .unwrap_or_default();
+        let wanted = format!("v{major}");
+        let found = versions.iter().any(|v| {
+            v.get("id")
+                .and_then(Value::as_str)
+                .is_some_and(|id| id == wanted || id.starts_with(&format!("{wanted}.")))
+        });
+        if !found {
+            return Err(decode(format!("the service offers no {wanted} API")));
+        }
+        Ok(join(base, &wanted))
+    }
+
+    /// Send a request with the token; retry per policy; re-authenticate once on 401 for idempotent
+    /// requests. Non-2xx answers become [`Error::Api`].
+    pub(crate) async fn send(&self, mut req: ApiRequest) -> Result<reqwest::Response> {
+        let replayable = !matches!(req.body, Body::Stream(..));
+        let mut delays = self.inner.retry.delays();
+        let mut reauthed = false;
+        loop {
+            let token = if replayable {
+                self.token().await?
+            } else {
+                self.token_for_upload().await?
+            };
+            let mut headers = HeaderMap::new();
+            let mut tok = HeaderValue::from_str(token.secret().expose_secret())
+                .map_err(|_| Error::InvalidInput("the token is not a valid header value".into()))?;
+            tok.set_sensitive(true);
+            headers.insert("x-auth-token", tok);
+            for (k, v) in &req.headers {
+                headers.insert(k.clone(), v.clone());
+            }
+            let mut rb = self
+                .inner
+                .http
+                .request(req.method.clone(), req.url.clone())
+                .headers(headers);
+            rb = match &mut req.body {
+                Body::Empty => rb,
+                Body::Json(v) => rb.json(v),
+                Body::JsonAs(v, ct) => rb
+                    .header(reqwest::header::CONTENT_TYPE, *ct)
+                    .body(serde_json::to_vec(v).unwrap_or_default()),
+                Body::Stream(b, len) => rb
+                    .header(reqwest::header::CONTENT_LENGTH, *len)
+                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .body(
+                        b.take()
+                            .ok_or_else(|| Error::InvalidInput("a streamed body can only be sent once".into()))?,
+                    ),
+            };
+            let err = match rb.send().await {
+                Ok(resp) if resp.status().is_success() => return Ok(resp),
+                Ok(resp) if resp.status().as_u16() == 401 && replayable && req.idempotent && !reauthed => {
+                    tracing::info!(url = %req.url, "token rejected (401); authenticating again");
+                    self.invalidate(&token).await;
+                    reauthed = true;
+                    continue;
+                }
+                Ok(resp) => api_error(&req.method, &req.url, resp).await,
+                Err(source) => Error::Transport {
+                    method: req.method.to_string(),
+                    url: req.url.to_string(),
+                    source,
+                },
+            };
+            let may_retry =
+                replayable && err.is_retryable() && (req.idempotent || matches!(err.status(), None | Some(429 | 503)));
+            if !may_retry {
+                return Err(err);
+            }
+            let Some(backoff) = delays.next() else {
+                return Err(err);
+            };
+            let delay = match err.retry_after() {
+                Some(ra) if ra > self.inner.retry.max_retry_after => return Err(err),
+                Some(ra) => ra,
+                None => backoff,
+            };
+            tracing::warn!(method = %req.method, url = %req.url, error = %err, delay = ?delay, "retrying");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// [`Session::send`] and decode the JSON answer.
+    pub(crate) async fn send_json<T: DeserializeOwned>(&self, req: ApiRequest) -> Result<T> {
+        let method = req.method.clone();
+        let url = req.url.clone();
+        let resp = self.send(req).await?;
+        decode_json(&method, &url, resp).await
+    }
+}
+
+/// Read a JSON answer; a body that is not the expected JSON is a [`Error::Decode`] quoting its start.
+pub(crate) async fn decode_json<T: DeserializeOwned>(method: &Method, url: &Url, resp: reqwest::Response) -> Result<T> {
+    let body = resp.bytes().await.map_err(|source| Error::Transport {
+        method: method.to_string(),
+        url: url.to_string(),
+        source,
+    })?;
+    serde_json::from_slice(&body).map_err(|e| Error::Decode {
+        method: method.to_string(),
+        url: url.to_string(),
+        reason: format!("{e}; body starts {:?}", truncate(&String::from_utf8_lossy(&body), 120)),
+    })
+}
+
+/// Turn an error answer into [`Error::Api`] with the service's message and request id.
+pub(crate) async fn api_error(method: &Method, url: &Url, resp: reqwest::Response) -> Error {
+    let status = resp.status().as_u16();
+    let h = resp.headers();
+    let request_id = ["x-openstack-request-id", "x-compute-request-id", "openstack-request-id"]
+        .iter()
+        .find_map(|k| h.get(*k).and_then(|v| v.to_str().ok()).map(str::to_string));
+    let retry_after = h
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let body = resp.bytes().await.unwrap_or_default();
+    Error::Api {
+        method: method.to_string(),
+        url: url.to_string(),
+        status,
+        message: service_message(&body),
+        request_id,
+        retry_after,
+    }
+}
+
+fn last_segment_is_version(u: &Url) -> bool {
+    u.path_segments()
+        .and_then(|mut s| s.rfind(|s| !s.is_empty()))
+        .is_some_and(|s| {
+            s.strip_prefix('v')
+                .is_some_and(|r| !r.is_empty() && r.split('.').all(|p| p.parse::<u32>().is_ok()))
+        })
+}
+
+/// Append a relative path to a base URL, keeping the base's path prefix:
+/// `http://h/image/v2` + `images/x` → `http://h/image/v2/images/x`.
+pub(crate) fn join(base: &Url, rel: &str) -> Url {
+    let mut u = base.clone();
+    let path = format!("{}/{}", base.path().trim_end_matches('/'), rel.trim_start_matches('/'));
+    u.set_path(&path);
+    u.set_query(None);
+    u
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joining_keeps_path_prefixes() {
+        let b = Url::parse("http://h/image/v2").unwrap();
+        assert_eq!(join(&b, "images/x").as_str(), "http://h/image/v2/images/x");
+        assert_eq!(
+            join(&Url::parse("http://h:9292/").unwrap(), "v2").as_str(),
+            "http://h:9292/v2"
+        );
+        assert!(last_segment_is_version(&b));
+        assert!(last_segment_is_version(&Url::parse("http://h/v2.1/").unwrap()));
+        assert!(!last_segment_is_version(&Url::parse("http://h/image").unwrap()));
+        assert!(!last_segment_is_version(&Url::parse("http://h:9292").unwrap()));
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct AppCredBody {
+    application_credential: AppCredInfo,
+}
+
+#[derive(serde::Deserialize)]
+struct AppCredInfo {
+    id: String,
+    name: String,
+    #[serde(default)]
+    secret: Option<String>,
+    #[serde(default)]
+    project_id: Option<String>,
+}
+
+impl Session {
+    /// The identity endpoint (`…/v3`) the session authenticates against.
+    fn identity_url(&self, rel: &str) -> Url {
+        let tokens = self.inner.creds.tokens_url();
+        let base = tokens.as_str().trim_end_matches("/auth/tokens");
+        join(&Url::parse(base).unwrap_or(tokens.clone()), rel)
+    }
+
+    /// Create an application credential for the session's user, scoped to its project, so a bot can
+    /// run without the user's password (`POST /v3/users/{id}/application_credentials`).
+    pub async fn create_application_credential(
+        &self,
+        name: &str,
+        description: &str,
+    ) -> Result<crate::identity::ApplicationCredential> {
+        let token = self.token().await?;
+        let user = token
+            .user_id
+            .clone()
+            .ok_or_else(|| Error::InvalidInput("the token names no user".into()))?;
+        let url = self.identity_url(&format!("users/{user}/application_credentials"));
+        let body = serde_json::json!({"application_credential": {"name": name, "description": description}});
+        let created: AppCredBody = self
+            .send_json(ApiRequest::new(Method::POST, url.clone()).json(body))
+            .await?;
+        let ac = created.application_credential;
+        Ok(crate::identity::ApplicationCredential {
+            secret: ac
+                .secret
+                .map(secrecy::SecretString::from)
+                .ok_or_else(|| Error::Decode {
+                    method: "POST".into(),
+                    url: url.to_string(),
+                    reason: "no secret in the answer".into(),
+                })?,
+            id: ac.id,
+            name: ac.name,
+            project_id: ac.project_id,
+        })
+    }
+
+    /// Delete one of the user's application credentials.
+    pub async fn delete_application_credential(&self, id: &str) -> Result<()> {
+        let token = self.token().await?;
+        let user = token
+            .user_id
+            .clone()
+            .ok_or_else(|| Error::InvalidInput("the token names no user".into()))?;
+        let url = self.identity_url(&format!("users/{user}/application_credentials/{id}"));
+        self.send(ApiRequest::new(Method::DELETE, url)).await.map(drop)
+    }
+
+    /// Revoke a token at Keystone (`DELETE /v3/auth/tokens`), e.g. the session's own at shutdown.
+    pub async fn revoke_token(&self, token: &Token) -> Result<()> {
+        let mut v = HeaderValue::from_str(token.secret().expose_secret())
+            .map_err(|_| Error::InvalidInput("the token is not a valid header value".into()))?;
+        v.set_sensitive(true);
+        let mut req = ApiRequest::new(Method::DELETE, self.identity_url("auth/tokens"));
+        req.headers.push((HeaderName::from_static("x-subject-token"), v));
+        self.send(req).await.map(drop)
+    }
+}
