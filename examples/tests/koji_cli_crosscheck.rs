@@ -8,6 +8,8 @@
 // Test helpers panic on setup failures; that is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -89,17 +91,8 @@ fn scripted_hub(hub: &MockHub) {
     hub.add_task_file(4242, "my-image.qcow2", b"QFI\xfb qcow2 image bytes".to_vec());
 }
 
-/// The example binary, built by `cargo test` beside this test's executable.
 fn example_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let debug_dir = exe.parent().unwrap().parent().unwrap();
-    let bin = debug_dir.join("examples").join("koji_image_build");
-    assert!(
-        bin.exists(),
-        "{} is missing; run the tests with cargo test or nextest",
-        bin.display()
-    );
-    bin
+    common::example_binary("koji_image_build")
 }
 
 #[tokio::test]

@@ -1,0 +1,651 @@
+//! Keystone and Glance behaviour that real services rarely show on demand: error statuses, retries,
+//! garbage answers, token expiry and rejection, corrupt data. Mocked with wiremock, answering with the
+//! api-ref samples in `tests/fixtures`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use md5::Md5;
+use openstack_client::glance::{CreateImage, Glance, ImageId, ImageSource, ImageStatus, ListImages};
+use openstack_client::{Credentials, Error, RetryPolicy, Session, WaitOptions};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha512};
+use wiremock::matchers::{method, path, path_regex, query_param};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+const ID: &str = "1bea47ed-f6a9-463b-b423-14b9cca9ad27";
+
+fn fixture(name: &str) -> Value {
+    let p = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+/// RFC 3339 UTC for a time `secs` from now.
+fn iso_in(secs: i64) -> String {
+    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64 + secs;
+    let (days, rem) = (t.div_euclid(86_400), t.rem_euclid(86_400));
+    // Civil from days (Howard Hinnant).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.000000Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// A Keystone that issues tokens valid for `ttl` seconds whose catalog puts Glance under `/image`
+/// (unversioned, behind a path prefix), and a Glance version document there.
+async fn cloud(ttl: i64) -> (MockServer, Session) {
+    let server = MockServer::start().await;
+    let mut token = fixture("keystone/admin_auth-password-project-scoped-response.json");
+    let image_url = format!("{}/image", server.uri());
+    token["token"]["catalog"] = json!([{
+        "type": "image", "name": "glance", "id": "g",
+        "endpoints": [
+            {"interface": "public", "region_id": "RegionOne", "region": "RegionOne", "url": image_url, "id": "1"},
+            {"interface": "internal", "region_id": "RegionOne", "region": "RegionOne", "url": "http://internal.invalid/image", "id": "2"}
+        ]
+    }]);
+    let issued = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    Mock::given(method("POST"))
+        .and(path("/identity/v3/auth/tokens"))
+        .respond_with(move |_: &Request| {
+            let n = issued.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut t = token.clone();
+            t["token"]["expires_at"] = json!(iso_in(ttl));
+            ResponseTemplate::new(201)
+                .insert_header("X-Subject-Token", format!("tok-{n}").as_str())
+                .set_body_json(t)
+        })
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/image"))
+        .respond_with(ResponseTemplate::new(300).set_body_json(json!({"versions": [
+            {"id": "v2.16", "status": "CURRENT", "links": [{"rel": "self", "href": "http://wrong.invalid/v2/"}]},
+            {"id": "v2.9", "status": "SUPPORTED", "links": [{"rel": "self", "href": "http://wrong.invalid/v2/"}]}
+        ]})))
+        .mount(&server)
+        .await;
+    let creds = Credentials::password(
+        format!("{}/identity/v3", server.uri()).parse().unwrap(),
+        "admin",
+        "hunter2".to_string().into(),
+        "admin",
+    );
+    let session = Session::builder(creds)
+        .region("RegionOne")
+        .retry(RetryPolicy::default().with_delays(Duration::from_millis(10), Duration::from_millis(50)))
+        .build()
+        .unwrap();
+    (server, session)
+}
+
+fn image_json(status: &str) -> Value {
+    let mut v = fixture("glance/image-show-response.json");
+    v["status"] = json!(status);
+    v
+}
+
+async fn auth_calls(server: &MockServer) -> usize {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path().ends_with("/auth/tokens"))
+        .count()
+}
+
+#[tokio::test]
+async fn next_links_are_joined_under_the_endpoint_path_prefix() {
+    let (server, session) = cloud(3600).await;
+    let list = fixture("glance/images-list-response.json");
+    let mut page1 = list.clone();
+    page1["images"] = json!([list["images"][0]]);
+    page1["next"] = json!(format!("/v2/images?marker={ID}&limit=1"));
+    let mut page2 = list.clone();
+    page2["images"] = json!([list["images"][1]]);
+    page2.as_object_mut().unwrap().remove("next");
+    Mock::given(method("GET"))
+        .and(path("/image/v2/images"))
+        .and(query_param("marker", ID))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page2))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/image/v2/images"))
+        .and(query_param("limit", "1"))
+        .and(query_param("tag", "cc7"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page1))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let images = Glance::new(session)
+        .list(&ListImages::new().tag("cc7").page_size(1))
+        .await
+        .unwrap();
+    let names: Vec<_> = images.iter().map(|i| i.name.clone().unwrap()).collect();
+    assert_eq!(names, ["cirros-0.3.2-x86_64-disk", "F17-x86_64-cfntools"]);
+}
+
+#[tokio::test]
+async fn client_errors_are_typed_with_the_service_message_and_request_id_and_never_retried() {
+    let (server, session) = cloud(3600).await;
+    let glance = Glance::new(session);
+    let cases = [
+        (409, "Image status transition from active to deactivated is not allowed"),
+        (410, "Image is gone"),
+        (413, "Image exceeds the storage quota"),
+        (415, "Image disk_format qcow2 does not match stream data raw"),
+    ];
+    for (status, msg) in cases {
+        let id = format!("img-{status}");
+        Mock::given(method("GET"))
+            .and(path(format!("/image/v2/images/{id}")))
+            .respond_with(
+                ResponseTemplate::new(status)
+                    .insert_header("x-openstack-request-id", format!("req-{status}").as_str())
+                    .set_body_string(format!(
+                        "<html><head><title>{status} Error</title></head><body><h1>{status} Error</h1>{msg}<br /><br /></body></html>"
+                    )),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
+        let e = glance.get(&ImageId(id)).await.unwrap_err();
+        match &e {
+            Error::Api {
+                status: s,
+                message,
+                request_id,
+                method,
+                ..
+            } => {
+                assert_eq!(*s, status);
+                assert!(message.contains(msg), "{message}");
+                assert!(!message.contains('<'), "{message}");
+                assert_eq!(request_id.as_deref(), Some(format!("req-{status}").as_str()));
+                assert_eq!(method, "GET");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!e.is_retryable());
+        assert!(e.to_string().contains(&format!("req-{status}")), "{e}");
+    }
+}
+
+#[tokio::test]
+async fn a_503_burst_is_retried_until_glance_answers() {
+    let (server, session) = cloud(3600).await;
+    Mock::given(method("GET"))
+        .and(path(format!("/image/v2/images/{ID}")))
+        .respond_with(ResponseTemplate::new(503).set_body_string("Service Unavailable"))
+        .up_to_n_times(3)
+        .expect(3)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/image/v2/images/{ID}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(image_json("active")))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let image = Glance::new(session).get(&ImageId(ID.into())).await.unwrap();
+    assert_eq!(image.status, ImageStatus::Active);
+}
+
+#[tokio::test]
+async fn retries_stop_at_the_bound_with_the_last_error() {
+    let (server, session) = cloud(3600).await;
+    Mock::given(method("GET"))
+        .and(path(format!("/image/v2/images/{ID}")))
+        .respond_with(ResponseTemplate::new(502))
+        .expect(6) // the first attempt and five retries
+        .mount(&server)
+        .await;
+    let e = Glance::new(session).get(&ImageId(ID.into())).await.unwrap_err();
+    assert_eq!(e.status(), Some(502));
+}
+
+#[tokio::test]
+async fn a_429_waits_as_long_as_retry_after_says() {
+    let (server, session) = cloud(3600).await;
+    Mock::given(method("GET"))
+        .and(path(format!("/image/v2/images/{ID}")))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "1"))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/image/v2/images/{ID}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(image_json("active")))
+        .mount(&server)
+        .await;
+    let start = Instant::now();
+    Glance::new(session).get(&ImageId(ID.into())).await.unwrap();
+    // The backoff alone would be ~10 ms; Retry-After asked for a second.
+    assert!(start.elapsed() >= Duration::from_millis(950), "{:?}", start.elapsed());
+}
+
+#[tokio::test]
+async fn malformed_json_is_a_decode_error_quoting_the_body() {
+    let (server, session) = cloud(3600).await;
+    Mock::given(method("GET"))
+        .and(path(format!("/image/v2/images/{ID}")))
+        .respond_with(ResponseTemplate::new(200).set_body_string("{\"id\": \"1bea47ed\", \"status\": "))
+        .mount(&server)
+        .await;
+    let e = Glance::new(session).get(&ImageId(ID.into())).await.unwrap_err();
+    assert!(matches!(e, Error::Decode { .. }), "{e:?}");
+    assert!(e.to_string().contains("1bea47ed"), "{e}");
+}
+
+#[tokio::test]
+async fn a_checksum_mismatch_reports_the_image_corrupt_and_create_and_upload_deletes_it() {
+    let (server, session) = cloud(3600).await;
+    let data = b"not the bytes glance recorded".to_vec();
+    let mut created = image_json("queued");
+    created["id"] = json!(ID);
+    Mock::given(method("POST"))
+        .and(path("/image/v2/images"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(created))
+        .mount(&server)
+        .await;
+    Mock::given(method("PUT"))
+        .and(path(format!("/image/v2/images/{ID}/file")))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let mut stored = image_json("active");
+    stored["size"] = json!(data.len());
+    // Glance recorded other data (the fixture's cirros hashes).
+    Mock::given(method("GET"))
+        .and(path(format!("/image/v2/images/{ID}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(stored))
+        .mount(&server)
+        .await;
+    Mock::given(method("DELETE"))
+        .and(path(format!("/image/v2/images/{ID}")))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let glance = Glance::new(session);
+    let len = data.len() as u64;
+    let e = glance
+        .create_and_upload(
+            &CreateImage::new("x", "raw"),
+            ImageSource::reader(std::io::Cursor::new(data.clone()), len),
+            &WaitOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    match &e {
+        Error::ChecksumMismatch {
+            image_id,
+            algorithm,
+            expected,
+            actual,
+        } => {
+            assert_eq!(image_id, ID);
+            assert_eq!(algorithm, "md5");
+            assert_eq!(expected, "64d7c1cd2b6f60c92c14662941cb7913");
+            assert_eq!(*actual, hex::encode(Md5::digest(&data)));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(e.to_string().contains("corrupt"), "{e}");
+    // The PUT carried the data with its length and the right content type.
+    let reqs = server.received_requests().await.unwrap();
+    let put = reqs.iter().find(|r| r.method.as_str() == "PUT").unwrap();
+    assert_eq!(put.body, data);
+    assert_eq!(put.headers["content-type"], "application/octet-stream");
+    assert_eq!(put.headers["content-length"], len.to_string().as_str());
+}
+
+#[tokio::test]
+async fn uploads_are_verified_with_md5_and_sha512() {
+    let (server, session) = cloud(3600).await;
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let mut stored = image_json("active");
+    stored["size"] = json!(data.len());
+    stored["checksum"] = json!(hex::encode(Md5::digest(&data)));
+    stored["os_hash_value"] = json!(hex::encode(Sha512::digest(&data)));
+    Mock::given(method("PUT"))
+        .and(path(format!("/image/v2/images/{ID}/file")))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/image/v2/images/{ID}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(stored))
+        .mount(&server)
+        .await;
+    let len = data.len() as u64;
+    let r = Glance::new(session)
+        .upload(
+            &ImageId(ID.into()),
+            ImageSource::reader(std::io::Cursor::new(data.clone()), len),
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.size, r.sha512.clone()), (len, hex::encode(Sha512::digest(&data))));
+}
+
+#[tokio::test]
+async fn a_source_shorter_than_declared_never_becomes_a_short_image() {
+    let (server, session) = cloud(3600).await;
+    Mock::given(method("PUT"))
+        .and(path(format!("/image/v2/images/{ID}/file")))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&server)
+        .await;
+    let e = Glance::new(session)
+        .upload(
+            &ImageId(ID.into()),
+            ImageSource::reader(std::io::Cursor::new(vec![7u8; 500]), 1000),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Length {
+                expected: 1000,
+                actual: 500,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("queued"), "{e}");
+}
+
+#[tokio::test]
+async fn a_401_on_a_get_authenticates_again_once() {
+    let (server, session) = cloud(3600).await;
+    Mock::given(method("GET"))
+        .and(path(format!("/image/v2/images/{ID}")))
+        .respond_with(ResponseTemplate::new(401).set_body_json(
+            json!({"error": {"code": 401, "message": "The request you have made requires authentication.", "title": "Unauthorized"}}),
+        ))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/image/v2/images/{ID}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(image_json("active")))
+        .mount(&server)
+        .await;
+    Glance::new(session.clone()).get(&ImageId(ID.into())).await.unwrap();
+    assert_eq!(session.auth_count(), 2);
+    let reqs = server.received_requests().await.unwrap();
+    let tokens: Vec<_> = reqs
+        .iter()
+        .filter(|r| r.url.path().ends_with(ID))
+        .map(|r| r.headers["x-auth-token"].to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(tokens, ["tok-0", "tok-1"]);
+}
+
+#[tokio::test]
+async fn a_401_during_an_upload_says_the_image_is_left_queued() {
+    let (server, session) = cloud(3600).await;
+    Mock::given(method("PUT"))
+        .and(path(format!("/image/v2/images/{ID}/file")))
+        .respond_with(ResponseTemplate::new(401))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let e = Glance::new(session)
+        .upload(
+            &ImageId(ID.into()),
+            ImageSource::reader(std::io::Cursor::new(vec![1u8; 64]), 64),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::UploadUnauthorized { .. }), "{e:?}");
+    assert!(e.to_string().contains("queued") && e.to_string().contains(ID), "{e}");
+}
+
+#[tokio::test]
+async fn concurrent_callers_share_one_authentication() {
+    let (server, session) = cloud(3600).await;
+    Mock::given(method("GET"))
+        .and(path(format!("/image/v2/images/{ID}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(image_json("active")))
+        .mount(&server)
+        .await;
+    let glance = Glance::new(session.clone());
+    let calls = (0..16).map(|_| {
+        let g = glance.clone();
+        async move { g.get(&ImageId(ID.into())).await }
+    });
+    for r in futures::future::join_all(calls).await {
+        r.unwrap();
+    }
+    assert_eq!(auth_calls(&server).await, 1);
+}
+
+#[tokio::test]
+async fn tokens_near_expiry_are_renewed_and_uploads_ask_for_a_longer_margin() {
+    // Tokens live 10 minutes: enough for a GET (margin 5 min), too short for an upload (30 min).
+    let (server, session) = cloud(600).await;
+    let data = vec![3u8; 1000];
+    let mut stored = image_json("active");
+    stored["size"] = json!(1000);
+    stored["checksum"] = json!(hex::encode(Md5::digest(&data)));
+    stored["os_hash_value"] = json!(hex::encode(Sha512::digest(&data)));
+    Mock::given(method("GET"))
+        .and(path(format!("/image/v2/images/{ID}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(stored))
+        .mount(&server)
+        .await;
+    Mock::given(method("PUT"))
+        .and(path(format!("/image/v2/images/{ID}/file")))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&server)
+        .await;
+    let glance = Glance::new(session.clone());
+    glance.get(&ImageId(ID.into())).await.unwrap();
+    glance.get(&ImageId(ID.into())).await.unwrap();
+    assert_eq!(session.auth_count(), 1);
+    glance
+        .upload(
+            &ImageId(ID.into()),
+            ImageSource::reader(std::io::Cursor::new(data), 1000),
+        )
+        .await
+        .unwrap();
+    assert_eq!(session.auth_count(), 2, "the upload authenticated first");
+
+    // A token about to expire is replaced before use.
+    let (_server, short) = cloud(30).await;
+    short.token().await.unwrap();
+    short.token().await.unwrap();
+    assert_eq!(short.auth_count(), 2);
+}
+
+#[tokio::test]
+async fn keystone_refusals_are_auth_errors_and_keystone_outages_are_retried() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v3/auth/tokens"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v3/auth/tokens"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(
+            json!({"error": {"code": 401, "message": "The request you have made requires authentication.", "title": "Unauthorized"}}),
+        ))
+        .mount(&server)
+        .await;
+    let creds = Credentials::password(
+        server.uri().parse().unwrap(),
+        "u",
+        "pw-never-shown".to_string().into(),
+        "p",
+    );
+    let s = Session::builder(creds)
+        .retry(RetryPolicy::default().with_delays(Duration::from_millis(5), Duration::from_millis(10)))
+        .build()
+        .unwrap();
+    let e = s.token().await.unwrap_err();
+    assert!(matches!(e, Error::Auth { status: 401, .. }), "{e:?}");
+    assert!(e.to_string().contains("requires authentication"), "{e}");
+    assert!(!e.to_string().contains("pw-never-shown") && !format!("{e:?}{s:?}").contains("pw-never-shown"));
+    assert_eq!(auth_calls(&server).await, 3);
+}
+
+#[tokio::test]
+async fn waiting_fails_at_once_on_a_failed_import() {
+    let (server, session) = cloud(3600).await;
+    let mut failing = image_json("importing");
+    failing["os_glance_failed_import"] = json!("fs");
+    Mock::given(method("GET"))
+        .and(path(format!("/image/v2/images/{ID}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(failing))
+        .mount(&server)
+        .await;
+    let start = Instant::now();
+    let e = Glance::new(session)
+        .wait_for_status(
+            &ImageId(ID.into()),
+            ImageStatus::Active,
+            &WaitOptions::timeout(Duration::from_secs(60)),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::ImageFailed { .. }), "{e:?}");
+    assert!(e.to_string().contains("fs"), "{e}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn waiting_for_an_image_that_falls_back_to_queued_fails() {
+    let (server, session) = cloud(3600).await;
+    Mock::given(method("GET"))
+        .and(path(format!("/image/v2/images/{ID}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(image_json("importing")))
+        .up_to_n_times(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/image/v2/images/{ID}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(image_json("queued")))
+        .mount(&server)
+        .await;
+    let opts = WaitOptions::timeout(Duration::from_secs(60))
+        .with_interval(Duration::from_millis(10), Duration::from_millis(20));
+    let e = Glance::new(session)
+        .wait_for_status(&ImageId(ID.into()), ImageStatus::Active, &opts)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::ImageFailed { ref status, .. } if status == "queued"),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn waits_time_out_naming_the_last_state() {
+    let (server, session) = cloud(3600).await;
+    Mock::given(method("GET"))
+        .and(path_regex("/image/v2/images/.*"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(image_json("saving")))
+        .mount(&server)
+        .await;
+    let opts = WaitOptions::timeout(Duration::from_millis(300))
+        .with_interval(Duration::from_millis(20), Duration::from_millis(50));
+    let e = Glance::new(session)
+        .wait_for_status(&ImageId(ID.into()), ImageStatus::Active, &opts)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::Timeout { ref last_state, .. } if last_state == "saving"),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_download_that_does_not_match_glance_s_hashes_leaves_no_file() {
+    let (server, session) = cloud(3600).await;
+    let mut stored = image_json("active");
+    stored["size"] = json!(5);
+    Mock::given(method("GET"))
+        .and(path(format!("/image/v2/images/{ID}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(stored))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/image/v2/images/{ID}/file")))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(b"hello".to_vec()))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("img.raw");
+    let e = Glance::new(session)
+        .download_file(&ImageId(ID.into()), &dest)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::ChecksumMismatch { .. }), "{e:?}");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "no partial or final file left"
+    );
+}
+
+#[tokio::test]
+async fn endpoint_selection_honours_interface_and_overrides() {
+    let (server, _) = cloud(3600).await;
+    let creds = || {
+        Credentials::password(
+            format!("{}/identity/v3", server.uri()).parse().unwrap(),
+            "admin",
+            "pw".to_string().into(),
+            "admin",
+        )
+    };
+    let internal = Session::builder(creds())
+        .interface(openstack_client::Interface::Internal)
+        .build()
+        .unwrap();
+    assert_eq!(
+        internal.endpoint("image").await.unwrap().as_str(),
+        "http://internal.invalid/image"
+    );
+    let overridden = Session::builder(creds())
+        .endpoint_override("image", format!("{}/elsewhere/v2", server.uri()).parse().unwrap())
+        .build()
+        .unwrap();
+    // An override that already names a version is used as is: no discovery request.
+    assert!(
+        overridden
+            .image_url()
+            .await
+            .unwrap()
+            .as_str()
+            .ends_with("/elsewhere/v2")
+    );
+    let wrong_region = Session::builder(creds()).region("Mars").build().unwrap();
+    assert!(matches!(
+        wrong_region.image_url().await,
+        Err(Error::EndpointNotFound { .. })
+    ));
+}
