@@ -26,6 +26,7 @@ def main():
     p.add_argument("--glance-url", required=True)
     p.add_argument("--glance-password", required=True)
     p.add_argument("--demo-password", required=True)
+    p.add_argument("--baremetal-url", required=True)
     a = p.parse_args()
     base = a.keystone.rstrip("/") + "/v3"
 
@@ -56,11 +57,12 @@ def main():
                                 (demo_p, demo_u, "member"), (demo_p, demo_u, "reader")]:
         call(base, "PUT", f"/projects/{project}/users/{user}/roles/{roles[role]}", tok)
 
-    _, body = call(base, "POST", "/services", tok, {"service": {"type": "image", "name": "glance"}})
-    svc = body["service"]["id"]
-    for interface in ("public", "internal", "admin"):
-        call(base, "POST", "/endpoints", tok, {"endpoint": {
-            "service_id": svc, "interface": interface, "region_id": "RegionOne", "url": a.glance_url}})
+    for stype, name, url in [("image", "glance", a.glance_url), ("baremetal", "ironic", a.baremetal_url)]:
+        _, body = call(base, "POST", "/services", tok, {"service": {"type": stype, "name": name}})
+        svc = body["service"]["id"]
+        for interface in ("public", "internal", "admin"):
+            call(base, "POST", "/endpoints", tok, {"endpoint": {
+                "service_id": svc, "interface": interface, "region_id": "RegionOne", "url": url}})
 
 
 if __name__ == "__main__":

@@ -143,6 +143,19 @@ pub enum Error {
         /// The service's reason, when there is one.
         reason: Option<String>,
     },
+    /// A server or node reached a failure state; `reason` is the service's own (Nova `fault`, failed
+    /// instance-action events, Ironic `last_error`).
+    #[error("{kind} {id} failed (state {state}): {reason}")]
+    Failed {
+        /// `server`, `node`, …
+        kind: &'static str,
+        /// Its id.
+        id: String,
+        /// The failure state.
+        state: String,
+        /// The service's reason.
+        reason: String,
+    },
     /// The token was rejected while image data was streaming; the data cannot be replayed.
     #[error(
         "the token was rejected (401) during the upload of image {image_id}; Glance left the image queued. \

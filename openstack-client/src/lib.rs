@@ -1,11 +1,13 @@
-//! Typed async OpenStack client for imagekit: Keystone v3 (with clouds.yaml), Glance v2; Nova,
-//! Neutron and Ironic follow.
+//! Typed async OpenStack client for imagekit: Keystone v3 (with clouds.yaml), Glance v2, Nova,
+//! Neutron (networks, ports, floating IPs) and Ironic.
 //!
 //! - [`CloudConfig`] reads `clouds.yaml`/`secure.yaml`/`OS_*` like openstacksdk.
 //! - [`Session`] authenticates (password, application credential, token), re-authenticates before
 //!   expiry with one request shared by all callers, picks endpoints from the catalog, and retries
 //!   transient failures.
 //! - [`glance::Glance`] covers Glance v2, with streamed, verified uploads and downloads.
+//! - [`nova::Nova`], [`neutron::Neutron`] and [`ironic::Ironic`] negotiate microversions and wait
+//!   with deadlines that fail at once on the service's own failure reason.
 //!
 //! ```no_run
 //! use openstack_client::{CloudConfig, Session, glance::{CreateImage, Glance, ImageSource, ListImages}};
@@ -33,6 +35,10 @@ pub mod config;
 pub mod error;
 pub mod glance;
 pub mod identity;
+pub mod ironic;
+pub mod microversion;
+pub mod neutron;
+pub mod nova;
 pub mod session;
 pub mod wait;
 

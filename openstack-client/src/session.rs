@@ -246,6 +246,8 @@ pub(crate) struct ApiRequest {
     pub body: Body,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub idempotent: bool,
+    /// Answers that mean "nothing happened, try again" for this service (Ironic's 409 NodeLocked).
+    pub retry_if: Option<fn(&Error) -> bool>,
 }
 
 impl ApiRequest {
@@ -257,6 +259,7 @@ impl ApiRequest {
             body: Body::Empty,
             headers: Vec::new(),
             idempotent,
+            retry_if: None,
         }
     }
     pub fn json(mut self, v: Value) -> Self {
@@ -265,6 +268,16 @@ impl ApiRequest {
     }
     pub fn body(mut self, b: Body) -> Self {
         self.body = b;
+        self
+    }
+    pub fn header(mut self, k: &'static str, v: &str) -> Self {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            self.headers.push((HeaderName::from_static(k), v));
+        }
+        self
+    }
+    pub fn retry_if(mut self, f: fn(&Error) -> bool) -> Self {
+        self.retry_if = Some(f);
         self
     }
     /// Mark a non-GET request as safe to repeat (JSON-patch `replace`, actions that are no-ops twice).
@@ -543,6 +556,20 @@ impl Session {
     }
 }
 
+/// The `rel: next` href in a `…_links` array (Nova `servers_links`, Neutron `networks_links`), or a
+/// plain `next` string (Ironic).
+pub(crate) fn next_link(doc: &Value, links_key: &str) -> Option<Url> {
+    if let Some(s) = doc.get("next").and_then(Value::as_str) {
+        return Url::parse(s).ok();
+    }
+    doc.get(links_key)?
+        .as_array()?
+        .iter()
+        .find(|l| l.get("rel").and_then(Value::as_str) == Some("next"))
+        .and_then(|l| l.get("href")?.as_str())
+        .and_then(|h| Url::parse(h).ok())
+}
+
 /// Read a JSON answer; a body that is not the expected JSON is a [`Error::Decode`] quoting its start.
 pub(crate) async fn decode_json<T: DeserializeOwned>(method: &Method, url: &Url, resp: reqwest::Response) -> Result<T> {
     let body = resp.bytes().await.map_err(|source| Error::Transport {
@@ -587,6 +614,13 @@ fn last_segment_is_version(u: &Url) -> bool {
             s.strip_prefix('v')
                 .is_some_and(|r| !r.is_empty() && r.split('.').all(|p| p.parse::<u32>().is_ok()))
         })
+}
+
+/// Percent-encode one path segment.
+pub(crate) fn segment(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
 }
 
 /// Append a relative path to a base URL, keeping the base's path prefix:

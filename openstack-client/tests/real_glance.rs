@@ -4,35 +4,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
+
 use std::time::Duration;
 
 use openstack_client::glance::{
     CreateImage, Glance, ImageId, ImageSource, ImageStatus, ImportMethod, ListImages, MemberStatus, PatchOp, Visibility,
 };
-use openstack_client::{CloudConfig, ConfigSources, Credentials, Error, Session, WaitOptions};
+use openstack_client::{Credentials, Error, Session, WaitOptions};
 use sha2::{Digest, Sha512};
 
-fn clouds_file() -> Option<PathBuf> {
-    match std::env::var_os("IMAGEKIT_OPENSTACK_CLOUDS") {
-        Some(p) => Some(PathBuf::from(p)),
-        None if std::env::var("IMAGEKIT_REAL_PEERS").as_deref() == Ok("1") => {
-            panic!("IMAGEKIT_REAL_PEERS=1 but no Keystone/Glance: run dev/setup-openstack-peers, then dev/test")
-        }
-        None => {
-            eprintln!("skipped: real Keystone/Glance not running (run dev/setup-openstack-peers, then dev/test)");
-            None
-        }
-    }
-}
-
-fn cloud(name: &str) -> Option<CloudConfig> {
-    let file = clouds_file()?;
-    let src = ConfigSources {
-        env: [("OS_CLIENT_CONFIG_FILE".to_string(), file.display().to_string())].into(),
-        dirs: vec![],
-    };
-    Some(CloudConfig::load_from(Some(name), &src).unwrap())
-}
+mod common;
+use common::{cloud, rand_suffix, unique};
 
 fn glance(name: &str) -> Option<Glance> {
     let _ = tracing_subscriber::fmt()
@@ -40,15 +22,6 @@ fn glance(name: &str) -> Option<Glance> {
         .with_test_writer()
         .try_init();
     Some(Glance::new(Session::from_cloud(&cloud(name)?).unwrap()))
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}-{}", std::process::id(), rand_suffix())
-}
-
-fn rand_suffix() -> u64 {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 % 1_000_000_007
 }
 
 fn random_file(dir: &Path, name: &str, len: usize) -> PathBuf {

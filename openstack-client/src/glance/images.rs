@@ -10,7 +10,7 @@ use url::Url;
 
 use super::Glance;
 use crate::error::{Error, Result};
-use crate::session::ApiRequest;
+use crate::session::{ApiRequest, segment};
 use crate::util::{id_type, string_enum};
 use crate::wait::{Poll, WaitOptions, wait_for};
 
@@ -629,13 +629,6 @@ impl Glance {
         })
         .await
     }
-}
-
-/// Percent-encode one path segment.
-pub(crate) fn segment(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes())
-        .collect::<String>()
-        .replace('+', "%20")
 }
 
 #[cfg(test)]

@@ -5,9 +5,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::Glance;
-use super::images::{ImageId, segment};
+use super::images::ImageId;
 use crate::error::Result;
 use crate::session::ApiRequest;
+use crate::session::segment;
 use crate::util::string_enum;
 
 string_enum!(

@@ -1,0 +1,56 @@
+//! Keypairs. Nova no longer generates keys (2.92+): create the key locally and import its public half.
+
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::Nova;
+use crate::error::Result;
+
+/// A keypair known to Nova.
+#[derive(Debug, Clone, Deserialize)]
+#[non_exhaustive]
+pub struct Keypair {
+    /// Name.
+    pub name: String,
+    /// The public key.
+    pub public_key: String,
+    /// Fingerprint.
+    #[serde(default)]
+    pub fingerprint: Option<String>,
+    /// `ssh` or `x509`.
+    #[serde(rename = "type", default)]
+    pub key_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct One {
+    keypair: Keypair,
+}
+
+impl Nova {
+    /// Import a public key (`ssh-ed25519 AAAA…`) under a name.
+    pub async fn import_keypair(&self, name: &str, public_key: &str) -> Result<Keypair> {
+        let r = self
+            .request(Method::POST, "os-keypairs")
+            .await?
+            .json(json!({"keypair": {"name": name, "public_key": public_key}}));
+        let k: One = self.session.send_json(r).await?;
+        tracing::info!(keypair = name, "keypair imported");
+        Ok(k.keypair)
+    }
+
+    /// Delete a keypair. Already gone counts as done.
+    pub async fn delete_keypair(&self, name: &str) -> Result<()> {
+        let r = self
+            .request(
+                Method::DELETE,
+                &format!("os-keypairs/{}", crate::session::segment(name)),
+            )
+            .await?;
+        match self.session.send(r).await {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => other.map(drop),
+        }
+    }
+}
