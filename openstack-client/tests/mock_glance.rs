@@ -3,8 +3,7 @@
 //! api-ref samples in `tests/fixtures`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use md5::Md5;
 use openstack_client::glance::{CreateImage, Glance, ImageId, ImageSource, ImageStatus, ListImages};
@@ -12,63 +11,26 @@ use openstack_client::{Credentials, Error, RetryPolicy, Session, WaitOptions};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha512};
 use wiremock::matchers::{method, path, path_regex, query_param};
-use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+mod common;
+use common::fixture;
 
 const ID: &str = "1bea47ed-f6a9-463b-b423-14b9cca9ad27";
-
-fn fixture(name: &str) -> Value {
-    let p = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
-}
-
-/// RFC 3339 UTC for a time `secs` from now.
-fn iso_in(secs: i64) -> String {
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64 + secs;
-    let (days, rem) = (t.div_euclid(86_400), t.rem_euclid(86_400));
-    // Civil from days (Howard Hinnant).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.000000Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
 
 /// A Keystone that issues tokens valid for `ttl` seconds whose catalog puts Glance under `/image`
 /// (unversioned, behind a path prefix), and a Glance version document there.
 async fn cloud(ttl: i64) -> (MockServer, Session) {
     let server = MockServer::start().await;
-    let mut token = fixture("keystone/admin_auth-password-project-scoped-response.json");
     let image_url = format!("{}/image", server.uri());
-    token["token"]["catalog"] = json!([{
+    let catalog = json!([{
         "type": "image", "name": "glance", "id": "g",
         "endpoints": [
             {"interface": "public", "region_id": "RegionOne", "region": "RegionOne", "url": image_url, "id": "1"},
             {"interface": "internal", "region_id": "RegionOne", "region": "RegionOne", "url": "http://internal.invalid/image", "id": "2"}
         ]
     }]);
-    let issued = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    Mock::given(method("POST"))
-        .and(path("/identity/v3/auth/tokens"))
-        .respond_with(move |_: &Request| {
-            let n = issued.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let mut t = token.clone();
-            t["token"]["expires_at"] = json!(iso_in(ttl));
-            ResponseTemplate::new(201)
-                .insert_header("X-Subject-Token", format!("tok-{n}").as_str())
-                .set_body_json(t)
-        })
-        .mount(&server)
-        .await;
+    common::mock_keystone(&server, catalog, ttl).await;
     Mock::given(method("GET"))
         .and(path("/image"))
         .respond_with(ResponseTemplate::new(300).set_body_json(json!({"versions": [
