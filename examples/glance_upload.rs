@@ -47,6 +47,9 @@ struct Args {
     /// public, private, shared or community.
     #[arg(long)]
     visibility: Option<String>,
+    /// Verify SHA-512 only, not MD5 as well (half the hashing CPU).
+    #[arg(long)]
+    no_md5: bool,
     /// Show a progress bar on stderr.
     #[arg(long)]
     progress: bool,
@@ -97,7 +100,7 @@ async fn main() -> ExitCode {
 
 async fn run(args: &Args, visibility: Option<Visibility>) -> Result<String, Box<dyn std::error::Error>> {
     let cloud = CloudConfig::load(args.cloud.as_deref())?;
-    let glance = Glance::new(Session::from_cloud(&cloud)?);
+    let glance = Glance::new(Session::from_cloud(&cloud)?).verify_md5(!args.no_md5);
 
     let mut req = CreateImage::new(&args.name, &args.disk_format).container_format(&args.container_format);
     for (k, v) in &args.properties {

@@ -86,6 +86,26 @@ impl VersionRange {
     }
 }
 
+/// Fetch `doc_url`'s version document and negotiate: the version `fixed` or the highest both know.
+pub(crate) async fn discover(
+    http: &reqwest::Client,
+    doc_url: &Url,
+    id: &str,
+    client_max: Microversion,
+    fixed: Option<Microversion>,
+    service: &str,
+) -> Result<Microversion> {
+    let doc = fetch_document(http, doc_url).await?;
+    let range = VersionRange::from_document(&doc, id).ok_or_else(|| Error::Decode {
+        method: "GET".into(),
+        url: doc_url.to_string(),
+        reason: format!("no {id} microversion range in {service}'s version document"),
+    })?;
+    let v = range.negotiate(client_max, fixed, service)?;
+    tracing::debug!(microversion = %v, service, "API microversion negotiated");
+    Ok(v)
+}
+
 /// GET a version document (no token needed, but harmless).
 pub(crate) async fn fetch_document(http: &reqwest::Client, url: &Url) -> Result<Value> {
     let resp = http.get(url.clone()).send().await.map_err(|source| Error::Transport {

@@ -529,8 +529,11 @@ impl Session {
                     source,
                 },
             };
-            let may_retry =
-                replayable && err.is_retryable() && (req.idempotent || matches!(err.status(), None | Some(429 | 503)));
+            // A service-specific "nothing happened" answer (Ironic's NodeLocked) is safe to repeat.
+            let service_says_retry = req.retry_if.is_some_and(|f| f(&err));
+            let may_retry = replayable
+                && (service_says_retry
+                    || (err.is_retryable() && (req.idempotent || matches!(err.status(), None | Some(429 | 503)))));
             if !may_retry {
                 return Err(err);
             }

@@ -96,3 +96,25 @@ macro_rules! id_type {
 
 pub(crate) use id_type;
 pub(crate) use string_enum;
+
+/// The one match of a lookup by name: [`crate::Error::NotFound`] for none, [`crate::Error::Ambiguous`]
+/// (listing every id) for several.
+pub(crate) fn exactly_one<T>(
+    kind: &'static str,
+    name: &str,
+    mut found: Vec<T>,
+    id: impl Fn(&T) -> String,
+) -> crate::Result<T> {
+    match found.len() {
+        0 => Err(crate::Error::NotFound {
+            kind,
+            name: name.into(),
+        }),
+        1 => Ok(found.remove(0)),
+        _ => Err(crate::Error::Ambiguous {
+            kind,
+            name: name.into(),
+            ids: found.iter().map(id).collect(),
+        }),
+    }
+}

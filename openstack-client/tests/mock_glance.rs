@@ -611,3 +611,38 @@ async fn endpoint_selection_honours_interface_and_overrides() {
         Err(Error::EndpointNotFound { .. })
     ));
 }
+
+#[tokio::test]
+async fn with_md5_off_only_sha512_is_checked() {
+    let (server, session) = cloud(3600).await;
+    let data = vec![9u8; 4096];
+    let mut stored = image_json("active");
+    stored["size"] = json!(data.len());
+    // Glance's MD5 is the fixture's (wrong for these bytes); its SHA-512 is right.
+    stored["os_hash_value"] = json!(hex::encode(Sha512::digest(&data)));
+    Mock::given(method("PUT"))
+        .and(path(format!("/image/v2/images/{ID}/file")))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/image/v2/images/{ID}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(stored))
+        .mount(&server)
+        .await;
+    let src = || ImageSource::reader(std::io::Cursor::new(data.clone()), 4096);
+    let r = Glance::new(session.clone())
+        .verify_md5(false)
+        .upload(&ImageId(ID.into()), src())
+        .await
+        .unwrap();
+    assert_eq!(r.md5, None);
+    let e = Glance::new(session)
+        .upload(&ImageId(ID.into()), src())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::ChecksumMismatch { ref algorithm, .. } if algorithm == "md5"),
+        "{e:?}"
+    );
+}

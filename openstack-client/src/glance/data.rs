@@ -82,8 +82,8 @@ pub struct UploadReport {
     pub image: Image,
     /// Bytes sent.
     pub size: u64,
-    /// MD5 of what was sent (hex).
-    pub md5: String,
+    /// MD5 of what was sent (hex); `None` when [`Glance::verify_md5`] turned it off.
+    pub md5: Option<String>,
     /// SHA-512 of what was sent (hex).
     pub sha512: String,
 }
@@ -94,8 +94,8 @@ pub struct UploadReport {
 pub struct DownloadReport {
     /// Bytes received.
     pub size: u64,
-    /// MD5 (hex).
-    pub md5: String,
+    /// MD5 (hex); `None` when [`Glance::verify_md5`] turned it off.
+    pub md5: Option<String>,
     /// SHA-512 (hex).
     pub sha512: String,
 }
@@ -109,25 +109,27 @@ struct Hashes {
 
 struct DigestThread {
     tx: tokio::sync::mpsc::Sender<Bytes>,
-    handle: std::thread::JoinHandle<(String, String)>,
+    handle: std::thread::JoinHandle<(Option<String>, String)>,
 }
 
 impl DigestThread {
-    fn start() -> Self {
+    fn start(with_md5: bool) -> Self {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(16);
         let handle = std::thread::spawn(move || {
-            let mut m = Md5::new();
+            let mut m = with_md5.then(Md5::new);
             let mut s = Sha512::new();
             while let Some(b) = rx.blocking_recv() {
-                m.update(&b);
+                if let Some(m) = m.as_mut() {
+                    m.update(&b);
+                }
                 s.update(&b);
             }
-            (hex::encode(m.finalize()), hex::encode(s.finalize()))
+            (m.map(|m| hex::encode(m.finalize())), hex::encode(s.finalize()))
         });
         DigestThread { tx, handle }
     }
 
-    async fn finish(self) -> Result<(String, String)> {
+    async fn finish(self) -> Result<(Option<String>, String)> {
         drop(self.tx);
         let h = self.handle;
         tokio::task::spawn_blocking(move || h.join())
@@ -139,9 +141,9 @@ impl DigestThread {
 }
 
 impl Hashes {
-    fn start() -> Self {
+    fn start(with_md5: bool) -> Self {
         Hashes {
-            both: DigestThread::start(),
+            both: DigestThread::start(with_md5),
         }
     }
 
@@ -157,7 +159,7 @@ impl Hashes {
             .map_err(|_| Error::InvalidInput("the hashing thread stopped".into()))
     }
 
-    async fn finish(self) -> Result<(String, String)> {
+    async fn finish(self) -> Result<(Option<String>, String)> {
         self.both.finish().await
     }
 }
@@ -222,7 +224,7 @@ fn hashing_body(
 }
 
 /// Compare what we hashed with what Glance recorded.
-fn verify(image: &Image, size: u64, md5: &str, sha512: &str) -> Result<()> {
+fn verify(image: &Image, size: u64, md5: Option<&str>, sha512: &str) -> Result<()> {
     let id = image.id.to_string();
     if let Some(s) = image.size
         && s != size
@@ -239,7 +241,7 @@ fn verify(image: &Image, size: u64, md5: &str, sha512: &str) -> Result<()> {
         expected: expected.into(),
         actual: actual.into(),
     };
-    if let Some(c) = &image.checksum
+    if let (Some(c), Some(md5)) = (&image.checksum, md5)
         && !c.eq_ignore_ascii_case(md5)
     {
         return Err(mismatch("md5", c, md5));
@@ -255,9 +257,9 @@ fn verify(image: &Image, size: u64, md5: &str, sha512: &str) -> Result<()> {
 
 impl Glance {
     /// Stream data to `images/{id}/{file|stage}`; the byte count and digests of what went out.
-    async fn put_data(&self, id: &ImageId, rel: &str, source: ImageSource) -> Result<(u64, String, String)> {
+    async fn put_data(&self, id: &ImageId, rel: &str, source: ImageSource) -> Result<(u64, Option<String>, String)> {
         let (reader, len) = source.open().await?;
-        let hashes = Hashes::start();
+        let hashes = Hashes::start(self.md5);
         let sent = Arc::new(AtomicU64::new(0));
         let body = hashing_body(reader, len, &hashes, sent.clone());
         let url = self.url(&format!("images/{id}/{rel}")).await?;
@@ -292,8 +294,8 @@ impl Glance {
         let _e = span.enter();
         let (size, md5, sha512) = self.put_data(id, "file", source).await?;
         let image = self.get(id).await?;
-        verify(&image, size, &md5, &sha512)?;
-        tracing::info!(size, %md5, "image data uploaded and verified");
+        verify(&image, size, md5.as_deref(), &sha512)?;
+        tracing::info!(size, %sha512, "image data uploaded and verified");
         Ok(UploadReport {
             image,
             size,
@@ -317,7 +319,7 @@ impl Glance {
 
     /// Check an image's recorded size and hashes against a report of what was sent.
     pub fn verify_data(&self, image: &Image, sent: &UploadReport) -> Result<()> {
-        verify(image, sent.size, &sent.md5, &sent.sha512)
+        verify(image, sent.size, sent.md5.as_deref(), &sent.sha512)
     }
 
     /// Create an image, upload its data, wait until it is `active` and verified. On any failure the
@@ -355,7 +357,7 @@ impl Glance {
                 reason: None,
             });
         }
-        let hashes = Hashes::start();
+        let hashes = Hashes::start(self.md5);
         let mut size = 0u64;
         let mut body = resp.bytes_stream();
         while let Some(chunk) = body.next().await {
@@ -378,7 +380,7 @@ impl Glance {
             source,
         })?;
         let (md5, sha512) = hashes.finish().await?;
-        verify(&image, size, &md5, &sha512)?;
+        verify(&image, size, md5.as_deref(), &sha512)?;
         Ok(DownloadReport { size, md5, sha512 })
     }
 

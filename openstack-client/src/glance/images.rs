@@ -497,19 +497,8 @@ impl Glance {
 
     /// The one image with this exact name: [`Error::NotFound`] for none, [`Error::Ambiguous`] for several.
     pub async fn find_by_name(&self, name: &str) -> Result<Image> {
-        let mut found = self.list(&ListImages::new().name(name)).await?;
-        match found.len() {
-            0 => Err(Error::NotFound {
-                kind: "image",
-                name: name.into(),
-            }),
-            1 => Ok(found.remove(0)),
-            _ => Err(Error::Ambiguous {
-                kind: "image",
-                name: name.into(),
-                ids: found.into_iter().map(|i| i.id.0).collect(),
-            }),
-        }
+        let found = self.list(&ListImages::new().name(name)).await?;
+        crate::util::exactly_one("image", name, found, |i| i.id.to_string())
     }
 
     /// Apply changes in one JSON-patch request; returns the updated image.

@@ -48,12 +48,21 @@ use crate::session::{Session, join};
 #[derive(Debug, Clone)]
 pub struct Glance {
     session: Session,
+    md5: bool,
 }
 
 impl Glance {
     /// A client using `session`'s `image` endpoint (version-discovered to `/v2`).
     pub fn new(session: Session) -> Self {
-        Glance { session }
+        Glance { session, md5: true }
+    }
+
+    /// Whether transfers also compute MD5 and compare it with Glance's `checksum` (default `true`).
+    /// SHA-512 (`os_hash_value`) is always verified and is the stronger check; MD5 costs about as
+    /// much CPU again, which matters on a busy two-core machine.
+    pub fn verify_md5(mut self, on: bool) -> Self {
+        self.md5 = on;
+        self
     }
 
     /// The session.

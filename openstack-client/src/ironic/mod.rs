@@ -20,7 +20,7 @@ use tokio::sync::OnceCell;
 use url::Url;
 
 use crate::error::Result;
-use crate::microversion::{Microversion, VersionRange, fetch_document};
+use crate::microversion::{Microversion, discover};
 use crate::session::{ApiRequest, Session, join};
 
 /// The newest Ironic microversion this client implements.
@@ -82,14 +82,7 @@ impl Ironic {
                 } else {
                     (base.clone(), join(&base, "v1"))
                 };
-                let doc = fetch_document(self.session.http(), &root).await?;
-                let range = VersionRange::from_document(&doc, "v1").ok_or_else(|| crate::Error::Decode {
-                    method: "GET".into(),
-                    url: root.to_string(),
-                    reason: "no v1 version range in Ironic's root document".into(),
-                })?;
-                let v = range.negotiate(MAX_MICROVERSION, self.fixed, "Ironic")?;
-                tracing::debug!(microversion = %v, "Ironic API negotiated");
+                let v = discover(self.session.http(), &root, "v1", MAX_MICROVERSION, self.fixed, "Ironic").await?;
                 Ok((v1, v))
             })
             .await

@@ -132,19 +132,8 @@ impl Neutron {
         if let Some(n) = by_id.into_iter().next() {
             return Ok(n);
         }
-        let mut named: Vec<Network> = self.list("networks", &[("name".into(), name_or_id.into())]).await?;
-        match named.len() {
-            0 => Err(Error::NotFound {
-                kind: "network",
-                name: name_or_id.into(),
-            }),
-            1 => Ok(named.remove(0)),
-            _ => Err(Error::Ambiguous {
-                kind: "network",
-                name: name_or_id.into(),
-                ids: named.into_iter().map(|n| n.id).collect(),
-            }),
-        }
+        let named: Vec<Network> = self.list("networks", &[("name".into(), name_or_id.into())]).await?;
+        crate::util::exactly_one("network", name_or_id, named, |n| n.id.clone())
     }
 
     /// The ports of a server (or any device).

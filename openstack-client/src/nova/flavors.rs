@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Nova;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// A flavor.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -48,18 +48,7 @@ impl Nova {
         if let Some(f) = all.iter().find(|f| f.id == name_or_id) {
             return Ok(f.clone());
         }
-        let mut named: Vec<Flavor> = all.into_iter().filter(|f| f.name == name_or_id).collect();
-        match named.len() {
-            0 => Err(Error::NotFound {
-                kind: "flavor",
-                name: name_or_id.into(),
-            }),
-            1 => Ok(named.remove(0)),
-            _ => Err(Error::Ambiguous {
-                kind: "flavor",
-                name: name_or_id.into(),
-                ids: named.into_iter().map(|f| f.id).collect(),
-            }),
-        }
+        let named: Vec<Flavor> = all.into_iter().filter(|f| f.name == name_or_id).collect();
+        crate::util::exactly_one("flavor", name_or_id, named, |f| f.id.clone())
     }
 }

@@ -25,7 +25,7 @@ use tokio::sync::OnceCell;
 use url::Url;
 
 use crate::error::Result;
-use crate::microversion::{Microversion, VersionRange, fetch_document};
+use crate::microversion::{Microversion, discover};
 use crate::session::{ApiRequest, Session, join};
 
 /// The newest compute microversion this client implements.
@@ -82,14 +82,7 @@ impl Nova {
         self.negotiated
             .get_or_try_init(|| async {
                 let base = self.session.endpoint("compute").await?;
-                let doc = fetch_document(self.session.http(), &base).await?;
-                let range = VersionRange::from_document(&doc, "v2.1").ok_or_else(|| crate::Error::Decode {
-                    method: "GET".into(),
-                    url: base.to_string(),
-                    reason: "no v2.1 microversion range in Nova's version document".into(),
-                })?;
-                let v = range.negotiate(MAX_MICROVERSION, self.fixed, "Nova")?;
-                tracing::debug!(microversion = %v, "Nova API negotiated");
+                let v = discover(self.session.http(), &base, "v2.1", MAX_MICROVERSION, self.fixed, "Nova").await?;
                 Ok((base, v))
             })
             .await

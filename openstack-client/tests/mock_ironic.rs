@@ -1,0 +1,85 @@
+//! Ironic answers a real fake-hardware Ironic does not give on demand: NodeLocked conflicts, and the
+//! exact microversion header. (Everything else runs against the real Ironic in `real_ironic.rs`.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use openstack_client::ironic::{Ironic, ProvisionAction};
+use openstack_client::microversion::Microversion;
+use openstack_client::{Credentials, RetryPolicy, Session};
+use serde_json::json;
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+mod common;
+use common::{catalog_entry, fixture, mock_keystone};
+
+async fn cloud() -> (MockServer, Session) {
+    let server = MockServer::start().await;
+    mock_keystone(
+        &server,
+        json!([catalog_entry("baremetal", &format!("{}/baremetal", server.uri()))]),
+        3600,
+    )
+    .await;
+    Mock::given(method("GET"))
+        .and(path("/baremetal"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("ironic/api-root-response.json")))
+        .mount(&server)
+        .await;
+    let creds = Credentials::password(
+        format!("{}/identity/v3", server.uri()).parse().unwrap(),
+        "admin",
+        "pw".to_string().into(),
+        "admin",
+    );
+    let session = Session::builder(creds)
+        .retry(RetryPolicy::default().with_delays(Duration::from_millis(5), Duration::from_millis(20)))
+        .build()
+        .unwrap();
+    (server, session)
+}
+
+fn locked() -> ResponseTemplate {
+    ResponseTemplate::new(409).set_body_json(json!({"error_message": "{\"faultstring\": \"Node node-7 is locked by host conductor-2, please retry after the current operation is completed.\", \"faultcode\": \"Client\", \"debuginfo\": null}"}))
+}
+
+#[tokio::test]
+async fn node_locked_conflicts_are_retried_with_the_negotiated_version() {
+    let (server, session) = cloud().await;
+    // The sample root document says 1.37: the client uses it, not its own maximum.
+    Mock::given(method("PUT"))
+        .and(path("/baremetal/v1/nodes/node-7/states/provision"))
+        .and(header("x-openstack-ironic-api-version", "1.37"))
+        .respond_with(locked())
+        .up_to_n_times(2)
+        .expect(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("PUT"))
+        .and(path("/baremetal/v1/nodes/node-7/states/provision"))
+        .respond_with(ResponseTemplate::new(202))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let ironic = Ironic::new(session);
+    assert_eq!(ironic.api().await.unwrap().1, Microversion(1, 37));
+    ironic.provision("node-7", ProvisionAction::Manage).await.unwrap();
+}
+
+#[tokio::test]
+async fn other_conflicts_are_not_retried_and_keep_ironic_s_message() {
+    let (server, session) = cloud().await;
+    Mock::given(method("POST"))
+        .and(path("/baremetal/v1/nodes"))
+        .respond_with(ResponseTemplate::new(409).set_body_json(json!({"error_message": "{\"faultstring\": \"A node with name node-7 already exists.\", \"faultcode\": \"Client\", \"debuginfo\": null}"})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let e = Ironic::new(session)
+        .create("fake-hardware", json!({"name": "node-7"}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), Some(409));
+    assert!(e.to_string().contains("A node with name node-7 already exists."), "{e}");
+}
