@@ -33,10 +33,10 @@ pub const MAX_MICROVERSION: Microversion = Microversion(1, 115);
 /// use openstack_client::ironic::{ConfigDrive, Ironic, ProvisionAction, ProvisionState, ProvisionWait};
 /// let ironic = Ironic::new(session);
 /// let node = ironic.get("rack3-node7").await?;
-/// ironic.set_instance_info(&node.uuid, "image_source", "https://images.example.org/cc9.qcow2").await?;
+/// ironic.set_instance_info(node.uuid.as_str(), "image_source", "https://images.example.org/cc9.qcow2").await?;
 /// let drive = ConfigDrive::new().user_data("#cloud-config\n{}\n");
-/// ironic.provision(&node.uuid, ProvisionAction::Active { configdrive: Some(drive) }).await?;
-/// ironic.wait_for_provision_state(&node.uuid, ProvisionState::Active, &ProvisionWait::default()).await?;
+/// ironic.provision(node.uuid.as_str(), ProvisionAction::Active { configdrive: Some(drive) }).await?;
+/// ironic.wait_for_provision_state(node.uuid.as_str(), ProvisionState::Active, &ProvisionWait::default()).await?;
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
