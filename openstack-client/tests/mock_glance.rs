@@ -39,17 +39,7 @@ async fn cloud(ttl: i64) -> (MockServer, Session) {
         ]})))
         .mount(&server)
         .await;
-    let creds = Credentials::password(
-        format!("{}/identity/v3", server.uri()).parse().unwrap(),
-        "admin",
-        "hunter2".to_string().into(),
-        "admin",
-    );
-    let session = Session::builder(creds)
-        .region("RegionOne")
-        .retry(RetryPolicy::default().with_delays(Duration::from_millis(10), Duration::from_millis(50)))
-        .build()
-        .unwrap();
+    let session = common::mock_session(&server);
     (server, session)
 }
 

@@ -2,11 +2,9 @@
 //! exact microversion header. (Everything else runs against the real Ironic in `real_ironic.rs`.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
-
+use openstack_client::Session;
 use openstack_client::ironic::{Ironic, ProvisionAction};
 use openstack_client::microversion::Microversion;
-use openstack_client::{Credentials, RetryPolicy, Session};
 use serde_json::json;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -27,16 +25,7 @@ async fn cloud() -> (MockServer, Session) {
         .respond_with(ResponseTemplate::new(200).set_body_json(fixture("ironic/api-root-response.json")))
         .mount(&server)
         .await;
-    let creds = Credentials::password(
-        format!("{}/identity/v3", server.uri()).parse().unwrap(),
-        "admin",
-        "pw".to_string().into(),
-        "admin",
-    );
-    let session = Session::builder(creds)
-        .retry(RetryPolicy::default().with_delays(Duration::from_millis(5), Duration::from_millis(20)))
-        .build()
-        .unwrap();
+    let session = common::mock_session(&server);
     (server, session)
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use openstack_client::neutron::{ListFloatingIps, Neutron};
 use openstack_client::nova::{CreateServer, NetworkRef, Networks, Nova, ServerId, ServerStatus};
-use openstack_client::{Credentials, Error, RetryPolicy, Session, WaitOptions};
+use openstack_client::{Error, Session, WaitOptions};
 use serde_json::{Value, json};
 use wiremock::matchers::{body_partial_json, header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -31,16 +31,7 @@ async fn cloud() -> (MockServer, Session) {
         .respond_with(ResponseTemplate::new(200).set_body_json(fixture("nova/versions_v21-version-get-resp.json")))
         .mount(&server)
         .await;
-    let creds = Credentials::password(
-        format!("{}/identity/v3", server.uri()).parse().unwrap(),
-        "admin",
-        "pw".to_string().into(),
-        "admin",
-    );
-    let session = Session::builder(creds)
-        .retry(RetryPolicy::default().with_delays(Duration::from_millis(5), Duration::from_millis(20)))
-        .build()
-        .unwrap();
+    let session = common::mock_session(&server);
     (server, session)
 }
 

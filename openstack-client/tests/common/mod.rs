@@ -93,3 +93,22 @@ pub fn catalog_entry(service_type: &str, url: &str) -> Value {
     json!({"type": service_type, "name": service_type, "id": service_type,
            "endpoints": [{"interface": "public", "region_id": "RegionOne", "region": "RegionOne", "url": url, "id": service_type}]})
 }
+
+/// A session that authenticates at the Keystone [`mock_keystone`] mounted on `server`, in
+/// RegionOne, with retries fast enough for tests.
+pub fn mock_session(server: &MockServer) -> openstack_client::Session {
+    let creds = openstack_client::Credentials::password(
+        format!("{}/identity/v3", server.uri()).parse().unwrap(),
+        "admin",
+        "hunter2".to_string().into(),
+        "admin",
+    );
+    openstack_client::Session::builder(creds)
+        .region("RegionOne")
+        .retry(openstack_client::RetryPolicy::default().with_delays(
+            std::time::Duration::from_millis(5),
+            std::time::Duration::from_millis(20),
+        ))
+        .build()
+        .unwrap()
+}
