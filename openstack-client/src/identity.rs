@@ -403,6 +403,9 @@ pub(crate) async fn authenticate(http: &reqwest::Client, creds: &Credentials) ->
             source,
         })?;
     let status = resp.status().as_u16();
+    if !(200..300).contains(&status) && !matches!(status, 400 | 401 | 403 | 404) {
+        return Err(crate::session::api_error(&reqwest::Method::POST, &url, resp).await);
+    }
     let header = resp
         .headers()
         .get("x-subject-token")
@@ -418,16 +421,6 @@ pub(crate) async fn authenticate(http: &reqwest::Client, creds: &Credentials) ->
             auth_url: creds.auth_url.to_string(),
             status,
             message: service_message(&body),
-        });
-    }
-    if !(200..300).contains(&status) {
-        return Err(Error::Api {
-            method: "POST".into(),
-            url: url.to_string(),
-            status,
-            message: service_message(&body),
-            request_id: None,
-            retry_after: None,
         });
     }
     let decode = |reason: String| Error::Decode {

@@ -113,18 +113,15 @@ pub(crate) async fn fetch_document(http: &reqwest::Client, url: &Url) -> Result<
         url: url.to_string(),
         source,
     })?;
-    let status = resp.status().as_u16();
-    let body = resp.bytes().await.unwrap_or_default();
-    if !(200..400).contains(&status) {
-        return Err(Error::Api {
-            method: "GET".into(),
-            url: url.to_string(),
-            status,
-            message: crate::error::service_message(&body),
-            request_id: None,
-            retry_after: None,
-        });
+    // Glance answers 300 Multiple Choices at its root: a document all the same.
+    if !(200..400).contains(&resp.status().as_u16()) {
+        return Err(crate::session::api_error(&reqwest::Method::GET, url, resp).await);
     }
+    let body = resp.bytes().await.map_err(|source| Error::Transport {
+        method: "GET".into(),
+        url: url.to_string(),
+        source,
+    })?;
     serde_json::from_slice(&body).map_err(|e| Error::Decode {
         method: "GET".into(),
         url: url.to_string(),

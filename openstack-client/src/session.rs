@@ -280,6 +280,17 @@ impl ApiRequest {
         self.retry_if = Some(f);
         self
     }
+    /// A GET of another URL with the same headers and retry rules (the next page of a listing).
+    fn next_page(&self, url: Url) -> Self {
+        ApiRequest {
+            method: Method::GET,
+            url,
+            body: Body::Empty,
+            headers: self.headers.clone(),
+            idempotent: true,
+            retry_if: self.retry_if,
+        }
+    }
     /// Mark a non-GET request as safe to repeat (JSON-patch `replace`, actions that are no-ops twice).
     pub fn idempotent(mut self, on: bool) -> Self {
         self.idempotent = on;
@@ -431,33 +442,12 @@ impl Session {
     }
 
     async fn discover(&self, base: &Url, major: u32) -> Result<Url> {
-        let resp = self
-            .inner
-            .http
-            .get(base.clone())
-            .send()
-            .await
-            .map_err(|source| Error::Transport {
-                method: "GET".into(),
-                url: base.to_string(),
-                source,
-            })?;
-        let status = resp.status().as_u16();
-        let body = resp.bytes().await.unwrap_or_default();
+        let doc = crate::microversion::fetch_document(&self.inner.http, base).await?;
         let decode = |reason: String| Error::Decode {
             method: "GET".into(),
             url: base.to_string(),
             reason,
         };
-        // Glance answers 300 Multiple Choices at its root.
-        if !(200..400).contains(&status) {
-            return Err(decode(format!(
-                "version discovery answered {status}: {}",
-                service_message(&body)
-            )));
-        }
-        let doc: Value =
-            serde_json::from_slice(&body).map_err(|e| decode(format!("version document is not JSON: {e}")))?;
         let versions = doc
             .get("versions")
             .and_then(|v| v.get("values").unwrap_or(v).as_array())
@@ -547,6 +537,31 @@ impl Session {
             };
             tracing::warn!(method = %req.method, url = %req.url, error = %err, delay = ?delay, "retrying");
             tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// GET a collection and every following page (`<key>_links` or `next`), decoding each page's
+    /// `key` array. Stops at a page without a next link, or an empty one.
+    pub(crate) async fn collect_pages<T: DeserializeOwned>(&self, first: ApiRequest, key: &str) -> Result<Vec<T>> {
+        let links_key = format!("{key}_links");
+        let mut req = first;
+        let mut all = Vec::new();
+        loop {
+            let url = req.url.clone();
+            let template = req.next_page(url.clone());
+            let doc: Value = self.send_json(req).await?;
+            let page: Vec<T> =
+                serde_json::from_value(doc.get(key).cloned().unwrap_or_default()).map_err(|e| Error::Decode {
+                    method: "GET".into(),
+                    url: url.to_string(),
+                    reason: format!("{key}: {e}"),
+                })?;
+            let empty = page.is_empty();
+            all.extend(page);
+            match next_link(&doc, &links_key) {
+                Some(next) if !empty => req = template.next_page(next),
+                _ => return Ok(all),
+            }
         }
     }
 

@@ -104,15 +104,11 @@ pub struct DownloadReport {
 /// the transfer and memory stays flat. One thread for both, not one each: measured against a Glance
 /// on the same two cores, a second busy thread slowed Glance more than it sped us up.
 struct Hashes {
-    both: DigestThread,
-}
-
-struct DigestThread {
     tx: tokio::sync::mpsc::Sender<Bytes>,
     handle: std::thread::JoinHandle<(Option<String>, String)>,
 }
 
-impl DigestThread {
+impl Hashes {
     fn start(with_md5: bool) -> Self {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(16);
         let handle = std::thread::spawn(move || {
@@ -126,9 +122,21 @@ impl DigestThread {
             }
             (m.map(|m| hex::encode(m.finalize())), hex::encode(s.finalize()))
         });
-        DigestThread { tx, handle }
+        Hashes { tx, handle }
     }
 
+    fn sender(&self) -> tokio::sync::mpsc::Sender<Bytes> {
+        self.tx.clone()
+    }
+
+    async fn update(&self, b: &Bytes) -> Result<()> {
+        self.tx
+            .send(b.clone())
+            .await
+            .map_err(|_| Error::InvalidInput("the hashing thread stopped".into()))
+    }
+
+    /// MD5 (when asked for) and SHA-512, once every sender is gone.
     async fn finish(self) -> Result<(Option<String>, String)> {
         drop(self.tx);
         let h = self.handle;
@@ -137,30 +145,6 @@ impl DigestThread {
             .ok()
             .and_then(|r| r.ok())
             .ok_or_else(|| Error::InvalidInput("the hashing thread panicked".into()))
-    }
-}
-
-impl Hashes {
-    fn start(with_md5: bool) -> Self {
-        Hashes {
-            both: DigestThread::start(with_md5),
-        }
-    }
-
-    fn sender(&self) -> tokio::sync::mpsc::Sender<Bytes> {
-        self.both.tx.clone()
-    }
-
-    async fn update(&self, b: &Bytes) -> Result<()> {
-        self.both
-            .tx
-            .send(b.clone())
-            .await
-            .map_err(|_| Error::InvalidInput("the hashing thread stopped".into()))
-    }
-
-    async fn finish(self) -> Result<(Option<String>, String)> {
-        self.both.finish().await
     }
 }
 

@@ -9,7 +9,6 @@ use serde_json::{Value, json};
 
 use super::Ironic;
 use crate::error::{Error, Result};
-use crate::session::next_link;
 use crate::util::{id_type, string_enum};
 use crate::wait::{Poll, WaitOptions, wait_for};
 
@@ -374,8 +373,8 @@ fn failure(node: &Node) -> Error {
 }
 
 impl Ironic {
-    /// One page of nodes (details), following the `next` link of the previous page when given.
-    async fn list_page(&self, query: &ListNodes, next: Option<url::Url>) -> Result<(Vec<Node>, Option<url::Url>)> {
+    /// Every matching node, following pagination.
+    pub async fn list(&self, query: &ListNodes) -> Result<Vec<Node>> {
         // `fields` selects columns of the short listing; `detail` has them all and refuses `fields`.
         let path = if query.params.iter().any(|(k, _)| k == "fields") {
             "nodes"
@@ -383,36 +382,8 @@ impl Ironic {
             "nodes/detail"
         };
         let mut req = self.request(Method::GET, path).await?;
-        match next {
-            Some(u) => req.url = u,
-            None => {
-                req.url.query_pairs_mut().extend_pairs(query.params.iter());
-            }
-        }
-        let doc: Value = self.session.send_json(req).await?;
-        let link = next_link(&doc, "nodes_links");
-        let nodes: Vec<Node> =
-            serde_json::from_value(doc.get("nodes").cloned().unwrap_or_default()).map_err(|e| Error::Decode {
-                method: "GET".into(),
-                url: "nodes/detail".into(),
-                reason: e.to_string(),
-            })?;
-        Ok((nodes, link))
-    }
-
-    /// Every matching node, following pagination.
-    pub async fn list(&self, query: &ListNodes) -> Result<Vec<Node>> {
-        let mut all = Vec::new();
-        let mut next = None;
-        loop {
-            let (nodes, link) = self.list_page(query, next).await?;
-            let empty = nodes.is_empty();
-            all.extend(nodes);
-            match link {
-                Some(l) if !empty => next = Some(l),
-                _ => return Ok(all),
-            }
-        }
+        req.url.query_pairs_mut().extend_pairs(query.params.iter());
+        self.session.collect_pages(req, "nodes").await
     }
 
     /// A node by name or UUID.

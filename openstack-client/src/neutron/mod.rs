@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use url::Url;
 
-use crate::error::{Error, Result};
-use crate::session::{ApiRequest, Session, join, next_link};
+use crate::error::Result;
+use crate::session::{ApiRequest, Session, join};
 
 /// A Neutron client on a [`Session`]. Cheap to clone.
 ///
@@ -105,25 +105,7 @@ impl Neutron {
     ) -> Result<Vec<T>> {
         let mut url = self.url(key).await?;
         url.query_pairs_mut().extend_pairs(params.iter());
-        let mut all = Vec::new();
-        loop {
-            let doc: Value = self
-                .session
-                .send_json(ApiRequest::new(Method::GET, url.clone()))
-                .await?;
-            let page: Vec<T> =
-                serde_json::from_value(doc.get(key).cloned().unwrap_or_default()).map_err(|e| Error::Decode {
-                    method: "GET".into(),
-                    url: url.to_string(),
-                    reason: e.to_string(),
-                })?;
-            let empty = page.is_empty();
-            all.extend(page);
-            match next_link(&doc, &format!("{key}_links")) {
-                Some(next) if !empty => url = next,
-                _ => return Ok(all),
-            }
-        }
+        self.session.collect_pages(ApiRequest::new(Method::GET, url), key).await
     }
 
     /// A network by id, or by unique name.

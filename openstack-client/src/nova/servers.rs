@@ -9,7 +9,6 @@ use serde_json::{Value, json};
 
 use super::Nova;
 use crate::error::{Error, Result};
-use crate::session::next_link;
 use crate::util::{id_type, string_enum};
 use crate::wait::{Poll, WaitOptions, wait_for};
 
@@ -484,26 +483,7 @@ impl Nova {
     pub async fn list_servers(&self, query: &ListServers) -> Result<Vec<Server>> {
         let mut r = self.request(Method::GET, "servers/detail").await?;
         r.url.query_pairs_mut().extend_pairs(query.params.iter());
-        let mut all = Vec::new();
-        loop {
-            let url = r.url.clone();
-            let doc: Value = self.session.send_json(r).await?;
-            let page: Vec<Server> =
-                serde_json::from_value(doc.get("servers").cloned().unwrap_or_default()).map_err(|e| Error::Decode {
-                    method: "GET".into(),
-                    url: url.to_string(),
-                    reason: e.to_string(),
-                })?;
-            let empty = page.is_empty();
-            all.extend(page);
-            match next_link(&doc, "servers_links") {
-                Some(next) if !empty => {
-                    r = self.request(Method::GET, "servers/detail").await?;
-                    r.url = next;
-                }
-                _ => return Ok(all),
-            }
-        }
+        self.session.collect_pages(r, "servers").await
     }
 
     /// Delete a server (202). Already gone counts as done.
