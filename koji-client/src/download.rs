@@ -241,7 +241,8 @@ fn write_thread(mut file: std::fs::File, path: PathBuf, fsync: bool) -> Worker<M
 /// Streams bytes into a file while hashing; the state survives a resumed attempt.
 struct Sink {
     pending: bytes::BytesMut,
-    writer: Worker<Msg, Result<()>>,
+    /// `None` once the writer stopped on an I/O error and that error was reported.
+    writer: Option<Worker<Msg, Result<()>>>,
     hasher: Worker<Msg, (String, Option<String>)>,
     written: u64,
 }
@@ -257,11 +258,14 @@ impl Sink {
     }
 
     async fn send(&mut self, msg: impl Fn() -> Msg) -> Result<()> {
-        if self.writer.send(msg()).await.is_err() {
-            // The writer stopped on an I/O error: take it from the thread.
-            let writer = std::mem::replace(&mut self.writer, dead_writer());
-            writer.finish().await??;
-            return Err(Error::InvalidInput("the writing thread stopped".into()));
+        let stopped = || Error::InvalidInput("the writing thread stopped".into());
+        let writer = self.writer.as_ref().ok_or_else(stopped)?;
+        if writer.send(msg()).await.is_err() {
+            // The writer stopped on an I/O error: take that error from the thread.
+            if let Some(w) = self.writer.take() {
+                w.finish().await??;
+            }
+            return Err(stopped());
         }
         self.hasher
             .send(msg())
@@ -286,15 +290,14 @@ impl Sink {
     /// Wait for every byte to be on disk (and fsynced when asked); the digests.
     async fn finish(mut self) -> Result<(u64, String, Option<String>)> {
         self.flush().await?;
-        self.writer.finish().await??;
+        let writer = self
+            .writer
+            .take()
+            .ok_or_else(|| Error::InvalidInput("the writing thread stopped".into()))?;
+        writer.finish().await??;
         let (sha256, md5) = self.hasher.finish().await?;
         Ok((self.written, sha256, md5))
     }
-}
-
-/// A stand-in after the real writer was joined; never receives anything.
-fn dead_writer() -> Worker<Msg, Result<()>> {
-    Worker::start("writing", |_rx| Ok(()))
 }
 
 fn io_err(what: &str, path: &Path, source: std::io::Error) -> Error {
@@ -340,7 +343,7 @@ async fn open_sink(partial: &Path, with_md5: bool, fsync: bool) -> Result<Sink> 
         .map_err(|e| io_err("create", partial, e))?;
     Ok(Sink {
         pending: bytes::BytesMut::with_capacity(BATCH),
-        writer: write_thread(file, partial.to_path_buf(), fsync),
+        writer: Some(write_thread(file, partial.to_path_buf(), fsync)),
         hasher,
         written,
     })
