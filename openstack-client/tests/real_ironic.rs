@@ -211,25 +211,37 @@ async fn waits_expire_naming_the_state_they_were_stuck_in() {
         ),
         other => panic!("{other:?}"),
     }
-    // A per-state deadline fails sooner than the overall one.
+    // A per-state deadline fails sooner than the overall one: deploy again (2 s in `deploying` or
+    // `wait call-back`) and allow 50 ms per state within an overall 120 s.
     ir.wait_for_provision_state(n, ProvisionState::Active, &quick())
         .await
         .unwrap();
-    ir.provision(n, ProvisionAction::Deleted).await.unwrap();
+    ir.provision_and_wait(n, ProvisionAction::Deleted, &quick())
+        .await
+        .unwrap();
+    ir.provision(n, ProvisionAction::Active { configdrive: None })
+        .await
+        .unwrap();
     let per_state = ProvisionWait::timeout(Duration::from_secs(120))
         .with_interval(Duration::from_millis(50), Duration::from_millis(100))
-        .state_deadline(ProvisionState::Deleting, Duration::from_millis(1))
-        .state_deadline(ProvisionState::Active, Duration::from_millis(1));
-    match ir
-        .wait_for_provision_state(n, ProvisionState::Available, &per_state)
-        .await
-    {
-        Err(Error::Timeout { what, .. }) => assert!(what.contains("to leave"), "{what}"),
-        // The undeploy may finish before the second poll: then there was nothing to time out.
-        Ok(_) => {}
-        Err(other) => panic!("{other:?}"),
+        .state_deadline(ProvisionState::Deploying, Duration::from_millis(50))
+        .state_deadline(ProvisionState::WaitCallBack, Duration::from_millis(50));
+    let started = std::time::Instant::now();
+    match ir.wait_for_provision_state(n, ProvisionState::Active, &per_state).await {
+        Err(Error::Timeout { what, last_state, .. }) => {
+            assert!(what.contains("to leave"), "{what}");
+            assert!(
+                ["deploying", "wait call-back"].contains(&last_state.as_str()),
+                "{last_state}"
+            );
+        }
+        other => panic!("expected a per-state timeout, got {other:?}"),
     }
-    ir.wait_for_provision_state(n, ProvisionState::Available, &quick())
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the per-state deadline, not the overall one"
+    );
+    ir.wait_for_provision_state(n, ProvisionState::Active, &quick())
         .await
         .unwrap();
 }
