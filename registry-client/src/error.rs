@@ -1,6 +1,7 @@
 //! The crate's one error type.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -35,4 +36,145 @@ pub enum Error {
         /// What went wrong (its stderr, never its stdout, which holds the secret).
         reason: String,
     },
+    /// The registry refused our credentials, or wants some and we have none.
+    #[error("{registry}: not authorized for {scope}: {reason}")]
+    Unauthorized {
+        /// The registry host.
+        registry: String,
+        /// What we asked for (`repository:NAME:pull,push`).
+        scope: String,
+        /// The server's message and what to do about it.
+        reason: String,
+    },
+    /// The registry answered with an HTTP error (after retries, when the error was retryable).
+    #[error("{method} {url}: HTTP {status}{}: {message}", code.as_deref().map(|c| format!(" {c}")).unwrap_or_default())]
+    Http {
+        /// The request method.
+        method: String,
+        /// The URL, without query secrets (registries put none there).
+        url: String,
+        /// The HTTP status.
+        status: u16,
+        /// The OCI error code (`MANIFEST_UNKNOWN`, `BLOB_UPLOAD_INVALID`, `TOOMANYREQUESTS`, …).
+        code: Option<String>,
+        /// The server's message.
+        message: String,
+        /// How long the server asked us to wait (`Retry-After`), when it did.
+        retry_after: Option<Duration>,
+    },
+    /// A manifest, tag or blob that does not exist.
+    #[error("{what} not found in {reference}")]
+    NotFound {
+        /// What was looked for (`manifest latest`, `blob sha256:…`).
+        what: String,
+        /// The repository.
+        reference: String,
+    },
+    /// The connection failed, timed out or broke mid-body.
+    #[error("{method} {url}: {source}")]
+    Transport {
+        /// The request method.
+        method: String,
+        /// The URL.
+        url: String,
+        /// The cause.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// Content whose digest is not the one expected: a corrupt transfer or a lying server.
+    #[error("digest mismatch for {what}: expected {expected}, got {actual}")]
+    DigestMismatch {
+        /// What was checked.
+        what: String,
+        /// The digest we were promised.
+        expected: String,
+        /// The digest of what we received.
+        actual: String,
+    },
+    /// Content whose size is not the one its descriptor declares.
+    #[error("size mismatch for {what}: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        /// What was checked.
+        what: String,
+        /// The size we were promised.
+        expected: u64,
+        /// The size we received.
+        actual: u64,
+    },
+    /// A manifest, index, config or layout file that is not valid.
+    #[error("invalid {what}: {reason}")]
+    InvalidManifest {
+        /// Which document.
+        what: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A docker-archive tarball that cannot be converted.
+    #[error("{}: {reason}", path.display())]
+    Archive {
+        /// The tarball.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// None of the image's platforms matches the ones asked for.
+    #[error("{reference}: no platform {wanted}; the image has {available}")]
+    PlatformNotFound {
+        /// The image.
+        reference: String,
+        /// What was asked for.
+        wanted: String,
+        /// What the index lists.
+        available: String,
+    },
+    /// A local file or directory operation failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The registry answered something that is not the distribution API.
+    #[error("{url}: unexpected answer: {reason}")]
+    Protocol {
+        /// The URL.
+        url: String,
+        /// What was wrong with the answer.
+        reason: String,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn invalid(what: impl Into<String>, reason: impl std::fmt::Display) -> Error {
+        Error::InvalidManifest {
+            what: what.into(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Whether trying again later may succeed: 429, 5xx, and broken connections.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Http { status, .. } => *status == 429 || (500..600).contains(status) && *status != 501,
+            Error::Transport { source, .. } => !source.is_builder() && !source.is_redirect(),
+            _ => false,
+        }
+    }
+
+    /// The HTTP status, for HTTP errors.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Http { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
 }

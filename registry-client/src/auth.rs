@@ -1,0 +1,302 @@
+//! Registry authentication: `WWW-Authenticate` challenges, HTTP Basic, and the Bearer token flow
+//! Docker Hub uses (ask the challenge's realm for a token for `service` and `scope`, with Basic
+//! credentials or an OAuth2 refresh token), with a token cache shared by all requests.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+use crate::credentials::Credential;
+use crate::error::{Error, Result};
+
+/// How a registry wants to be authenticated, from its `WWW-Authenticate` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Challenge {
+    /// HTTP Basic on every request.
+    Basic,
+    /// A Bearer token from `realm`.
+    Bearer {
+        /// The token endpoint.
+        realm: String,
+        /// The `service` parameter to pass on.
+        service: Option<String>,
+    },
+}
+
+/// Parses a `WWW-Authenticate` header value: a scheme and `key="value"` pairs, where quoted values
+/// may hold commas (`scope="repository:a:pull,push"`).
+pub(crate) fn parse_challenge(header: &str) -> Option<Challenge> {
+    let header = header.trim();
+    let (scheme, rest) = header.split_once(char::is_whitespace).unwrap_or((header, ""));
+    if scheme.eq_ignore_ascii_case("basic") {
+        return Some(Challenge::Basic);
+    }
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let params = parse_params(rest);
+    let realm = params.get("realm")?.clone();
+    Some(Challenge::Bearer {
+        realm,
+        service: params.get("service").cloned(),
+    })
+}
+
+fn parse_params(s: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace() || *c == ',').is_some() {}
+        let key: String = std::iter::from_fn(|| chars.next_if(|c| *c != '=' && *c != ',')).collect();
+        if key.is_empty() {
+            break;
+        }
+        if chars.next_if_eq(&'=').is_none() {
+            continue;
+        }
+        let mut value = String::new();
+        if chars.next_if_eq(&'"').is_some() {
+            while let Some(c) = chars.next() {
+                match c {
+                    '"' => break,
+                    '\\' => value.extend(chars.next()),
+                    c => value.push(c),
+                }
+            }
+        } else {
+            value = std::iter::from_fn(|| chars.next_if(|c| *c != ',')).collect();
+        }
+        out.insert(key.trim().to_ascii_lowercase(), value.trim().to_string());
+    }
+    out
+}
+
+/// The access a request needs: `repository:NAME:ACTIONS` scopes, space-separated when several
+/// (a cross-repository mount needs push on the target and pull on the source).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Scope(Vec<String>);
+
+impl Scope {
+    pub(crate) fn pull(repo: &str) -> Scope {
+        Scope(vec![format!("repository:{repo}:pull")])
+    }
+    pub(crate) fn push(repo: &str) -> Scope {
+        Scope(vec![format!("repository:{repo}:pull,push")])
+    }
+    pub(crate) fn delete(repo: &str) -> Scope {
+        Scope(vec![format!("repository:{repo}:delete")])
+    }
+    pub(crate) fn and_pull(mut self, repo: &str) -> Scope {
+        self.0.push(format!("repository:{repo}:pull"));
+        self
+    }
+    pub(crate) fn parts(&self) -> &[String] {
+        &self.0
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join(" "))
+    }
+}
+
+/// A Bearer token and when to stop using it.
+#[derive(Clone)]
+pub(crate) struct Token {
+    pub(crate) value: SecretString,
+    pub(crate) renew_at: Instant,
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token([REDACTED])")
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    access_token: Option<String>,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+/// Per-client authentication state: the challenge each registry answered with, cached tokens
+/// per (registry, scope), and the credential resolved for each registry.
+#[derive(Default)]
+pub(crate) struct AuthState {
+    pub(crate) challenges: Mutex<HashMap<String, Challenge>>,
+    pub(crate) tokens: Mutex<HashMap<(String, Scope), Token>>,
+}
+
+/// Builds the `Authorization` value for HTTP Basic.
+pub(crate) fn basic_header(username: &str, password: &SecretString) -> String {
+    let raw = format!("{username}:{}", password.expose_secret());
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
+}
+
+/// Asks a token endpoint for a token, the way `docker login` does: GET with Basic credentials
+/// (or none, for anonymous pulls), or POST an OAuth2 refresh-token grant for identity tokens.
+pub(crate) async fn fetch_token(
+    http: &reqwest::Client,
+    registry: &str,
+    realm: &str,
+    service: Option<&str>,
+    scope: &Scope,
+    credential: &Credential,
+) -> Result<Token> {
+    let mut url = url::Url::parse(realm).map_err(|e| Error::Protocol {
+        url: realm.to_string(),
+        reason: format!("token realm is not a URL: {e}"),
+    })?;
+    let request = match credential {
+        Credential::IdentityToken(refresh) => {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            form.append_pair("grant_type", "refresh_token")
+                .append_pair("client_id", "imagekit")
+                .append_pair("refresh_token", refresh.expose_secret());
+            if let Some(s) = service {
+                form.append_pair("service", s);
+            }
+            form.append_pair("scope", &scope.to_string());
+            http.post(url.clone())
+                .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(form.finish())
+        }
+        _ => {
+            {
+                let mut q = url.query_pairs_mut();
+                if let Some(s) = service {
+                    q.append_pair("service", s);
+                }
+                for part in scope.parts() {
+                    q.append_pair("scope", part);
+                }
+            }
+            let rb = http.get(url.clone());
+            match credential {
+                Credential::Basic { username, password } => {
+                    rb.header(reqwest::header::AUTHORIZATION, basic_header(username, password))
+                }
+                _ => rb,
+            }
+        }
+    };
+    let method = if matches!(credential, Credential::IdentityToken(_)) {
+        "POST"
+    } else {
+        "GET"
+    };
+    // Never put the query in errors: a refresh token travels in the body, but keep URLs short.
+    url.set_query(None);
+    let response = request.send().await.map_err(|source| Error::Transport {
+        method: method.into(),
+        url: url.to_string(),
+        source,
+    })?;
+    let status = response.status();
+    let body = response.bytes().await.map_err(|source| Error::Transport {
+        method: method.into(),
+        url: url.to_string(),
+        source,
+    })?;
+    if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+        return Err(Error::Unauthorized {
+            registry: registry.to_string(),
+            scope: scope.to_string(),
+            reason: format!(
+                "the token service {url} refused {} (HTTP {status}): {}; check the credentials for {registry} \
+                 (docker login, ~/.docker/config.json or the ones given to the client)",
+                describe(credential),
+                crate::client::short_message(&body)
+            ),
+        });
+    }
+    if !status.is_success() {
+        return Err(Error::Http {
+            method: method.into(),
+            url: url.to_string(),
+            status: status.as_u16(),
+            code: None,
+            message: crate::client::short_message(&body),
+            retry_after: None,
+        });
+    }
+    let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| Error::Protocol {
+        url: url.to_string(),
+        reason: format!("token response is not the expected JSON: {e}"),
+    })?;
+    let value = parsed
+        .token
+        .filter(|t| !t.is_empty())
+        .or(parsed.access_token)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| Error::Protocol {
+            url: url.to_string(),
+            reason: "token response has neither `token` nor `access_token`".into(),
+        })?;
+    // Docker's default lifetime is 60 s; renew a little early so no request starts with a token
+    // about to expire.
+    let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(60).max(10));
+    Ok(Token {
+        value: SecretString::from(value),
+        renew_at: Instant::now() + lifetime.mul_f32(0.9),
+    })
+}
+
+fn describe(c: &Credential) -> String {
+    match c {
+        Credential::Anonymous => "an anonymous request".into(),
+        Credential::Basic { username, .. } => format!("user {username:?}"),
+        Credential::IdentityToken(_) => "the identity token".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges_parse_like_docker_hub_and_distribution_send_them() {
+        assert_eq!(
+            parse_challenge(
+                r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/centos:pull,push""#
+            ),
+            Some(Challenge::Bearer {
+                realm: "https://auth.docker.io/token".into(),
+                service: Some("registry.docker.io".into())
+            })
+        );
+        assert_eq!(parse_challenge(r#"Basic realm="basic-realm""#), Some(Challenge::Basic));
+        assert_eq!(
+            parse_challenge(r#"bearer  realm=http://127.0.0.1:5080/token , error="invalid_token""#),
+            Some(Challenge::Bearer {
+                realm: "http://127.0.0.1:5080/token".into(),
+                service: None
+            })
+        );
+        assert_eq!(
+            parse_challenge("Bearer service=x"),
+            None,
+            "a Bearer challenge needs a realm"
+        );
+        assert_eq!(parse_challenge("Negotiate"), None);
+    }
+
+    #[test]
+    fn scopes_join_with_spaces() {
+        let s = Scope::push("cern/alma9").and_pull("cern/base");
+        assert_eq!(
+            s.to_string(),
+            "repository:cern/alma9:pull,push repository:cern/base:pull"
+        );
+    }
+}

@@ -1,0 +1,202 @@
+//! Blob streams that check what flows through them: the size and the sha256 digest promised by
+//! the descriptor, so a corrupt transfer fails loudly instead of landing.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures::Stream;
+use sha2::{Digest as _, Sha256};
+
+use crate::error::{Error, Result};
+use crate::manifest::Descriptor;
+
+/// A stream of blob bytes.
+pub type BlobStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
+
+/// Where a [`Verified`] stream puts the reason it failed, for the code that sent it as a request
+/// body (the HTTP library only keeps an opaque error).
+pub(crate) type FailureSlot = Arc<Mutex<Option<Error>>>;
+
+/// Passes bytes through, counting and hashing them; at the end (or as soon as there are too many
+/// bytes) it fails with [`Error::SizeMismatch`] or [`Error::DigestMismatch`].
+pub(crate) struct Verified {
+    inner: BlobStream,
+    hasher: Sha256,
+    seen: u64,
+    expected: Descriptor,
+    what: String,
+    done: bool,
+    slot: FailureSlot,
+    progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+}
+
+impl Verified {
+    /// Wraps `inner`; `what` names the blob in errors.
+    pub(crate) fn new(inner: BlobStream, expected: Descriptor, what: String) -> Verified {
+        Verified {
+            inner,
+            hasher: Sha256::new(),
+            seen: 0,
+            expected,
+            what,
+            done: false,
+            slot: FailureSlot::default(),
+            progress: None,
+        }
+    }
+
+    /// Calls `f` with the size of each chunk that passes.
+    pub(crate) fn on_bytes(mut self, f: Option<Arc<dyn Fn(u64) + Send + Sync>>) -> Verified {
+        self.progress = f;
+        self
+    }
+
+    /// The slot that holds the failure reason once the stream failed.
+    pub(crate) fn slot(&self) -> FailureSlot {
+        self.slot.clone()
+    }
+
+    fn fail(&mut self, e: Error) -> Poll<Option<Result<Bytes>>> {
+        self.done = true;
+        let copy = match &e {
+            Error::DigestMismatch { what, expected, actual } => Error::DigestMismatch {
+                what: what.clone(),
+                expected: expected.clone(),
+                actual: actual.clone(),
+            },
+            Error::SizeMismatch { what, expected, actual } => Error::SizeMismatch {
+                what: what.clone(),
+                expected: *expected,
+                actual: *actual,
+            },
+            other => Error::Protocol {
+                url: self.what.clone(),
+                reason: other.to_string(),
+            },
+        };
+        if let Ok(mut s) = self.slot.lock() {
+            s.get_or_insert(copy);
+        }
+        Poll::Ready(Some(Err(e)))
+    }
+}
+
+impl Stream for Verified {
+    type Item = Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match self.inner.as_mut().poll_next(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(chunk))) => {
+                self.seen += chunk.len() as u64;
+                if self.seen > self.expected.size {
+                    let e = Error::SizeMismatch {
+                        what: self.what.clone(),
+                        expected: self.expected.size,
+                        actual: self.seen,
+                    };
+                    return self.fail(e);
+                }
+                self.hasher.update(&chunk);
+                if let Some(p) = &self.progress {
+                    p(chunk.len() as u64);
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(e))) => self.fail(e),
+            Poll::Ready(None) => {
+                if self.seen != self.expected.size {
+                    let e = Error::SizeMismatch {
+                        what: self.what.clone(),
+                        expected: self.expected.size,
+                        actual: self.seen,
+                    };
+                    return self.fail(e);
+                }
+                let actual = format!("sha256:{}", hex::encode(std::mem::take(&mut self.hasher).finalize()));
+                if actual != self.expected.digest {
+                    let e = Error::DigestMismatch {
+                        what: self.what.clone(),
+                        expected: self.expected.digest.clone(),
+                        actual,
+                    };
+                    return self.fail(e);
+                }
+                self.done = true;
+                Poll::Ready(None)
+            }
+        }
+    }
+}
+
+/// Takes the failure a [`Verified`] body recorded, if any, else keeps `e`.
+pub(crate) fn recorded_or(slot: &FailureSlot, e: Error) -> Error {
+    slot.lock().ok().and_then(|mut s| s.take()).unwrap_or(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt as _;
+
+    use super::*;
+    use crate::manifest::sha256_digest;
+
+    fn stream_of(parts: &[&'static [u8]]) -> BlobStream {
+        let v: Vec<Result<Bytes>> = parts.iter().map(|p| Ok(Bytes::from_static(p))).collect();
+        Box::pin(futures::stream::iter(v))
+    }
+
+    async fn drain(v: Verified) -> Result<u64> {
+        let mut s = Box::pin(v);
+        let mut n = 0;
+        while let Some(c) = s.next().await {
+            n += c?.len() as u64;
+        }
+        Ok(n)
+    }
+
+    #[tokio::test]
+    async fn good_blobs_pass_and_bad_ones_fail_with_the_reason() {
+        let desc = |d: &str, size| Descriptor {
+            media_type: "x".into(),
+            digest: d.into(),
+            size,
+        };
+        let right = sha256_digest(b"hello world");
+        assert_eq!(
+            drain(Verified::new(
+                stream_of(&[b"hello ", b"world"]),
+                desc(&right, 11),
+                "b".into()
+            ))
+            .await
+            .unwrap(),
+            11
+        );
+        let v = Verified::new(stream_of(&[b"hello ", b"w0rld"]), desc(&right, 11), "b".into());
+        let slot = v.slot();
+        assert!(matches!(drain(v).await, Err(Error::DigestMismatch { .. })));
+        assert!(matches!(
+            recorded_or(&slot, Error::invalid("x", "y")),
+            Error::DigestMismatch { .. }
+        ));
+        assert!(matches!(
+            drain(Verified::new(stream_of(&[b"hello"]), desc(&right, 11), "b".into())).await,
+            Err(Error::SizeMismatch { actual: 5, .. })
+        ));
+        assert!(matches!(
+            drain(Verified::new(
+                stream_of(&[b"hello world!!"]),
+                desc(&right, 11),
+                "b".into()
+            ))
+            .await,
+            Err(Error::SizeMismatch { actual: 13, .. })
+        ));
+    }
+}

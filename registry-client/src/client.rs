@@ -1,0 +1,641 @@
+//! The registry client: one HTTP connection pool, authentication state shared by all requests,
+//! and retries with backoff that honour `Retry-After`.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::{Method, Response, StatusCode};
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+use crate::auth::{AuthState, Challenge, Scope, basic_header, fetch_token, parse_challenge};
+use crate::credentials::{Credential, DockerConfig};
+use crate::error::{Error, Result};
+use crate::reference::Reference;
+
+/// How often and how patiently requests are retried on 429, 5xx and broken connections.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Attempts in total, the first included (1 = no retries).
+    pub max_attempts: u32,
+    /// The first backoff; doubled at each retry, with jitter.
+    pub initial_delay: Duration,
+    /// The longest backoff between two attempts.
+    pub max_delay: Duration,
+    /// The longest `Retry-After` we honour; a server asking for more gets an error instead.
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 5,
+            initial_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(20),
+            max_retry_after: Duration::from_secs(300),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before retry number `retry` (1-based): the server's `Retry-After` when it sent one,
+    /// else exponential backoff with ±25 % jitter.
+    pub(crate) fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
+        if let Some(d) = retry_after {
+            return d.min(self.max_retry_after);
+        }
+        let base = self.initial_delay.saturating_mul(1 << retry.saturating_sub(1).min(16));
+        let base = base.min(self.max_delay);
+        base.mul_f64(rand::random_range(0.75..1.25))
+    }
+}
+
+/// How blobs are uploaded.
+#[derive(Debug, Clone)]
+pub struct UploadOptions {
+    /// `None` (the default): one streamed PUT per blob. `Some(n)`: PATCH chunks of at most `n`
+    /// bytes, for registries or proxies that cap the request size.
+    pub chunk_size: Option<usize>,
+    /// How many blobs move at the same time.
+    pub max_concurrency: usize,
+}
+
+impl Default for UploadOptions {
+    fn default() -> Self {
+        UploadOptions {
+            chunk_size: None,
+            max_concurrency: 4,
+        }
+    }
+}
+
+/// Builds a [`Client`].
+#[derive(Default)]
+pub struct ClientBuilder {
+    explicit: HashMap<String, Credential>,
+    docker_config: Option<DockerConfig>,
+    plain_http: HashSet<String>,
+    retry: RetryPolicy,
+    upload: UploadOptions,
+    connect_timeout: Option<Duration>,
+    read_timeout: Option<Duration>,
+    user_agent: Option<String>,
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("credentials_for", &self.explicit.keys().collect::<Vec<_>>())
+            .field("docker_config", &self.docker_config)
+            .field("plain_http", &self.plain_http)
+            .field("retry", &self.retry)
+            .field("upload", &self.upload)
+            .finish()
+    }
+}
+
+impl ClientBuilder {
+    /// Credentials for one registry (`registry.cern.ch`, `localhost:5002`, `docker.io`); they win
+    /// over the Docker config.
+    pub fn credential(mut self, registry: &str, credential: Credential) -> Self {
+        self.explicit.insert(registry.to_string(), credential);
+        self
+    }
+    /// Where other credentials come from: `auths`, `credHelpers` and `credsStore` of a Docker config.
+    pub fn docker_config(mut self, config: DockerConfig) -> Self {
+        self.docker_config = Some(config);
+        self
+    }
+    /// Talk plain HTTP to this registry (`host:port`). Loopback registries (`localhost`,
+    /// `127.0.0.1`, `[::1]`) use plain HTTP without being listed, as Docker does.
+    pub fn plain_http(mut self, registry: &str) -> Self {
+        self.plain_http.insert(registry.to_string());
+        self
+    }
+    /// The retry policy for 429, 5xx and broken connections.
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+    /// How blobs are uploaded (streamed or chunked, and how many at once).
+    pub fn upload(mut self, upload: UploadOptions) -> Self {
+        self.upload = upload;
+        self
+    }
+    /// Connect timeout (default 30 s).
+    pub fn connect_timeout(mut self, t: Duration) -> Self {
+        self.connect_timeout = Some(t);
+        self
+    }
+    /// Longest silence while reading an answer (default 120 s). Transfers as a whole have no
+    /// timeout: a multi-GB layer takes as long as it takes, as long as bytes keep coming.
+    pub fn read_timeout(mut self, t: Duration) -> Self {
+        self.read_timeout = Some(t);
+        self
+    }
+    /// The `User-Agent` header.
+    pub fn user_agent(mut self, ua: &str) -> Self {
+        self.user_agent = Some(ua.to_string());
+        self
+    }
+
+    /// Builds the client.
+    pub fn build(self) -> Result<Client> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(self.connect_timeout.unwrap_or(Duration::from_secs(30)))
+            .read_timeout(self.read_timeout.unwrap_or(Duration::from_secs(120)))
+            .user_agent(
+                self.user_agent
+                    .unwrap_or_else(|| format!("imagekit/{}", env!("CARGO_PKG_VERSION"))),
+            )
+            // Blob GETs redirect to storage; never send our Authorization header along.
+            .redirect(reqwest::redirect::Policy::limited(5))
+            .build()
+            .map_err(|source| Error::Transport {
+                method: "-".into(),
+                url: "-".into(),
+                source,
+            })?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                auth: AuthState::default(),
+                explicit: self.explicit,
+                docker_config: self.docker_config.map(Arc::new),
+                resolved: Mutex::default(),
+                plain_http: self.plain_http,
+                retry: self.retry,
+                upload: self.upload,
+            }),
+        })
+    }
+}
+
+/// A registry client. Cheap to clone; clones share connections, tokens and credentials.
+///
+/// ```no_run
+/// # async fn demo() -> registry_client::Result<()> {
+/// use registry_client::{Client, DockerConfig, Reference};
+/// let client = Client::builder().docker_config(DockerConfig::load()?).build()?;
+/// let image: Reference = "registry.cern.ch/cern/alma9-base:test".parse()?;
+/// let digest = client.promote(&image, "test", "latest").await?;
+/// println!("latest is now {digest}");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) http: reqwest::Client,
+    auth: AuthState,
+    explicit: HashMap<String, Credential>,
+    docker_config: Option<Arc<DockerConfig>>,
+    resolved: Mutex<HashMap<String, Credential>>,
+    plain_http: HashSet<String>,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) upload: UploadOptions,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("credentials_for", &self.inner.explicit.keys().collect::<Vec<_>>())
+            .field("docker_config", &self.inner.docker_config)
+            .field("retry", &self.inner.retry)
+            .field("upload", &self.inner.upload)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One request to the registry API, replayable (its body is in memory).
+pub(crate) struct Call {
+    pub(crate) method: Method,
+    pub(crate) url: String,
+    pub(crate) registry: String,
+    pub(crate) scope: Scope,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Option<Bytes>,
+}
+
+impl Call {
+    pub(crate) fn new(method: Method, url: String, reference: &Reference, scope: Scope) -> Call {
+        Call {
+            method,
+            url,
+            registry: reference.registry().to_string(),
+            scope,
+            headers: HeaderMap::new(),
+            body: None,
+        }
+    }
+    pub(crate) fn header(mut self, name: reqwest::header::HeaderName, value: &str) -> Call {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            self.headers.insert(name, v);
+        }
+        self
+    }
+    pub(crate) fn body(mut self, body: Bytes) -> Call {
+        self.body = Some(body);
+        self
+    }
+}
+
+#[derive(Deserialize)]
+struct OciErrors {
+    errors: Vec<OciError>,
+}
+#[derive(Deserialize)]
+struct OciError {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// A short, printable message from an error body: the OCI `errors[].message`, else the start of the text.
+pub(crate) fn short_message(body: &[u8]) -> String {
+    if let Ok(e) = serde_json::from_slice::<OciErrors>(body)
+        && !e.errors.is_empty()
+    {
+        return e
+            .errors
+            .iter()
+            .map(|e| e.message.clone().or(e.code.clone()).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("; ");
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        return "(empty body)".into();
+    }
+    text.chars().take(300).collect()
+}
+
+fn oci_code(body: &[u8]) -> Option<String> {
+    serde_json::from_slice::<OciErrors>(body)
+        .ok()
+        .and_then(|e| e.errors.into_iter().find_map(|e| e.code))
+}
+
+/// Parses `Retry-After`: delta-seconds or an HTTP date.
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate_to_unix(v)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
+    Some(Duration::from_secs(when.saturating_sub(now)))
+}
+
+/// `Sun, 06 Nov 1994 08:49:37 GMT` → seconds since the epoch.
+fn httpdate_to_unix(s: &str) -> Option<u64> {
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| m == month)? as i64
+        + 1;
+    let (day, year): (i64, i64) = (day.parse().ok()?, year.parse().ok()?);
+    let hms: Vec<i64> = time.split(':').map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    let [h, m, sec] = hms.as_slice() else { return None };
+    // Days from civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    u64::try_from(days * 86400 + h * 3600 + m * 60 + sec).ok()
+}
+
+impl Client {
+    /// A builder with no credentials, reading none from disk; see [`ClientBuilder::docker_config`].
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// A client with the current user's Docker config (`$DOCKER_CONFIG/config.json` or
+    /// `~/.docker/config.json`; a missing file means anonymous).
+    pub fn from_docker_config() -> Result<Client> {
+        Client::builder().docker_config(DockerConfig::load()?).build()
+    }
+
+    /// `https://host` or `http://host` for the registry's API host.
+    pub(crate) fn base_url(&self, reference: &Reference) -> String {
+        let host = reference.api_host();
+        let bare = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
+        let loopback = bare == "localhost" || bare == "[::1]" || bare.starts_with("127.");
+        let scheme = if loopback || self.inner.plain_http.contains(reference.registry()) {
+            "http"
+        } else {
+            "https"
+        };
+        format!("{scheme}://{host}")
+    }
+
+    /// `/v2/<repository>` of a reference.
+    pub(crate) fn repo_url(&self, reference: &Reference) -> String {
+        format!("{}/v2/{}", self.base_url(reference), reference.repository())
+    }
+
+    /// The credential for a registry: explicit first, then the Docker config (helpers run once).
+    pub(crate) async fn credential(&self, registry: &str) -> Result<Credential> {
+        if let Some(c) = self.inner.explicit.get(registry) {
+            return Ok(c.clone());
+        }
+        let Some(config) = self.inner.docker_config.clone() else {
+            return Ok(Credential::Anonymous);
+        };
+        let mut resolved = self.inner.resolved.lock().await;
+        if let Some(c) = resolved.get(registry) {
+            return Ok(c.clone());
+        }
+        let reg = registry.to_string();
+        let c = tokio::task::spawn_blocking(move || config.credential_for(&reg))
+            .await
+            .map_err(|e| Error::CredentialHelper {
+                helper: "-".into(),
+                registry: registry.to_string(),
+                reason: e.to_string(),
+            })??;
+        resolved.insert(registry.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// The `Authorization` value for a request to `registry` needing `scope`, fetching a token
+    /// when the registry asked for Bearer and the cache has none that is still fresh.
+    pub(crate) async fn authorization(&self, registry: &str, scope: &Scope) -> Result<Option<String>> {
+        let challenge = self.inner.auth.challenges.lock().await.get(registry).cloned();
+        match challenge {
+            None => Ok(None),
+            Some(Challenge::Basic) => match self.credential(registry).await? {
+                Credential::Basic { username, password } => Ok(Some(basic_header(&username, &password))),
+                _ => Err(Error::Unauthorized {
+                    registry: registry.into(),
+                    scope: scope.to_string(),
+                    reason: "the registry wants a user and password and none is configured; run `docker login` \
+                             or give the client a credential"
+                        .into(),
+                }),
+            },
+            Some(Challenge::Bearer { realm, service }) => {
+                // Holding the lock while fetching makes concurrent requests wait for one token.
+                let mut tokens = self.inner.auth.tokens.lock().await;
+                let key = (registry.to_string(), scope.clone());
+                if let Some(t) = tokens.get(&key)
+                    && t.renew_at > std::time::Instant::now()
+                {
+                    return Ok(Some(format!(
+                        "Bearer {}",
+                        secrecy::ExposeSecret::expose_secret(&t.value)
+                    )));
+                }
+                let credential = self.credential(registry).await?;
+                let token = fetch_token(
+                    &self.inner.http,
+                    registry,
+                    &realm,
+                    service.as_deref(),
+                    scope,
+                    &credential,
+                )
+                .await?;
+                let header = format!("Bearer {}", secrecy::ExposeSecret::expose_secret(&token.value));
+                tokens.insert(key, token);
+                Ok(Some(header))
+            }
+        }
+    }
+
+    /// Forgets the token for (registry, scope): the registry said it is no longer good.
+    async fn drop_token(&self, registry: &str, scope: &Scope) {
+        self.inner
+            .auth
+            .tokens
+            .lock()
+            .await
+            .remove(&(registry.to_string(), scope.clone()));
+    }
+
+    /// Records a `WWW-Authenticate` challenge; false when there was none we understand.
+    async fn learn_challenge(&self, registry: &str, response: &Response) -> bool {
+        let Some(challenge) = response
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_challenge)
+        else {
+            return false;
+        };
+        self.inner
+            .auth
+            .challenges
+            .lock()
+            .await
+            .insert(registry.to_string(), challenge);
+        true
+    }
+
+    /// Sends a replayable request: authenticates on 401 (once with a fresh token), retries 429,
+    /// 5xx and broken connections per the retry policy. Returns the final response whatever its
+    /// status, except 401 which becomes [`Error::Unauthorized`].
+    pub(crate) async fn execute(&self, call: &Call) -> Result<Response> {
+        let policy = &self.inner.retry;
+        let mut attempt = 0u32;
+        let mut auth_retries = 0u32;
+        loop {
+            attempt += 1;
+            let mut rb = self
+                .inner
+                .http
+                .request(call.method.clone(), &call.url)
+                .headers(call.headers.clone());
+            if let Some(h) = self.authorization(&call.registry, &call.scope).await? {
+                rb = rb.header(reqwest::header::AUTHORIZATION, h);
+            }
+            if let Some(b) = &call.body {
+                rb = rb.body(b.clone());
+            } else if call.method == Method::POST || call.method == Method::PUT {
+                rb = rb.header(reqwest::header::CONTENT_LENGTH, "0");
+            }
+            let result = rb.send().await;
+            let response = match result {
+                Ok(r) => r,
+                Err(source) => {
+                    let err = Error::Transport {
+                        method: call.method.to_string(),
+                        url: call.url.clone(),
+                        source,
+                    };
+                    if err.is_retryable() && attempt < policy.max_attempts {
+                        let d = policy.delay(attempt, None);
+                        tracing::debug!(url = %call.url, error = %err, delay = ?d, "retrying");
+                        tokio::time::sleep(d).await;
+                        continue;
+                    }
+                    return Err(err);
+                }
+            };
+            let status = response.status();
+            if status == StatusCode::UNAUTHORIZED {
+                auth_retries += 1;
+                self.drop_token(&call.registry, &call.scope).await;
+                if auth_retries <= 2 && self.learn_challenge(&call.registry, &response).await {
+                    attempt -= 1;
+                    continue;
+                }
+                let body = response.bytes().await.unwrap_or_default();
+                return Err(Error::Unauthorized {
+                    registry: call.registry.clone(),
+                    scope: call.scope.to_string(),
+                    reason: format!(
+                        "{} {} answered 401: {}; check the credentials for {}",
+                        call.method,
+                        call.url,
+                        short_message(&body),
+                        call.registry
+                    ),
+                });
+            }
+            let retryable = status == StatusCode::TOO_MANY_REQUESTS
+                || (status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED);
+            if retryable && attempt < policy.max_attempts {
+                let wait = retry_after(response.headers());
+                if wait.is_none_or(|w| w <= policy.max_retry_after) {
+                    let d = policy.delay(attempt, wait);
+                    tracing::debug!(url = %call.url, %status, delay = ?d, "retrying");
+                    drop(response);
+                    tokio::time::sleep(d).await;
+                    continue;
+                }
+            }
+            return Ok(response);
+        }
+    }
+
+    /// Sends a one-shot request whose body is a stream (it cannot be replayed): the caller retries
+    /// the whole transfer. Authorization comes from the state earlier requests established.
+    pub(crate) async fn execute_streaming(
+        &self,
+        method: Method,
+        url: &str,
+        registry: &str,
+        scope: &Scope,
+        headers: HeaderMap,
+        body: reqwest::Body,
+    ) -> Result<Response> {
+        let mut rb = self.inner.http.request(method.clone(), url).headers(headers).body(body);
+        if let Some(h) = self.authorization(registry, scope).await? {
+            rb = rb.header(reqwest::header::AUTHORIZATION, h);
+        }
+        let response = rb.send().await.map_err(|source| Error::Transport {
+            method: method.to_string(),
+            url: url.to_string(),
+            source,
+        })?;
+        if response.status() == StatusCode::UNAUTHORIZED {
+            // The token expired mid-transfer: forget it so the caller's retry fetches a new one.
+            self.drop_token(registry, scope).await;
+            self.learn_challenge(registry, &response).await;
+            return Err(Error::Http {
+                method: method.to_string(),
+                url: url.to_string(),
+                status: 401,
+                code: Some("UNAUTHORIZED".into()),
+                message: "the registry refused the token mid-transfer".into(),
+                retry_after: Some(Duration::ZERO),
+            });
+        }
+        Ok(response)
+    }
+
+    /// Turns a non-2xx answer into [`Error::Http`] (or [`Error::NotFound`] for 404 with `what`).
+    pub(crate) async fn check(
+        method: &Method,
+        url: &str,
+        response: Response,
+        what: Option<(&str, &Reference)>,
+    ) -> Result<Response> {
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        if status == StatusCode::NOT_FOUND
+            && let Some((what, reference)) = what
+        {
+            return Err(Error::NotFound {
+                what: what.to_string(),
+                reference: format!("{}/{}", reference.registry(), reference.repository()),
+            });
+        }
+        let wait = retry_after(response.headers());
+        let body = response.bytes().await.unwrap_or_default();
+        Err(Error::Http {
+            method: method.to_string(),
+            url: url.to_string(),
+            status: status.as_u16(),
+            code: oci_code(&body),
+            message: short_message(&body),
+            retry_after: wait,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_and_http_dates() {
+        let mut h = HeaderMap::new();
+        h.insert(reqwest::header::RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        assert_eq!(httpdate_to_unix("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784111777));
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO), "a date in the past means now");
+        h.insert(reqwest::header::RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped_and_retry_after_wins() {
+        let p = RetryPolicy::default();
+        let d1 = p.delay(1, None);
+        let d4 = p.delay(4, None);
+        assert!(
+            d1 >= Duration::from_millis(375) && d1 <= Duration::from_millis(625),
+            "{d1:?}"
+        );
+        assert!(d4 >= Duration::from_secs(3) && d4 <= Duration::from_secs(5), "{d4:?}");
+        assert!(p.delay(30, None) <= Duration::from_secs(25));
+        assert_eq!(p.delay(1, Some(Duration::from_secs(2))), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn error_bodies_give_short_messages() {
+        let body = br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"x"}}]}"#;
+        assert_eq!(short_message(body), "manifest unknown");
+        assert_eq!(oci_code(body).as_deref(), Some("MANIFEST_UNKNOWN"));
+        assert_eq!(short_message(b"  "), "(empty body)");
+        assert_eq!(short_message(&[b'x'; 1000]).len(), 300);
+    }
+}

@@ -1,0 +1,633 @@
+//! The distribution API on [`Client`]: manifests, blobs, uploads (streamed, chunked, mounted),
+//! tags with `Link` pagination, promote, inspect and delete.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures::{StreamExt as _, TryStreamExt as _};
+use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION};
+use reqwest::{Method, StatusCode};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Scope;
+use crate::blob::{BlobStream, Verified, recorded_or};
+use crate::client::{Call, Client};
+use crate::error::{Error, Result};
+use crate::manifest::{ACCEPT as MANIFEST_ACCEPT, Descriptor, Manifest, Parsed, platform_string};
+use crate::reference::Reference;
+
+/// How a blob got to the destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlobOutcome {
+    /// It was there already.
+    Existed,
+    /// Mounted from another repository of the same registry, without moving bytes.
+    Mounted,
+    /// Uploaded.
+    Uploaded,
+}
+
+/// The start of an upload: the blob got mounted, or here is the session to upload into.
+pub(crate) enum UploadStart {
+    Mounted,
+    Session(String),
+}
+
+/// What [`Client::inspect`] reports about an image.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageInfo {
+    /// The reference inspected.
+    pub reference: String,
+    /// Digest of the manifest or index.
+    pub digest: String,
+    /// Its media type.
+    pub media_type: String,
+    /// One entry per platform (one for a single-platform image).
+    pub platforms: Vec<PlatformInfo>,
+}
+
+/// One platform of an image.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlatformInfo {
+    /// `os/arch[/variant]`.
+    pub platform: String,
+    /// Digest of this platform's manifest.
+    pub digest: String,
+    /// The config's `created` time, as written.
+    pub created: Option<String>,
+    /// The config's labels.
+    pub labels: BTreeMap<String, String>,
+    /// Number of layers.
+    pub layers: usize,
+    /// Compressed size of config and layers.
+    pub size: u64,
+}
+
+#[derive(Deserialize)]
+struct ImageConfig {
+    #[serde(default)]
+    created: Option<String>,
+    #[serde(default)]
+    os: Option<String>,
+    #[serde(default)]
+    architecture: Option<String>,
+    #[serde(default)]
+    variant: Option<String>,
+    #[serde(default)]
+    config: Option<ImageConfigConfig>,
+}
+#[derive(Deserialize)]
+struct ImageConfigConfig {
+    #[serde(rename = "Labels", default)]
+    labels: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+struct TagList {
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+}
+
+/// Extracts the `rel="next"` target of a `Link` header.
+pub(crate) fn next_link(headers: &HeaderMap) -> Option<String> {
+    for value in headers.get_all(reqwest::header::LINK) {
+        let Ok(v) = value.to_str() else { continue };
+        for link in v.split(',') {
+            let mut parts = link.split(';');
+            let target = parts.next()?.trim();
+            let is_next = parts.any(|p| {
+                let p = p.trim().replace(' ', "");
+                p == "rel=\"next\"" || p == "rel=next"
+            });
+            if is_next {
+                return Some(target.trim_start_matches('<').trim_end_matches('>').to_string());
+            }
+        }
+    }
+    None
+}
+
+impl Client {
+    /// Resolves a `Location` or `Link` target against the registry's base URL.
+    pub(crate) fn absolute(&self, reference: &Reference, location: &str) -> String {
+        if location.starts_with("http://") || location.starts_with("https://") {
+            location.to_string()
+        } else {
+            format!("{}{}", self.base_url(reference), location)
+        }
+    }
+
+    /// Fetches a manifest or index exactly as stored, checking its digest against the reference's
+    /// digest and the registry's `Docker-Content-Digest`.
+    pub async fn get_manifest(&self, reference: &Reference) -> Result<Manifest> {
+        let url = format!("{}/manifests/{}", self.repo_url(reference), reference.target());
+        let call = Call::new(Method::GET, url.clone(), reference, Scope::pull(reference.repository()))
+            .header(ACCEPT, MANIFEST_ACCEPT);
+        let response = self.execute(&call).await?;
+        let what = format!("manifest {}", reference.target());
+        let response = Client::check(&Method::GET, &url, response, Some((&what, reference))).await?;
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let header_digest = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = response.bytes().await.map_err(|source| Error::Transport {
+            method: "GET".into(),
+            url: url.clone(),
+            source,
+        })?;
+        let manifest = Manifest::from_bytes(body, content_type.as_deref())?;
+        for expected in [reference.digest().map(str::to_string), header_digest]
+            .into_iter()
+            .flatten()
+        {
+            if expected.starts_with("sha256:") && expected != manifest.digest() {
+                return Err(Error::DigestMismatch {
+                    what: format!("manifest {reference}"),
+                    expected,
+                    actual: manifest.digest().to_string(),
+                });
+            }
+        }
+        Ok(manifest)
+    }
+
+    /// The descriptor of a manifest (HEAD), or `None` when it does not exist.
+    pub async fn head_manifest(&self, reference: &Reference) -> Result<Option<Descriptor>> {
+        let url = format!("{}/manifests/{}", self.repo_url(reference), reference.target());
+        let call = Call::new(
+            Method::HEAD,
+            url.clone(),
+            reference,
+            Scope::pull(reference.repository()),
+        )
+        .header(ACCEPT, MANIFEST_ACCEPT);
+        let response = self.execute(&call).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let response = Client::check(&Method::HEAD, &url, response, None).await?;
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        match (header("docker-content-digest"), header("content-type")) {
+            (Some(digest), Some(media_type)) => Ok(Some(Descriptor {
+                media_type: media_type.split(';').next().unwrap_or_default().trim().to_string(),
+                digest,
+                size: header("content-length").and_then(|s| s.parse().ok()).unwrap_or(0),
+            })),
+            // Registries that do not send the digest on HEAD: fetch the manifest.
+            _ => Ok(Some(self.get_manifest(reference).await?.descriptor())),
+        }
+    }
+
+    /// Stores a manifest under the reference's tag (or digest), byte for byte; returns its digest.
+    pub async fn put_manifest(&self, reference: &Reference, manifest: &Manifest) -> Result<String> {
+        let url = format!("{}/manifests/{}", self.repo_url(reference), reference.target());
+        let call = Call::new(Method::PUT, url.clone(), reference, Scope::push(reference.repository()))
+            .header(CONTENT_TYPE, manifest.media_type())
+            .body(manifest.bytes().clone());
+        let response = self.execute(&call).await?;
+        let response = Client::check(&Method::PUT, &url, response, None).await?;
+        if let Some(d) = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            && d != manifest.digest()
+        {
+            return Err(Error::DigestMismatch {
+                what: format!("manifest stored as {reference}"),
+                expected: manifest.digest().to_string(),
+                actual: d.to_string(),
+            });
+        }
+        Ok(manifest.digest().to_string())
+    }
+
+    /// Gives an existing manifest another tag without changing a byte (so the digest stays, also
+    /// for indexes): GET the raw manifest at `from` (a tag or a digest) and PUT it as `to`.
+    /// Two registry requests once authenticated. Returns the digest.
+    pub async fn promote(&self, repository: &Reference, from: &str, to: &str) -> Result<String> {
+        let source = if from.contains(':') {
+            repository.with_digest(from)?
+        } else {
+            repository.with_tag(from)?
+        };
+        let manifest = self.get_manifest(&source).await?;
+        self.put_manifest(&repository.with_tag(to)?, &manifest).await
+    }
+
+    /// Deletes a manifest (by digest; a tag is resolved first). Registries often disable deletes:
+    /// that is an [`Error::Http`] with status 405.
+    pub async fn delete_manifest(&self, reference: &Reference) -> Result<()> {
+        let digest = match reference.digest() {
+            Some(d) => d.to_string(),
+            None => {
+                self.head_manifest(reference)
+                    .await?
+                    .ok_or_else(|| Error::NotFound {
+                        what: format!("manifest {}", reference.target()),
+                        reference: format!("{}/{}", reference.registry(), reference.repository()),
+                    })?
+                    .digest
+            }
+        };
+        let url = format!("{}/manifests/{digest}", self.repo_url(reference));
+        let scope = Scope::delete(reference.repository());
+        let call = Call::new(Method::DELETE, url.clone(), reference, scope);
+        let response = self.execute(&call).await?;
+        if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+            return Err(Error::Http {
+                method: "DELETE".into(),
+                url,
+                status: 405,
+                code: Some("UNSUPPORTED".into()),
+                message: "this registry does not allow deleting manifests (distribution: storage.delete.enabled)"
+                    .into(),
+                retry_after: None,
+            });
+        }
+        let what = format!("manifest {digest}");
+        Client::check(&Method::DELETE, &url, response, Some((&what, reference))).await?;
+        Ok(())
+    }
+
+    /// All tags of the repository, following `Link` pagination (`page_size` per request; `None`
+    /// lets the registry choose).
+    pub async fn tags(&self, repository: &Reference, page_size: Option<usize>) -> Result<Vec<String>> {
+        let mut url = format!("{}/tags/list", self.repo_url(repository));
+        if let Some(n) = page_size {
+            url.push_str(&format!("?n={n}"));
+        }
+        let mut out = Vec::new();
+        for _ in 0..100_000 {
+            let call = Call::new(
+                Method::GET,
+                url.clone(),
+                repository,
+                Scope::pull(repository.repository()),
+            );
+            let response = self.execute(&call).await?;
+            let response = Client::check(&Method::GET, &url, response, Some(("repository", repository))).await?;
+            let next = next_link(response.headers());
+            let body = response.bytes().await.map_err(|source| Error::Transport {
+                method: "GET".into(),
+                url: url.clone(),
+                source,
+            })?;
+            let page: TagList = serde_json::from_slice(&body).map_err(|e| Error::Protocol {
+                url: url.clone(),
+                reason: format!("tag list is not JSON {{\"tags\": [...]}}: {e}"),
+            })?;
+            out.extend(page.tags.unwrap_or_default());
+            match next {
+                Some(n) => url = self.absolute(repository, &n),
+                None => return Ok(out),
+            }
+        }
+        Err(Error::Protocol {
+            url,
+            reason: "tag list pagination does not end".into(),
+        })
+    }
+
+    /// What an image is: per platform, its manifest digest, created time, labels, layers and size.
+    pub async fn inspect(&self, reference: &Reference) -> Result<ImageInfo> {
+        let top = self.get_manifest(reference).await?;
+        let mut platforms = Vec::new();
+        match top.parse()? {
+            Parsed::Index(index) => {
+                for entry in &index.manifests {
+                    let child = self.get_manifest(&reference.with_digest(&entry.digest)?).await?;
+                    let mut info = self.platform_info(reference, &child).await?;
+                    if entry.platform.is_some() {
+                        info.platform = platform_string(entry);
+                    }
+                    platforms.push(info);
+                }
+            }
+            Parsed::Image(_) => platforms.push(self.platform_info(reference, &top).await?),
+        }
+        Ok(ImageInfo {
+            reference: reference.to_string(),
+            digest: top.digest().to_string(),
+            media_type: top.media_type().to_string(),
+            platforms,
+        })
+    }
+
+    async fn platform_info(&self, reference: &Reference, manifest: &Manifest) -> Result<PlatformInfo> {
+        let blobs = manifest.blobs()?;
+        let Some(config_desc) = blobs.first() else {
+            return Err(Error::invalid(
+                format!("manifest {}", manifest.digest()),
+                "an index where an image was expected",
+            ));
+        };
+        if config_desc.size > 16 << 20 {
+            return Err(Error::invalid(
+                format!("config {}", config_desc.digest),
+                "larger than 16 MiB",
+            ));
+        }
+        let bytes: Vec<Bytes> = self.blob_stream(reference, config_desc).await?.try_collect().await?;
+        let config: ImageConfig = serde_json::from_slice(&bytes.concat())
+            .map_err(|e| Error::invalid(format!("config {}", config_desc.digest), e))?;
+        let mut platform = format!(
+            "{}/{}",
+            config.os.as_deref().unwrap_or("unknown"),
+            config.architecture.as_deref().unwrap_or("unknown")
+        );
+        if let Some(v) = config.variant {
+            platform = format!("{platform}/{v}");
+        }
+        Ok(PlatformInfo {
+            platform,
+            digest: manifest.digest().to_string(),
+            created: config.created,
+            labels: config.config.and_then(|c| c.labels).unwrap_or_default(),
+            layers: blobs.len() - 1,
+            size: blobs.iter().map(|b| b.size).sum(),
+        })
+    }
+
+    /// Whether the repository has the blob (HEAD).
+    pub async fn blob_exists(&self, repository: &Reference, digest: &str) -> Result<bool> {
+        let url = format!("{}/blobs/{digest}", self.repo_url(repository));
+        let call = Call::new(
+            Method::HEAD,
+            url.clone(),
+            repository,
+            Scope::pull(repository.repository()),
+        );
+        let response = self.execute(&call).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(false);
+        }
+        Client::check(&Method::HEAD, &url, response, None).await?;
+        Ok(true)
+    }
+
+    /// Streams a blob, checking its size and digest against the descriptor as it flows.
+    pub async fn blob_stream(&self, repository: &Reference, blob: &Descriptor) -> Result<BlobStream> {
+        let url = format!("{}/blobs/{}", self.repo_url(repository), blob.digest);
+        let call = Call::new(
+            Method::GET,
+            url.clone(),
+            repository,
+            Scope::pull(repository.repository()),
+        );
+        let response = self.execute(&call).await?;
+        let what = format!("blob {}", blob.digest);
+        let response = Client::check(&Method::GET, &url, response, Some((&what, repository))).await?;
+        let u = url.clone();
+        let raw = response.bytes_stream().map_err(move |source| Error::Transport {
+            method: "GET".into(),
+            url: u.clone(),
+            source,
+        });
+        Ok(Box::pin(Verified::new(
+            Box::pin(raw),
+            blob.clone(),
+            format!("{what} from {url}"),
+        )))
+    }
+
+    /// Opens an upload session, or mounts the blob from `mount_from` (a repository of the same
+    /// registry) when given. A registry that cannot mount answers 202 with a session: we upload.
+    pub(crate) async fn start_upload(
+        &self,
+        repository: &Reference,
+        mount: Option<(&str, &str)>,
+    ) -> Result<UploadStart> {
+        let mut url = format!("{}/blobs/uploads/", self.repo_url(repository));
+        let mut scope = Scope::push(repository.repository());
+        if let Some((digest, from)) = mount {
+            url.push_str(&format!("?mount={digest}&from={from}"));
+            scope = scope.and_pull(from);
+        }
+        let call = Call::new(Method::POST, url.clone(), repository, scope);
+        let response = self.execute(&call).await?;
+        let status = response.status();
+        if mount.is_some() && status == StatusCode::CREATED {
+            return Ok(UploadStart::Mounted);
+        }
+        let response = Client::check(&Method::POST, &url, response, None).await?;
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| Error::Protocol {
+                url: url.clone(),
+                reason: format!("HTTP {status} without a Location header for the upload"),
+            })?;
+        Ok(UploadStart::Session(self.absolute(repository, location)))
+    }
+
+    /// Uploads a blob into a session: one streamed PUT, or PATCH chunks then a closing PUT when
+    /// [`crate::UploadOptions::chunk_size`] is set. The registry checks the digest too.
+    pub(crate) async fn upload_blob(
+        &self,
+        repository: &Reference,
+        session: String,
+        blob: &Descriptor,
+        data: BlobStream,
+        progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+    ) -> Result<()> {
+        let verified = Verified::new(data, blob.clone(), format!("blob {}", blob.digest)).on_bytes(progress);
+        let slot = verified.slot();
+        let scope = Scope::push(repository.repository());
+        let result = match self.inner.upload.chunk_size {
+            None => {
+                let url = with_digest(&session, &blob.digest);
+                let mut headers = HeaderMap::new();
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+                headers.insert(CONTENT_LENGTH, HeaderValue::from(blob.size));
+                let body = reqwest::Body::wrap_stream(verified);
+                match self
+                    .execute_streaming(Method::PUT, &url, repository.registry(), &scope, headers, body)
+                    .await
+                {
+                    Ok(r) => Client::check(&Method::PUT, &url, r, None).await.map(drop),
+                    Err(e) => Err(e),
+                }
+            }
+            Some(chunk) => {
+                self.upload_chunked(repository, session, blob, Box::pin(verified), chunk)
+                    .await
+            }
+        };
+        result
+            .map_err(|e| recorded_or(&slot, e))
+            .map_err(|e| too_large_hint(e, &self.inner.upload))
+    }
+
+    async fn upload_chunked(
+        &self,
+        repository: &Reference,
+        mut session: String,
+        blob: &Descriptor,
+        mut data: BlobStream,
+        chunk: usize,
+    ) -> Result<()> {
+        let scope = Scope::push(repository.repository());
+        let mut offset = 0u64;
+        let mut buf = BytesMut::with_capacity(chunk);
+        let mut finished = false;
+        while !finished {
+            while buf.len() < chunk {
+                match data.next().await {
+                    Some(part) => buf.extend_from_slice(&part?),
+                    None => {
+                        finished = true;
+                        break;
+                    }
+                }
+            }
+            while buf.len() >= chunk || (finished && !buf.is_empty()) {
+                let piece = buf.split_to(chunk.min(buf.len())).freeze();
+                let end = offset + piece.len() as u64 - 1;
+                let call = Call::new(Method::PATCH, session.clone(), repository, scope.clone())
+                    .header(CONTENT_TYPE, "application/octet-stream")
+                    .header(CONTENT_RANGE, &format!("{offset}-{end}"))
+                    .body(piece);
+                let response = self.execute(&call).await?;
+                let response = Client::check(&Method::PATCH, &session, response, None).await?;
+                if let Some(l) = response.headers().get(LOCATION).and_then(|v| v.to_str().ok()) {
+                    session = self.absolute(repository, l);
+                }
+                offset = end + 1;
+            }
+        }
+        let url = with_digest(&session, &blob.digest);
+        let call = Call::new(Method::PUT, url.clone(), repository, scope);
+        let response = self.execute(&call).await?;
+        Client::check(&Method::PUT, &url, response, None).await.map(drop)
+    }
+
+    /// Puts a blob into the repository unless it is there: HEAD, then mount from `mount_from` when
+    /// given, else (or when the registry declines the mount) upload what `open` streams.
+    pub(crate) async fn ensure_blob<F, Fut>(
+        &self,
+        repository: &Reference,
+        blob: &Descriptor,
+        mount_from: Option<&str>,
+        open: F,
+        progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+    ) -> Result<BlobOutcome>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<BlobStream>>,
+    {
+        if self.blob_exists(repository, &blob.digest).await? {
+            return Ok(BlobOutcome::Existed);
+        }
+        let policy = self.inner.retry.clone();
+        let mut attempt = 0;
+        let mut mount = mount_from.filter(|from| *from != repository.repository());
+        loop {
+            attempt += 1;
+            let start = self
+                .start_upload(repository, mount.map(|from| (blob.digest.as_str(), from)))
+                .await?;
+            let session = match start {
+                UploadStart::Mounted => return Ok(BlobOutcome::Mounted),
+                UploadStart::Session(s) => s,
+            };
+            // Declined once: do not ask again on a retry.
+            mount = None;
+            let result = match open().await {
+                Ok(data) => {
+                    self.upload_blob(repository, session, blob, data, progress.clone())
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => return Ok(BlobOutcome::Uploaded),
+                Err(e) if e.is_retryable() && attempt < policy.max_attempts => {
+                    let wait = match &e {
+                        Error::Http { retry_after, .. } => *retry_after,
+                        _ => None,
+                    };
+                    let d = policy.delay(attempt, wait);
+                    tracing::warn!(blob = %blob.digest, error = %e, delay = ?d, "blob upload failed; retrying");
+                    tokio::time::sleep(d).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+fn with_digest(session: &str, digest: &str) -> String {
+    let sep = if session.contains('?') { '&' } else { '?' };
+    format!("{session}{sep}digest={}", digest.replace(':', "%3A"))
+}
+
+fn too_large_hint(e: Error, upload: &crate::client::UploadOptions) -> Error {
+    match e {
+        Error::Http {
+            method,
+            url,
+            status: 413,
+            code,
+            message,
+            retry_after,
+        } => Error::Http {
+            method,
+            url,
+            status: 413,
+            code,
+            message: format!(
+                "{message} (the registry or a proxy caps the request size; {})",
+                match upload.chunk_size {
+                    None => "set UploadOptions::chunk_size to upload in chunks".to_string(),
+                    Some(n) => format!("chunks of {n} bytes are still too large: use smaller ones"),
+                }
+            ),
+            retry_after,
+        },
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_headers_give_the_next_page() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            reqwest::header::LINK,
+            HeaderValue::from_static(r#"</v2/cern/alma9/tags/list?last=b&n=2>; rel="next""#),
+        );
+        assert_eq!(next_link(&h).as_deref(), Some("/v2/cern/alma9/tags/list?last=b&n=2"));
+        h.insert(reqwest::header::LINK, HeaderValue::from_static(r#"</x>; rel="prev""#));
+        assert_eq!(next_link(&h), None);
+    }
+
+    #[test]
+    fn upload_urls_get_the_digest_appended() {
+        assert_eq!(
+            with_digest("http://r/v2/a/blobs/uploads/u1", "sha256:ab"),
+            "http://r/v2/a/blobs/uploads/u1?digest=sha256%3Aab"
+        );
+        assert_eq!(
+            with_digest("http://r/u1?_state=xyz", "sha256:ab"),
+            "http://r/u1?_state=xyz&digest=sha256%3Aab"
+        );
+    }
+}
