@@ -1,6 +1,9 @@
 //! OCI image layout directories (`oci-layout`, `index.json`, `blobs/sha256/…`): read as a source,
 //! written as a destination — the local registry backend.
 //!
+//! Manifests are stored byte for byte, so a Docker v2 manifest stays one (its digest must not
+//! change); skopeo and other containers/image tools list only OCI-typed manifests of a layout.
+//!
 //! ```
 //! # async fn demo() -> registry_client::Result<()> {
 //! use registry_client::OciLayout;

@@ -51,6 +51,8 @@ pub mod layout;
 pub mod manifest;
 pub mod reference;
 mod registry;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod transfer;
 
 pub use archive::{ImportedImage, ManifestFormat};

@@ -80,7 +80,7 @@ impl fmt::Display for ImageLocation {
 /// What to report while copying.
 #[derive(Debug, Clone)]
 pub enum Progress {
-    /// A blob starts moving (after the existence check said it is missing).
+    /// A blob is next: it will be checked at the destination and moved if missing.
     BlobStarted {
         /// Its digest.
         digest: String,
