@@ -58,26 +58,25 @@ impl Verified {
         self.slot.clone()
     }
 
+    /// Ends the stream with `e`. Size and digest mismatches are also recorded in the slot (they
+    /// are final); a broken source is not, so the caller sees a transport error it may retry.
     fn fail(&mut self, e: Error) -> Poll<Option<Result<Bytes>>> {
         self.done = true;
-        let copy = match &e {
-            Error::DigestMismatch { what, expected, actual } => Error::DigestMismatch {
+        let record = match &e {
+            Error::DigestMismatch { what, expected, actual } => Some(Error::DigestMismatch {
                 what: what.clone(),
                 expected: expected.clone(),
                 actual: actual.clone(),
-            },
-            Error::SizeMismatch { what, expected, actual } => Error::SizeMismatch {
+            }),
+            Error::SizeMismatch { what, expected, actual } => Some(Error::SizeMismatch {
                 what: what.clone(),
                 expected: *expected,
                 actual: *actual,
-            },
-            other => Error::Protocol {
-                url: self.what.clone(),
-                reason: other.to_string(),
-            },
+            }),
+            _ => None,
         };
-        if let Ok(mut s) = self.slot.lock() {
-            s.get_or_insert(copy);
+        if let (Some(r), Ok(mut s)) = (record, self.slot.lock()) {
+            s.get_or_insert(r);
         }
         Poll::Ready(Some(Err(e)))
     }
@@ -198,5 +197,18 @@ mod tests {
             .await,
             Err(Error::SizeMismatch { actual: 13, .. })
         ));
+        // A source that breaks is not a verdict on the content: nothing recorded, so the caller
+        // keeps its own (retryable) error.
+        let broken: BlobStream = Box::pin(futures::stream::iter(vec![
+            Ok(Bytes::from_static(b"hello")),
+            Err(Error::Protocol {
+                url: "src".into(),
+                reason: "connection reset".into(),
+            }),
+        ]));
+        let v = Verified::new(broken, desc(&right, 11), "b".into());
+        let slot = v.slot();
+        assert!(matches!(drain(v).await, Err(Error::Protocol { .. })));
+        assert!(slot.lock().unwrap().is_none());
     }
 }
