@@ -1,7 +1,9 @@
 //! imagekit: the operations of an OS image release (build, upload, boot-test, promote, push) and the
 //! pipeline that chains them.
 //!
-//! Only the Koji side exists so far; it is re-exported here so programs can start from one crate.
+//! So far: the Koji client (re-exported as [`koji`]) and the container operations in
+//! [`container`] — promote by digest and push with every platform, against a registry or a
+//! directory of OCI layouts.
 //!
 //! ```
 //! use imagekit::koji;
@@ -11,4 +13,9 @@
 //! assert_eq!(image.name(), "my-image");
 //! ```
 
+pub mod container;
+pub mod error;
+
+pub use error::{Error, Result};
 pub use koji_client as koji;
+pub use registry_client as registry;

@@ -1,0 +1,9 @@
+//! Container images: where they live ([`ContainerRegistry`]: a real registry, or OCI layout
+//! directories for local runs), and the two container operations of a release — [`promote`]
+//! (retag by digest, no re-upload) and [`push`] (copy the tested image, every platform, by digest).
+
+mod backends;
+mod ops;
+
+pub use backends::{ContainerRegistry, LayoutRegistry, RemoteRegistry};
+pub use ops::{Promotion, PushReport, promote, push};

@@ -1,0 +1,16 @@
+//! imagekit's error type: the clients' errors, kept whole, plus what the operations add.
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What can go wrong in an operation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A container registry (or OCI layout) operation failed.
+    #[error(transparent)]
+    Registry(#[from] registry_client::Error),
+    /// Arguments that cannot work, found before anything was changed.
+    #[error("{0}")]
+    InvalidInput(String),
+}
