@@ -10,6 +10,14 @@ pub enum Error {
     /// A container registry (or OCI layout) operation failed.
     #[error(transparent)]
     Registry(#[from] registry_client::Error),
+    /// The run journal cannot be read or written.
+    #[error("run journal {}: {reason}", path.display())]
+    Journal {
+        /// The SQLite file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
     /// Arguments that cannot work, found before anything was changed.
     #[error("{0}")]
     InvalidInput(String),

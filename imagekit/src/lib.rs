@@ -3,7 +3,7 @@
 //!
 //! So far: the Koji client (re-exported as [`koji`]) and the container operations in
 //! [`container`] — promote by digest and push with every platform, against a registry or a
-//! directory of OCI layouts.
+//! directory of OCI layouts — and the run [`journal`] the pipeline will write.
 //!
 //! ```
 //! use imagekit::koji;
@@ -15,6 +15,7 @@
 
 pub mod container;
 pub mod error;
+pub mod journal;
 
 pub use error::{Error, Result};
 pub use koji_client as koji;
