@@ -10,6 +10,18 @@ pub enum Error {
     /// A container registry (or OCI layout) operation failed.
     #[error(transparent)]
     Registry(#[from] registry_client::Error),
+    /// An OpenStack operation failed.
+    #[error(transparent)]
+    OpenStack(#[from] openstack_client::Error),
+    /// A local file operation failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// The run journal cannot be read or written.
     #[error("run journal {}: {reason}", path.display())]
     Journal {

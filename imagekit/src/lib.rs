@@ -16,7 +16,9 @@
 pub mod container;
 pub mod error;
 pub mod journal;
+pub mod store;
 
 pub use error::{Error, Result};
 pub use koji_client as koji;
+pub use openstack_client as openstack;
 pub use registry_client as registry;

@@ -1,0 +1,213 @@
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use sha2::{Digest as _, Sha512};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use super::{ImageChange, ImageData, ImageQuery, ImageStore, NewImage, StoredImage};
+use crate::error::{Error, Result};
+use crate::journal::{now, rfc3339};
+
+/// A directory as an image store: `ID.img` holds the data, `ID.json` the metadata. Ids are
+/// random; data is written to a temporary name, hashed on the way, and renamed once complete.
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    root: PathBuf,
+}
+
+fn io(path: &Path, e: std::io::Error) -> Error {
+    Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    }
+}
+
+impl LocalStore {
+    /// The store in `root` (created when missing).
+    pub fn new(root: &Path) -> LocalStore {
+        LocalStore {
+            root: root.to_path_buf(),
+        }
+    }
+
+    /// Where an image's data lives (for local boots).
+    pub fn data_path(&self, id: &str) -> Result<PathBuf> {
+        Ok(self.root.join(format!("{}.img", checked_id(id)?)))
+    }
+
+    fn meta_path(&self, id: &str) -> Result<PathBuf> {
+        Ok(self.root.join(format!("{}.json", checked_id(id)?)))
+    }
+
+    async fn write_meta(&self, image: &StoredImage) -> Result<()> {
+        let path = self.meta_path(&image.id)?;
+        let tmp = path.with_extension("json.tmp");
+        let text = serde_json::to_vec_pretty(image).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        tokio::fs::write(&tmp, text).await.map_err(|e| io(&tmp, e))?;
+        tokio::fs::rename(&tmp, &path).await.map_err(|e| io(&path, e))
+    }
+}
+
+/// Ids are 32 hex digits; anything else could name a file outside the store.
+fn checked_id(id: &str) -> Result<&str> {
+    if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(id)
+    } else {
+        Err(Error::InvalidInput(format!(
+            "{id:?} is not an image id of the local store"
+        )))
+    }
+}
+
+fn new_id() -> String {
+    let mut h = Sha512::new();
+    h.update(format!("{:?}{}", std::time::SystemTime::now(), std::process::id()));
+    h.update(std::thread::current().name().unwrap_or_default());
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    h.update(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed).to_le_bytes());
+    hex::encode(&h.finalize()[..16])
+}
+
+#[async_trait]
+impl ImageStore for LocalStore {
+    fn name(&self) -> String {
+        format!("local:{}", self.root.display())
+    }
+
+    async fn create_and_upload(
+        &self,
+        image: &NewImage,
+        mut data: ImageData,
+        created: &(dyn for<'a> Fn(&'a str) -> Result<()> + Send + Sync),
+    ) -> Result<StoredImage> {
+        tokio::fs::create_dir_all(&self.root)
+            .await
+            .map_err(|e| io(&self.root, e))?;
+        let mut record = StoredImage {
+            id: new_id(),
+            name: image.name.clone(),
+            status: "queued".into(),
+            visibility: if image.visibility.is_empty() {
+                "private".into()
+            } else {
+                image.visibility.clone()
+            },
+            hidden: false,
+            properties: image.properties.clone(),
+            tags: image.tags.clone(),
+            size: None,
+            sha512: None,
+            created_at: Some(rfc3339(now())),
+        };
+        self.write_meta(&record).await?;
+        let path = self.data_path(&record.id)?;
+        let tmp = path.with_extension("img.partial");
+        let result = async {
+            created(&record.id)?;
+            let mut file = tokio::fs::File::create(&tmp).await.map_err(|e| io(&tmp, e))?;
+            let mut hasher = Sha512::new();
+            let mut buf = vec![0u8; 1 << 20];
+            let mut total = 0u64;
+            loop {
+                let n = data.reader.read(&mut buf).await.map_err(|e| io(&tmp, e))?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                file.write_all(&buf[..n]).await.map_err(|e| io(&tmp, e))?;
+                total += n as u64;
+            }
+            if total != data.length {
+                return Err(Error::InvalidInput(format!(
+                    "image data ended after {total} bytes, {} were announced (truncated source?)",
+                    data.length
+                )));
+            }
+            file.sync_all().await.map_err(|e| io(&tmp, e))?;
+            tokio::fs::rename(&tmp, &path).await.map_err(|e| io(&path, e))?;
+            Ok(hex::encode(hasher.finalize()))
+        }
+        .await;
+        match result {
+            Ok(sha512) => {
+                record.status = "active".into();
+                record.size = Some(data.length);
+                record.sha512 = Some(sha512);
+                self.write_meta(&record).await?;
+                Ok(record)
+            }
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                let _ = self.delete(&record.id).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn list(&self, query: &ImageQuery) -> Result<Vec<StoredImage>> {
+        let mut out = Vec::new();
+        let mut dir = match tokio::fs::read_dir(&self.root).await {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(io(&self.root, e)),
+        };
+        while let Some(entry) = dir.next_entry().await.map_err(|e| io(&self.root, e))? {
+            let name = entry.file_name().to_string_lossy().to_string();
+            let Some(id) = name.strip_suffix(".json") else { continue };
+            if checked_id(id).is_err() {
+                continue;
+            }
+            let image = self.get(id).await?;
+            let name_ok = query.name.as_ref().is_none_or(|n| *n == image.name);
+            let props_ok = query.properties.iter().all(|(k, v)| image.properties.get(k) == Some(v));
+            if name_ok && props_ok {
+                out.push(image);
+            }
+        }
+        out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    async fn get(&self, id: &str) -> Result<StoredImage> {
+        let path = self.meta_path(id)?;
+        let text = tokio::fs::read(&path).await.map_err(|e| io(&path, e))?;
+        serde_json::from_slice(&text).map_err(|e| Error::InvalidInput(format!("{}: {e}", path.display())))
+    }
+
+    async fn update(&self, id: &str, changes: &[ImageChange]) -> Result<StoredImage> {
+        let mut image = self.get(id).await?;
+        for c in changes {
+            match c {
+                ImageChange::Rename(n) => image.name = n.clone(),
+                ImageChange::Visibility(v) => {
+                    if !["private", "shared", "community", "public"].contains(&v.as_str()) {
+                        return Err(Error::InvalidInput(format!(
+                            "visibility {v:?} is not private, shared, community or public"
+                        )));
+                    }
+                    image.visibility = v.clone();
+                }
+                ImageChange::Hidden(h) => image.hidden = *h,
+                ImageChange::SetProperty(k, v) => {
+                    image.properties.insert(k.clone(), v.clone());
+                }
+                ImageChange::RemoveProperty(k) => {
+                    image.properties.remove(k);
+                }
+            }
+        }
+        self.write_meta(&image).await?;
+        Ok(image)
+    }
+
+    async fn delete(&self, id: &str) -> Result<()> {
+        for path in [self.data_path(id)?, self.meta_path(id)?] {
+            match tokio::fs::remove_file(&path).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(&path, e)),
+            }
+        }
+        Ok(())
+    }
+}

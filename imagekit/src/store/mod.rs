@@ -1,0 +1,147 @@
+//! Image stores: where cloud images are uploaded, renamed and published — Glance (one cloud per
+//! store) or, for runs that need no cloud, a local directory.
+//!
+//! The upload reports the new image's id through a callback *before* any byte moves, so the run
+//! journal records it first: a crash mid-upload leaves a resource `sweep` knows about.
+
+mod glance;
+mod local;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncRead;
+
+pub use glance::GlanceStore;
+pub use local::LocalStore;
+
+use crate::error::Result;
+
+/// An image as a store describes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct StoredImage {
+    /// Its id in the store.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// `queued`, `saving`, `active`, … (Glance's words; the local store uses `active`).
+    pub status: String,
+    /// `private`, `shared`, `community` or `public`.
+    pub visibility: String,
+    /// Hidden from default listings (Glance `os_hidden`).
+    pub hidden: bool,
+    /// Free-form properties (`os_distro`, `imagekit_run`, …).
+    pub properties: BTreeMap<String, String>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Size in bytes, once uploaded.
+    pub size: Option<u64>,
+    /// SHA-512 of the data, once uploaded.
+    pub sha512: Option<String>,
+    /// Creation time as the store writes it (RFC 3339).
+    pub created_at: Option<String>,
+}
+
+/// An image to create.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct NewImage {
+    /// Name.
+    pub name: String,
+    /// `qcow2`, `raw`, …
+    pub disk_format: String,
+    /// `private` (default when empty), `shared`, `community`, `public`.
+    pub visibility: String,
+    /// Properties.
+    pub properties: BTreeMap<String, String>,
+    /// Tags.
+    pub tags: Vec<String>,
+}
+
+impl NewImage {
+    /// A private image named `name` in `disk_format`.
+    pub fn new(name: impl Into<String>, disk_format: impl Into<String>) -> NewImage {
+        NewImage {
+            name: name.into(),
+            disk_format: disk_format.into(),
+            ..Default::default()
+        }
+    }
+    /// Adds a property.
+    pub fn property(mut self, k: impl Into<String>, v: impl Into<String>) -> NewImage {
+        self.properties.insert(k.into(), v.into());
+        self
+    }
+    /// Adds a tag.
+    pub fn tag(mut self, t: impl Into<String>) -> NewImage {
+        self.tags.push(t.into());
+        self
+    }
+}
+
+/// Image bytes: a reader and its exact length.
+pub struct ImageData {
+    /// The bytes.
+    pub reader: Pin<Box<dyn AsyncRead + Send>>,
+    /// Exactly how many.
+    pub length: u64,
+}
+
+impl fmt::Debug for ImageData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ImageData")
+            .field("length", &self.length)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A change to an image's metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageChange {
+    /// New name.
+    Rename(String),
+    /// New visibility (`private`, `shared`, `community`, `public`).
+    Visibility(String),
+    /// Hidden or not.
+    Hidden(bool),
+    /// Set a property.
+    SetProperty(String, String),
+    /// Remove a property.
+    RemoveProperty(String),
+}
+
+/// Which images to list: all conditions must hold.
+#[derive(Debug, Clone, Default)]
+pub struct ImageQuery {
+    /// Exact name.
+    pub name: Option<String>,
+    /// Properties that must have these values.
+    pub properties: BTreeMap<String, String>,
+}
+
+/// An image store.
+#[async_trait]
+pub trait ImageStore: Send + Sync + fmt::Debug {
+    /// A short name for reports and the journal (`cloud:prod`, `local:/srv/images`).
+    fn name(&self) -> String;
+    /// Creates an image, reports its id through `created` before uploading, uploads `data`,
+    /// verifies it, and returns the active image. On failure the image is deleted.
+    async fn create_and_upload(
+        &self,
+        image: &NewImage,
+        data: ImageData,
+        created: &(dyn for<'a> Fn(&'a str) -> Result<()> + Send + Sync),
+    ) -> Result<StoredImage>;
+    /// Images matching the query, hidden ones included.
+    async fn list(&self, query: &ImageQuery) -> Result<Vec<StoredImage>>;
+    /// One image.
+    async fn get(&self, id: &str) -> Result<StoredImage>;
+    /// Changes metadata; returns the image as it is now.
+    async fn update(&self, id: &str, changes: &[ImageChange]) -> Result<StoredImage>;
+    /// Deletes an image (gone already counts as deleted).
+    async fn delete(&self, id: &str) -> Result<()>;
+}
