@@ -9,10 +9,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// A container registry (or OCI layout) operation failed.
     #[error(transparent)]
-    Registry(#[from] registry_client::Error),
+    Registry(Box<registry_client::Error>),
     /// An OpenStack operation failed.
     #[error(transparent)]
-    OpenStack(#[from] openstack_client::Error),
+    OpenStack(Box<openstack_client::Error>),
     /// A local file operation failed.
     #[error("{}: {source}", path.display())]
     Io {
@@ -33,4 +33,17 @@ pub enum Error {
     /// Arguments that cannot work, found before anything was changed.
     #[error("{0}")]
     InvalidInput(String),
+}
+
+// The clients' errors are large; boxing them keeps every `Result` of this crate small.
+impl From<registry_client::Error> for Error {
+    fn from(e: registry_client::Error) -> Self {
+        Error::Registry(Box::new(e))
+    }
+}
+
+impl From<openstack_client::Error> for Error {
+    fn from(e: openstack_client::Error) -> Self {
+        Error::OpenStack(Box::new(e))
+    }
 }
