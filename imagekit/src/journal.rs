@@ -105,6 +105,14 @@ pub fn rfc3339(t: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
 }
 
+/// Now as RFC 3339 UTC with nanoseconds (`2026-11-24T10:15:00.123456789Z`): sorts in the order
+/// things happened, even within one second.
+pub fn precise_now() -> String {
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = rfc3339(d.as_secs() as i64);
+    format!("{}.{:09}Z", &secs[..secs.len() - 1], d.subsec_nanos())
+}
+
 /// Now, in unix seconds.
 pub fn now() -> i64 {
     SystemTime::now()

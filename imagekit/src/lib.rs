@@ -16,6 +16,7 @@
 pub mod container;
 pub mod error;
 pub mod journal;
+pub mod promote;
 pub mod store;
 
 pub use error::{Error, Result};

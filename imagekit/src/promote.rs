@@ -1,0 +1,271 @@
+//! Promoting a tested cloud image: the TEST image gets the production name, its visibility and the
+//! promotion record (run, test report, time); the image that was production until now is rotated —
+//! renamed with its date, and hidden (`os_hidden`) or made community — and only the newest
+//! [`PromotePolicy::keep`] rotated images stay, older ones deleted only when asked.
+//!
+//! [`plan`] computes the steps without changing anything (the dry run prints them); [`apply`]
+//! carries them out, the candidate first so there is always a production image.
+//!
+//! ```no_run
+//! # async fn demo(store: &dyn imagekit::store::ImageStore) -> imagekit::Result<()> {
+//! use imagekit::promote::{PromotePolicy, Rotation, apply, plan};
+//! let policy = PromotePolicy::new("ALMA9 - x86_64").visibility("public").rotation(Rotation::Hide).keep(3);
+//! let evidence = serde_json::json!({"tests": "12 passed", "report": "https://ci.example/run/42"});
+//! let steps = plan(store, "3f0c…", &policy, "20261124t101500-3fa2c1", &evidence).await?;
+//! println!("{steps}");
+//! apply(store, &steps).await?;
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::journal::{now, precise_now, rfc3339};
+use crate::store::{ImageChange, ImageQuery, ImageStore, StoredImage};
+
+/// The property naming the production line an image belongs to (its production name).
+pub const LINE: &str = "imagekit_line";
+/// The property saying `production` or `previous`.
+pub const STATE: &str = "imagekit_state";
+/// When the image was promoted (RFC 3339).
+pub const PROMOTED_AT: &str = "imagekit_promoted_at";
+/// The run that promoted it.
+pub const PROMOTED_BY: &str = "imagekit_promoted_run";
+/// The evidence (test results, report URL), as JSON text.
+pub const EVIDENCE: &str = "imagekit_evidence";
+
+/// What happens to the image that stops being production.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Rotation {
+    /// Hidden from default listings (`os_hidden`), still bootable by id or name.
+    #[default]
+    Hide,
+    /// Visibility `community`: not listed by default, usable by everyone who knows it.
+    Community,
+    /// Only renamed.
+    Rename,
+}
+
+/// How to promote.
+#[derive(Debug, Clone)]
+pub struct PromotePolicy {
+    /// The production name (`ALMA9 - x86_64`).
+    pub production_name: String,
+    /// Visibility of the promoted image (default `public`).
+    pub visibility: String,
+    /// What happens to the previous production image.
+    pub rotation: Rotation,
+    /// How many rotated images to keep (default 3).
+    pub keep: usize,
+    /// Delete rotated images beyond `keep` (default: no, they are only reported).
+    pub delete_beyond_keep: bool,
+}
+
+impl PromotePolicy {
+    /// Promote to `production_name`, public, hiding the previous image and keeping 3.
+    pub fn new(production_name: impl Into<String>) -> PromotePolicy {
+        PromotePolicy {
+            production_name: production_name.into(),
+            visibility: "public".into(),
+            rotation: Rotation::Hide,
+            keep: 3,
+            delete_beyond_keep: false,
+        }
+    }
+    /// Visibility of the promoted image.
+    pub fn visibility(mut self, v: impl Into<String>) -> Self {
+        self.visibility = v.into();
+        self
+    }
+    /// What happens to the previous production image.
+    pub fn rotation(mut self, r: Rotation) -> Self {
+        self.rotation = r;
+        self
+    }
+    /// How many rotated images to keep.
+    pub fn keep(mut self, n: usize) -> Self {
+        self.keep = n;
+        self
+    }
+    /// Delete rotated images beyond `keep`.
+    pub fn delete_beyond_keep(mut self, on: bool) -> Self {
+        self.delete_beyond_keep = on;
+        self
+    }
+}
+
+/// One step of a promotion.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    /// The image.
+    pub image_id: String,
+    /// Its name before the step.
+    pub name: String,
+    /// What the step does, in words.
+    pub action: String,
+    /// The metadata changes (empty for a deletion or a no-op).
+    #[serde(skip)]
+    pub changes: Vec<ImageChange>,
+    /// Whether the image is deleted.
+    pub delete: bool,
+}
+
+/// The steps of a promotion, in order.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// Where.
+    pub store: String,
+    /// The steps.
+    pub steps: Vec<Step>,
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "promotion plan in {}:", self.store)?;
+        for (i, s) in self.steps.iter().enumerate() {
+            writeln!(f, "  {}. {} ({}): {}", i + 1, s.name, s.image_id, s.action)?;
+        }
+        Ok(())
+    }
+}
+
+fn date_of(image: &StoredImage) -> String {
+    image
+        .properties
+        .get(PROMOTED_AT)
+        .or(image.created_at.as_ref())
+        .map(|t| t.chars().take(10).collect())
+        .unwrap_or_else(|| rfc3339(now())[..10].to_string())
+}
+
+/// Computes the steps to promote image `candidate` under `policy`, changing nothing.
+pub async fn plan(
+    store: &dyn ImageStore,
+    candidate: &str,
+    policy: &PromotePolicy,
+    run_id: &str,
+    evidence: &Value,
+) -> Result<Plan> {
+    if policy.production_name.trim().is_empty() {
+        return Err(Error::InvalidInput("the production name is empty".into()));
+    }
+    if !["private", "shared", "community", "public"].contains(&policy.visibility.as_str()) {
+        return Err(Error::InvalidInput(format!(
+            "visibility {:?} is not private, shared, community or public",
+            policy.visibility
+        )));
+    }
+    let image = store.get(candidate).await?;
+    if image.status != "active" {
+        return Err(Error::InvalidInput(format!(
+            "image {} ({}) is {}, not active: only an uploaded, verified image can be promoted",
+            image.id, image.name, image.status
+        )));
+    }
+    let at = precise_now();
+    let mut steps = vec![Step {
+        image_id: image.id.clone(),
+        name: image.name.clone(),
+        action: format!(
+            "rename to {:?}, {}, record run {run_id}",
+            policy.production_name, policy.visibility
+        ),
+        changes: vec![
+            ImageChange::Rename(policy.production_name.clone()),
+            ImageChange::Visibility(policy.visibility.clone()),
+            ImageChange::Hidden(false),
+            ImageChange::SetProperty(LINE.into(), policy.production_name.clone()),
+            ImageChange::SetProperty(STATE.into(), "production".into()),
+            ImageChange::SetProperty(PROMOTED_AT.into(), at),
+            ImageChange::SetProperty(PROMOTED_BY.into(), run_id.into()),
+            ImageChange::SetProperty(EVIDENCE.into(), evidence.to_string()),
+        ],
+        delete: false,
+    }];
+    let line = |state: &str| ImageQuery {
+        name: None,
+        properties: [
+            (LINE.to_string(), policy.production_name.clone()),
+            (STATE.to_string(), state.to_string()),
+        ]
+        .into(),
+    };
+    let mut rotated = Vec::new();
+    for old in store.list(&line("production")).await? {
+        if old.id == image.id {
+            continue;
+        }
+        let new_name = format!("{} [{}]", policy.production_name, date_of(&old));
+        let mut changes = vec![
+            ImageChange::Rename(new_name.clone()),
+            ImageChange::SetProperty(STATE.into(), "previous".into()),
+        ];
+        let how = match policy.rotation {
+            Rotation::Hide => {
+                changes.push(ImageChange::Hidden(true));
+                "hide"
+            }
+            Rotation::Community => {
+                changes.push(ImageChange::Visibility("community".into()));
+                "make community"
+            }
+            Rotation::Rename => "keep visible",
+        };
+        steps.push(Step {
+            image_id: old.id.clone(),
+            name: old.name.clone(),
+            action: format!("previous production: rename to {new_name:?}, {how}"),
+            changes,
+            delete: false,
+        });
+        rotated.push(old);
+    }
+    let mut previous: Vec<StoredImage> = store
+        .list(&line("previous"))
+        .await?
+        .into_iter()
+        .filter(|i| i.id != image.id)
+        .collect();
+    previous.extend(rotated);
+    // Newest first: by promotion date, then creation.
+    previous.sort_by(|a, b| {
+        let key = |i: &StoredImage| (i.properties.get(PROMOTED_AT).cloned(), i.created_at.clone());
+        key(b).cmp(&key(a))
+    });
+    for old in previous.iter().skip(policy.keep) {
+        steps.push(Step {
+            image_id: old.id.clone(),
+            name: old.name.clone(),
+            action: if policy.delete_beyond_keep {
+                format!("delete (beyond the newest {} kept)", policy.keep)
+            } else {
+                format!(
+                    "beyond the newest {} kept; not deleted (deletion was not asked)",
+                    policy.keep
+                )
+            },
+            changes: Vec::new(),
+            delete: policy.delete_beyond_keep,
+        });
+    }
+    Ok(Plan {
+        store: store.name(),
+        steps,
+    })
+}
+
+/// Carries out a plan, step by step, in order.
+pub async fn apply(store: &dyn ImageStore, plan: &Plan) -> Result<()> {
+    for step in &plan.steps {
+        if step.delete {
+            store.delete(&step.image_id).await?;
+        } else if !step.changes.is_empty() {
+            store.update(&step.image_id, &step.changes).await?;
+        }
+    }
+    Ok(())
+}
