@@ -363,42 +363,64 @@ fn content_range(h: &reqwest::header::HeaderMap) -> Option<(u64, Option<u64>)> {
 }
 
 impl Client {
-    /// One attempt at fetching `url` into the sink from its current length; `Ok` when the whole file
-    /// arrived.
-    async fn fetch_range(&self, url: &Url, sink: &mut Sink, file: &str) -> Result<()> {
+    /// GET `url` from byte `offset` (with `Range` when not 0). Returns the response, the offset its
+    /// body starts at (0 when the server ignored `Range`) and the file's total length when known;
+    /// `None` on 416 (nothing past `offset`).
+    pub(crate) async fn get_from(
+        &self,
+        url: &Url,
+        offset: u64,
+    ) -> Result<Option<(reqwest::Response, u64, Option<u64>)>> {
         let mut req = self.inner.http.get(url.clone());
-        if sink.written > 0 {
-            req = req.header(reqwest::header::RANGE, format!("bytes={}-", sink.written));
+        if offset > 0 {
+            req = req.header(reqwest::header::RANGE, format!("bytes={offset}-"));
         }
-        let transport = |source| Error::Transport {
+        let resp = req.send().await.map_err(|source| Error::Transport {
             method: "GET".into(),
             url: url.to_string(),
             source,
-        };
-        let resp = req.send().await.map_err(transport)?;
-        let status = resp.status();
-        let expected_total = match status.as_u16() {
+        })?;
+        match resp.status().as_u16() {
             200 => {
-                if sink.written > 0 {
-                    sink.restart().await?;
-                }
-                resp.content_length()
+                let total = resp.content_length();
+                Ok(Some((resp, 0, total)))
             }
             206 => match content_range(resp.headers()) {
-                Some((start, total)) if start == sink.written => total,
-                _ => {
-                    // The server resumed somewhere else; start over rather than corrupt the file.
-                    sink.restart().await?;
-                    return Err(Error::Truncated {
-                        file: file.into(),
-                        expected: 0,
-                        received: 0,
-                    });
-                }
+                Some((start, total)) => Ok(Some((resp, start, total))),
+                None => Err(Error::Http {
+                    method: "GET".into(),
+                    url: url.to_string(),
+                    status: 206,
+                    body: "a partial answer without a usable Content-Range".into(),
+                }),
             },
-            416 => {
-                // Nothing left past our offset: the partial file is either complete or bigger than the
-                // remote one. Start over so the checksum decides.
+            416 => Ok(None),
+            s => {
+                let body: String = resp.text().await.unwrap_or_default().chars().take(200).collect();
+                Err(Error::Http {
+                    method: "GET".into(),
+                    url: url.to_string(),
+                    status: s,
+                    body,
+                })
+            }
+        }
+    }
+
+    /// One attempt at fetching `url` into the sink from its current length; `Ok` when the whole file
+    /// arrived.
+    async fn fetch_range(&self, url: &Url, sink: &mut Sink, file: &str) -> Result<()> {
+        let (resp, start, expected_total) = match self.get_from(url, sink.written).await? {
+            Some((resp, start, total)) if start == sink.written => (resp, start, total),
+            Some((resp, 0, total)) => {
+                // The server ignored Range and sent everything: start over.
+                sink.restart().await?;
+                (resp, 0, total)
+            }
+            other => {
+                // Nothing left past our offset (416: the partial file is complete or bigger than the
+                // remote one), or the server resumed somewhere else: start over so the checksum decides.
+                drop(other);
                 sink.restart().await?;
                 return Err(Error::Truncated {
                     file: file.into(),
@@ -406,16 +428,8 @@ impl Client {
                     received: 0,
                 });
             }
-            s => {
-                let body: String = resp.text().await.unwrap_or_default().chars().take(200).collect();
-                return Err(Error::Http {
-                    method: "GET".into(),
-                    url: url.to_string(),
-                    status: s,
-                    body,
-                });
-            }
         };
+        debug_assert_eq!(start, sink.written);
         let mut stream = resp.bytes_stream();
         while let Some(chunk) = stream.next().await {
             match chunk {

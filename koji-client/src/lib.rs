@@ -65,6 +65,7 @@ mod error;
 #[cfg(feature = "gssapi")]
 mod gssapi;
 mod images;
+mod stream;
 mod tasks;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -77,6 +78,7 @@ pub use config::{Profile, default_config_files};
 pub use download::{Checksum, ChecksumAlgorithm, DownloadFilter, DownloadedFile, task_output_url};
 pub use error::{Error, Fault, FaultKind, Result};
 pub use images::{ImageBuild, KiwiBuild, LiveImage, LiveImageType};
+pub use stream::TaskOutputStream;
 pub use tasks::{ImageTaskResult, RpmInfo, TaskId, TaskInfo, TaskOutput, TaskState};
 pub use watch::{TaskEvent, TaskWatcher, WatchOptions, WatchOutcome};
 pub use xmlrpc::{Value, from_value, to_value};

@@ -639,3 +639,63 @@ async fn a_download_that_stays_truncated_fails_and_keeps_the_partial_for_later()
     );
     assert!(dir.path().join(".img.raw.partial").exists());
 }
+
+#[tokio::test]
+async fn a_streamed_task_output_knows_its_length_resumes_cuts_and_checks_the_checksum() {
+    use futures::StreamExt as _;
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let (topurl, seen) = cutting_file_server(data.clone()).await;
+    let koji = Client::builder("http://127.0.0.1:1/kojihub")
+        .topurl(topurl)
+        .retry(fast_retry())
+        .build()
+        .unwrap();
+    let good = Checksum::sha256(sha256_hex(&data));
+    let mut stream = koji
+        .open_task_output(TaskId(4242), "DEFAULT", "img.raw", Some(&good))
+        .await
+        .unwrap();
+    assert_eq!(stream.length(), data.len() as u64, "known before the first byte");
+    let mut got = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        got.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!(got, data);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec!["full".to_string(), "from 100000".to_string()]
+    );
+
+    // The wrong checksum: every byte passes, then the stream ends with the mismatch.
+    let (topurl, _) = cutting_file_server(data.clone()).await;
+    let koji = Client::builder("http://127.0.0.1:1/kojihub")
+        .topurl(topurl)
+        .retry(fast_retry())
+        .build()
+        .unwrap();
+    let bad = Checksum::sha256("00".repeat(32));
+    let stream = koji
+        .open_task_output(TaskId(4242), "DEFAULT", "img.raw", Some(&bad))
+        .await
+        .unwrap();
+    let items: Vec<_> = stream.collect().await;
+    assert!(
+        matches!(items.last(), Some(Err(Error::ChecksumMismatch { .. }))),
+        "{:?}",
+        items.last()
+    );
+
+    // A missing file fails at open; without a topurl, streaming is refused with the reason.
+    let hub = MockHub::start().await;
+    let e = client(&hub)
+        .open_task_output(TaskId(1), "DEFAULT", "nope.qcow2", None)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Http { status: 404, .. }), "{e}");
+    let no_top = Client::builder(hub.hub_url()).build().unwrap();
+    let e = no_top
+        .open_task_output(TaskId(1), "DEFAULT", "x", None)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("topurl"), "{e}");
+}
