@@ -10,6 +10,9 @@ pub enum Error {
     /// A container registry (or OCI layout) operation failed.
     #[error(transparent)]
     Registry(Box<registry_client::Error>),
+    /// A Koji operation failed.
+    #[error(transparent)]
+    Koji(Box<koji_client::Error>),
     /// An OpenStack operation failed.
     #[error(transparent)]
     OpenStack(Box<openstack_client::Error>),
@@ -45,5 +48,11 @@ impl From<registry_client::Error> for Error {
 impl From<openstack_client::Error> for Error {
     fn from(e: openstack_client::Error) -> Self {
         Error::OpenStack(Box::new(e))
+    }
+}
+
+impl From<koji_client::Error> for Error {
+    fn from(e: koji_client::Error) -> Self {
+        Error::Koji(Box::new(e))
     }
 }

@@ -18,6 +18,8 @@ pub mod error;
 pub mod journal;
 pub mod promote;
 pub mod store;
+pub mod template;
+pub mod upload;
 
 pub use error::{Error, Result};
 pub use koji_client as koji;

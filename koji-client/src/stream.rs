@@ -1,7 +1,8 @@
 //! Task outputs as streams, for piping an image straight into an upload (Koji → Glance) with no
 //! temporary file: the length is known before the first byte (for `Content-Length`), a cut
-//! connection is resumed with `Range` inside the stream, and the checksum is checked at the end —
-//! a mismatch ends the stream with an error, so the consumer never completes a corrupt upload.
+//! connection is resumed with `Range` inside the stream, and the checksum is checked before the
+//! last chunk is handed over — a mismatch replaces that chunk with an error, so a consumer that
+//! sends exactly `length` bytes (an HTTP body with `Content-Length`) never completes a corrupt upload.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -151,6 +152,13 @@ impl State {
                     self.sha256.update(&chunk);
                     if let Some(m) = self.md5.as_mut() {
                         m.update(&chunk);
+                    }
+                    if self.offset == self.length {
+                        // Verify before the last byte leaves: an HTTP body with a Content-Length
+                        // is complete once that many bytes are sent, and an error after them would
+                        // never be seen by the upload.
+                        self.done = true;
+                        self.verify()?;
                     }
                     return Ok(Some(chunk));
                 }

@@ -165,6 +165,16 @@ pub enum Error {
         /// The image left queued.
         image_id: String,
     },
+    /// The data being uploaded failed to read (a cut or corrupt source: a download that failed its
+    /// checksum, a file that shrank); the upload stopped and the image stays `queued`.
+    #[error("the data source for image {image_id} failed: {source} (upload stopped)")]
+    SourceFailed {
+        /// The image.
+        image_id: String,
+        /// What the source said.
+        #[source]
+        source: std::io::Error,
+    },
     /// A local file could not be read or written.
     #[error("cannot {what} {}: {source}", path.display())]
     Io {

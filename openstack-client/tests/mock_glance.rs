@@ -636,3 +636,27 @@ async fn with_md5_off_only_sha512_is_checked() {
         "{e:?}"
     );
 }
+
+#[tokio::test]
+async fn a_source_that_fails_mid_upload_is_reported_in_its_own_words() {
+    let (server, session) = cloud(3600).await;
+    Mock::given(method("PUT"))
+        .and(path(format!("/image/v2/images/{ID}/file")))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&server)
+        .await;
+    // 600 good bytes, then the source fails (a download whose checksum did not match).
+    let chunks: Vec<std::io::Result<bytes::Bytes>> = vec![
+        Ok(bytes::Bytes::from(vec![1u8; 600])),
+        Err(std::io::Error::other(
+            "checksum mismatch for alma9.raw: sha256 expected 00…, got 9b…",
+        )),
+    ];
+    let reader = tokio_util::io::StreamReader::new(futures::stream::iter(chunks));
+    let e = Glance::new(session)
+        .upload(&ImageId(ID.into()), ImageSource::reader(reader, 1000))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::SourceFailed { .. }), "{e:?}");
+    assert!(e.to_string().contains("checksum mismatch for alma9.raw"), "{e}");
+}

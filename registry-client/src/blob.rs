@@ -28,6 +28,7 @@ pub(crate) struct Verified {
     expected: Descriptor,
     what: String,
     done: bool,
+    digest_checked: bool,
     slot: FailureSlot,
     progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
 }
@@ -42,6 +43,7 @@ impl Verified {
             expected,
             what,
             done: false,
+            digest_checked: false,
             slot: FailureSlot::default(),
             progress: None,
         }
@@ -56,6 +58,23 @@ impl Verified {
     /// The slot that holds the failure reason once the stream failed.
     pub(crate) fn slot(&self) -> FailureSlot {
         self.slot.clone()
+    }
+
+    /// Checks the digest of what passed so far against the descriptor's (once, when all bytes are in).
+    fn check_digest(&mut self) -> Result<()> {
+        if self.digest_checked {
+            return Ok(());
+        }
+        self.digest_checked = true;
+        let actual = format!("sha256:{}", hex::encode(std::mem::take(&mut self.hasher).finalize()));
+        if actual != self.expected.digest {
+            return Err(Error::DigestMismatch {
+                what: self.what.clone(),
+                expected: self.expected.digest.clone(),
+                actual,
+            });
+        }
+        Ok(())
     }
 
     /// Ends the stream with `e`. Size and digest mismatches are also recorded in the slot (they
@@ -102,6 +121,13 @@ impl Stream for Verified {
                     return self.fail(e);
                 }
                 self.hasher.update(&chunk);
+                if self.seen == self.expected.size
+                    && let Err(e) = self.check_digest()
+                {
+                    // Withhold the last chunk: a body with a Content-Length is complete once that
+                    // many bytes are sent, and an error after them would go unseen.
+                    return self.fail(e);
+                }
                 if let Some(p) = &self.progress {
                     p(chunk.len() as u64);
                 }
@@ -117,13 +143,7 @@ impl Stream for Verified {
                     };
                     return self.fail(e);
                 }
-                let actual = format!("sha256:{}", hex::encode(std::mem::take(&mut self.hasher).finalize()));
-                if actual != self.expected.digest {
-                    let e = Error::DigestMismatch {
-                        what: self.what.clone(),
-                        expected: self.expected.digest.clone(),
-                        actual,
-                    };
+                if let Err(e) = self.check_digest() {
                     return self.fail(e);
                 }
                 self.done = true;

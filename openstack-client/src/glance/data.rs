@@ -155,6 +155,7 @@ fn hashing_body(
     len: u64,
     hashes: &Hashes,
     sent: Arc<AtomicU64>,
+    failure: Arc<std::sync::Mutex<Option<std::io::Error>>>,
 ) -> reqwest::Body {
     struct St {
         inner: ReaderStream<Pin<Box<dyn AsyncRead + Send>>>,
@@ -163,6 +164,7 @@ fn hashing_body(
         len: u64,
         done: bool,
         sent: Arc<AtomicU64>,
+        failure: Arc<std::sync::Mutex<Option<std::io::Error>>>,
     }
     let st = St {
         inner: ReaderStream::with_capacity(reader, 1 << 20),
@@ -171,6 +173,7 @@ fn hashing_body(
         len,
         done: false,
         sent,
+        failure,
     };
     let stream = futures::stream::unfold(st, |mut st| async move {
         if st.done {
@@ -194,6 +197,10 @@ fn hashing_body(
             }
             Some(Err(e)) => {
                 st.done = true;
+                // The HTTP library keeps only an opaque error: remember the source's own words.
+                if let Ok(mut f) = st.failure.lock() {
+                    *f = Some(std::io::Error::new(e.kind(), e.to_string()));
+                }
                 Some((Err(e), st))
             }
             None if st.n != st.len => {
@@ -245,7 +252,8 @@ impl Glance {
         let (reader, len) = source.open().await?;
         let hashes = Hashes::start(self.md5);
         let sent = Arc::new(AtomicU64::new(0));
-        let body = hashing_body(reader, len, &hashes, sent.clone());
+        let failure = Arc::new(std::sync::Mutex::new(None));
+        let body = hashing_body(reader, len, &hashes, sent.clone(), failure.clone());
         let url = self.url(&format!("images/{id}/{rel}")).await?;
         let req = ApiRequest::new(Method::PUT, url).body(Body::Stream(Some(body), len));
         let result = self.session.send(req).await;
@@ -255,6 +263,17 @@ impl Glance {
             Err(Error::Api { status: 401, .. }) => {
                 return Err(Error::UploadUnauthorized {
                     image_id: id.to_string(),
+                });
+            }
+            Err(Error::Transport { .. }) if failure.lock().is_ok_and(|f| f.is_some()) => {
+                let source = failure
+                    .lock()
+                    .ok()
+                    .and_then(|mut f| f.take())
+                    .unwrap_or_else(|| std::io::Error::other("unknown"));
+                return Err(Error::SourceFailed {
+                    image_id: id.to_string(),
+                    source,
                 });
             }
             Err(Error::Transport { .. }) if n != len => {

@@ -1,0 +1,181 @@
+//! Uploading build artifacts into image stores: each artifact streams from Koji's file server (or
+//! a local file) straight into the store — no temporary file, so download and upload overlap —
+//! with Koji's checksum checked at the end of the stream and the store's own hashes checked after
+//! the upload. Several stores (clouds) are fed at once, each from its own stream.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use futures::TryStreamExt as _;
+use serde::{Deserialize, Serialize};
+use tracing::Instrument as _;
+
+use crate::error::{Error, Result};
+use crate::store::{ImageData, ImageStore, NewImage, StoredImage};
+use crate::template::Template;
+
+/// Where an artifact's bytes are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum ArtifactSource {
+    /// An output file of a Koji task.
+    Koji {
+        /// The task.
+        task: i64,
+        /// Its volume (`DEFAULT`).
+        volume: String,
+        /// The file name.
+        file: String,
+    },
+    /// A local file (the local builder's output).
+    Path {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// A built image file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Artifact {
+    /// Architecture (`x86_64`, `aarch64`).
+    pub arch: String,
+    /// Disk format (`qcow2`, `raw`).
+    pub format: String,
+    /// Where the bytes are.
+    pub source: ArtifactSource,
+    /// Size in bytes, when known.
+    pub size: Option<u64>,
+    /// SHA-256 (hex), when known: checked at the end of the stream.
+    pub sha256: Option<String>,
+    /// A URL people can fetch it from, when there is one.
+    pub url: Option<String>,
+}
+
+impl Artifact {
+    /// An artifact from a local file.
+    pub fn file(arch: &str, format: &str, path: impl Into<PathBuf>) -> Artifact {
+        Artifact {
+            arch: arch.into(),
+            format: format.into(),
+            source: ArtifactSource::Path { path: path.into() },
+            size: None,
+            sha256: None,
+            url: None,
+        }
+    }
+    /// An artifact from a Koji task output.
+    pub fn koji(arch: &str, format: &str, task: i64, file: &str, sha256: Option<String>) -> Artifact {
+        Artifact {
+            arch: arch.into(),
+            format: format.into(),
+            source: ArtifactSource::Koji {
+                task,
+                volume: "DEFAULT".into(),
+                file: file.into(),
+            },
+            size: None,
+            sha256,
+            url: None,
+        }
+    }
+}
+
+/// The variables a name template may use.
+pub const NAME_VARIABLES: &[&str] = &["distro", "version", "release", "arch", "format", "date", "run"];
+
+/// How uploaded images are named and labelled.
+#[derive(Debug, Clone)]
+pub struct UploadSpec {
+    /// The name template, e.g. `{distro} TEST - {arch} [{date}]` (variables: [`NAME_VARIABLES`]).
+    pub name: Template,
+    /// Values of `distro`, `version`, `release`, `date`, `run`; `arch` and `format` come from the artifact.
+    pub vars: BTreeMap<String, String>,
+    /// Extra properties (`os_distro`, `os_version`, `hw_firmware_type`, …).
+    pub properties: BTreeMap<String, String>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Visibility (empty: the store's default, private).
+    pub visibility: String,
+}
+
+/// The property carrying the run id on every created image (what `sweep` looks for).
+pub const RUN_PROPERTY: &str = "imagekit_run";
+
+impl UploadSpec {
+    /// The image request for an artifact: rendered name, and properties including
+    /// `architecture`, `image_build_date`, `imagekit_run` and the Koji task.
+    pub fn image_for(&self, artifact: &Artifact) -> NewImage {
+        let mut vars: BTreeMap<&str, &str> = self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        vars.insert("arch", &artifact.arch);
+        vars.insert("format", &artifact.format);
+        let mut image = NewImage::new(self.name.render(&vars), &artifact.format);
+        image.visibility = self.visibility.clone();
+        image.tags = self.tags.clone();
+        image.properties = self.properties.clone();
+        image.properties.insert("architecture".into(), artifact.arch.clone());
+        if let Some(d) = self.vars.get("date") {
+            image.properties.insert("image_build_date".into(), d.clone());
+        }
+        if let Some(r) = self.vars.get("run") {
+            image.properties.insert(RUN_PROPERTY.into(), r.clone());
+        }
+        if let ArtifactSource::Koji { task, .. } = &artifact.source {
+            image.properties.insert("imagekit_koji_task".into(), task.to_string());
+        }
+        image
+    }
+}
+
+/// Opens an artifact's bytes: a Koji stream (checksum checked at its end) or a local file.
+pub async fn open(koji: Option<&koji_client::Client>, artifact: &Artifact) -> Result<ImageData> {
+    match &artifact.source {
+        ArtifactSource::Koji { task, volume, file } => {
+            let koji = koji.ok_or_else(|| {
+                Error::InvalidInput(format!("artifact {file} is in Koji but no Koji client is configured"))
+            })?;
+            let expected = artifact.sha256.as_deref().map(koji_client::Checksum::sha256);
+            let stream = koji
+                .open_task_output(koji_client::TaskId(*task), volume, file, expected.as_ref())
+                .await?;
+            let length = stream.length();
+            let reader = tokio_util::io::StreamReader::new(stream.map_err(std::io::Error::other));
+            Ok(ImageData {
+                reader: Box::pin(reader),
+                length,
+            })
+        }
+        ArtifactSource::Path { path } => {
+            let file = tokio::fs::File::open(path).await.map_err(|e| Error::Io {
+                path: path.clone(),
+                source: e,
+            })?;
+            let length = file
+                .metadata()
+                .await
+                .map_err(|e| Error::Io {
+                    path: path.clone(),
+                    source: e,
+                })?
+                .len();
+            Ok(ImageData {
+                reader: Box::pin(file),
+                length,
+            })
+        }
+    }
+}
+
+/// Uploads one artifact into one store; `created` hears the image id before any byte moves.
+pub async fn upload(
+    koji: Option<&koji_client::Client>,
+    artifact: &Artifact,
+    store: &dyn ImageStore,
+    spec: &UploadSpec,
+    created: &(dyn for<'a> Fn(&'a str) -> Result<()> + Send + Sync),
+) -> Result<StoredImage> {
+    let image = spec.image_for(artifact);
+    let data = open(koji, artifact).await?;
+    let span = tracing::info_span!("upload", store = %store.name(), image = %image.name);
+    store.create_and_upload(&image, data, created).instrument(span).await
+}
