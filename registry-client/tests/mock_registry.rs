@@ -452,3 +452,64 @@ async fn a_retag_costs_two_requests_once_authenticated_and_secrets_stay_out_of_e
         assert!(!text.contains(secret), "{secret} leaked: {text}");
     }
 }
+
+#[tokio::test]
+async fn a_corrupt_source_blob_is_never_completed_at_the_destination() {
+    let server = MockServer::start().await;
+    empty_repository(&server).await;
+    let (dir, m) = small_layout(200_000);
+    let layout = OciLayout::open(dir.path()).unwrap();
+    Mock::given(method("GET"))
+        .and(path("/v2/src/img/manifests/v1"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("content-type", OCI_MANIFEST)
+                .set_body_bytes(m.bytes().to_vec()),
+        )
+        .mount(&server)
+        .await;
+    for b in m.blobs().unwrap() {
+        let mut bytes = std::fs::read(layout.blob_path(&b.digest).unwrap()).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        Mock::given(method("GET"))
+            .and(path(format!("/v2/src/img/blobs/{}", b.digest)))
+            .respond_with(ResponseTemplate::new(200).set_body_bytes(bytes))
+            .mount(&server)
+            .await;
+    }
+    Mock::given(method("POST"))
+        .and(path("/v2/dst/img/blobs/uploads/"))
+        .respond_with(ResponseTemplate::new(202).insert_header("location", "/v2/dst/img/blobs/uploads/s"))
+        .mount(&server)
+        .await;
+    Mock::given(method("PUT"))
+        .and(path("/v2/dst/img/blobs/uploads/s"))
+        .respond_with(ResponseTemplate::new(201))
+        .mount(&server)
+        .await;
+    // Another registry host for the destination, so no mount is tried: same server, other name.
+    let dst: Reference = format!("localhost:{}/dst/img:v1", server.address().port())
+        .parse()
+        .unwrap();
+    let e = fast_retries(Client::builder())
+        .copy(
+            &ImageLocation::Registry(reference(&server, "src/img:v1")),
+            &ImageLocation::Registry(dst),
+            &CopyOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::DigestMismatch { .. }), "{e:?}");
+    let completed_puts = server
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.method.as_str() == "PUT" && r.url.path().contains("uploads"))
+        .count();
+    assert_eq!(
+        completed_puts, 0,
+        "the corrupt blob's last chunk was withheld, so no upload completed"
+    );
+}
