@@ -25,6 +25,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A build failed (the builder's own reason: the Koji task's fault, the command's log tail).
+    #[error("build {what} failed: {reason}")]
+    BuildFailed {
+        /// Which build.
+        what: String,
+        /// Why.
+        reason: String,
+    },
     /// The run journal cannot be read or written.
     #[error("run journal {}: {reason}", path.display())]
     Journal {

@@ -32,6 +32,49 @@ pub enum ArtifactSource {
         /// The file.
         path: PathBuf,
     },
+    /// A file on Koji's file server (an image of a completed build, under `packages/`).
+    Url {
+        /// The URL.
+        url: String,
+    },
+}
+
+/// A checksum Koji (or the local builder) recorded for an artifact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactChecksum {
+    /// `sha256` or `md5`.
+    pub algorithm: String,
+    /// Lower-case hex.
+    pub hex: String,
+}
+
+impl ArtifactChecksum {
+    /// A SHA-256.
+    pub fn sha256(hex: &str) -> ArtifactChecksum {
+        ArtifactChecksum {
+            algorithm: "sha256".into(),
+            hex: hex.to_ascii_lowercase(),
+        }
+    }
+    /// From Koji's `checksum` and `checksum_type` (0 md5, 2 sha256); other types are not checked.
+    pub fn from_koji(hex: &str, kind: i64) -> Option<ArtifactChecksum> {
+        let algorithm = match kind {
+            0 => "md5",
+            2 => "sha256",
+            _ => return None,
+        };
+        Some(ArtifactChecksum {
+            algorithm: algorithm.into(),
+            hex: hex.to_ascii_lowercase(),
+        })
+    }
+    fn to_koji(&self) -> Option<koji_client::Checksum> {
+        match self.algorithm.as_str() {
+            "sha256" => Some(koji_client::Checksum::sha256(&self.hex)),
+            "md5" => Some(koji_client::Checksum::md5(&self.hex)),
+            _ => None,
+        }
+    }
 }
 
 /// A built image file.
@@ -46,8 +89,8 @@ pub struct Artifact {
     pub source: ArtifactSource,
     /// Size in bytes, when known.
     pub size: Option<u64>,
-    /// SHA-256 (hex), when known: checked at the end of the stream.
-    pub sha256: Option<String>,
+    /// Its checksum, when known: checked before the stream's last chunk is handed over.
+    pub checksum: Option<ArtifactChecksum>,
     /// A URL people can fetch it from, when there is one.
     pub url: Option<String>,
 }
@@ -60,12 +103,12 @@ impl Artifact {
             format: format.into(),
             source: ArtifactSource::Path { path: path.into() },
             size: None,
-            sha256: None,
+            checksum: None,
             url: None,
         }
     }
     /// An artifact from a Koji task output.
-    pub fn koji(arch: &str, format: &str, task: i64, file: &str, sha256: Option<String>) -> Artifact {
+    pub fn koji(arch: &str, format: &str, task: i64, file: &str, checksum: Option<ArtifactChecksum>) -> Artifact {
         Artifact {
             arch: arch.into(),
             format: format.into(),
@@ -75,7 +118,7 @@ impl Artifact {
                 file: file.into(),
             },
             size: None,
-            sha256,
+            checksum,
             url: None,
         }
     }
@@ -127,43 +170,48 @@ impl UploadSpec {
     }
 }
 
-/// Opens an artifact's bytes: a Koji stream (checksum checked at its end) or a local file.
+/// Opens an artifact's bytes: a Koji stream (checksum checked before its last chunk) or a local file.
 pub async fn open(koji: Option<&koji_client::Client>, artifact: &Artifact) -> Result<ImageData> {
-    match &artifact.source {
+    let expected = artifact.checksum.as_ref().and_then(ArtifactChecksum::to_koji);
+    let need_koji = || {
+        koji.ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "{:?} is in Koji but no Koji client is configured",
+                artifact.source
+            ))
+        })
+    };
+    let stream = match &artifact.source {
+        ArtifactSource::Path { path } => return open_file(path).await,
         ArtifactSource::Koji { task, volume, file } => {
-            let koji = koji.ok_or_else(|| {
-                Error::InvalidInput(format!("artifact {file} is in Koji but no Koji client is configured"))
-            })?;
-            let expected = artifact.sha256.as_deref().map(koji_client::Checksum::sha256);
-            let stream = koji
+            need_koji()?
                 .open_task_output(koji_client::TaskId(*task), volume, file, expected.as_ref())
-                .await?;
-            let length = stream.length();
-            let reader = tokio_util::io::StreamReader::new(stream.map_err(std::io::Error::other));
-            Ok(ImageData {
-                reader: Box::pin(reader),
-                length,
-            })
+                .await?
         }
-        ArtifactSource::Path { path } => {
-            let file = tokio::fs::File::open(path).await.map_err(|e| Error::Io {
-                path: path.clone(),
-                source: e,
-            })?;
-            let length = file
-                .metadata()
-                .await
-                .map_err(|e| Error::Io {
-                    path: path.clone(),
-                    source: e,
-                })?
-                .len();
-            Ok(ImageData {
-                reader: Box::pin(file),
-                length,
-            })
+        ArtifactSource::Url { url } => {
+            let url = url::Url::parse(url).map_err(|e| Error::InvalidInput(format!("artifact URL {url}: {e}")))?;
+            need_koji()?.open_url(&url, expected.as_ref()).await?
         }
-    }
+    };
+    let length = stream.length();
+    let reader = tokio_util::io::StreamReader::new(stream.map_err(std::io::Error::other));
+    Ok(ImageData {
+        reader: Box::pin(reader),
+        length,
+    })
+}
+
+async fn open_file(path: &std::path::Path) -> Result<ImageData> {
+    let io = |e| Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let file = tokio::fs::File::open(path).await.map_err(io)?;
+    let length = file.metadata().await.map_err(io)?.len();
+    Ok(ImageData {
+        reader: Box::pin(file),
+        length,
+    })
 }
 
 /// Uploads one artifact into one store; `created` hears the image id before any byte moves.

@@ -9,7 +9,7 @@ use imagekit::openstack::glance::Glance;
 use imagekit::openstack::{CloudConfig, ConfigSources, Session};
 use imagekit::store::{GlanceStore, ImageStore, LocalStore};
 use imagekit::template::Template;
-use imagekit::upload::{Artifact, NAME_VARIABLES, UploadSpec, upload};
+use imagekit::upload::{Artifact, ArtifactChecksum, NAME_VARIABLES, UploadSpec, upload};
 use koji_client::testing::MockHub;
 use sha2::{Digest, Sha256, Sha512};
 
@@ -66,7 +66,7 @@ async fn koji_artifacts_stream_into_several_stores_at_once_and_bad_checksums_lea
         "raw",
         4242,
         "alma9.x86_64.raw",
-        Some(hex::encode(Sha256::digest(&data))),
+        Some(ArtifactChecksum::sha256(&hex::encode(Sha256::digest(&data)))),
     );
 
     let dir = tempfile::tempdir().unwrap();
@@ -104,7 +104,13 @@ async fn koji_artifacts_stream_into_several_stores_at_once_and_bad_checksums_lea
 
     // Koji's checksum does not match: every store refuses, and no image is left.
     created.lock().unwrap().clear();
-    let wrong = Artifact::koji("x86_64", "raw", 4242, "alma9.x86_64.raw", Some("00".repeat(32)));
+    let wrong = Artifact::koji(
+        "x86_64",
+        "raw",
+        4242,
+        "alma9.x86_64.raw",
+        Some(ArtifactChecksum::sha256(&"00".repeat(32))),
+    );
     for store in &stores {
         let e = upload(Some(&koji), &wrong, *store, &spec, &record).await.unwrap_err();
         assert!(

@@ -65,7 +65,7 @@ struct State {
 impl Client {
     /// Opens one output file of a task as a stream (needs a `topurl`). The first request is made
     /// here, so a missing file fails now and the length is known; interruptions later are resumed
-    /// within the retry policy; `expected`, when given, is checked when the last byte has passed.
+    /// within the retry policy; `expected`, when given, is checked before the last chunk is handed over.
     pub async fn open_task_output(
         &self,
         task: TaskId,
@@ -76,8 +76,19 @@ impl Client {
         let top = self.inner.topurl.as_ref().ok_or_else(|| {
             Error::InvalidInput("streaming a task output needs the profile's topurl (the file server)".into())
         })?;
-        let url = task_output_url(top, task, volume, name)?;
-        let (resp, _, total) = self.get_from(&url, 0).await?.ok_or_else(|| Error::Http {
+        self.open_url(&task_output_url(top, task, volume, name)?, expected)
+            .await
+    }
+
+    /// Opens any file of Koji's file server (a build's image under `{topurl}/packages/…`) as a
+    /// stream, like [`Client::open_task_output`].
+    pub async fn open_url(&self, url: &Url, expected: Option<&Checksum>) -> Result<TaskOutputStream> {
+        let name = url
+            .path_segments()
+            .and_then(|mut s| s.next_back())
+            .unwrap_or_default()
+            .to_string();
+        let (resp, _, total) = self.get_from(url, 0).await?.ok_or_else(|| Error::Http {
             method: "GET".into(),
             url: url.to_string(),
             status: 416,
@@ -91,8 +102,8 @@ impl Client {
         })?;
         let state = State {
             client: self.clone(),
-            url,
-            file: name.to_string(),
+            url: url.clone(),
+            file: name,
             length,
             offset: 0,
             body: Some(Box::pin(resp.bytes_stream())),

@@ -1,0 +1,527 @@
+//! Building images: Koji (`buildImageOz`) or a local command (kiwi-ng, mkosi, diskimage-builder,
+//! a script), behind one [`Builder`] trait. Both skip the build when one of the same
+//! name-version-release exists since a given time, so a daily job never builds twice.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::error::{Error, Result};
+use crate::upload::{Artifact, ArtifactChecksum, ArtifactSource};
+
+/// What to build.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct BuildSpec {
+    /// The image name (Koji's build name: `alma9-cloud`).
+    pub name: String,
+    /// Version (`9.5`).
+    pub version: String,
+    /// Release; `None` lets the builder choose (Koji picks the next free one).
+    #[serde(default)]
+    pub release: Option<String>,
+    /// Architectures.
+    pub arches: Vec<String>,
+    /// Disk formats (`qcow2`, `raw`, `vmdk`, …).
+    pub formats: Vec<String>,
+    /// Koji build target.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Koji install tree URL.
+    #[serde(default)]
+    pub install_tree: Option<String>,
+    /// Kickstart file name (in `ksurl`, or uploaded).
+    #[serde(default)]
+    pub kickstart: Option<String>,
+    /// SCM URL of the kickstart.
+    #[serde(default)]
+    pub ksurl: Option<String>,
+    /// Distro string for Oz (`RHEL-9.5`).
+    #[serde(default)]
+    pub distro: Option<String>,
+    /// Disk size in GiB.
+    #[serde(default)]
+    pub disk_size: Option<u32>,
+    /// A scratch build (not imported, not tagged).
+    #[serde(default)]
+    pub scratch: bool,
+}
+
+impl BuildSpec {
+    /// A spec for `name`-`version` on `arches` in `formats`.
+    pub fn new(name: &str, version: &str, arches: &[&str], formats: &[&str]) -> BuildSpec {
+        BuildSpec {
+            name: name.into(),
+            version: version.into(),
+            release: None,
+            arches: arches.iter().map(|s| s.to_string()).collect(),
+            formats: formats.iter().map(|s| s.to_string()).collect(),
+            target: None,
+            install_tree: None,
+            kickstart: None,
+            ksurl: None,
+            distro: None,
+            disk_size: None,
+            scratch: false,
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        let bad = |why: &str| Err(Error::InvalidInput(format!("build {}: {why}", self.name)));
+        if self.name.is_empty() || self.version.is_empty() {
+            return bad("name and version are required");
+        }
+        if self.arches.is_empty() || self.formats.is_empty() {
+            return bad("at least one arch and one format are required");
+        }
+        if self.name.contains('/') || self.arches.iter().chain(&self.formats).any(|s| s.contains('/')) {
+            return bad("names, arches and formats cannot contain '/'");
+        }
+        Ok(())
+    }
+}
+
+/// What a build produced.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BuildResult {
+    /// `name-version-release`.
+    pub nvr: String,
+    /// The Koji task (or local build id), when one ran.
+    pub task: Option<String>,
+    /// True when an existing build was reused instead of building.
+    pub reused: bool,
+    /// The images, one per arch and format.
+    pub artifacts: Vec<Artifact>,
+}
+
+/// A builder.
+#[async_trait]
+pub trait Builder: Send + Sync + std::fmt::Debug {
+    /// A short name for reports (`koji:https://koji.example/kojihub`, `local`).
+    fn name(&self) -> String;
+    /// Builds (or reuses a build made since `since`, unix seconds). `started` hears the task id
+    /// as soon as there is one, for the journal.
+    async fn build(
+        &self,
+        spec: &BuildSpec,
+        since: Option<i64>,
+        started: &(dyn for<'a> Fn(&'a str) -> Result<()> + Send + Sync),
+    ) -> Result<BuildResult>;
+}
+
+/// The disk format of an image file, from its name.
+pub fn format_of(file: &str) -> Option<&'static str> {
+    let f = file.to_ascii_lowercase();
+    [
+        (".qcow2", "qcow2"),
+        (".raw", "raw"),
+        (".img", "raw"),
+        (".vmdk", "vmdk"),
+        (".vhd", "vhd"),
+        (".vdi", "vdi"),
+        (".iso", "iso"),
+    ]
+    .into_iter()
+    .find(|(ext, _)| f.ends_with(ext))
+    .map(|(_, fmt)| fmt)
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Builds with a local command, once per arch and format. The command gets the spec in
+/// environment variables — `IMAGEKIT_NAME`, `IMAGEKIT_VERSION`, `IMAGEKIT_RELEASE`, `IMAGEKIT_ARCH`,
+/// `IMAGEKIT_FORMAT` — and must write the image to `IMAGEKIT_OUTPUT`. Images land in the output
+/// directory as `NAME-VERSION-RELEASE.ARCH.FORMAT`, beside a `.json` record used to skip rebuilds.
+#[derive(Debug, Clone)]
+pub struct LocalCommandBuilder {
+    program: PathBuf,
+    args: Vec<String>,
+    output: PathBuf,
+    timeout: Duration,
+}
+
+#[derive(Serialize, Deserialize)]
+struct LocalRecord {
+    built_at: i64,
+    nvr: String,
+    artifacts: Vec<Artifact>,
+}
+
+impl LocalCommandBuilder {
+    /// Runs `program args…` and keeps images in `output`; each run may take up to `timeout`.
+    pub fn new(program: impl Into<PathBuf>, args: Vec<String>, output: &Path, timeout: Duration) -> Self {
+        LocalCommandBuilder {
+            program: program.into(),
+            args,
+            output: output.to_path_buf(),
+            timeout,
+        }
+    }
+
+    fn record_path(&self, nvr: &str) -> PathBuf {
+        self.output.join(format!("{nvr}.json"))
+    }
+
+    async fn run_one(&self, spec: &BuildSpec, release: &str, arch: &str, format: &str) -> Result<Artifact> {
+        let nvr = format!("{}-{}-{release}", spec.name, spec.version);
+        let dest = self.output.join(format!("{nvr}.{arch}.{format}"));
+        let partial = self.output.join(format!(".{nvr}.{arch}.{format}.partial"));
+        let log_path = self.output.join(format!("{nvr}.{arch}.{format}.log"));
+        let log = std::fs::File::create(&log_path).map_err(|e| Error::Io {
+            path: log_path.clone(),
+            source: e,
+        })?;
+        let log2 = log.try_clone().map_err(|e| Error::Io {
+            path: log_path.clone(),
+            source: e,
+        })?;
+        let mut child = tokio::process::Command::new(&self.program)
+            .args(&self.args)
+            .env("IMAGEKIT_NAME", &spec.name)
+            .env("IMAGEKIT_VERSION", &spec.version)
+            .env("IMAGEKIT_RELEASE", release)
+            .env("IMAGEKIT_ARCH", arch)
+            .env("IMAGEKIT_FORMAT", format)
+            .env("IMAGEKIT_OUTPUT", &partial)
+            .stdin(std::process::Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| Error::Io {
+                path: self.program.clone(),
+                source: e,
+            })?;
+        let status = match tokio::time::timeout(self.timeout, child.wait()).await {
+            Ok(s) => s.map_err(|e| Error::Io {
+                path: self.program.clone(),
+                source: e,
+            })?,
+            Err(_) => {
+                let _ = child.kill().await;
+                let _ = tokio::fs::remove_file(&partial).await;
+                return Err(Error::BuildFailed {
+                    what: format!("{nvr} {arch} {format}"),
+                    reason: format!(
+                        "the build command ran longer than {:?} and was killed; log: {}",
+                        self.timeout,
+                        log_path.display()
+                    ),
+                });
+            }
+        };
+        if !status.success() {
+            let _ = tokio::fs::remove_file(&partial).await;
+            let tail = tail_of(&log_path, 2000);
+            return Err(Error::BuildFailed {
+                what: format!("{nvr} {arch} {format}"),
+                reason: format!(
+                    "the build command failed ({status}); log {}:\n{tail}",
+                    log_path.display()
+                ),
+            });
+        }
+        let (size, sha256) = hash_file(&partial).await.map_err(|e| Error::BuildFailed {
+            what: format!("{nvr} {arch} {format}"),
+            reason: format!("the build command succeeded but wrote no image to IMAGEKIT_OUTPUT ({e})"),
+        })?;
+        tokio::fs::rename(&partial, &dest).await.map_err(|e| Error::Io {
+            path: dest.clone(),
+            source: e,
+        })?;
+        Ok(Artifact {
+            arch: arch.into(),
+            format: format.into(),
+            source: ArtifactSource::Path { path: dest },
+            size: Some(size),
+            checksum: Some(ArtifactChecksum::sha256(&sha256)),
+            url: None,
+        })
+    }
+}
+
+fn tail_of(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let start = text.len().saturating_sub(n);
+    let start = (start..text.len())
+        .find(|i| text.is_char_boundary(*i))
+        .unwrap_or(text.len());
+    text[start..].to_string()
+}
+
+async fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
+    use tokio::io::AsyncReadExt as _;
+    let mut f = tokio::fs::File::open(path).await?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = f.read(&mut buf).await?;
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+    Ok((n, hex::encode(h.finalize())))
+}
+
+#[async_trait]
+impl Builder for LocalCommandBuilder {
+    fn name(&self) -> String {
+        format!("local:{}", self.program.display())
+    }
+
+    async fn build(
+        &self,
+        spec: &BuildSpec,
+        since: Option<i64>,
+        started: &(dyn for<'a> Fn(&'a str) -> Result<()> + Send + Sync),
+    ) -> Result<BuildResult> {
+        spec.check()?;
+        tokio::fs::create_dir_all(&self.output).await.map_err(|e| Error::Io {
+            path: self.output.clone(),
+            source: e,
+        })?;
+        let release = spec.release.clone().unwrap_or_else(|| "1".into());
+        let nvr = format!("{}-{}-{release}", spec.name, spec.version);
+        if let Some(since) = since
+            && let Ok(text) = tokio::fs::read(self.record_path(&nvr)).await
+            && let Ok(rec) = serde_json::from_slice::<LocalRecord>(&text)
+            && rec.built_at >= since
+            && rec.artifacts.iter().all(|a| match &a.source {
+                ArtifactSource::Path { path } => path.exists(),
+                _ => false,
+            })
+        {
+            return Ok(BuildResult {
+                nvr,
+                task: None,
+                reused: true,
+                artifacts: rec.artifacts,
+            });
+        }
+        started(&nvr)?;
+        let mut artifacts = Vec::new();
+        for arch in &spec.arches {
+            for format in &spec.formats {
+                artifacts.push(self.run_one(spec, &release, arch, format).await?);
+            }
+        }
+        let rec = LocalRecord {
+            built_at: crate::journal::now(),
+            nvr: nvr.clone(),
+            artifacts: artifacts.clone(),
+        };
+        let path = self.record_path(&nvr);
+        let text = serde_json::to_vec_pretty(&rec).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        tokio::fs::write(&path, text)
+            .await
+            .map_err(|e| Error::Io { path, source: e })?;
+        Ok(BuildResult {
+            nvr,
+            task: None,
+            reused: false,
+            artifacts,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Builds in Koji with `buildImageOz` (Koji's `image-build`), watching the task tree to the end.
+#[derive(Debug, Clone)]
+pub struct KojiBuilder {
+    koji: koji_client::Client,
+    watch: koji_client::WatchOptions,
+}
+
+impl KojiBuilder {
+    /// Builds with this (authenticated) client; the watch has the given deadline and polling.
+    pub fn new(koji: koji_client::Client, watch: koji_client::WatchOptions) -> KojiBuilder {
+        KojiBuilder { koji, watch }
+    }
+
+    fn request(spec: &BuildSpec) -> Result<koji_client::ImageBuild> {
+        let (Some(target), Some(tree)) = (&spec.target, &spec.install_tree) else {
+            return Err(Error::InvalidInput(format!(
+                "build {}: Koji needs `target` and `install_tree`",
+                spec.name
+            )));
+        };
+        let mut req = koji_client::ImageBuild::new(&spec.name, &spec.version, target, tree).scratch(spec.scratch);
+        for a in &spec.arches {
+            req = req.arch(a);
+        }
+        for f in &spec.formats {
+            req = req.format(f);
+        }
+        if let Some(r) = &spec.release {
+            req = req.release(r);
+        }
+        if let Some(k) = &spec.kickstart {
+            req = req.kickstart(k);
+        }
+        if let Some(u) = &spec.ksurl {
+            req = req.ksurl(u);
+        }
+        if let Some(d) = &spec.distro {
+            req = req.distro(d);
+        }
+        if let Some(g) = spec.disk_size {
+            req = req.disk_size(g);
+        }
+        Ok(req)
+    }
+
+    /// The images of a completed build, from its archives (with Koji's checksums).
+    async fn artifacts_of_build(&self, spec: &BuildSpec, build: &koji_client::BuildInfo) -> Result<Vec<Artifact>> {
+        let top = self
+            .koji
+            .topurl()
+            .ok_or_else(|| Error::InvalidInput("reusing a Koji build needs the profile's topurl".into()))?
+            .clone();
+        let mut out = Vec::new();
+        for a in self.koji.list_archives(build.id).await? {
+            let Some(format) = format_of(&a.filename).filter(|f| spec.formats.iter().any(|w| w == f)) else {
+                continue;
+            };
+            let Some(arch) = spec.arches.iter().find(|arch| a.filename.contains(arch.as_str())) else {
+                continue;
+            };
+            let mut url = top.clone();
+            url.path_segments_mut()
+                .map_err(|()| Error::InvalidInput(format!("topurl {top} cannot be a base")))?
+                .pop_if_empty()
+                .extend([
+                    "packages",
+                    &build.name,
+                    &build.version,
+                    &build.release,
+                    "images",
+                    &a.filename,
+                ]);
+            out.push(Artifact {
+                arch: arch.clone(),
+                format: format.into(),
+                source: ArtifactSource::Url { url: url.to_string() },
+                size: Some(a.size),
+                checksum: ArtifactChecksum::from_koji(&a.checksum, a.checksum_type),
+                url: Some(url.to_string()),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn watch_to_end(&self, spec: &BuildSpec, task: koji_client::TaskId) -> Result<BuildResult> {
+        let outcome = self
+            .koji
+            .watch_task(task, self.watch.clone())
+            .run(|ev| tracing::info!(task = %ev.task.id, method = %ev.task.method, state = %ev.task.state, "koji"))
+            .await?
+            .into_result()?;
+        let mut artifacts = Vec::new();
+        let mut nvr = String::new();
+        for child in outcome.children_of_method("createImage") {
+            let Some(Ok(value)) = outcome.results.get(&child.id) else {
+                continue;
+            };
+            let Ok(r) = serde_json::from_value::<koji_client::ImageTaskResult>(value.clone()) else {
+                continue;
+            };
+            nvr = r.nvr();
+            for file in &r.files {
+                if let Some(format) = format_of(file).filter(|f| spec.formats.iter().any(|w| w == f)) {
+                    artifacts.push(Artifact::koji(
+                        &r.arch,
+                        format,
+                        r.task_id.unwrap_or(child.id).0,
+                        file,
+                        None,
+                    ));
+                }
+            }
+        }
+        if artifacts.is_empty() {
+            return Err(Error::BuildFailed {
+                what: format!("Koji task {task}"),
+                reason: format!("it finished but produced no image in the formats {:?}", spec.formats),
+            });
+        }
+        // A real (non-scratch) build has archives with checksums: prefer them.
+        if !spec.scratch
+            && !nvr.is_empty()
+            && let Some(build) = self.koji.get_build(&nvr).await?
+        {
+            let archived = self.artifacts_of_build(spec, &build).await?;
+            if archived.len() == artifacts.len() {
+                artifacts = archived;
+            }
+        }
+        artifacts.sort_by(|a, b| (&a.arch, &a.format).cmp(&(&b.arch, &b.format)));
+        Ok(BuildResult {
+            nvr,
+            task: Some(task.to_string()),
+            reused: false,
+            artifacts,
+        })
+    }
+}
+
+#[async_trait]
+impl Builder for KojiBuilder {
+    fn name(&self) -> String {
+        "koji".into()
+    }
+
+    async fn build(
+        &self,
+        spec: &BuildSpec,
+        since: Option<i64>,
+        started: &(dyn for<'a> Fn(&'a str) -> Result<()> + Send + Sync),
+    ) -> Result<BuildResult> {
+        spec.check()?;
+        let req = Self::request(spec)?;
+        if let Some(since) = since {
+            let found = self
+                .koji
+                .find_existing_image_build(&spec.name, &spec.version, spec.release.as_deref(), since as f64)
+                .await?;
+            match found {
+                Some(koji_client::Existing::Build(b)) => {
+                    let artifacts = self.artifacts_of_build(spec, &b).await?;
+                    return Ok(BuildResult {
+                        nvr: b.nvr.clone(),
+                        task: b.task_id.map(|t| t.to_string()),
+                        reused: true,
+                        artifacts,
+                    });
+                }
+                Some(koji_client::Existing::Building(koji_client::BuildInfo {
+                    task_id: Some(task), ..
+                })) => {
+                    started(&task.to_string())?;
+                    let mut r = self.watch_to_end(spec, task).await?;
+                    r.reused = true;
+                    return Ok(r);
+                }
+                Some(koji_client::Existing::Task(t)) => {
+                    started(&t.id.to_string())?;
+                    let mut r = self.watch_to_end(spec, t.id).await?;
+                    r.reused = true;
+                    return Ok(r);
+                }
+                _ => {}
+            }
+        }
+        self.koji.login().await?;
+        let task = self.koji.build_image_oz(&req).await?;
+        started(&task.to_string())?;
+        self.watch_to_end(spec, task).await
+    }
+}

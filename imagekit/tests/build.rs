@@ -1,0 +1,222 @@
+//! Builders: a local command (real processes) and Koji (koji-client's MockHub): artifacts with
+//! checksums, skipping what was built since a given time, and failures with the builder's reason.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use imagekit::build::{BuildSpec, Builder, KojiBuilder, LocalCommandBuilder};
+use imagekit::journal::now;
+use imagekit::upload::ArtifactSource;
+use koji_client::testing::{Answer, MockHub};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+fn script(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
+    let p = dir.join("build.sh");
+    std::fs::write(&p, format!("#!/bin/sh\nset -e\n{body}\n")).unwrap();
+    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    p
+}
+
+#[tokio::test]
+async fn a_local_command_builds_each_arch_and_format_once_a_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let prog = script(
+        dir.path(),
+        r#"echo "building $IMAGEKIT_NAME-$IMAGEKIT_VERSION-$IMAGEKIT_RELEASE $IMAGEKIT_ARCH $IMAGEKIT_FORMAT"
+echo run >> "$(dirname "$0")/runs"
+printf '%s-%s' "$IMAGEKIT_ARCH" "$IMAGEKIT_FORMAT" > "$IMAGEKIT_OUTPUT""#,
+    );
+    let out = dir.path().join("out");
+    let builder = LocalCommandBuilder::new(&prog, vec![], &out, Duration::from_secs(30));
+    let spec = BuildSpec::new("alma9-cloud", "9.5", &["x86_64", "aarch64"], &["qcow2"]);
+    let started = std::sync::Mutex::new(Vec::new());
+    let note = |id: &str| {
+        started.lock().unwrap().push(id.to_string());
+        Ok(())
+    };
+    let before = now();
+    let r = builder.build(&spec, Some(before), &note).await.unwrap();
+    assert!(!r.reused);
+    assert_eq!(r.nvr, "alma9-cloud-9.5-1");
+    assert_eq!(r.artifacts.len(), 2);
+    let a = &r.artifacts[1];
+    assert_eq!((a.arch.as_str(), a.format.as_str()), ("aarch64", "qcow2"));
+    assert_eq!(
+        a.checksum.as_ref().unwrap().hex,
+        hex::encode(Sha256::digest(b"aarch64-qcow2"))
+    );
+    let ArtifactSource::Path { path } = &a.source else {
+        panic!("{a:?}")
+    };
+    assert_eq!(std::fs::read(path).unwrap(), b"aarch64-qcow2");
+    assert_eq!(*started.lock().unwrap(), ["alma9-cloud-9.5-1"]);
+
+    // Built since `before`: reused, the command does not run again.
+    let again = builder.build(&spec, Some(before), &note).await.unwrap();
+    assert!(again.reused);
+    assert_eq!(again.artifacts, r.artifacts);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("runs"))
+            .unwrap()
+            .lines()
+            .count(),
+        2
+    );
+    // Asked for builds newer than that: it builds.
+    let later = builder.build(&spec, Some(now() + 10), &note).await.unwrap();
+    assert!(!later.reused);
+}
+
+#[tokio::test]
+async fn local_build_failures_say_why_and_leave_no_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let spec = BuildSpec::new("img", "1", &["x86_64"], &["raw"]);
+    let fails = script(dir.path(), "echo 'mkosi: no space left on device' >&2\nexit 3");
+    let e = LocalCommandBuilder::new(&fails, vec![], &out, Duration::from_secs(30))
+        .build(&spec, None, &|_| Ok(()))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("no space left on device"), "{e}");
+    let hangs = script(dir.path(), "sleep 30");
+    let e = LocalCommandBuilder::new(&hangs, vec![], &out, Duration::from_millis(300))
+        .build(&spec, None, &|_| Ok(()))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("killed"), "{e}");
+    let silent = script(dir.path(), "true");
+    let e = LocalCommandBuilder::new(&silent, vec![], &out, Duration::from_secs(30))
+        .build(&spec, None, &|_| Ok(()))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("IMAGEKIT_OUTPUT"), "{e}");
+    let images: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| !e.file_name().to_string_lossy().ends_with(".log"))
+        .collect();
+    assert!(images.is_empty(), "{images:?}");
+    let e = LocalCommandBuilder::new(&silent, vec![], &out, Duration::from_secs(30))
+        .build(&BuildSpec::new("img", "1", &[], &["raw"]), None, &|_| Ok(()))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("arch"), "{e}");
+}
+
+fn koji_spec() -> BuildSpec {
+    let mut s = BuildSpec::new("alma9-cloud", "9.5", &["x86_64"], &["qcow2"]);
+    s.target = Some("alma9-images".into());
+    s.install_tree = Some("https://mirror.example/alma/9.5/BaseOS/x86_64/os/".into());
+    s.kickstart = Some("alma9-cloud.ks".into());
+    s.scratch = true;
+    s
+}
+
+#[tokio::test]
+async fn koji_reuses_a_build_made_since_the_given_time_with_its_checksums() {
+    let hub = MockHub::start().await;
+    hub.answer(
+        "listBuilds",
+        Answer::value(json!([{"build_id": 77, "name": "alma9-cloud", "version": "9.5", "release": "3",
+            "nvr": "alma9-cloud-9.5-3", "state": 1, "task_id": 5000, "creation_ts": 1795500000.0}])),
+    )
+    .answer(
+        "listArchives",
+        Answer::value(json!([
+            {"id": 1, "filename": "alma9-cloud-9.5-3.x86_64.qcow2", "size": 1234, "checksum": "ab".repeat(32), "checksum_type": 2},
+            {"id": 2, "filename": "alma9-cloud-9.5-3.x86_64.ks", "size": 10, "checksum": "cd".repeat(16), "checksum_type": 0}
+        ])),
+    );
+    let koji = koji_client::Client::builder(hub.hub_url())
+        .topurl(hub.topurl())
+        .build()
+        .unwrap();
+    let builder = KojiBuilder::new(koji, koji_client::WatchOptions::default());
+    let r = builder
+        .build(&koji_spec(), Some(1_795_400_000), &|_| panic!("no task is started"))
+        .await
+        .unwrap();
+    assert!(r.reused);
+    assert_eq!(r.nvr, "alma9-cloud-9.5-3");
+    assert_eq!(r.artifacts.len(), 1, "only the qcow2 image, not the kickstart");
+    let a = &r.artifacts[0];
+    assert_eq!(a.checksum.as_ref().unwrap().algorithm, "sha256");
+    let ArtifactSource::Url { url } = &a.source else {
+        panic!("{a:?}")
+    };
+    assert!(
+        url.ends_with("/kojifiles/packages/alma9-cloud/9.5/3/images/alma9-cloud-9.5-3.x86_64.qcow2"),
+        "{url}"
+    );
+    assert!(hub.calls_of("buildImageOz").is_empty());
+}
+
+#[tokio::test]
+async fn koji_builds_and_watches_the_task_tree_and_reports_a_failure_with_its_fault() {
+    let hub = MockHub::start().await;
+    let task = |id: i64, method: &str, parent: Option<i64>, state: i64| {
+        json!({"id": id, "method": method, "state": state, "parent": parent, "arch": "x86_64", "label": "x86_64",
+               "request": [], "owner": 1, "priority": 20, "weight": 1.0, "create_ts": 1795500000.0})
+    };
+    let calls = vec![
+        json!({"method": "getTaskInfo", "args": [5000], "result": task(5000, "image", None, 2)}),
+        json!({"method": "getTaskChildren", "args": [5000], "result": [task(5001, "createImage", Some(5000), 2)]}),
+        json!({"method": "getTaskInfo", "args": [5001], "result": task(5001, "createImage", Some(5000), 2)}),
+        json!({"method": "getTaskChildren", "args": [5001], "result": []}),
+        json!({"method": "getTaskResult", "args": [5000], "result": null}),
+        json!({"method": "getTaskResult", "args": [5001], "result": {"arch": "x86_64", "name": "alma9-cloud", "version": "9.5",
+            "release": "4", "task_id": 5001, "files": ["alma9-cloud-9.5-4.x86_64.qcow2", "alma9-cloud.ks"], "logs": [], "rpmlist": []}}),
+    ];
+    hub.load_recorded(&calls);
+    hub.answer("buildImageOz", Answer::value(json!(5000)));
+    let koji = koji_client::Client::builder(hub.hub_url())
+        .topurl(hub.topurl())
+        .password("builder", secrecy::SecretString::from("pw".to_string()))
+        .build()
+        .unwrap();
+    let watch = koji_client::WatchOptions::default()
+        .poll_interval(Duration::from_millis(10))
+        .deadline(Duration::from_secs(20));
+    let builder = KojiBuilder::new(koji.clone(), watch.clone());
+    let started = std::sync::Mutex::new(None);
+    let r = builder
+        .build(&koji_spec(), None, &|id| {
+            *started.lock().unwrap() = Some(id.to_string());
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(started.lock().unwrap().as_deref(), Some("5000"));
+    assert!(!r.reused);
+    assert_eq!(r.nvr, "alma9-cloud-9.5-4");
+    assert_eq!(r.artifacts.len(), 1);
+    assert_eq!(
+        r.artifacts[0].source,
+        ArtifactSource::Koji {
+            task: 5001,
+            volume: "DEFAULT".into(),
+            file: "alma9-cloud-9.5-4.x86_64.qcow2".into()
+        }
+    );
+    let sent = &hub.calls_of("buildImageOz")[0];
+    assert_eq!(sent.args[0], "alma9-cloud");
+
+    // The same tree, failed: the task's fault comes back as the reason.
+    let hub = MockHub::start().await;
+    hub.load_recorded(&[
+        json!({"method": "getTaskInfo", "args": [6000], "result": task(6000, "image", None, 5)}),
+        json!({"method": "getTaskChildren", "args": [6000], "result": []}),
+        json!({"method": "getTaskResult", "args": [6000], "result": {"faultCode": 1000, "faultString": "Oz: anaconda failed: no space left on device"}}),
+    ]);
+    hub.answer("buildImageOz", Answer::value(json!(6000)));
+    let koji = koji_client::Client::builder(hub.hub_url())
+        .password("builder", secrecy::SecretString::from("pw".to_string()))
+        .build()
+        .unwrap();
+    let e = KojiBuilder::new(koji, watch)
+        .build(&koji_spec(), None, &|_| Ok(()))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("anaconda failed"), "{e}");
+}
