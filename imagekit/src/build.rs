@@ -14,7 +14,6 @@ use crate::upload::{Artifact, ArtifactChecksum, ArtifactSource};
 
 /// What to build.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct BuildSpec {
     /// The image name (Koji's build name: `alma9-cloud`).

@@ -41,6 +41,16 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// A pipeline file that cannot be used; nothing was created.
+    #[error("{}{}: {reason}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Pipeline {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The line, when known.
+        line: Option<usize>,
+        /// What is wrong.
+        reason: String,
+    },
     /// Arguments that cannot work, found before anything was changed.
     #[error("{0}")]
     InvalidInput(String),

@@ -17,6 +17,7 @@ pub mod build;
 pub mod container;
 pub mod error;
 pub mod journal;
+pub mod pipeline;
 pub mod promote;
 pub mod store;
 pub mod template;

@@ -38,7 +38,7 @@ pub const PROMOTED_BY: &str = "imagekit_promoted_run";
 pub const EVIDENCE: &str = "imagekit_evidence";
 
 /// What happens to the image that stops being production.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Rotation {
     /// Hidden from default listings (`os_hidden`), still bootable by id or name.

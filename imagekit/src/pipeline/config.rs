@@ -1,0 +1,500 @@
+//! The pipeline file (TOML). Everything is checked when the file is loaded — unknown keys,
+//! missing stores, bad templates, bad values — and errors name the file, the line and the reason,
+//! so a bad file fails before anything is created.
+//!
+//! ```toml
+//! name = "alma9-monthly"
+//!
+//! [build]
+//! builder = "koji"            # or "local" with `command` and `output`
+//! koji_profile = "koji"
+//! name = "alma9-cloud"
+//! version = "9.5"
+//! arches = ["x86_64", "aarch64"]
+//! formats = ["qcow2"]
+//! target = "alma9-images"
+//! install_tree = "https://mirror.example/alma/9.5/BaseOS/$arch/os/"
+//! kickstart = "alma9-cloud.ks"
+//! skip_if_built_within_hours = 24
+//!
+//! [[store]]
+//! name = "prod"
+//! kind = "glance"            # or "local" with `path`
+//! cloud = "prod"             # clouds.yaml
+//!
+//! [upload]
+//! name = "{distro} TEST - {arch} [{date}]"
+//! distro = "ALMA9"
+//! properties = { os_distro = "almalinux", os_version = "9.5" }
+//!
+//! [promote]
+//! name = "{distro} - {arch}"
+//! visibility = "public"
+//! rotation = "hide"          # or "community", "rename"
+//! keep = 3
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::build::BuildSpec;
+use crate::error::{Error, Result};
+use crate::promote::Rotation;
+use crate::template::Template;
+use crate::upload::NAME_VARIABLES;
+
+/// A pipeline as written in its file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineFile {
+    /// The pipeline's name (runs are listed under it).
+    pub name: String,
+    /// The build stage.
+    pub build: BuildSection,
+    /// Image stores, by name.
+    #[serde(default, rename = "store")]
+    pub stores: Vec<StoreSection>,
+    /// How uploads are named and labelled.
+    pub upload: UploadSection,
+    /// How tested images are promoted (no section: no promotion).
+    #[serde(default)]
+    pub promote: Option<PromoteSection>,
+}
+
+/// Which builder, and what to build.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BuildSection {
+    /// `koji` or `local`.
+    pub builder: BuilderKind,
+    /// The Koji profile (`~/.koji/config`, `/etc/koji.conf.d/`) for `koji`.
+    #[serde(default)]
+    pub koji_profile: Option<String>,
+    /// The command (program and arguments) for `local`.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Where `local` keeps images (relative to the pipeline file).
+    #[serde(default)]
+    pub output: Option<PathBuf>,
+    /// Longest time a build may take, in minutes (default 180).
+    #[serde(default = "default_build_minutes")]
+    pub timeout_minutes: u64,
+    /// Reuse a build of the same name-version(-release) made within this many hours.
+    #[serde(default)]
+    pub skip_if_built_within_hours: Option<u64>,
+    /// The image name (Koji's build name).
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// Release (default: the builder chooses).
+    #[serde(default)]
+    pub release: Option<String>,
+    /// Architectures.
+    pub arches: Vec<String>,
+    /// Disk formats.
+    pub formats: Vec<String>,
+    /// Koji build target.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Koji install tree URL.
+    #[serde(default)]
+    pub install_tree: Option<String>,
+    /// Kickstart file name.
+    #[serde(default)]
+    pub kickstart: Option<String>,
+    /// SCM URL of the kickstart.
+    #[serde(default)]
+    pub ksurl: Option<String>,
+    /// Oz distro string.
+    #[serde(default)]
+    pub distro: Option<String>,
+    /// Disk size, GiB.
+    #[serde(default)]
+    pub disk_size: Option<u32>,
+    /// Scratch build.
+    #[serde(default)]
+    pub scratch: bool,
+}
+
+impl BuildSection {
+    /// What to build.
+    pub fn spec(&self) -> BuildSpec {
+        let arches: Vec<&str> = self.arches.iter().map(String::as_str).collect();
+        let formats: Vec<&str> = self.formats.iter().map(String::as_str).collect();
+        let mut s = BuildSpec::new(&self.name, &self.version, &arches, &formats);
+        s.release = self.release.clone();
+        s.target = self.target.clone();
+        s.install_tree = self.install_tree.clone();
+        s.kickstart = self.kickstart.clone();
+        s.ksurl = self.ksurl.clone();
+        s.distro = self.distro.clone();
+        s.disk_size = self.disk_size;
+        s.scratch = self.scratch;
+        s
+    }
+}
+
+fn default_build_minutes() -> u64 {
+    180
+}
+
+/// The builders.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BuilderKind {
+    /// Koji's `buildImageOz`.
+    Koji,
+    /// A local command.
+    Local,
+}
+
+/// An image store.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// Its name in this file and in reports.
+    pub name: String,
+    /// `glance` or `local`.
+    pub kind: StoreKind,
+    /// The clouds.yaml cloud, for `glance`.
+    #[serde(default)]
+    pub cloud: Option<String>,
+    /// The directory, for `local` (relative to the pipeline file).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+}
+
+/// The image store kinds.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    /// Glance in a cloud of clouds.yaml.
+    Glance,
+    /// A local directory.
+    Local,
+}
+
+/// Upload naming and labels.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UploadSection {
+    /// Name template (variables: distro, version, release, arch, format, date, run).
+    pub name: String,
+    /// The `{distro}` variable.
+    #[serde(default)]
+    pub distro: String,
+    /// Which stores (default: all).
+    #[serde(default)]
+    pub stores: Option<Vec<String>>,
+    /// Properties.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    /// Tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Visibility of TEST images (default private).
+    #[serde(default)]
+    pub visibility: String,
+}
+
+/// Promotion rules.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PromoteSection {
+    /// Production name template (same variables as upload names).
+    pub name: String,
+    /// Visibility of promoted images.
+    #[serde(default = "default_visibility")]
+    pub visibility: String,
+    /// What happens to the previous production image.
+    #[serde(default)]
+    pub rotation: Rotation,
+    /// Rotated images to keep.
+    #[serde(default = "default_keep")]
+    pub keep: usize,
+    /// Delete rotated images beyond `keep`.
+    #[serde(default)]
+    pub delete_beyond_keep: bool,
+}
+
+fn default_visibility() -> String {
+    "public".into()
+}
+fn default_keep() -> usize {
+    3
+}
+
+/// A loaded, checked pipeline.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// The file as written.
+    pub file: PipelineFile,
+    /// Where it was loaded from (relative paths in it are relative to its directory).
+    pub path: Option<PathBuf>,
+    /// The upload name template.
+    pub upload_name: Template,
+    /// The production name template.
+    pub promote_name: Option<Template>,
+}
+
+/// Byte offset → 1-based line and column.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// The line of `key` in the `nth` table named `section` (`build`, `upload`, `store`, …), for
+/// errors found after parsing; falls back to the table's header line.
+fn locate(text: &str, section: &str, nth: usize, key: &str) -> Option<usize> {
+    let mut current: Option<(String, usize)> = None;
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut header = None;
+    for (i, l) in text.lines().enumerate() {
+        let t = l.trim();
+        if t.starts_with('[') {
+            let name = t.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+            let count = seen.entry(name.clone()).or_insert(0);
+            current = Some((name.clone(), *count));
+            *count += 1;
+            if name == section && current.as_ref().is_some_and(|c| c.1 == nth) {
+                header = Some(i + 1);
+            }
+            continue;
+        }
+        let in_section = current.as_ref().is_some_and(|(n, k)| n == section && *k == nth);
+        if in_section && t.starts_with(key) && t[key.len()..].trim_start().starts_with('=') {
+            return Some(i + 1);
+        }
+    }
+    header
+}
+
+impl Pipeline {
+    /// Loads and checks a pipeline file.
+    pub fn load(path: &Path) -> Result<Pipeline> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        let mut p = Pipeline::parse(&text, Some(path))?;
+        p.path = Some(path.to_path_buf());
+        Ok(p)
+    }
+
+    /// Parses and checks pipeline text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: Option<&Path>) -> Result<Pipeline> {
+        let origin = origin
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("<pipeline>"));
+        let at = |line: Option<usize>, reason: String| Error::Pipeline {
+            path: origin.clone(),
+            line,
+            reason,
+        };
+        let file: PipelineFile = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_col(text, s.start).0);
+            at(line, e.message().to_string())
+        })?;
+        let key_line = |section: &str, k: &str| locate(text, section, 0, k);
+        let upload_name = Template::parse(&file.upload.name, NAME_VARIABLES)
+            .map_err(|e| at(key_line("upload", "name"), e.to_string()))?;
+        let promote_name = match &file.promote {
+            Some(p) => Some(
+                Template::parse(&p.name, NAME_VARIABLES).map_err(|e| at(key_line("promote", "name"), e.to_string()))?,
+            ),
+            None => None,
+        };
+        // The build section.
+        let b = &file.build;
+        match b.builder {
+            BuilderKind::Local if b.command.is_empty() => {
+                return Err(at(
+                    key_line("build", "builder"),
+                    "the local builder needs `command`".into(),
+                ));
+            }
+            BuilderKind::Koji if b.target.is_none() || b.install_tree.is_none() => {
+                return Err(at(
+                    key_line("build", "builder"),
+                    "the koji builder needs `target` and `install_tree`".into(),
+                ));
+            }
+            _ => {}
+        }
+        if b.arches.is_empty() || b.formats.is_empty() {
+            return Err(at(
+                key_line("build", "arches"),
+                "`arches` and `formats` must not be empty".into(),
+            ));
+        }
+        // Stores: at least one, unique names, complete.
+        if file.stores.is_empty() {
+            return Err(at(None, "no [[store]]: uploads need at least one image store".into()));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, s) in file.stores.iter().enumerate() {
+            if !names.insert(s.name.as_str()) {
+                return Err(at(
+                    locate(text, "store", i, "name"),
+                    format!("two stores are named {:?}", s.name),
+                ));
+            }
+            let missing = match s.kind {
+                StoreKind::Glance if s.cloud.is_none() => Some("glance needs `cloud` (a clouds.yaml name)"),
+                StoreKind::Local if s.path.is_none() => Some("local needs `path`"),
+                _ => None,
+            };
+            if let Some(why) = missing {
+                return Err(at(
+                    locate(text, "store", i, "kind"),
+                    format!("store {:?}: {why}", s.name),
+                ));
+            }
+        }
+        if let Some(wanted) = &file.upload.stores {
+            for w in wanted {
+                if !names.contains(w.as_str()) {
+                    return Err(at(
+                        key_line("upload", "stores"),
+                        format!("upload names store {w:?}, which no [[store]] defines (known: {names:?})"),
+                    ));
+                }
+            }
+        }
+        for (section, v) in [
+            ("upload", Some(file.upload.visibility.as_str())),
+            ("promote", file.promote.as_ref().map(|p| p.visibility.as_str())),
+        ] {
+            let Some(v) = v else { continue };
+            if !["", "private", "shared", "community", "public"].contains(&v) {
+                return Err(at(
+                    key_line(section, "visibility"),
+                    format!("visibility {v:?} is not private, shared, community or public"),
+                ));
+            }
+        }
+        Ok(Pipeline {
+            file,
+            path: None,
+            upload_name,
+            promote_name,
+        })
+    }
+
+    /// A path from the file, made absolute against the file's directory.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        match self.path.as_ref().and_then(|f| f.parent()) {
+            Some(dir) if p.is_relative() => dir.join(p),
+            _ => p.to_path_buf(),
+        }
+    }
+
+    /// The stores uploads go to.
+    pub fn upload_stores(&self) -> Vec<&StoreSection> {
+        self.file
+            .stores
+            .iter()
+            .filter(|s| self.file.upload.stores.as_ref().is_none_or(|w| w.contains(&s.name)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "alma9-monthly"
+
+[build]
+builder = "local"
+command = ["./build.sh"]
+output = "out"
+name = "alma9-cloud"
+version = "9.5"
+arches = ["x86_64"]
+formats = ["qcow2"]
+
+[[store]]
+name = "here"
+kind = "local"
+path = "images"
+
+[upload]
+name = "{distro} TEST - {arch} [{date}]"
+distro = "ALMA9"
+
+[promote]
+name = "{distro} - {arch}"
+"#;
+
+    #[test]
+    fn a_good_file_loads() {
+        let p = Pipeline::parse(GOOD, None).unwrap();
+        assert_eq!(p.file.build.spec().name, "alma9-cloud");
+        assert_eq!(p.upload_stores().len(), 1);
+        assert_eq!(p.file.promote.as_ref().unwrap().keep, 3);
+    }
+
+    #[test]
+    fn bad_files_fail_with_line_and_reason() {
+        for (edit, line, why) in [
+            (
+                GOOD.replace("distro = \"ALMA9\"", "distro = \"ALMA9\"\ncolour = \"blue\""),
+                Some(21),
+                "unknown field `colour`",
+            ),
+            (
+                GOOD.replace("{distro} TEST", "{distr} TEST"),
+                Some(19),
+                "unknown variable {distr}",
+            ),
+            (
+                GOOD.replace("kind = \"local\"\npath = \"images\"", "kind = \"glance\""),
+                Some(15),
+                "needs `cloud`",
+            ),
+            (
+                GOOD.replace("distro = \"ALMA9\"", "distro = \"ALMA9\"\nstores = [\"prod\"]"),
+                Some(21),
+                "no [[store]] defines",
+            ),
+            (
+                GOOD.replace("builder = \"local\"", "builder = \"jenkins\""),
+                Some(5),
+                "unknown variant `jenkins`",
+            ),
+            (
+                GOOD.replace("arches = [\"x86_64\"]", "arches = []"),
+                Some(10),
+                "must not be empty",
+            ),
+            (
+                GOOD.replace(
+                    "[promote]\nname = \"{distro} - {arch}\"",
+                    "[promote]\nname = \"x\"\nvisibility = \"everyone\"",
+                ),
+                Some(24),
+                "not private",
+            ),
+            (
+                GOOD.replace("version = \"9.5\"", "version = 9.5"),
+                Some(9),
+                "invalid type",
+            ),
+        ] {
+            let e = Pipeline::parse(&edit, Some(Path::new("alma9.toml"))).unwrap_err();
+            let Error::Pipeline { line: l, reason, path } = &e else {
+                panic!("{e:?}")
+            };
+            assert_eq!(path, Path::new("alma9.toml"));
+            assert!(reason.contains(why), "{why}: {e}");
+            assert_eq!(*l, line, "{why}: {e}");
+        }
+    }
+}
