@@ -51,6 +51,14 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// The run stopped on purpose after a stage (`RunOptions::stop_after`); resume it to go on.
+    #[error("run {run} stopped after stage {after}; `imagekit resume {run}` goes on from there")]
+    Interrupted {
+        /// The run.
+        run: String,
+        /// The last stage finished.
+        after: String,
+    },
     /// Arguments that cannot work, found before anything was changed.
     #[error("{0}")]
     InvalidInput(String),

@@ -282,7 +282,7 @@ CREATE TABLE IF NOT EXISTS stages (
 CREATE TABLE IF NOT EXISTS resources (
     run_id TEXT NOT NULL REFERENCES runs(id), stage TEXT NOT NULL, kind TEXT NOT NULL,
     location TEXT NOT NULL, id TEXT NOT NULL, name TEXT, created_at INTEGER NOT NULL, deleted_at INTEGER,
-    PRIMARY KEY (kind, location, id));
+    kept_at INTEGER, PRIMARY KEY (kind, location, id));
 CREATE TABLE IF NOT EXISTS promotions (
     run_id TEXT NOT NULL REFERENCES runs(id), stage TEXT NOT NULL, kind TEXT NOT NULL,
     location TEXT NOT NULL, target TEXT NOT NULL, names TEXT NOT NULL, evidence TEXT NOT NULL,
@@ -553,12 +553,24 @@ impl Journal {
         Ok(())
     }
 
-    /// Resources not deleted, of one run or of all runs.
+    /// Records that a resource is no longer temporary (a promoted image): it is never swept.
+    pub fn keep_resource(&self, kind: &str, location: &str, id: &str) -> Result<()> {
+        let t = now();
+        self.with(|c| {
+            c.execute(
+                "UPDATE resources SET kept_at = ?4 WHERE kind = ?1 AND location = ?2 AND id = ?3",
+                params![kind, location, id, t],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Resources neither deleted nor kept, of one run or of all runs.
     pub fn live_resources(&self, run: Option<&RunId>) -> Result<Vec<ResourceRecord>> {
         self.with(|c| {
             let mut s = c.prepare(
                 "SELECT run_id, stage, kind, location, id, name, created_at, deleted_at FROM resources \
-                 WHERE deleted_at IS NULL AND (?1 IS NULL OR run_id = ?1) ORDER BY created_at",
+                 WHERE deleted_at IS NULL AND kept_at IS NULL AND (?1 IS NULL OR run_id = ?1) ORDER BY created_at",
             )?;
             s.query_map(params![run.map(|r| r.0.clone())], |r| {
                 Ok(ResourceRecord {

@@ -217,6 +217,10 @@ pub struct PromoteSection {
     /// Delete rotated images beyond `keep`.
     #[serde(default)]
     pub delete_beyond_keep: bool,
+    /// Promote although the pipeline runs no tests. Must be said explicitly: the promotion
+    /// record then says the image was promoted untested.
+    #[serde(default)]
+    pub without_tests: bool,
 }
 
 fn default_visibility() -> String {
@@ -308,6 +312,16 @@ impl Pipeline {
             ),
             None => None,
         };
+        if let Some(p) = &file.promote
+            && !p.without_tests
+        {
+            return Err(at(
+                key_line("promote", "name"),
+                "this pipeline has no test stage, so promotion needs `without_tests = true` \
+                 (said explicitly, and recorded as the evidence)"
+                    .into(),
+            ));
+        }
         // The build section.
         let b = &file.build;
         match b.builder {
@@ -431,6 +445,7 @@ distro = "ALMA9"
 
 [promote]
 name = "{distro} - {arch}"
+without_tests = true
 "#;
 
     #[test]
@@ -473,6 +488,11 @@ name = "{distro} - {arch}"
                 GOOD.replace("arches = [\"x86_64\"]", "arches = []"),
                 Some(10),
                 "must not be empty",
+            ),
+            (
+                GOOD.replace("without_tests = true\n", ""),
+                Some(23),
+                "without_tests = true",
             ),
             (
                 GOOD.replace(

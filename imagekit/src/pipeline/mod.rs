@@ -2,7 +2,11 @@
 //! with every side effect recorded in the run journal, resumable after a crash.
 
 mod config;
+mod run;
+mod sweep;
 
 pub use config::{
     BuildSection, BuilderKind, Pipeline, PipelineFile, PromoteSection, StoreKind, StoreSection, UploadSection,
 };
+pub use run::{IMAGE_RESOURCE, RunImage, RunOptions, RunReport, Runner, Services};
+pub use sweep::{SweepItem, SweepOptions, SweepReport, sweep};

@@ -1,0 +1,400 @@
+//! Running a pipeline: build → upload (every artifact into every store, concurrently) → promote,
+//! each stage written to the journal before and after its side effects. A run that stopped —
+//! crashed, killed, or failed — is resumed with [`Runner::resume`]: finished stages are skipped
+//! (their recorded outputs are reused) and a stage that was cut short first deletes the
+//! resources its earlier attempt created.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::config::{BuilderKind, Pipeline, StoreKind};
+use crate::build::{BuildResult, Builder, KojiBuilder, LocalCommandBuilder};
+use crate::error::{Error, Result};
+use crate::journal::{Journal, Promoted, RunId, StageStart, Status, rfc3339};
+use crate::promote::{PromotePolicy, apply, plan};
+use crate::store::{GlanceStore, ImageStore, LocalStore, StoredImage};
+use crate::upload::{Artifact, UploadSpec, upload};
+
+/// What a run talks to: the builder, the image stores by name, and Koji for artifact downloads.
+pub struct Services {
+    /// The builder.
+    pub builder: Box<dyn Builder>,
+    /// Image stores, by the names the pipeline gives them.
+    pub stores: BTreeMap<String, Box<dyn ImageStore>>,
+    /// Koji, when artifacts come from it.
+    pub koji: Option<koji_client::Client>,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services")
+            .field("builder", &self.builder)
+            .field("stores", &self.stores.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Services {
+    /// Connects what the pipeline names, with the configuration users already have: the Koji
+    /// profile, clouds.yaml (+ secure.yaml, `OS_*`).
+    pub fn from_pipeline(p: &Pipeline) -> Result<Services> {
+        let b = &p.file.build;
+        let timeout = Duration::from_secs(b.timeout_minutes.saturating_mul(60));
+        let (builder, koji): (Box<dyn Builder>, Option<koji_client::Client>) = match b.builder {
+            BuilderKind::Koji => {
+                let profile = koji_client::Profile::load(b.koji_profile.as_deref().unwrap_or("koji"))?;
+                let koji = koji_client::ClientBuilder::from_profile(&profile).build()?;
+                let watch = koji_client::WatchOptions::default().deadline(timeout);
+                (Box::new(KojiBuilder::new(koji.clone(), watch)), Some(koji))
+            }
+            BuilderKind::Local => {
+                let (program, args) = b
+                    .command
+                    .split_first()
+                    .ok_or_else(|| Error::InvalidInput("the local builder needs `command`".into()))?;
+                let output = p.resolve(b.output.as_deref().unwrap_or("build-output".as_ref()));
+                let program = if program.contains('/') {
+                    p.resolve(program.as_ref())
+                } else {
+                    program.into()
+                };
+                (
+                    Box::new(LocalCommandBuilder::new(program, args.to_vec(), &output, timeout)),
+                    None,
+                )
+            }
+        };
+        let mut stores: BTreeMap<String, Box<dyn ImageStore>> = BTreeMap::new();
+        for s in &p.file.stores {
+            let store: Box<dyn ImageStore> = match s.kind {
+                StoreKind::Glance => {
+                    let cloud = s.cloud.as_deref().unwrap_or_default();
+                    let config = openstack_client::CloudConfig::load(Some(cloud))?;
+                    let glance = openstack_client::glance::Glance::new(openstack_client::Session::from_cloud(&config)?);
+                    Box::new(GlanceStore::new(cloud, glance))
+                }
+                StoreKind::Local => Box::new(LocalStore::new(&p.resolve(s.path.as_deref().unwrap_or(".".as_ref())))),
+            };
+            stores.insert(s.name.clone(), store);
+        }
+        Ok(Services { builder, stores, koji })
+    }
+}
+
+/// How to run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Stop (as if the process died) once every stage whose key starts with this has finished —
+    /// for testing recovery, and for running a pipeline in steps.
+    pub stop_after: Option<String>,
+    /// Run with at most this many uploads at once (default 4).
+    pub max_uploads: Option<usize>,
+}
+
+/// One image a run produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunImage {
+    /// Store name.
+    pub store: String,
+    /// Architecture.
+    pub arch: String,
+    /// Format.
+    pub format: String,
+    /// The image after the run (promoted, when the pipeline promotes).
+    pub image: StoredImage,
+    /// Whether it was promoted in this run.
+    pub promoted: bool,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// The run.
+    pub run_id: RunId,
+    /// The build.
+    pub build: BuildResult,
+    /// The images.
+    pub images: Vec<RunImage>,
+    /// Stages skipped because an earlier attempt had finished them.
+    pub skipped_stages: Vec<String>,
+}
+
+/// Runs pipelines against services, recording into a journal.
+#[derive(Debug)]
+pub struct Runner<'a> {
+    pipeline: &'a Pipeline,
+    services: &'a Services,
+    journal: &'a Journal,
+}
+
+/// The resource kind of uploaded images in the journal.
+pub const IMAGE_RESOURCE: &str = "image";
+
+impl<'a> Runner<'a> {
+    /// A runner.
+    pub fn new(pipeline: &'a Pipeline, services: &'a Services, journal: &'a Journal) -> Runner<'a> {
+        Runner {
+            pipeline,
+            services,
+            journal,
+        }
+    }
+
+    /// Starts a new run.
+    pub async fn run(&self, opts: &RunOptions) -> Result<RunReport> {
+        let spec = serde_json::to_value(&self.pipeline.file).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let run = self.journal.create_run(&self.pipeline.file.name, &spec)?;
+        tracing::info!(run = %run, pipeline = %self.pipeline.file.name, "run started");
+        self.execute(&run, opts).await
+    }
+
+    /// Resumes a run: stages that finished are not repeated.
+    pub async fn resume(&self, run: &RunId, opts: &RunOptions) -> Result<RunReport> {
+        let record = self.journal.run(run)?;
+        if record.pipeline != self.pipeline.file.name {
+            return Err(Error::InvalidInput(format!(
+                "run {run} belongs to pipeline {:?}, not {:?}",
+                record.pipeline, self.pipeline.file.name
+            )));
+        }
+        self.journal.reopen_run(run)?;
+        self.execute(run, opts).await
+    }
+
+    async fn execute(&self, run: &RunId, opts: &RunOptions) -> Result<RunReport> {
+        let result = self.stages(run, opts).await;
+        match &result {
+            Ok(_) => self.journal.finish_run(run, Status::Done)?,
+            Err(Error::Interrupted { .. }) => {}
+            Err(_) => self.journal.finish_run(run, Status::Failed)?,
+        }
+        result
+    }
+
+    fn stop_check(&self, run: &RunId, opts: &RunOptions, finished: &str) -> Result<()> {
+        match &opts.stop_after {
+            Some(prefix) if finished.starts_with(prefix.as_str()) => Err(Error::Interrupted {
+                run: run.to_string(),
+                after: finished.to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Runs one stage: skip when done with the same input; else clean up what an earlier attempt
+    /// left, run, and record the outcome.
+    async fn stage<T, F, Fut>(
+        &self,
+        run: &RunId,
+        key: &str,
+        input: &Value,
+        skipped: &mut Vec<String>,
+        f: F,
+    ) -> Result<T>
+    where
+        T: Serialize + serde::de::DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        match self.journal.start_stage(run, key, input)? {
+            StageStart::AlreadyDone(out) => {
+                if let Ok(v) = serde_json::from_value::<T>(out) {
+                    skipped.push(key.to_string());
+                    return Ok(v);
+                }
+                // An output this version cannot read: run the stage again.
+                self.journal.start_stage(run, key, &json!({"rerun": input}))?;
+            }
+            StageStart::Started { attempt } if attempt > 1 => self.clean_up_stage(run, key).await?,
+            StageStart::Started { .. } => {}
+        }
+        match f().await {
+            Ok(v) => {
+                let out = serde_json::to_value(&v).map_err(|e| Error::InvalidInput(e.to_string()))?;
+                self.journal.complete_stage(run, key, &out)?;
+                Ok(v)
+            }
+            Err(e) => {
+                self.journal.fail_stage(run, key, &e.to_string(), true)?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Deletes the resources an interrupted attempt of `key` created.
+    async fn clean_up_stage(&self, run: &RunId, key: &str) -> Result<()> {
+        for r in self.journal.live_resources(Some(run))? {
+            if r.stage != key || r.kind != IMAGE_RESOURCE {
+                continue;
+            }
+            if let Some(store) = self.services.stores.values().find(|s| s.name() == r.location) {
+                tracing::warn!(stage = key, image = %r.id, "deleting what an interrupted attempt left");
+                store.delete(&r.id).await?;
+                self.journal.resource_deleted(&r.kind, &r.location, &r.id)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn stages(&self, run: &RunId, opts: &RunOptions) -> Result<RunReport> {
+        let p = &self.pipeline.file;
+        let record = self.journal.run(run)?;
+        let date = rfc3339(record.started_at)[..10].to_string();
+        let mut skipped = Vec::new();
+
+        // Build.
+        let spec = p.build.spec();
+        let since = p
+            .build
+            .skip_if_built_within_hours
+            .map(|h| record.started_at - (h as i64) * 3600);
+        let build_input = json!({"spec": spec, "since": since});
+        let build: BuildResult = self
+            .stage(run, "build", &build_input, &mut skipped, || async {
+                self.services
+                    .builder
+                    .build(&spec, since, &|task| {
+                        tracing::info!(task, "build started");
+                        Ok(())
+                    })
+                    .await
+            })
+            .await?;
+        self.stop_check(run, opts, "build")?;
+
+        // Upload every artifact into every store, a few at a time.
+        let release = build.nvr.rsplit('-').next().unwrap_or_default().to_string();
+        let vars: BTreeMap<String, String> = [
+            ("distro", p.upload.distro.as_str()),
+            ("version", p.build.version.as_str()),
+            ("release", release.as_str()),
+            ("date", date.as_str()),
+            ("run", run.as_str()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let upload_spec = UploadSpec {
+            name: self.pipeline.upload_name.clone(),
+            vars: vars.clone(),
+            properties: p.upload.properties.clone(),
+            tags: p.upload.tags.clone(),
+            visibility: p.upload.visibility.clone(),
+        };
+        let mut jobs = Vec::new();
+        for store in self.pipeline.upload_stores() {
+            for a in &build.artifacts {
+                jobs.push((store.name.clone(), a.clone()));
+            }
+        }
+        let skipped_cell = std::sync::Mutex::new(Vec::new());
+        let uploads: Vec<Result<(String, Artifact, StoredImage)>> = futures::stream::iter(jobs)
+            .map(|(store_name, artifact)| {
+                let upload_spec = &upload_spec;
+                let skipped_cell = &skipped_cell;
+                async move {
+                    let key = format!("upload/{}/{}/{store_name}", artifact.arch, artifact.format);
+                    let store = self
+                        .services
+                        .stores
+                        .get(&store_name)
+                        .ok_or_else(|| Error::InvalidInput(format!("no store {store_name}")))?;
+                    let input = json!({"artifact": artifact, "store": store_name, "name": upload_spec.image_for(&artifact).name});
+                    let mut local_skipped = Vec::new();
+                    let image: StoredImage = self
+                        .stage(run, &key, &input, &mut local_skipped, || async {
+                            let location = store.name();
+                            let record = |id: &str| {
+                                self.journal
+                                    .record_resource(run, &key, IMAGE_RESOURCE, &location, id, None)
+                            };
+                            upload(self.services.koji.as_ref(), &artifact, store.as_ref(), upload_spec, &record).await
+                        })
+                        .await?;
+                    if let Ok(mut s) = skipped_cell.lock() {
+                        s.extend(local_skipped);
+                    }
+                    Ok((store_name, artifact, image))
+                }
+            })
+            .buffer_unordered(opts.max_uploads.unwrap_or(4).max(1))
+            .collect()
+            .await;
+        skipped.extend(skipped_cell.into_inner().unwrap_or_default());
+        let mut uploaded = Vec::new();
+        for u in uploads {
+            uploaded.push(u?);
+        }
+        uploaded.sort_by(|a, b| (&a.0, &a.1.arch, &a.1.format).cmp(&(&b.0, &b.1.arch, &b.1.format)));
+        self.stop_check(run, opts, "upload")?;
+
+        // Promote.
+        let mut images = Vec::new();
+        for (store_name, artifact, image) in uploaded {
+            let Some((section, template)) = p.promote.as_ref().zip(self.pipeline.promote_name.as_ref()) else {
+                images.push(RunImage {
+                    store: store_name,
+                    arch: artifact.arch,
+                    format: artifact.format,
+                    image,
+                    promoted: false,
+                });
+                continue;
+            };
+            let mut name_vars: BTreeMap<&str, &str> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            name_vars.insert("arch", &artifact.arch);
+            name_vars.insert("format", &artifact.format);
+            let policy = PromotePolicy::new(template.render(&name_vars))
+                .visibility(section.visibility.clone())
+                .rotation(section.rotation)
+                .keep(section.keep)
+                .delete_beyond_keep(section.delete_beyond_keep);
+            let evidence = json!({"tests": "none: promoted without tests (without_tests = true)", "build": build.nvr});
+            let key = format!("promote/{}/{}/{store_name}", artifact.arch, artifact.format);
+            let input = json!({"image": image.id, "name": policy.production_name});
+            let store = self
+                .services
+                .stores
+                .get(&store_name)
+                .ok_or_else(|| Error::InvalidInput(format!("no store {store_name}")))?;
+            let promoted: StoredImage = self
+                .stage(run, &key, &input, &mut skipped, || async {
+                    let steps = plan(store.as_ref(), &image.id, &policy, run.as_str(), &evidence).await?;
+                    apply(store.as_ref(), &steps).await?;
+                    self.journal.keep_resource(IMAGE_RESOURCE, &store.name(), &image.id)?;
+                    let names = [policy.production_name.clone()];
+                    self.journal.record_promotion(
+                        run,
+                        &key,
+                        &Promoted {
+                            kind: "glance-image",
+                            location: &store.name(),
+                            target: &image.id,
+                            names: &names,
+                            evidence: &evidence,
+                        },
+                    )?;
+                    store.get(&image.id).await
+                })
+                .await?;
+            self.stop_check(run, opts, &key)?;
+            images.push(RunImage {
+                store: store_name,
+                arch: artifact.arch,
+                format: artifact.format,
+                image: promoted,
+                promoted: true,
+            });
+        }
+        Ok(RunReport {
+            run_id: run.clone(),
+            build,
+            images,
+            skipped_stages: skipped,
+        })
+    }
+}

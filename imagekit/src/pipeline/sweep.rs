@@ -1,0 +1,129 @@
+//! Sweeping leaked resources: images that runs created and never promoted or deleted — a crashed
+//! run, a failed test, an aborted upload. Only what the journal says a run created, only when that
+//! run is finished (or dead: no heartbeat for longer than the TTL) and the resource is older than
+//! the TTL, and only when the resource still carries the run's marker (`imagekit_run`). Promoted
+//! images are never touched. Dry run by default.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::run::IMAGE_RESOURCE;
+use crate::error::Result;
+use crate::journal::{Journal, ResourceRecord, Status, now};
+use crate::promote::STATE;
+use crate::store::ImageStore;
+use crate::upload::RUN_PROPERTY;
+
+/// How to sweep.
+#[derive(Debug, Clone)]
+pub struct SweepOptions {
+    /// Only resources older than this, of runs finished (or silent) for longer than this.
+    pub ttl: Duration,
+    /// Only report (the default).
+    pub dry_run: bool,
+}
+
+impl Default for SweepOptions {
+    fn default() -> Self {
+        SweepOptions {
+            ttl: Duration::from_secs(24 * 3600),
+            dry_run: true,
+        }
+    }
+}
+
+/// What happened to one resource.
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepItem {
+    /// The resource.
+    pub resource: ResourceRecord,
+    /// `deleted`, `would delete`, `already gone`, or why it was left alone.
+    pub outcome: String,
+}
+
+/// What a sweep did.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct SweepReport {
+    /// Resources deleted (or that a real sweep would delete).
+    pub swept: Vec<SweepItem>,
+    /// Resources left alone, with the reason.
+    pub kept: Vec<SweepItem>,
+}
+
+/// Sweeps the resources recorded in `journal`, in the stores given by their journal names
+/// (`ImageStore::name()`).
+pub async fn sweep(journal: &Journal, stores: &[&dyn ImageStore], opts: &SweepOptions) -> Result<SweepReport> {
+    let t = now();
+    let ttl = opts.ttl.as_secs() as i64;
+    let runs: BTreeMap<String, _> = journal.runs()?.into_iter().map(|r| (r.id.to_string(), r)).collect();
+    let mut report = SweepReport::default();
+    for r in journal.live_resources(None)? {
+        let keep = |reason: String| SweepItem {
+            resource: r.clone(),
+            outcome: reason,
+        };
+        let Some(run) = runs.get(r.run_id.as_str()) else {
+            report.kept.push(keep("its run is not in this journal".into()));
+            continue;
+        };
+        // A running run counts as dead when its heartbeat is older than the TTL.
+        let last_sign_of_life = match run.status {
+            Status::Running => run.heartbeat_at,
+            _ => run.finished_at.unwrap_or(run.heartbeat_at),
+        };
+        let over = t - last_sign_of_life >= ttl;
+        if !over {
+            report
+                .kept
+                .push(keep(format!("run {} is {:?} within the TTL", run.id, run.status)));
+            continue;
+        }
+        if t - r.created_at < ttl {
+            report.kept.push(keep("younger than the TTL".into()));
+            continue;
+        }
+        if r.kind != IMAGE_RESOURCE {
+            report
+                .kept
+                .push(keep(format!("kind {} is not swept by this version", r.kind)));
+            continue;
+        }
+        let Some(store) = stores.iter().find(|s| s.name() == r.location) else {
+            report
+                .kept
+                .push(keep(format!("store {} is not configured here", r.location)));
+            continue;
+        };
+        let image = match store.get(&r.id).await {
+            Ok(i) => i,
+            Err(_) => {
+                if !opts.dry_run {
+                    journal.resource_deleted(&r.kind, &r.location, &r.id)?;
+                }
+                report.swept.push(keep("already gone".into()));
+                continue;
+            }
+        };
+        if image.properties.get(RUN_PROPERTY).map(String::as_str) != Some(r.run_id.as_str()) {
+            report.kept.push(keep(format!(
+                "it no longer carries {RUN_PROPERTY}={}: not ours to delete",
+                r.run_id
+            )));
+            continue;
+        }
+        if image.properties.contains_key(STATE) {
+            report.kept.push(keep("it was promoted".into()));
+            continue;
+        }
+        if opts.dry_run {
+            report.swept.push(keep("would delete".into()));
+        } else {
+            store.delete(&r.id).await?;
+            journal.resource_deleted(&r.kind, &r.location, &r.id)?;
+            report.swept.push(keep("deleted".into()));
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,258 @@
+//! Pipelines end to end: a local build command and a local image store (always), Koji (MockHub)
+//! with real Glance (when it runs); resume after an interruption without repeating side effects;
+//! sweep removing only its own leaks.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+
+use imagekit::Error;
+use imagekit::journal::{Journal, Status};
+use imagekit::pipeline::{Pipeline, RunOptions, Runner, Services, SweepOptions, sweep};
+use imagekit::store::{ImageData, ImageQuery, ImageStore, LocalStore, NewImage};
+
+const BUILD_SH: &str = r#"#!/bin/sh
+set -e
+echo run >> "$(dirname "$0")/build-runs"
+printf 'image %s %s' "$IMAGEKIT_ARCH" "$IMAGEKIT_FORMAT" > "$IMAGEKIT_OUTPUT"
+"#;
+
+fn local_pipeline(dir: &Path) -> Pipeline {
+    std::fs::write(dir.join("build.sh"), BUILD_SH).unwrap();
+    std::fs::set_permissions(
+        dir.join("build.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let toml = r#"
+name = "alma9-local"
+
+[build]
+builder = "local"
+command = ["./build.sh"]
+output = "out"
+name = "alma9-cloud"
+version = "9.5"
+arches = ["x86_64", "aarch64"]
+formats = ["raw"]
+
+[[store]]
+name = "here"
+kind = "local"
+path = "images"
+
+[upload]
+name = "{distro} TEST - {arch} [{date}]"
+distro = "ALMA9"
+properties = { os_distro = "almalinux" }
+
+[promote]
+name = "{distro} - {arch}"
+visibility = "public"
+without_tests = true
+"#;
+    std::fs::write(dir.join("alma9.toml"), toml).unwrap();
+    Pipeline::load(&dir.join("alma9.toml")).unwrap()
+}
+
+fn build_runs(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("build-runs"))
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+}
+
+async fn all_images(dir: &Path) -> Vec<imagekit::store::StoredImage> {
+    LocalStore::new(&dir.join("images"))
+        .list(&ImageQuery::default())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_local_pipeline_builds_uploads_and_promotes_and_the_journal_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = local_pipeline(dir.path());
+    let services = Services::from_pipeline(&pipeline).unwrap();
+    let journal = Journal::open(&dir.path().join("journal.sqlite")).unwrap();
+    let report = Runner::new(&pipeline, &services, &journal)
+        .run(&RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.images.len(), 2);
+    let names: Vec<&str> = report.images.iter().map(|i| i.image.name.as_str()).collect();
+    assert_eq!(names, ["ALMA9 - aarch64", "ALMA9 - x86_64"]);
+    assert!(
+        report
+            .images
+            .iter()
+            .all(|i| i.promoted && i.image.visibility == "public")
+    );
+    assert_eq!(build_runs(dir.path()), 2);
+
+    let run = journal.run(&report.run_id).unwrap();
+    assert_eq!(run.status, Status::Done);
+    let stages = journal.stages(&report.run_id).unwrap();
+    assert_eq!(stages.len(), 1 + 2 + 2, "{stages:?}");
+    assert!(stages.iter().all(|s| s.status == Status::Done));
+    let promotions = journal.promotions(Some(&report.run_id)).unwrap();
+    assert_eq!(promotions.len(), 2);
+    assert!(
+        promotions[0].evidence["tests"]
+            .as_str()
+            .unwrap()
+            .contains("without tests")
+    );
+    assert!(
+        journal.live_resources(Some(&report.run_id)).unwrap().is_empty(),
+        "promoted images are kept, not leaks"
+    );
+}
+
+#[tokio::test]
+async fn a_run_stopped_between_stages_resumes_without_repeating_side_effects() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = local_pipeline(dir.path());
+    let services = Services::from_pipeline(&pipeline).unwrap();
+    let journal = Journal::open(&dir.path().join("journal.sqlite")).unwrap();
+    let runner = Runner::new(&pipeline, &services, &journal);
+    let e = runner
+        .run(&RunOptions {
+            stop_after: Some("upload".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    let Error::Interrupted { run, .. } = &e else {
+        panic!("{e:?}")
+    };
+    let run = imagekit::journal::RunId::parse(run).unwrap();
+    assert_eq!(
+        journal.run(&run).unwrap().status,
+        Status::Running,
+        "like a crash: not finished"
+    );
+    let before = all_images(dir.path()).await;
+    assert_eq!(before.len(), 2);
+    assert!(before.iter().all(|i| i.name.contains("TEST")));
+
+    let report = runner.resume(&run, &RunOptions::default()).await.unwrap();
+    assert_eq!(build_runs(dir.path()), 2, "the build did not run again");
+    let after = all_images(dir.path()).await;
+    let mut ids_before: Vec<_> = before.iter().map(|i| i.id.clone()).collect();
+    let mut ids_after: Vec<_> = after.iter().map(|i| i.id.clone()).collect();
+    ids_before.sort();
+    ids_after.sort();
+    assert_eq!(ids_before, ids_after, "no image uploaded twice");
+    assert!(after.iter().all(|i| !i.name.contains("TEST")), "promoted on resume");
+    assert_eq!(report.skipped_stages.len(), 3, "{:?}", report.skipped_stages);
+    assert_eq!(journal.run(&run).unwrap().status, Status::Done);
+}
+
+#[tokio::test]
+async fn a_stage_cut_short_deletes_what_its_attempt_left_before_trying_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = local_pipeline(dir.path());
+    let services = Services::from_pipeline(&pipeline).unwrap();
+    let journal = Journal::open(&dir.path().join("journal.sqlite")).unwrap();
+    let runner = Runner::new(&pipeline, &services, &journal);
+    let e = runner
+        .run(&RunOptions {
+            stop_after: Some("build".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    let Error::Interrupted { run, .. } = &e else {
+        panic!("{e:?}")
+    };
+    let run = imagekit::journal::RunId::parse(run).unwrap();
+    // What a process killed mid-upload leaves: a started stage and a recorded, half-made image.
+    let store = LocalStore::new(&dir.path().join("images"));
+    let key = "upload/x86_64/raw/here";
+    journal
+        .start_stage(&run, key, &serde_json::json!({"partial": true}))
+        .unwrap();
+    let half = store
+        .create_and_upload(
+            &NewImage::new("half", "raw").property("imagekit_run", run.as_str()),
+            ImageData {
+                reader: Box::pin(std::io::Cursor::new(vec![0u8; 10])),
+                length: 10,
+            },
+            &|id| journal.record_resource(&run, key, "image", &store.name(), id, None),
+        )
+        .await
+        .unwrap();
+    runner.resume(&run, &RunOptions::default()).await.unwrap();
+    assert!(store.get(&half.id).await.is_err(), "the half-made image was deleted");
+    assert_eq!(all_images(dir.path()).await.len(), 2);
+}
+
+#[tokio::test]
+async fn sweep_removes_only_unpromoted_images_of_finished_or_dead_runs_and_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = local_pipeline(dir.path());
+    let services = Services::from_pipeline(&pipeline).unwrap();
+    let journal = Journal::open(&dir.path().join("journal.sqlite")).unwrap();
+    let runner = Runner::new(&pipeline, &services, &journal);
+    // One finished run (promoted images) and one that died after uploading (TEST images).
+    runner.run(&RunOptions::default()).await.unwrap();
+    let _ = runner
+        .run(&RunOptions {
+            stop_after: Some("upload".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    // Someone else's image in the same store.
+    let store = LocalStore::new(&dir.path().join("images"));
+    let theirs = store
+        .create_and_upload(
+            &NewImage::new("not ours", "raw"),
+            ImageData {
+                reader: Box::pin(std::io::Cursor::new(vec![1u8; 10])),
+                length: 10,
+            },
+            &|_| Ok(()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(all_images(dir.path()).await.len(), 5);
+
+    let stores: Vec<&dyn ImageStore> = vec![&store];
+    let young = sweep(&journal, &stores, &SweepOptions::default()).await.unwrap();
+    assert!(young.swept.is_empty(), "nothing is older than a day: {young:?}");
+    let ttl0 = SweepOptions {
+        ttl: std::time::Duration::ZERO,
+        dry_run: true,
+    };
+    let dry = sweep(&journal, &stores, &ttl0).await.unwrap();
+    assert_eq!(dry.swept.len(), 2, "{dry:?}");
+    assert!(dry.swept.iter().all(|i| i.outcome == "would delete"));
+    assert_eq!(all_images(dir.path()).await.len(), 5, "a dry run deletes nothing");
+    let real = sweep(&journal, &stores, &SweepOptions { dry_run: false, ..ttl0 })
+        .await
+        .unwrap();
+    assert_eq!(real.swept.len(), 2);
+    let left = all_images(dir.path()).await;
+    assert_eq!(left.len(), 3);
+    assert!(left.iter().any(|i| i.id == theirs.id), "not ours: untouched");
+    assert_eq!(
+        left.iter().filter(|i| i.name.starts_with("ALMA9 - ")).count(),
+        2,
+        "promoted: untouched"
+    );
+}
+
+#[tokio::test]
+async fn bad_pipeline_files_fail_before_anything_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    local_pipeline(dir.path());
+    let text = std::fs::read_to_string(dir.path().join("alma9.toml")).unwrap();
+    let bad = text.replace("[upload]", "[upload]\nbucket = \"x\"");
+    std::fs::write(dir.path().join("bad.toml"), bad).unwrap();
+    let e = Pipeline::load(&dir.path().join("bad.toml")).unwrap_err();
+    assert!(e.to_string().contains("bad.toml:19"), "{e}");
+    assert!(e.to_string().contains("unknown field `bucket`"), "{e}");
+    assert!(!dir.path().join("images").exists());
+    assert!(!dir.path().join("out").exists());
+}
