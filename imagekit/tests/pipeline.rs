@@ -256,3 +256,120 @@ async fn bad_pipeline_files_fail_before_anything_is_created() {
     assert!(!dir.path().join("images").exists());
     assert!(!dir.path().join("out").exists());
 }
+
+#[tokio::test]
+async fn koji_to_real_glance_resumes_after_an_interruption_without_a_second_build_or_upload() {
+    use imagekit::build::KojiBuilder;
+    use imagekit::openstack::glance::Glance;
+    use imagekit::openstack::{CloudConfig, ConfigSources, Session};
+    use imagekit::store::GlanceStore;
+    use koji_client::testing::{Answer, MockHub};
+    use serde_json::json;
+
+    let Some(file) = std::env::var_os("IMAGEKIT_OPENSTACK_CLOUDS") else {
+        assert_ne!(
+            std::env::var("IMAGEKIT_REAL_PEERS").as_deref(),
+            Ok("1"),
+            "Glance not running: use dev/test"
+        );
+        eprintln!("skipped: real Keystone/Glance not running (dev/test starts them)");
+        return;
+    };
+    let task = |id: i64, method: &str, parent: Option<i64>| {
+        json!({"id": id, "method": method, "state": 2, "parent": parent, "arch": "x86_64", "label": "x86_64",
+               "request": [], "owner": 1, "priority": 20, "weight": 1.0, "create_ts": 1795500000.0})
+    };
+    let hub = MockHub::start().await;
+    hub.load_recorded(&[
+        json!({"method": "getTaskInfo", "args": [5000], "result": task(5000, "image", None)}),
+        json!({"method": "getTaskChildren", "args": [5000], "result": [task(5001, "createImage", Some(5000))]}),
+        json!({"method": "getTaskInfo", "args": [5001], "result": task(5001, "createImage", Some(5000))}),
+        json!({"method": "getTaskChildren", "args": [5001], "result": []}),
+        json!({"method": "getTaskResult", "args": [5000], "result": null}),
+        json!({"method": "getTaskResult", "args": [5001], "result": {"arch": "x86_64", "name": "alma9-cloud", "version": "9.5",
+            "release": "4", "task_id": 5001, "files": ["alma9-cloud-9.5-4.x86_64.raw"], "logs": [], "rpmlist": []}}),
+    ]);
+    hub.answer("buildImageOz", Answer::value(json!(5000)));
+    let data: Vec<u8> = (0..(1u32 << 20)).map(|i| (i % 199) as u8).collect();
+    hub.add_task_file(5001, "alma9-cloud-9.5-4.x86_64.raw", data);
+    let koji = koji_client::Client::builder(hub.hub_url())
+        .topurl(hub.topurl())
+        .password("builder", secrecy::SecretString::from("pw".to_string()))
+        .build()
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let line = format!("ALMA9 {}", std::process::id());
+    let toml = format!(
+        r#"
+name = "alma9-koji"
+[build]
+builder = "koji"
+name = "alma9-cloud"
+version = "9.5"
+arches = ["x86_64"]
+formats = ["raw"]
+target = "alma9-images"
+install_tree = "https://mirror.example/alma/9.5/BaseOS/x86_64/os/"
+kickstart = "alma9-cloud.ks"
+scratch = true
+[[store]]
+name = "admin"
+kind = "glance"
+cloud = "imagekit-admin"
+[upload]
+name = "{{distro}} TEST - {{arch}} [{{date}}]"
+distro = "{line}"
+[promote]
+name = "{{distro}} - {{arch}}"
+visibility = "private"
+without_tests = true
+"#
+    );
+    std::fs::write(dir.path().join("p.toml"), toml).unwrap();
+    let pipeline = Pipeline::load(&dir.path().join("p.toml")).unwrap();
+    let sources = ConfigSources {
+        env: [("OS_CLIENT_CONFIG_FILE".to_string(), file.to_string_lossy().to_string())].into(),
+        dirs: vec![],
+    };
+    let cloud = CloudConfig::load_from(Some("imagekit-admin"), &sources).unwrap();
+    let glance = GlanceStore::new("imagekit-admin", Glance::new(Session::from_cloud(&cloud).unwrap()));
+    let watch = koji_client::WatchOptions::default()
+        .poll_interval(std::time::Duration::from_millis(10))
+        .deadline(std::time::Duration::from_secs(30));
+    let services = Services {
+        builder: Box::new(KojiBuilder::new(koji.clone(), watch)),
+        stores: [("admin".to_string(), Box::new(glance.clone()) as Box<dyn ImageStore>)].into(),
+        koji: Some(koji),
+    };
+    let journal = Journal::open(&dir.path().join("journal.sqlite")).unwrap();
+    let runner = Runner::new(&pipeline, &services, &journal);
+    let e = runner
+        .run(&RunOptions {
+            stop_after: Some("upload".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    let Error::Interrupted { run, .. } = &e else {
+        panic!("{e:?}")
+    };
+    let run = imagekit::journal::RunId::parse(run).unwrap();
+    let ours = ImageQuery {
+        name: None,
+        properties: [("imagekit_run".to_string(), run.to_string())].into(),
+    };
+    let test_images = glance.list(&ours).await.unwrap();
+    assert_eq!(test_images.len(), 1);
+    assert!(test_images[0].name.starts_with(&format!("{line} TEST - x86_64 [")));
+
+    let report = runner.resume(&run, &RunOptions::default()).await.unwrap();
+    let after = glance.list(&ours).await.unwrap();
+    assert_eq!(after.len(), 1, "no second upload");
+    assert_eq!(after[0].id, test_images[0].id);
+    assert_eq!(after[0].name, format!("{line} - x86_64"));
+    assert_eq!(after[0].properties["imagekit_koji_task"], "5001");
+    assert_eq!(hub.calls_of("buildImageOz").len(), 1, "no second build");
+    assert!(report.skipped_stages.contains(&"build".to_string()));
+    glance.delete(&after[0].id).await.unwrap();
+}

@@ -337,6 +337,12 @@ impl Pipeline {
                     "the koji builder needs `target` and `install_tree`".into(),
                 ));
             }
+            BuilderKind::Koji if b.kickstart.is_none() && b.ksurl.is_none() => {
+                return Err(at(
+                    key_line("build", "builder"),
+                    "the koji builder needs `kickstart` (a file name) or `ksurl` (its SCM URL)".into(),
+                ));
+            }
             _ => {}
         }
         if b.arches.is_empty() || b.formats.is_empty() {
