@@ -405,6 +405,18 @@ impl Pipeline {
         })
     }
 
+    /// The pipeline a run was started with, from the spec the journal recorded
+    /// (`{"pipeline": …, "path": …}`), checked again.
+    pub fn from_recorded(spec: &serde_json::Value) -> Result<Pipeline> {
+        let bad = |why: String| Error::InvalidInput(format!("the journal's copy of the pipeline: {why}"));
+        let file: PipelineFile = serde_json::from_value(spec["pipeline"].clone()).map_err(|e| bad(e.to_string()))?;
+        let path: Option<PathBuf> = serde_json::from_value(spec["path"].clone()).unwrap_or_default();
+        let text = toml::to_string(&file).map_err(|e| bad(e.to_string()))?;
+        let mut p = Pipeline::parse(&text, path.as_deref())?;
+        p.path = path;
+        Ok(p)
+    }
+
     /// A path from the file, made absolute against the file's directory.
     pub fn resolve(&self, p: &Path) -> PathBuf {
         match self.path.as_ref().and_then(|f| f.parent()) {
@@ -460,6 +472,15 @@ without_tests = true
         assert_eq!(p.file.build.spec().name, "alma9-cloud");
         assert_eq!(p.upload_stores().len(), 1);
         assert_eq!(p.file.promote.as_ref().unwrap().keep, 3);
+    }
+
+    #[test]
+    fn the_journal_copy_gives_back_the_same_pipeline() {
+        let p = Pipeline::parse(GOOD, Some(Path::new("/srv/alma9.toml"))).unwrap();
+        let spec = serde_json::json!({"pipeline": p.file, "path": "/srv/alma9.toml"});
+        let back = Pipeline::from_recorded(&spec).unwrap();
+        assert_eq!(back.file, p.file);
+        assert_eq!(back.resolve(Path::new("images")), Path::new("/srv/images"));
     }
 
     #[test]

@@ -146,7 +146,7 @@ impl<'a> Runner<'a> {
 
     /// Starts a new run.
     pub async fn run(&self, opts: &RunOptions) -> Result<RunReport> {
-        let spec = serde_json::to_value(&self.pipeline.file).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let spec = json!({"pipeline": self.pipeline.file, "path": self.pipeline.path});
         let run = self.journal.create_run(&self.pipeline.file.name, &spec)?;
         tracing::info!(run = %run, pipeline = %self.pipeline.file.name, "run started");
         self.execute(&run, opts).await

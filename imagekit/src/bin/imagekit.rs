@@ -1,0 +1,647 @@
+//! `imagekit`: OS image releases from the command line.
+//!
+//! ```text
+//! imagekit run alma9.toml                      # build → upload → promote, journalled
+//! imagekit run alma9.toml --stop-after upload  # stop there (exit 4); `imagekit resume RUN` goes on
+//! imagekit resume 20261124t101500-3fa2c1
+//! imagekit results [RUN]                       # runs, or one run's stages, resources and promotions
+//! imagekit sweep alma9.toml --ttl-hours 24 [--yes]
+//! imagekit build --koji-profile koji --name alma9-cloud --version 9.5 --arch x86_64 --format qcow2 ...
+//! imagekit upload --cloud prod --file alma9.qcow2 --name "ALMA9 TEST" --arch x86_64
+//! imagekit promote image --cloud prod IMAGE_ID --name "ALMA9 - x86_64" [--dry-run]
+//! imagekit promote container registry.cern.ch/cern/alma9 --from test --tag latest --tag 2026-11-24
+//! imagekit push registry.cern.ch/cern/alma9:latest docker.io/cern/alma9 --tag latest
+//! ```
+//!
+//! Configuration comes from the files users already have: Koji profiles, clouds.yaml, the Docker
+//! config. The run journal is `$IMAGEKIT_JOURNAL`, else `~/.local/share/imagekit/journal.sqlite`.
+//!
+//! Exit status: 0 done; 1 an infrastructure error (a service failed or answered garbage); 2 bad
+//! input (arguments, pipeline file, configuration), nothing was changed; 4 a run stopped on
+//! purpose (`--stop-after`), resume it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use imagekit::Error;
+use imagekit::build::{BuildSpec, Builder, KojiBuilder, LocalCommandBuilder};
+use imagekit::container::{RemoteRegistry, promote as promote_container, push};
+use imagekit::journal::{Journal, RunId, rfc3339};
+use imagekit::pipeline::{Pipeline, RunOptions, Runner, Services, SweepOptions, sweep};
+use imagekit::promote::{PromotePolicy, Rotation, apply, plan};
+use imagekit::store::{GlanceStore, ImageStore, LocalStore};
+use imagekit::template::Template;
+use imagekit::upload::{Artifact, NAME_VARIABLES, UploadSpec, upload};
+use serde_json::json;
+
+#[derive(Parser, Debug)]
+#[command(name = "imagekit", version, about = "Build, upload, promote and push OS images")]
+struct Cli {
+    /// Print results as JSON on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    /// The run journal (SQLite).
+    #[arg(long, global = true, env = "IMAGEKIT_JOURNAL")]
+    journal: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a pipeline file.
+    Run {
+        /// The pipeline (TOML).
+        pipeline: PathBuf,
+        /// Stop after the stages starting with this (`build`, `upload`, `promote/x86_64`…).
+        #[arg(long)]
+        stop_after: Option<String>,
+    },
+    /// Resume a run: finished stages are not repeated.
+    Resume {
+        /// The run id (`imagekit results` lists them).
+        run: String,
+    },
+    /// List runs, or show one.
+    Results {
+        /// A run id.
+        run: Option<String>,
+    },
+    /// Delete images that finished or dead runs leaked (dry run unless --yes).
+    Sweep {
+        /// Pipeline files naming the stores to sweep.
+        #[arg(required = true)]
+        pipelines: Vec<PathBuf>,
+        /// Only resources older than this, of runs finished longer ago.
+        #[arg(long, default_value_t = 24)]
+        ttl_hours: u64,
+        /// Really delete.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Build images (Koji, or a local command), or reuse a recent build.
+    Build(BuildArgs),
+    /// Upload an image file or a Koji task output into a store.
+    Upload(UploadArgs),
+    /// Promote a tested image (cloud) or retag a container image.
+    #[command(subcommand)]
+    Promote(PromoteCmd),
+    /// Copy a container image with every platform, by digest, to another registry.
+    Push {
+        /// Source reference (`registry.cern.ch/cern/alma9:test`).
+        source: String,
+        /// Destination repository (`docker.io/cern/alma9`).
+        destination: String,
+        /// Destination tags (default: the source's).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct StoreArgs {
+    /// Glance of this clouds.yaml cloud.
+    #[arg(long, conflicts_with = "local_store")]
+    cloud: Option<String>,
+    /// A local image store directory.
+    #[arg(long)]
+    local_store: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct BuildArgs {
+    /// Koji profile (`~/.koji/config`); without it, --command builds locally.
+    #[arg(long, conflicts_with = "command")]
+    koji_profile: Option<String>,
+    /// A local build command (gets IMAGEKIT_* variables, writes IMAGEKIT_OUTPUT).
+    #[arg(long)]
+    command: Option<PathBuf>,
+    /// Where the local builder keeps images.
+    #[arg(long, default_value = "build-output")]
+    output: PathBuf,
+    #[arg(long)]
+    name: String,
+    #[arg(long)]
+    version: String,
+    #[arg(long)]
+    release: Option<String>,
+    #[arg(long = "arch", required = true)]
+    arches: Vec<String>,
+    #[arg(long = "format", required = true)]
+    formats: Vec<String>,
+    #[arg(long)]
+    target: Option<String>,
+    #[arg(long)]
+    install_tree: Option<String>,
+    #[arg(long)]
+    kickstart: Option<String>,
+    #[arg(long)]
+    ksurl: Option<String>,
+    #[arg(long)]
+    scratch: bool,
+    /// Reuse a build made within this many hours.
+    #[arg(long)]
+    skip_if_built_within_hours: Option<u64>,
+    /// Longest build time.
+    #[arg(long, default_value_t = 180)]
+    timeout_minutes: u64,
+}
+
+#[derive(clap::Args, Debug)]
+struct UploadArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// A local image file.
+    #[arg(long, conflicts_with = "koji_task")]
+    file: Option<PathBuf>,
+    /// A Koji task whose output to stream (with --koji-file and --koji-profile).
+    #[arg(long, requires = "koji_file")]
+    koji_task: Option<i64>,
+    #[arg(long)]
+    koji_file: Option<String>,
+    #[arg(long, default_value = "koji")]
+    koji_profile: String,
+    /// Name template (variables: distro, version, release, arch, format, date, run).
+    #[arg(long)]
+    name: String,
+    #[arg(long)]
+    arch: String,
+    #[arg(long, default_value = "qcow2")]
+    format: String,
+    /// A template variable NAME=VALUE (repeatable).
+    #[arg(long = "var", value_parser = parse_kv)]
+    vars: Vec<(String, String)>,
+    /// A property KEY=VALUE (repeatable).
+    #[arg(long = "property", value_parser = parse_kv)]
+    properties: Vec<(String, String)>,
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    #[arg(long, default_value = "")]
+    visibility: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum PromoteCmd {
+    /// Rename and publish a tested cloud image, rotating the previous one.
+    Image {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The tested image's id.
+        image: String,
+        /// The production name.
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "public")]
+        visibility: String,
+        /// hide, community or rename.
+        #[arg(long, default_value = "hide", value_parser = parse_rotation)]
+        rotation: Rotation,
+        #[arg(long, default_value_t = 3)]
+        keep: usize,
+        #[arg(long)]
+        delete_beyond_keep: bool,
+        /// The evidence (test report URL, summary) recorded with the promotion.
+        #[arg(long, default_value = "")]
+        evidence: String,
+        /// Print the plan; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Retag a container image by digest, without re-uploading.
+    Container {
+        /// The repository (`registry.cern.ch/cern/alma9`).
+        repository: String,
+        /// The tested tag or digest.
+        #[arg(long, default_value = "test")]
+        from: String,
+        /// Tags to set (repeatable).
+        #[arg(long = "tag", required = true)]
+        tags: Vec<String>,
+    },
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
+}
+
+fn parse_rotation(s: &str) -> Result<Rotation, String> {
+    match s {
+        "hide" => Ok(Rotation::Hide),
+        "community" => Ok(Rotation::Community),
+        "rename" => Ok(Rotation::Rename),
+        _ => Err(format!("{s:?} is not hide, community or rename")),
+    }
+}
+
+/// Exit status for an error: 2 for bad input, 4 for a planned stop, 1 for the rest.
+fn exit_code(e: &Error) -> u8 {
+    match e {
+        Error::InvalidInput(_) | Error::Pipeline { .. } => 2,
+        Error::Interrupted { .. } => 4,
+        Error::OpenStack(inner) if matches!(**inner, openstack_client::Error::Config(_)) => 2,
+        Error::Registry(inner) if matches!(**inner, registry_client::Error::InvalidReference { .. }) => 2,
+        _ => 1,
+    }
+}
+
+fn journal_path(cli: &Cli) -> PathBuf {
+    cli.journal.clone().unwrap_or_else(|| {
+        let base = std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+            .unwrap_or_else(|| PathBuf::from("."));
+        base.join("imagekit/journal.sqlite")
+    })
+}
+
+fn store_of(args: &StoreArgs) -> imagekit::Result<Box<dyn ImageStore>> {
+    match (&args.cloud, &args.local_store) {
+        (Some(cloud), _) => {
+            let config = openstack_client::CloudConfig::load(Some(cloud))?;
+            let glance = openstack_client::glance::Glance::new(openstack_client::Session::from_cloud(&config)?);
+            Ok(Box::new(GlanceStore::new(cloud, glance)))
+        }
+        (None, Some(dir)) => Ok(Box::new(LocalStore::new(dir))),
+        (None, None) => Err(Error::InvalidInput("give --cloud NAME or --local-store DIR".into())),
+    }
+}
+
+fn spinner(on: bool, msg: &str) -> Option<indicatif::ProgressBar> {
+    if !on {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new_spinner().with_message(msg.to_string());
+    bar.enable_steady_tick(Duration::from_millis(120));
+    Some(bar)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(&cli).await {
+        Ok(out) => {
+            if !out.is_empty() {
+                println!("{out}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> imagekit::Result<String> {
+    serde_json::to_string_pretty(v).map_err(|e| Error::InvalidInput(e.to_string()))
+}
+
+async fn run(cli: &Cli) -> imagekit::Result<String> {
+    let human = !cli.json;
+    match &cli.command {
+        Command::Run { pipeline, stop_after } => {
+            let pipeline = Pipeline::load(pipeline)?;
+            let services = Services::from_pipeline(&pipeline)?;
+            let journal = Journal::open(&journal_path(cli))?;
+            let bar = spinner(human, &format!("running {}", pipeline.file.name));
+            let opts = RunOptions {
+                stop_after: stop_after.clone(),
+                ..Default::default()
+            };
+            let report = Runner::new(&pipeline, &services, &journal).run(&opts).await;
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            run_output(cli, &report?)
+        }
+        Command::Resume { run } => {
+            let id = RunId::parse(run)?;
+            let journal = Journal::open(&journal_path(cli))?;
+            let record = journal.run(&id)?;
+            let pipeline = Pipeline::from_recorded(&record.spec)?;
+            let services = Services::from_pipeline(&pipeline)?;
+            let bar = spinner(human, &format!("resuming {id}"));
+            let report = Runner::new(&pipeline, &services, &journal)
+                .resume(&id, &RunOptions::default())
+                .await;
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            run_output(cli, &report?)
+        }
+        Command::Results { run } => results(cli, run.as_deref()),
+        Command::Sweep {
+            pipelines,
+            ttl_hours,
+            yes,
+        } => {
+            let journal = Journal::open(&journal_path(cli))?;
+            let mut owned: Vec<Box<dyn ImageStore>> = Vec::new();
+            for p in pipelines {
+                let services = Services::from_pipeline(&Pipeline::load(p)?)?;
+                owned.extend(services.stores.into_values());
+            }
+            let stores: Vec<&dyn ImageStore> = owned.iter().map(|s| s.as_ref()).collect();
+            let opts = SweepOptions {
+                ttl: Duration::from_secs(ttl_hours * 3600),
+                dry_run: !yes,
+            };
+            let report = sweep(&journal, &stores, &opts).await?;
+            if cli.json {
+                return to_json(&report);
+            }
+            let mut out = String::new();
+            for i in &report.swept {
+                out += &format!(
+                    "{}: {} {} (run {})\n",
+                    i.outcome, i.resource.location, i.resource.id, i.resource.run_id
+                );
+            }
+            for i in &report.kept {
+                out += &format!("kept: {} {} — {}\n", i.resource.location, i.resource.id, i.outcome);
+            }
+            if !yes && !report.swept.is_empty() {
+                out += "dry run: nothing was deleted; add --yes to delete\n";
+            }
+            Ok(out.trim_end().to_string())
+        }
+        Command::Build(args) => build(cli, args).await,
+        Command::Upload(args) => upload_cmd(cli, args).await,
+        Command::Promote(PromoteCmd::Image {
+            store,
+            image,
+            name,
+            visibility,
+            rotation,
+            keep,
+            delete_beyond_keep,
+            evidence,
+            dry_run,
+        }) => {
+            let store = store_of(store)?;
+            let policy = PromotePolicy::new(name)
+                .visibility(visibility.clone())
+                .rotation(*rotation)
+                .keep(*keep)
+                .delete_beyond_keep(*delete_beyond_keep);
+            let evidence = json!({"evidence": evidence, "by": "imagekit promote image"});
+            let steps = plan(store.as_ref(), image, &policy, "cli", &evidence).await?;
+            if !dry_run {
+                apply(store.as_ref(), &steps).await?;
+            }
+            if cli.json {
+                return to_json(&json!({"dry_run": dry_run, "plan": steps}));
+            }
+            Ok(format!(
+                "{steps}{}",
+                if *dry_run { "dry run: nothing changed" } else { "done" }
+            ))
+        }
+        Command::Promote(PromoteCmd::Container { repository, from, tags }) => {
+            let (registry, repo) = split_repository(repository)?;
+            let remote = RemoteRegistry::new(registry_client::Client::from_docker_config()?, &registry);
+            let p = promote_container(&remote, &repo, from, tags).await?;
+            if cli.json {
+                return to_json(&p);
+            }
+            Ok(format!(
+                "{} {} → {} ({})",
+                p.repository,
+                p.from,
+                p.tags.join(", "),
+                p.digest
+            ))
+        }
+        Command::Push {
+            source,
+            destination,
+            tags,
+        } => {
+            let src: registry_client::Reference = source.parse()?;
+            let (dst_registry, dst_repo) = split_repository(destination)?;
+            let client = registry_client::Client::from_docker_config()?;
+            let from = RemoteRegistry::new(client.clone(), src.registry());
+            let to = RemoteRegistry::new(client.clone(), &dst_registry);
+            let tags = if tags.is_empty() {
+                vec![src.tag().unwrap_or("latest").to_string()]
+            } else {
+                tags.clone()
+            };
+            let bar = spinner(human, &format!("pushing {source}"));
+            let r = push(&client, &from, src.repository(), src.target(), &to, &dst_repo, &tags).await;
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            let r = r?;
+            if cli.json {
+                return to_json(&r);
+            }
+            Ok(format!(
+                "{destination}: {} ({} platforms; {} blobs uploaded, {} existed, {} mounted)",
+                r.digest,
+                r.copy.platforms.len().max(1),
+                r.copy.blobs_uploaded,
+                r.copy.blobs_existing,
+                r.copy.blobs_mounted
+            ))
+        }
+    }
+}
+
+/// `registry/repo/path` (no tag) → (registry, repository), normalised like Docker.
+fn split_repository(s: &str) -> imagekit::Result<(String, String)> {
+    let r: registry_client::Reference = s.parse()?;
+    if r.tag().is_some_and(|t| t != "latest" || s.ends_with(":latest")) || r.digest().is_some() {
+        return Err(Error::InvalidInput(format!(
+            "{s}: give a repository without tag or digest"
+        )));
+    }
+    Ok((r.registry().to_string(), r.repository().to_string()))
+}
+
+fn run_output(cli: &Cli, report: &imagekit::pipeline::RunReport) -> imagekit::Result<String> {
+    if cli.json {
+        return to_json(report);
+    }
+    let mut out = format!(
+        "run {}: {} {}\n",
+        report.run_id,
+        report.build.nvr,
+        if report.build.reused { "(reused build)" } else { "" }
+    );
+    for i in &report.images {
+        out += &format!(
+            "  {:<10} {:<8} {:<6} {}  {}{}\n",
+            i.store,
+            i.arch,
+            i.format,
+            i.image.id,
+            i.image.name,
+            if i.promoted { "  [promoted]" } else { "" }
+        );
+    }
+    if !report.skipped_stages.is_empty() {
+        out += &format!("  skipped (done before): {}\n", report.skipped_stages.join(", "));
+    }
+    Ok(out.trim_end().to_string())
+}
+
+fn results(cli: &Cli, run: Option<&str>) -> imagekit::Result<String> {
+    let journal = Journal::open(&journal_path(cli))?;
+    let Some(run) = run else {
+        let runs = journal.runs()?;
+        if cli.json {
+            return to_json(&runs);
+        }
+        let mut out = String::new();
+        for r in runs {
+            out += &format!(
+                "{}  {:<24} {:?}  started {}\n",
+                r.id,
+                r.pipeline,
+                r.status,
+                rfc3339(r.started_at)
+            );
+        }
+        return Ok(out.trim_end().to_string());
+    };
+    let id = RunId::parse(run)?;
+    let record = journal.run(&id)?;
+    let stages = journal.stages(&id)?;
+    let promotions = journal.promotions(Some(&id))?;
+    let leaks = journal.live_resources(Some(&id))?;
+    if cli.json {
+        return to_json(&json!({"run": record, "stages": stages, "promotions": promotions, "live_resources": leaks}));
+    }
+    let mut out = format!("run {} ({}) {:?}\n", record.id, record.pipeline, record.status);
+    for s in &stages {
+        out += &format!(
+            "  {:<32} {:?}{}{}\n",
+            s.key,
+            s.status,
+            if s.attempts > 1 {
+                format!(" after {} attempts", s.attempts)
+            } else {
+                String::new()
+            },
+            s.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
+        );
+    }
+    for p in &promotions {
+        out += &format!(
+            "  promoted {} in {} as {} — evidence {}\n",
+            p.target,
+            p.location,
+            p.names.join(", "),
+            p.evidence
+        );
+    }
+    for r in &leaks {
+        out += &format!("  not cleaned up: {} {} in {}\n", r.kind, r.id, r.location);
+    }
+    Ok(out.trim_end().to_string())
+}
+
+async fn build(cli: &Cli, a: &BuildArgs) -> imagekit::Result<String> {
+    let arches: Vec<&str> = a.arches.iter().map(String::as_str).collect();
+    let formats: Vec<&str> = a.formats.iter().map(String::as_str).collect();
+    let mut spec = BuildSpec::new(&a.name, &a.version, &arches, &formats);
+    spec.release = a.release.clone();
+    spec.target = a.target.clone();
+    spec.install_tree = a.install_tree.clone();
+    spec.kickstart = a.kickstart.clone();
+    spec.ksurl = a.ksurl.clone();
+    spec.scratch = a.scratch;
+    let timeout = Duration::from_secs(a.timeout_minutes * 60);
+    let builder: Box<dyn Builder> = match (&a.koji_profile, &a.command) {
+        (Some(profile), _) => {
+            let profile = koji_client::Profile::load(profile)?;
+            let koji = koji_client::ClientBuilder::from_profile(&profile).build()?;
+            Box::new(KojiBuilder::new(
+                koji,
+                koji_client::WatchOptions::default().deadline(timeout),
+            ))
+        }
+        (None, Some(cmd)) => Box::new(LocalCommandBuilder::new(cmd, vec![], &a.output, timeout)),
+        (None, None) => {
+            return Err(Error::InvalidInput(
+                "give --koji-profile NAME or --command PROGRAM".into(),
+            ));
+        }
+    };
+    let since = a
+        .skip_if_built_within_hours
+        .map(|h| imagekit::journal::now() - (h as i64) * 3600);
+    let bar = spinner(!cli.json, &format!("building {}-{}", a.name, a.version));
+    let r = builder
+        .build(&spec, since, &|task| {
+            tracing::info!(task, "build started");
+            Ok(())
+        })
+        .await;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let r = r?;
+    if cli.json {
+        return to_json(&r);
+    }
+    let mut out = format!("{}{}\n", r.nvr, if r.reused { " (reused)" } else { "" });
+    for art in &r.artifacts {
+        out += &format!("  {} {} {:?}\n", art.arch, art.format, art.source);
+    }
+    Ok(out.trim_end().to_string())
+}
+
+async fn upload_cmd(cli: &Cli, a: &UploadArgs) -> imagekit::Result<String> {
+    let store = store_of(&a.store)?;
+    let (artifact, koji) = match (&a.file, a.koji_task, &a.koji_file) {
+        (Some(f), _, _) => (Artifact::file(&a.arch, &a.format, f), None),
+        (None, Some(task), Some(file)) => {
+            let profile = koji_client::Profile::load(&a.koji_profile)?;
+            let koji = koji_client::ClientBuilder::from_profile(&profile).build()?;
+            (Artifact::koji(&a.arch, &a.format, task, file, None), Some(koji))
+        }
+        _ => {
+            return Err(Error::InvalidInput(
+                "give --file PATH or --koji-task ID --koji-file NAME".into(),
+            ));
+        }
+    };
+    let spec = UploadSpec {
+        name: Template::parse(&a.name, NAME_VARIABLES)?,
+        vars: a.vars.iter().cloned().collect(),
+        properties: a.properties.iter().cloned().collect(),
+        tags: a.tags.clone(),
+        visibility: a.visibility.clone(),
+    };
+    let bar = spinner(!cli.json, &format!("uploading to {}", store.name()));
+    let image = upload(koji.as_ref(), &artifact, store.as_ref(), &spec, &|id| {
+        tracing::info!(id, "image created");
+        Ok(())
+    })
+    .await;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let image = image?;
+    if cli.json {
+        return to_json(&image);
+    }
+    Ok(format!(
+        "{} {} ({} bytes, sha512 {})",
+        image.id,
+        image.name,
+        image.size.unwrap_or(0),
+        image.sha512.unwrap_or_default()
+    ))
+}

@@ -1,0 +1,173 @@
+//! The `imagekit` binary: a local pipeline run, stopped and resumed, killed mid-build and resumed,
+//! results from the journal, sweep, and exit codes that tell bad input from failures.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+const PIPELINE: &str = r#"
+name = "alma9-cli"
+
+[build]
+builder = "local"
+command = ["./build.sh"]
+output = "out"
+name = "alma9-cloud"
+version = "9.5"
+arches = ["x86_64", "aarch64"]
+formats = ["raw"]
+
+[[store]]
+name = "here"
+kind = "local"
+path = "images"
+
+[upload]
+name = "{distro} TEST - {arch} [{date}]"
+distro = "ALMA9"
+
+[promote]
+name = "{distro} - {arch}"
+without_tests = true
+"#;
+
+fn setup(dir: &Path, build_body: &str) {
+    std::fs::write(dir.join("build.sh"), format!("#!/bin/sh\nset -e\necho run >> \"$(dirname \"$0\")/build-runs\"\n{build_body}\nprintf 'img %s' \"$IMAGEKIT_ARCH\" > \"$IMAGEKIT_OUTPUT\"\n")).unwrap();
+    std::fs::set_permissions(
+        dir.join("build.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::write(dir.join("alma9.toml"), PIPELINE).unwrap();
+}
+
+fn imagekit(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_imagekit"))
+        .env("IMAGEKIT_JOURNAL", dir.join("journal.sqlite"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn json_out(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn images(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("images"))
+        .map(|d| {
+            d.filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "img"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn run_stop_resume_and_results() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path(), "");
+    let o = imagekit(dir.path(), &["run", "alma9.toml", "--stop-after", "upload"]);
+    assert_eq!(o.status.code(), Some(4), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("imagekit resume"), "{err}");
+    let runs = json_out(&imagekit(dir.path(), &["--json", "results"]));
+    let run = runs[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(runs[0]["status"], "running");
+
+    let report = json_out(&imagekit(dir.path(), &["--json", "resume", &run]));
+    assert_eq!(report["images"].as_array().unwrap().len(), 2);
+    assert!(
+        report["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["promoted"] == true)
+    );
+    assert_eq!(images(dir.path()), 2, "no image uploaded twice");
+    let human = imagekit(dir.path(), &["results", &run]);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        text.contains("promote/x86_64/raw/here") && text.contains("promoted"),
+        "{text}"
+    );
+    assert!(!text.contains("not cleaned up"), "{text}");
+}
+
+#[test]
+fn a_run_killed_mid_build_resumes_and_leaves_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path(), "[ -f \"$(dirname \"$0\")/slow\" ] && sleep 30\ntrue");
+    std::fs::write(dir.path().join("slow"), "").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_imagekit"))
+        .env("IMAGEKIT_JOURNAL", dir.path().join("journal.sqlite"))
+        .current_dir(dir.path())
+        .args(["run", "alma9.toml"])
+        .spawn()
+        .unwrap();
+    // Wait until the build command runs, then kill imagekit as hard as a crash would.
+    for _ in 0..100 {
+        if dir.path().join("build-runs").exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::fs::remove_file(dir.path().join("slow")).unwrap();
+    let runs = json_out(&imagekit(dir.path(), &["--json", "results"]));
+    let run = runs[0]["id"].as_str().unwrap().to_string();
+    let detail = json_out(&imagekit(dir.path(), &["--json", "results", &run]));
+    assert_eq!(detail["stages"][0]["key"], "build");
+    assert_eq!(
+        detail["stages"][0]["status"], "running",
+        "the crash left the stage open"
+    );
+
+    let o = imagekit(dir.path(), &["resume", &run]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(images(dir.path()), 2);
+    let detail = json_out(&imagekit(dir.path(), &["--json", "results", &run]));
+    assert_eq!(detail["stages"][0]["attempts"], 2);
+    assert_eq!(detail["run"]["status"], "done");
+}
+
+#[test]
+fn bad_input_exits_2_naming_the_file_and_line_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path(), "");
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        PIPELINE.replace("path = \"images\"", "path = \"images\"\nbucket = 1"),
+    )
+    .unwrap();
+    let o = imagekit(dir.path(), &["run", "bad.toml"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("bad.toml:17") && err.contains("bucket"), "{err}");
+    assert!(!dir.path().join("images").exists() && !dir.path().join("out").exists());
+    let o = imagekit(dir.path(), &["resume", "not-a-run"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = imagekit(dir.path(), &["promote", "container", "Not A Repo", "--tag", "latest"]);
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn sweep_is_a_dry_run_until_told_yes() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path(), "");
+    let o = imagekit(dir.path(), &["run", "alma9.toml", "--stop-after", "upload"]);
+    assert_eq!(o.status.code(), Some(4));
+    let dry = imagekit(dir.path(), &["sweep", "alma9.toml", "--ttl-hours", "0"]);
+    assert!(dry.status.success(), "{}", String::from_utf8_lossy(&dry.stderr));
+    assert!(String::from_utf8_lossy(&dry.stdout).contains("would delete"));
+    assert_eq!(images(dir.path()), 2);
+    let real = json_out(&imagekit(
+        dir.path(),
+        &["--json", "sweep", "alma9.toml", "--ttl-hours", "0", "--yes"],
+    ));
+    assert_eq!(real["swept"].as_array().unwrap().len(), 2);
+    assert_eq!(images(dir.path()), 0);
+}
