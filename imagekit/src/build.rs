@@ -124,6 +124,10 @@ pub fn format_of(file: &str) -> Option<&'static str> {
         (".vhd", "vhd"),
         (".vdi", "vdi"),
         (".iso", "iso"),
+        // Docker archives (Koji's `docker` format, `docker save`): container images.
+        (".tar.xz", "docker"),
+        (".tar.gz", "docker"),
+        (".tar", "docker"),
     ]
     .into_iter()
     .find(|(ext, _)| f.ends_with(ext))

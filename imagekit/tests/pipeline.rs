@@ -337,11 +337,10 @@ without_tests = true
     let watch = koji_client::WatchOptions::default()
         .poll_interval(std::time::Duration::from_millis(10))
         .deadline(std::time::Duration::from_secs(30));
-    let services = Services {
-        builder: Box::new(KojiBuilder::new(koji.clone(), watch)),
-        stores: [("admin".to_string(), Box::new(glance.clone()) as Box<dyn ImageStore>)].into(),
-        koji: Some(koji),
-    };
+    let services = Services::new(Box::new(KojiBuilder::new(koji.clone(), watch)))
+        .unwrap()
+        .store("admin", Box::new(glance.clone()))
+        .koji(koji);
     let journal = Journal::open(&dir.path().join("journal.sqlite")).unwrap();
     let runner = Runner::new(&pipeline, &services, &journal);
     let e = runner

@@ -75,8 +75,21 @@ pub enum Compression {
 }
 
 /// Writes a `docker save`-style archive (`manifest.json`, config, `layer.tar`s) with `layers`
-/// layers of `layer_size` random bytes, tagged `repo_tag`; returns the layers' diff ids.
+/// layers of `layer_size` random bytes, tagged `repo_tag`, for `linux/amd64`; returns the layers'
+/// diff ids.
 pub fn docker_archive(
+    path: &Path,
+    compression: Compression,
+    layers: usize,
+    layer_size: usize,
+    repo_tag: &str,
+) -> Result<Vec<String>> {
+    docker_archive_for("amd64", path, compression, layers, layer_size, repo_tag)
+}
+
+/// [`docker_archive`] for another architecture (`arm64`, `ppc64le`, …).
+pub fn docker_archive_for(
+    arch: &str,
     path: &Path,
     compression: Compression,
     layers: usize,
@@ -93,7 +106,7 @@ pub fn docker_archive(
         append(&mut tarball, &name, &layer)?;
         names.push(name);
     }
-    let config = config_json("amd64", &diff_ids);
+    let config = config_json(arch, &diff_ids);
     let config_name = format!("{}.json", &sha256_digest(&config)[7..]);
     append(&mut tarball, &config_name, &config)?;
     let manifest = json!([{"Config": config_name, "RepoTags": [repo_tag], "Layers": names}]);

@@ -4,6 +4,8 @@
 
 mod backends;
 mod ops;
+mod publish;
 
 pub use backends::{ContainerRegistry, LayoutRegistry, RemoteRegistry};
 pub use ops::{Promotion, PushReport, promote, push};
+pub use publish::{Published, publish_docker_archives};

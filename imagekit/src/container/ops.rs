@@ -5,7 +5,7 @@ use super::ContainerRegistry;
 use crate::error::{Error, Result};
 
 /// What [`promote`] did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct Promotion {
     /// Where (`registry.cern.ch/cern/alma9`).

@@ -56,11 +56,83 @@ pub struct PipelineFile {
     /// Image stores, by name.
     #[serde(default, rename = "store")]
     pub stores: Vec<StoreSection>,
-    /// How uploads are named and labelled.
+    /// How uploads are named and labelled (defaults suit a container-only pipeline).
+    #[serde(default)]
     pub upload: UploadSection,
     /// How tested images are promoted (no section: no promotion).
     #[serde(default)]
     pub promote: Option<PromoteSection>,
+    /// Container registries, by name.
+    #[serde(default, rename = "registry")]
+    pub registries: Vec<RegistrySection>,
+    /// The container flavour: docker-format artifacts pushed as `:test`, promoted, pushed on.
+    #[serde(default)]
+    pub container: Option<ContainerSection>,
+}
+
+/// A container registry.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrySection {
+    /// Its name in this file.
+    pub name: String,
+    /// `registry` (any OCI registry, Docker Hub) or `layout` (a directory of OCI layouts).
+    pub kind: RegistryKind,
+    /// The registry host (`registry.cern.ch`, `docker.io`, `localhost:5001`), for `registry`.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// The directory, for `layout` (relative to the pipeline file).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+}
+
+/// The registry kinds.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RegistryKind {
+    /// An OCI registry over HTTP (credentials from the Docker config).
+    Registry,
+    /// A directory of OCI layouts.
+    Layout,
+}
+
+/// The container flavour of a release.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerSection {
+    /// The internal registry (a `[[registry]]` name).
+    pub registry: String,
+    /// The repository there.
+    pub repository: String,
+    /// The tag built images get before tests.
+    #[serde(default = "default_test_tag")]
+    pub test_tag: String,
+    /// Tags set on promotion (templates: `{date}`, `{version}`, …).
+    #[serde(default = "default_container_tags")]
+    pub tags: Vec<String>,
+    /// Where promoted images are pushed.
+    #[serde(default)]
+    pub push: Vec<PushSection>,
+}
+
+/// One push destination.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PushSection {
+    /// A `[[registry]]` name.
+    pub registry: String,
+    /// The repository there.
+    pub repository: String,
+    /// Tags (default: the container's promotion tags).
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+}
+
+fn default_test_tag() -> String {
+    "test".into()
+}
+fn default_container_tags() -> Vec<String> {
+    vec!["latest".into(), "{date}".into()]
 }
 
 /// Which builder, and what to build.
@@ -181,6 +253,7 @@ pub enum StoreKind {
 #[serde(deny_unknown_fields)]
 pub struct UploadSection {
     /// Name template (variables: distro, version, release, arch, format, date, run).
+    #[serde(default = "default_upload_name")]
     pub name: String,
     /// The `{distro}` variable.
     #[serde(default)]
@@ -221,6 +294,23 @@ pub struct PromoteSection {
     /// record then says the image was promoted untested.
     #[serde(default)]
     pub without_tests: bool,
+}
+
+fn default_upload_name() -> String {
+    "{distro} TEST - {arch} [{date}]".into()
+}
+
+impl Default for UploadSection {
+    fn default() -> Self {
+        UploadSection {
+            name: default_upload_name(),
+            distro: String::new(),
+            stores: None,
+            properties: BTreeMap::new(),
+            tags: Vec::new(),
+            visibility: String::new(),
+        }
+    }
 }
 
 fn default_visibility() -> String {
@@ -352,7 +442,8 @@ impl Pipeline {
             ));
         }
         // Stores: at least one, unique names, complete.
-        if file.stores.is_empty() {
+        let cloud_formats = b.formats.iter().any(|f| f != "docker");
+        if cloud_formats && file.stores.is_empty() {
             return Err(at(None, "no [[store]]: uploads need at least one image store".into()));
         }
         let mut names = std::collections::BTreeSet::new();
@@ -396,6 +487,55 @@ impl Pipeline {
                     format!("visibility {v:?} is not private, shared, community or public"),
                 ));
             }
+        }
+        let registry_names: std::collections::BTreeSet<&str> =
+            file.registries.iter().map(|r| r.name.as_str()).collect();
+        for (i, r) in file.registries.iter().enumerate() {
+            let missing = match r.kind {
+                RegistryKind::Registry if r.host.is_none() => Some("registry needs `host`"),
+                RegistryKind::Layout if r.path.is_none() => Some("layout needs `path`"),
+                _ => None,
+            };
+            if let Some(why) = missing {
+                return Err(at(
+                    locate(text, "registry", i, "kind"),
+                    format!("registry {:?}: {why}", r.name),
+                ));
+            }
+        }
+        let docker = b.formats.iter().any(|f| f == "docker");
+        match &file.container {
+            None if docker => {
+                return Err(at(
+                    key_line("build", "formats"),
+                    "format `docker` builds container images: add a [container] section saying where they go".into(),
+                ));
+            }
+            Some(_) if !docker => {
+                return Err(at(
+                    key_line("container", "registry"),
+                    "[container] needs the `docker` format in [build] formats".into(),
+                ));
+            }
+            Some(c) => {
+                let mut wanted = vec![("container", 0usize, "registry", c.registry.as_str())];
+                for (i, p) in c.push.iter().enumerate() {
+                    wanted.push(("container.push", i, "registry", p.registry.as_str()));
+                }
+                for (section, i, key, name) in wanted {
+                    if !registry_names.contains(name) {
+                        return Err(at(
+                            locate(text, section, i, key),
+                            format!("registry {name:?} is not defined by any [[registry]] (known: {registry_names:?})"),
+                        ));
+                    }
+                }
+                let all_tags = c.tags.iter().chain(c.push.iter().flat_map(|p| p.tags.iter().flatten()));
+                for t in std::iter::once(&c.test_tag).chain(all_tags) {
+                    Template::parse(t, NAME_VARIABLES).map_err(|e| at(key_line("container", "tags"), e.to_string()))?;
+                }
+            }
+            None => {}
         }
         Ok(Pipeline {
             file,

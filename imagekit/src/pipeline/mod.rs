@@ -6,7 +6,8 @@ mod run;
 mod sweep;
 
 pub use config::{
-    BuildSection, BuilderKind, Pipeline, PipelineFile, PromoteSection, StoreKind, StoreSection, UploadSection,
+    BuildSection, BuilderKind, ContainerSection, Pipeline, PipelineFile, PromoteSection, PushSection, RegistryKind,
+    RegistrySection, StoreKind, StoreSection, UploadSection,
 };
-pub use run::{IMAGE_RESOURCE, RunImage, RunOptions, RunReport, Runner, Services};
+pub use run::{ContainerOutcome, IMAGE_RESOURCE, RunImage, RunOptions, RunReport, Runner, Services};
 pub use sweep::{SweepItem, SweepOptions, SweepReport, sweep};

@@ -11,22 +11,41 @@ use futures::StreamExt as _;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::config::{BuilderKind, Pipeline, StoreKind};
+use super::config::{BuilderKind, Pipeline, RegistryKind, StoreKind};
 use crate::build::{BuildResult, Builder, KojiBuilder, LocalCommandBuilder};
+use crate::container::{ContainerRegistry, LayoutRegistry, RemoteRegistry};
 use crate::error::{Error, Result};
 use crate::journal::{Journal, Promoted, RunId, StageStart, Status, rfc3339};
 use crate::promote::{PromotePolicy, apply, plan};
 use crate::store::{GlanceStore, ImageStore, LocalStore, StoredImage};
+use crate::template::Template;
 use crate::upload::{Artifact, UploadSpec, upload};
 
-/// What a run talks to: the builder, the image stores by name, and Koji for artifact downloads.
+/// What a run talks to: the builder, the image stores and container registries by name, Koji
+/// for artifact downloads, and the registry client for copies.
+///
+/// Built from a pipeline file with [`Services::from_pipeline`], or in Rust:
+///
+/// ```
+/// # fn demo(builder: imagekit::build::LocalCommandBuilder) {
+/// use imagekit::pipeline::Services;
+/// use imagekit::store::LocalStore;
+/// let services = Services::new(Box::new(builder))
+///     .unwrap()
+///     .store("here", Box::new(LocalStore::new("/srv/images".as_ref())));
+/// # }
+/// ```
 pub struct Services {
     /// The builder.
     pub builder: Box<dyn Builder>,
     /// Image stores, by the names the pipeline gives them.
     pub stores: BTreeMap<String, Box<dyn ImageStore>>,
+    /// Container registries, by the names the pipeline gives them.
+    pub registries: BTreeMap<String, Box<dyn ContainerRegistry>>,
     /// Koji, when artifacts come from it.
     pub koji: Option<koji_client::Client>,
+    /// The registry client (its credentials serve every registry).
+    pub registry_client: registry_client::Client,
 }
 
 impl std::fmt::Debug for Services {
@@ -39,6 +58,37 @@ impl std::fmt::Debug for Services {
 }
 
 impl Services {
+    /// Services with this builder, no stores, no registries, anonymous registry access.
+    pub fn new(builder: Box<dyn Builder>) -> Result<Services> {
+        Ok(Services {
+            builder,
+            stores: BTreeMap::new(),
+            registries: BTreeMap::new(),
+            koji: None,
+            registry_client: registry_client::Client::builder().build()?,
+        })
+    }
+    /// Adds an image store.
+    pub fn store(mut self, name: &str, store: Box<dyn ImageStore>) -> Services {
+        self.stores.insert(name.to_string(), store);
+        self
+    }
+    /// Adds a container registry.
+    pub fn registry(mut self, name: &str, registry: Box<dyn ContainerRegistry>) -> Services {
+        self.registries.insert(name.to_string(), registry);
+        self
+    }
+    /// Sets the Koji client for artifact downloads.
+    pub fn koji(mut self, koji: koji_client::Client) -> Services {
+        self.koji = Some(koji);
+        self
+    }
+    /// Sets the registry client (credentials).
+    pub fn registry_client(mut self, client: registry_client::Client) -> Services {
+        self.registry_client = client;
+        self
+    }
+
     /// Connects what the pipeline names, with the configuration users already have: the Koji
     /// profile, clouds.yaml (+ secure.yaml, `OS_*`).
     pub fn from_pipeline(p: &Pipeline) -> Result<Services> {
@@ -81,7 +131,27 @@ impl Services {
             };
             stores.insert(s.name.clone(), store);
         }
-        Ok(Services { builder, stores, koji })
+        let registry_client = registry_client::Client::from_docker_config()?;
+        let mut registries: BTreeMap<String, Box<dyn ContainerRegistry>> = BTreeMap::new();
+        for r in &p.file.registries {
+            let reg: Box<dyn ContainerRegistry> = match r.kind {
+                RegistryKind::Registry => Box::new(RemoteRegistry::new(
+                    registry_client.clone(),
+                    r.host.as_deref().unwrap_or_default(),
+                )),
+                RegistryKind::Layout => Box::new(LayoutRegistry::new(
+                    &p.resolve(r.path.as_deref().unwrap_or(".".as_ref())),
+                )),
+            };
+            registries.insert(r.name.clone(), reg);
+        }
+        Ok(Services {
+            builder,
+            stores,
+            registries,
+            koji,
+            registry_client,
+        })
     }
 }
 
@@ -119,8 +189,23 @@ pub struct RunReport {
     pub build: BuildResult,
     /// The images.
     pub images: Vec<RunImage>,
+    /// The container flavour's outcome, when the pipeline has one.
+    pub containers: Option<ContainerOutcome>,
     /// Stages skipped because an earlier attempt had finished them.
     pub skipped_stages: Vec<String>,
+}
+
+/// What the container stages did.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct ContainerOutcome {
+    /// The digest published as the test tag (an index when several arches were built).
+    pub digest: String,
+    /// Platforms.
+    pub platforms: Vec<String>,
+    /// Tags set by promotion.
+    pub promoted_tags: Vec<String>,
+    /// Pushes: `registry/repository` → tags.
+    pub pushed: Vec<(String, Vec<String>)>,
 }
 
 /// Runs pipelines against services, recording into a journal.
@@ -287,7 +372,7 @@ impl<'a> Runner<'a> {
         };
         let mut jobs = Vec::new();
         for store in self.pipeline.upload_stores() {
-            for a in &build.artifacts {
+            for a in build.artifacts.iter().filter(|a| a.format != "docker") {
                 jobs.push((store.name.clone(), a.clone()));
             }
         }
@@ -390,11 +475,152 @@ impl<'a> Runner<'a> {
                 promoted: true,
             });
         }
+        let containers = match &p.container {
+            Some(c) => Some(self.container_stages(run, opts, c, &build, &vars, &mut skipped).await?),
+            None => None,
+        };
         Ok(RunReport {
             run_id: run.clone(),
             build,
             images,
+            containers,
             skipped_stages: skipped,
         })
     }
+
+    async fn container_stages(
+        &self,
+        run: &RunId,
+        opts: &RunOptions,
+        c: &super::config::ContainerSection,
+        build: &BuildResult,
+        vars: &BTreeMap<String, String>,
+        skipped: &mut Vec<String>,
+    ) -> Result<ContainerOutcome> {
+        let render = |t: &str| -> Result<String> {
+            let tpl = Template::parse(t, crate::upload::NAME_VARIABLES)?;
+            let v: BTreeMap<&str, &str> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            Ok(tpl.render(&v))
+        };
+        let registry = self
+            .services
+            .registries
+            .get(&c.registry)
+            .ok_or_else(|| Error::InvalidInput(format!("no registry {}", c.registry)))?;
+        let archives: Vec<Artifact> = build
+            .artifacts
+            .iter()
+            .filter(|a| a.format == "docker")
+            .cloned()
+            .collect();
+        let test_tag = render(&c.test_tag)?;
+        let input = json!({"archives": archives, "registry": c.registry, "repository": c.repository, "tag": test_tag});
+        let published: crate::container::Published = self
+            .stage(run, "container/test", &input, skipped, || async {
+                let scratch = tempfile::tempdir().map_err(|e| Error::Io {
+                    path: std::env::temp_dir(),
+                    source: e,
+                })?;
+                let mut paths = Vec::new();
+                for (i, a) in archives.iter().enumerate() {
+                    paths.push(local_copy(self.services.koji.as_ref(), a, scratch.path(), i).await?);
+                }
+                crate::container::publish_docker_archives(
+                    &self.services.registry_client,
+                    registry.as_ref(),
+                    &c.repository,
+                    &paths,
+                    &test_tag,
+                )
+                .await
+            })
+            .await?;
+        self.stop_check(run, opts, "container/test")?;
+
+        let tags: Vec<String> = c.tags.iter().map(|t| render(t)).collect::<Result<_>>()?;
+        let input = json!({"digest": published.digest, "tags": tags});
+        let promotion: crate::container::Promotion = self
+            .stage(run, "container/promote", &input, skipped, || async {
+                let p = crate::container::promote(registry.as_ref(), &c.repository, &published.digest, &tags).await?;
+                let evidence =
+                    json!({"tests": "none: promoted without tests (without_tests = true)", "build": build.nvr});
+                self.journal.record_promotion(
+                    run,
+                    "container/promote",
+                    &Promoted {
+                        kind: "container",
+                        location: &p.repository,
+                        target: &p.digest,
+                        names: &p.tags,
+                        evidence: &evidence,
+                    },
+                )?;
+                Ok(p)
+            })
+            .await?;
+        self.stop_check(run, opts, "container/promote")?;
+
+        let mut pushed = Vec::new();
+        for (i, target) in c.push.iter().enumerate() {
+            let dest = self
+                .services
+                .registries
+                .get(&target.registry)
+                .ok_or_else(|| Error::InvalidInput(format!("no registry {}", target.registry)))?;
+            let push_tags: Vec<String> = match &target.tags {
+                Some(t) => t.iter().map(|t| render(t)).collect::<Result<_>>()?,
+                None => tags.clone(),
+            };
+            let key = format!("container/push/{i}");
+            let input = json!({"digest": promotion.digest, "registry": target.registry, "repository": target.repository, "tags": push_tags});
+            let _report: Value = self
+                .stage(run, &key, &input, skipped, || async {
+                    let r = crate::container::push(
+                        &self.services.registry_client,
+                        registry.as_ref(),
+                        &c.repository,
+                        &promotion.digest,
+                        dest.as_ref(),
+                        &target.repository,
+                        &push_tags,
+                    )
+                    .await?;
+                    Ok(json!({"digest": r.digest, "tags": r.tags, "uploaded": r.copy.blobs_uploaded}))
+                })
+                .await?;
+            self.stop_check(run, opts, &key)?;
+            pushed.push((format!("{}/{}", dest.name(), target.repository), push_tags));
+        }
+        Ok(ContainerOutcome {
+            digest: published.digest,
+            platforms: published.platforms,
+            promoted_tags: promotion.tags,
+            pushed,
+        })
+    }
+}
+
+/// A local file with an artifact's bytes: the file itself, or a download into `dir`.
+async fn local_copy(
+    koji: Option<&koji_client::Client>,
+    artifact: &Artifact,
+    dir: &std::path::Path,
+    i: usize,
+) -> Result<std::path::PathBuf> {
+    if let crate::upload::ArtifactSource::Path { path } = &artifact.source {
+        return Ok(path.clone());
+    }
+    let mut data = crate::upload::open(koji, artifact).await?;
+    let path = dir.join(format!("archive-{i}.tar"));
+    let mut file = tokio::fs::File::create(&path).await.map_err(|e| Error::Io {
+        path: path.clone(),
+        source: e,
+    })?;
+    tokio::io::copy(&mut data.reader, &mut file)
+        .await
+        .map_err(|e| Error::Io {
+            path: path.clone(),
+            source: e,
+        })?;
+    Ok(path)
 }
