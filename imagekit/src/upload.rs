@@ -124,6 +124,21 @@ impl Artifact {
     }
 }
 
+/// Progress callbacks for an upload.
+#[derive(Clone)]
+pub struct Progress {
+    /// Called once with the total length.
+    pub on_start: std::sync::Arc<dyn Fn(u64) + Send + Sync>,
+    /// Called with the bytes of each read.
+    pub on_bytes: std::sync::Arc<dyn Fn(u64) + Send + Sync>,
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress")
+    }
+}
+
 /// The variables a name template may use.
 pub const NAME_VARIABLES: &[&str] = &["distro", "version", "release", "arch", "format", "date", "run"];
 
@@ -222,8 +237,25 @@ pub async fn upload(
     spec: &UploadSpec,
     created: &(dyn for<'a> Fn(&'a str) -> Result<()> + Send + Sync),
 ) -> Result<StoredImage> {
+    upload_with_progress(koji, artifact, store, spec, created, None).await
+}
+
+/// [`upload`], reporting [`Progress`]: the total length once the source is open, then the bytes
+/// as they are read.
+pub async fn upload_with_progress(
+    koji: Option<&koji_client::Client>,
+    artifact: &Artifact,
+    store: &dyn ImageStore,
+    spec: &UploadSpec,
+    created: &(dyn for<'a> Fn(&'a str) -> Result<()> + Send + Sync),
+    progress: Option<&Progress>,
+) -> Result<StoredImage> {
     let image = spec.image_for(artifact);
-    let data = open(koji, artifact).await?;
+    let mut data = open(koji, artifact).await?;
+    if let Some(p) = progress {
+        (p.on_start)(data.length);
+        data = data.on_progress(p.on_bytes.clone());
+    }
     let span = tracing::info_span!("upload", store = %store.name(), image = %image.name);
     store.create_and_upload(&image, data, created).instrument(span).await
 }

@@ -33,7 +33,7 @@ use imagekit::pipeline::{Pipeline, RunOptions, Runner, Services, SweepOptions, s
 use imagekit::promote::{PromotePolicy, Rotation, apply, plan};
 use imagekit::store::{GlanceStore, ImageStore, LocalStore};
 use imagekit::template::Template;
-use imagekit::upload::{Artifact, NAME_VARIABLES, UploadSpec, upload};
+use imagekit::upload::{Artifact, NAME_VARIABLES, Progress, UploadSpec, upload_with_progress};
 use serde_json::json;
 
 #[derive(Parser, Debug)]
@@ -624,15 +624,34 @@ async fn upload_cmd(cli: &Cli, a: &UploadArgs) -> imagekit::Result<String> {
         tags: a.tags.clone(),
         visibility: a.visibility.clone(),
     };
-    let bar = spinner(!cli.json, &format!("uploading to {}", store.name()));
-    let image = upload(koji.as_ref(), &artifact, store.as_ref(), &spec, &|id| {
-        tracing::info!(id, "image created");
-        Ok(())
-    })
-    .await;
-    if let Some(b) = bar {
-        b.finish_and_clear();
+    let bar = indicatif::ProgressBar::hidden();
+    if !cli.json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{msg} {bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+        ) {
+            bar.set_style(style);
+        }
+        bar.set_message(format!("uploading to {}", store.name()));
     }
+    let (b1, b2) = (bar.clone(), bar.clone());
+    let progress = Progress {
+        on_start: std::sync::Arc::new(move |n| b1.set_length(n)),
+        on_bytes: std::sync::Arc::new(move |n| b2.inc(n)),
+    };
+    let image = upload_with_progress(
+        koji.as_ref(),
+        &artifact,
+        store.as_ref(),
+        &spec,
+        &|id| {
+            tracing::info!(id, "image created");
+            Ok(())
+        },
+        Some(&progress),
+    )
+    .await;
+    bar.finish_and_clear();
     let image = image?;
     if cli.json {
         return to_json(&image);

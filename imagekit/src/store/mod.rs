@@ -91,6 +91,37 @@ pub struct ImageData {
     pub length: u64,
 }
 
+impl ImageData {
+    /// Calls `f` with the number of bytes of each read, as the data is consumed (progress bars).
+    pub fn on_progress(self, f: std::sync::Arc<dyn Fn(u64) + Send + Sync>) -> ImageData {
+        ImageData {
+            reader: Box::pin(Counting { inner: self.reader, f }),
+            length: self.length,
+        }
+    }
+}
+
+struct Counting {
+    inner: Pin<Box<dyn AsyncRead + Send>>,
+    f: std::sync::Arc<dyn Fn(u64) + Send + Sync>,
+}
+
+impl AsyncRead for Counting {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = self.inner.as_mut().poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            (self.f)(n as u64);
+        }
+        r
+    }
+}
+
 impl fmt::Debug for ImageData {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ImageData")
