@@ -111,6 +111,18 @@ pub trait Builder: Send + Sync + std::fmt::Debug {
         since: Option<i64>,
         started: &(dyn for<'a> Fn(&'a str) -> Result<()> + Send + Sync),
     ) -> Result<BuildResult>;
+
+    /// Picks up a build started earlier (`task` is what `started` heard then), after a crash:
+    /// a remote builder waits for that task instead of starting another. The default builds again.
+    async fn resume(
+        &self,
+        spec: &BuildSpec,
+        task: &str,
+        started: &(dyn for<'a> Fn(&'a str) -> Result<()> + Send + Sync),
+    ) -> Result<BuildResult> {
+        let _ = task;
+        self.build(spec, None, started).await
+    }
 }
 
 /// The disk format of an image file, from its name.
@@ -526,5 +538,18 @@ impl Builder for KojiBuilder {
         let task = self.koji.build_image_oz(&req).await?;
         started(&task.to_string())?;
         self.watch_to_end(spec, task).await
+    }
+
+    async fn resume(
+        &self,
+        spec: &BuildSpec,
+        task: &str,
+        _started: &(dyn for<'a> Fn(&'a str) -> Result<()> + Send + Sync),
+    ) -> Result<BuildResult> {
+        let id: i64 = task
+            .parse()
+            .map_err(|_| Error::InvalidInput(format!("{task:?} is not a Koji task id")))?;
+        tracing::info!(task = id, "re-attaching to the Koji task an earlier attempt started");
+        self.watch_to_end(spec, koji_client::TaskId(id)).await
     }
 }

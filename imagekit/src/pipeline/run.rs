@@ -218,6 +218,8 @@ pub struct Runner<'a> {
 
 /// The resource kind of uploaded images in the journal.
 pub const IMAGE_RESOURCE: &str = "image";
+/// The resource kind of build tasks in the journal (so a crashed run re-attaches to its task).
+pub const BUILD_TASK_RESOURCE: &str = "build-task";
 
 impl<'a> Runner<'a> {
     /// A runner.
@@ -338,15 +340,36 @@ impl<'a> Runner<'a> {
             .skip_if_built_within_hours
             .map(|h| record.started_at - (h as i64) * 3600);
         let build_input = json!({"spec": spec, "since": since});
+        // A task an interrupted attempt started is picked up, not started again.
+        let earlier_task = self
+            .journal
+            .live_resources(Some(run))?
+            .into_iter()
+            .find(|r| r.stage == "build" && r.kind == BUILD_TASK_RESOURCE)
+            .map(|r| r.id);
+        let builder_name = self.services.builder.name();
+        // A build attempted before may have been submitted without the journal hearing its task id
+        // (a crash right after submitting): look for builds and tasks since the run began.
+        let attempted_before = self.journal.stages(run)?.iter().any(|s| s.key == "build");
+        let search_since = since.or(attempted_before.then_some(record.started_at));
         let build: BuildResult = self
             .stage(run, "build", &build_input, &mut skipped, || async {
-                self.services
-                    .builder
-                    .build(&spec, since, &|task| {
-                        tracing::info!(task, "build started");
-                        Ok(())
-                    })
-                    .await
+                let started = |task: &str| {
+                    tracing::info!(task, "build started");
+                    self.journal
+                        .record_resource(run, "build", BUILD_TASK_RESOURCE, &builder_name, task, None)
+                };
+                let result = match &earlier_task {
+                    Some(task) => self.services.builder.resume(&spec, task, &started).await?,
+                    None => self.services.builder.build(&spec, search_since, &started).await?,
+                };
+                // A finished build task is history, not something to clean up.
+                for r in self.journal.live_resources(Some(run))? {
+                    if r.kind == BUILD_TASK_RESOURCE {
+                        self.journal.keep_resource(&r.kind, &r.location, &r.id)?;
+                    }
+                }
+                Ok(result)
             })
             .await?;
         self.stop_check(run, opts, "build")?;
