@@ -171,3 +171,33 @@ fn sweep_is_a_dry_run_until_told_yes() {
     assert_eq!(real["swept"].as_array().unwrap().len(), 2);
     assert_eq!(images(dir.path()), 0);
 }
+
+#[test]
+fn a_store_whose_cloud_is_not_in_clouds_yaml_fails_before_anything_is_built() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path(), "");
+    std::fs::write(
+        dir.path().join("clouds.yaml"),
+        "clouds:\n  prod:\n    auth:\n      auth_url: http://127.0.0.1:1/v3\n      username: u\n      password: p\n      project_name: p\n",
+    )
+    .unwrap();
+    let text = PIPELINE.replace(
+        "kind = \"local\"\npath = \"images\"",
+        "kind = \"glance\"\ncloud = \"prd\"",
+    );
+    std::fs::write(dir.path().join("typo.toml"), text).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_imagekit"))
+        .env("IMAGEKIT_JOURNAL", dir.path().join("journal.sqlite"))
+        .env("OS_CLIENT_CONFIG_FILE", dir.path().join("clouds.yaml"))
+        .current_dir(dir.path())
+        .args(["run", "typo.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("typo.toml:16") && err.contains("prd"), "{err}");
+    assert!(
+        !dir.path().join("out").exists() && !dir.path().join("build-runs").exists(),
+        "nothing was built"
+    );
+}

@@ -331,6 +331,8 @@ pub struct Pipeline {
     pub upload_name: Template,
     /// The production name template.
     pub promote_name: Option<Template>,
+    /// The text it was parsed from, to point at lines in later errors.
+    text: String,
 }
 
 /// Byte offset → 1-based line and column.
@@ -542,7 +544,46 @@ impl Pipeline {
             path: None,
             upload_name,
             promote_name,
+            text: text.to_string(),
         })
+    }
+
+    /// An error about the `nth` `[section]` of this pipeline (a store whose cloud is not in
+    /// clouds.yaml, a Koji profile that does not exist), pointing at the line of `key`.
+    pub fn error_at(&self, section: &str, nth: usize, key: &str, reason: impl std::fmt::Display) -> Error {
+        Error::Pipeline {
+            path: self.path.clone().unwrap_or_else(|| PathBuf::from("<pipeline>")),
+            line: locate(&self.text, section, nth, key),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// A pipeline built in Rust rather than read from a file, checked the same way.
+    ///
+    /// ```
+    /// use imagekit::pipeline::{Pipeline, PipelineFile};
+    /// let file: PipelineFile = toml::from_str(r#"
+    ///     name = "nightly"
+    ///     [build]
+    ///     builder = "local"
+    ///     command = ["./build.sh"]
+    ///     name = "img"
+    ///     version = "1"
+    ///     arches = ["x86_64"]
+    ///     formats = ["raw"]
+    ///     [[store]]
+    ///     name = "here"
+    ///     kind = "local"
+    ///     path = "/srv/images"
+    /// "#).unwrap();
+    /// let mut changed = file.clone();
+    /// changed.build.arches.push("aarch64".into());
+    /// let pipeline = Pipeline::new(changed).unwrap();
+    /// assert_eq!(pipeline.file.build.arches.len(), 2);
+    /// ```
+    pub fn new(file: PipelineFile) -> Result<Pipeline> {
+        let text = toml::to_string(&file).map_err(|e| Error::InvalidInput(format!("pipeline {}: {e}", file.name)))?;
+        Pipeline::parse(&text, None)
     }
 
     /// The pipeline a run was started with, from the spec the journal recorded

@@ -96,7 +96,9 @@ impl Services {
         let timeout = Duration::from_secs(b.timeout_minutes.saturating_mul(60));
         let (builder, koji): (Box<dyn Builder>, Option<koji_client::Client>) = match b.builder {
             BuilderKind::Koji => {
-                let profile = koji_client::Profile::load(b.koji_profile.as_deref().unwrap_or("koji"))?;
+                let name = b.koji_profile.as_deref().unwrap_or("koji");
+                let profile = koji_client::Profile::load(name)
+                    .map_err(|e| p.error_at("build", 0, "koji_profile", format!("Koji profile {name:?}: {e}")))?;
                 let koji = koji_client::ClientBuilder::from_profile(&profile).build()?;
                 let watch = koji_client::WatchOptions::default().deadline(timeout);
                 (Box::new(KojiBuilder::new(koji.clone(), watch)), Some(koji))
@@ -119,11 +121,12 @@ impl Services {
             }
         };
         let mut stores: BTreeMap<String, Box<dyn ImageStore>> = BTreeMap::new();
-        for s in &p.file.stores {
+        for (i, s) in p.file.stores.iter().enumerate() {
             let store: Box<dyn ImageStore> = match s.kind {
                 StoreKind::Glance => {
                     let cloud = s.cloud.as_deref().unwrap_or_default();
-                    let config = openstack_client::CloudConfig::load(Some(cloud))?;
+                    let config = openstack_client::CloudConfig::load(Some(cloud))
+                        .map_err(|e| p.error_at("store", i, "cloud", format!("store {:?}: {e}", s.name)))?;
                     let glance = openstack_client::glance::Glance::new(openstack_client::Session::from_cloud(&config)?);
                     Box::new(GlanceStore::new(cloud, glance))
                 }
