@@ -145,21 +145,20 @@ impl OciLayout {
         progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
     ) -> Result<()> {
         let path = self.blob_path(&blob.digest)?;
-        let tmp = path.with_extension(format!("partial-{}", std::process::id()));
+        let tmp = path.with_extension(format!("partial-{}-{}", std::process::id(), rand::random::<u32>()));
+        // Removes the partial file however this ends: an error, or the future dropped midway
+        // (a sibling transfer failed and the copy was abandoned).
+        let mut guard = PartialFile(Some(tmp.clone()));
         let mut verified = Verified::new(data, blob.clone(), format!("blob {}", blob.digest)).on_bytes(progress);
-        let result: Result<()> = async {
-            let mut file = tokio::fs::File::create(&tmp).await.map_err(|e| Error::io(&tmp, e))?;
-            while let Some(chunk) = verified.next().await {
-                file.write_all(&chunk?).await.map_err(|e| Error::io(&tmp, e))?;
-            }
-            file.flush().await.map_err(|e| Error::io(&tmp, e))?;
-            tokio::fs::rename(&tmp, &path).await.map_err(|e| Error::io(&path, e))
+        let mut file = tokio::fs::File::create(&tmp).await.map_err(|e| Error::io(&tmp, e))?;
+        while let Some(chunk) = verified.next().await {
+            file.write_all(&chunk?).await.map_err(|e| Error::io(&tmp, e))?;
         }
-        .await;
-        if result.is_err() {
-            let _ = tokio::fs::remove_file(&tmp).await;
-        }
-        result
+        file.flush().await.map_err(|e| Error::io(&tmp, e))?;
+        drop(file);
+        tokio::fs::rename(&tmp, &path).await.map_err(|e| Error::io(&path, e))?;
+        guard.0 = None;
+        Ok(())
     }
 
     /// Streams a blob, checked against its descriptor.
@@ -244,6 +243,17 @@ impl OciLayout {
     }
 }
 
+/// A partial blob file, removed when dropped unless it was renamed into place (`None`).
+struct PartialFile(Option<PathBuf>);
+
+impl Drop for PartialFile {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
 /// Writes a file through a temporary name and a rename, so readers never see half of it.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
@@ -279,6 +289,28 @@ mod tests {
         let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("blobs/sha256")).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "the failed write left no partial file");
         assert!(layout.blob_path("sha256:../../etc/passwd").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_blob_write_abandoned_midway_leaves_no_partial_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = OciLayout::create(dir.path()).unwrap();
+        let blob = Descriptor {
+            media_type: "x".into(),
+            digest: sha256_digest(b"never completes"),
+            size: 15,
+        };
+        // One chunk, then nothing ever again: the write is stuck until it is dropped.
+        let stuck: BlobStream =
+            Box::pin(futures::stream::iter([Ok(Bytes::from_static(b"never"))]).chain(futures::stream::pending()));
+        let r = tokio::time::timeout(
+            std::time::Duration::from_millis(100),
+            layout.write_blob(&blob, stuck, None),
+        )
+        .await;
+        assert!(r.is_err(), "still writing when abandoned");
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("blobs/sha256")).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 
     #[test]

@@ -201,7 +201,9 @@ impl ImageStore for LocalStore {
     }
 
     async fn delete(&self, id: &str) -> Result<()> {
-        for path in [self.data_path(id)?, self.meta_path(id)?] {
+        // The partial file too: what an upload cut short by a crash left behind.
+        let partial = self.data_path(id)?.with_extension("img.partial");
+        for path in [self.data_path(id)?, partial, self.meta_path(id)?] {
             match tokio::fs::remove_file(&path).await {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
