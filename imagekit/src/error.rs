@@ -59,6 +59,24 @@ pub enum Error {
         /// The last stage finished.
         after: String,
     },
+    /// An SSH connection or command channel failed (not a test's own failure).
+    #[error("ssh {target}: {reason}")]
+    Ssh {
+        /// `user@host:port`.
+        target: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A wait ran out of time.
+    #[error("{what}: not done after {after:?}; last: {last}")]
+    Timeout {
+        /// What was waited for.
+        what: String,
+        /// The deadline.
+        after: std::time::Duration,
+        /// The last state or error seen.
+        last: String,
+    },
     /// Arguments that cannot work, found before anything was changed.
     #[error("{0}")]
     InvalidInput(String),
