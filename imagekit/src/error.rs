@@ -67,6 +67,14 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// A local VM could not be started or died.
+    #[error("VM {name}: {reason}")]
+    Vm {
+        /// The VM.
+        name: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// A wait ran out of time.
     #[error("{what}: not done after {after:?}; last: {last}")]
     Timeout {

@@ -19,6 +19,7 @@ pub mod error;
 pub mod journal;
 pub mod pipeline;
 pub mod promote;
+pub mod qemu;
 pub mod ssh;
 pub mod store;
 pub mod template;

@@ -1,0 +1,486 @@
+//! The local compute backend: QEMU. Each VM boots a qcow2 overlay on the image (the image itself
+//! is never written, and several VMs share one base), gets its SSH key and hostname from a NoCloud
+//! seed ISO, and reaches the host through user-mode networking with a host port that QEMU picks
+//! and QMP reports. The serial console goes to a log file. KVM is used when a real boot proves it
+//! works (on many CI machines `/dev/kvm` exists but guests hang), else TCG. Teardown — explicit or
+//! on drop — kills QEMU and removes overlay, seed and sockets.
+//!
+//! ```no_run
+//! # async fn demo() -> imagekit::Result<()> {
+//! use std::time::Duration;
+//! use imagekit::qemu::{QemuConfig, Vm, VmSpec};
+//! use imagekit::ssh::SshKey;
+//! let key = SshKey::generate()?;
+//! let config = QemuConfig::default();
+//! let spec = VmSpec::new("/srv/images/alma9.qcow2".as_ref(), "test-1", &key.public_openssh());
+//! let vm = Vm::start(&config, &spec).await?;
+//! let session = vm.wait_ssh(&key, "root", Duration::from_secs(300)).await?;
+//! // … run tests …
+//! vm.destroy().await?;
+//! # Ok(()) }
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+
+use crate::error::{Error, Result};
+use crate::ssh::{Session, SshKey, Target, connect_when_ready};
+
+/// Hardware acceleration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    /// KVM when a probe boot shows it works, else TCG (the default).
+    Auto,
+    /// KVM, no probe.
+    Kvm,
+    /// Software emulation.
+    Tcg,
+}
+
+/// How VMs are run.
+#[derive(Debug, Clone)]
+pub struct QemuConfig {
+    /// The QEMU binary.
+    pub qemu: PathBuf,
+    /// Boot this kernel directly (with `initrd` and `append`) instead of the image's bootloader.
+    pub kernel: Option<PathBuf>,
+    /// The initramfs for `kernel`.
+    pub initrd: Option<PathBuf>,
+    /// The kernel command line for `kernel`.
+    pub append: String,
+    /// Memory, MiB.
+    pub memory_mib: u32,
+    /// Virtual CPUs.
+    pub cpus: u32,
+    /// Acceleration.
+    pub accel: Accel,
+    /// Where VM directories go (default: the system temp dir).
+    pub work_dir: PathBuf,
+}
+
+impl Default for QemuConfig {
+    fn default() -> Self {
+        QemuConfig {
+            qemu: "qemu-system-x86_64".into(),
+            kernel: None,
+            initrd: None,
+            append: "console=ttyS0 panic=-1".into(),
+            memory_mib: 512,
+            cpus: 1,
+            accel: Accel::Auto,
+            work_dir: std::env::temp_dir(),
+        }
+    }
+}
+
+/// One VM to boot.
+#[derive(Debug, Clone)]
+pub struct VmSpec {
+    /// The base image (qcow2).
+    pub image: PathBuf,
+    /// Its name (hostname, instance id prefix).
+    pub name: String,
+    /// The public key to authorize (`ssh_authorized_keys` in the seed).
+    pub public_key: String,
+}
+
+impl VmSpec {
+    /// A VM of `image` called `name`, letting in `public_key`.
+    pub fn new(image: &Path, name: &str, public_key: &str) -> VmSpec {
+        VmSpec {
+            image: image.to_path_buf(),
+            name: name.into(),
+            public_key: public_key.into(),
+        }
+    }
+}
+
+/// A running VM.
+#[derive(Debug)]
+pub struct Vm {
+    dir: PathBuf,
+    child: Option<tokio::process::Child>,
+    ssh_port: u16,
+    console: PathBuf,
+    accel: Accel,
+}
+
+fn io(path: &Path, e: std::io::Error) -> Error {
+    Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    }
+}
+
+fn vm_err(name: &str, reason: impl std::fmt::Display) -> Error {
+    Error::Vm {
+        name: name.into(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Whether KVM works here, decided once per process by a probe boot.
+static KVM_WORKS: OnceLock<bool> = OnceLock::new();
+
+async fn run_tool(program: &str, args: &[&std::ffi::OsStr], name: &str) -> Result<()> {
+    let out = tokio::process::Command::new(program)
+        .args(args)
+        .output()
+        .await
+        .map_err(|e| vm_err(name, format!("{program}: {e} (install it: dev/setup-test-deps)")))?;
+    if !out.status.success() {
+        return Err(vm_err(
+            name,
+            format!("{program} failed: {}", String::from_utf8_lossy(&out.stderr).trim()),
+        ));
+    }
+    Ok(())
+}
+
+/// A qcow2 overlay on `image`: the image is never written, and VMs can share it.
+async fn create_overlay(image: &Path, overlay: &Path, name: &str) -> Result<()> {
+    let args: [&std::ffi::OsStr; 9] = [
+        "create".as_ref(),
+        "-q".as_ref(),
+        "-f".as_ref(),
+        "qcow2".as_ref(),
+        "-b".as_ref(),
+        image.as_os_str(),
+        "-F".as_ref(),
+        "qcow2".as_ref(),
+        overlay.as_os_str(),
+    ];
+    run_tool("qemu-img", &args, name).await
+}
+
+impl Vm {
+    /// Boots a VM: overlay, seed, QEMU; returns once QEMU runs and its SSH port is known (the
+    /// guest is still booting: use [`Vm::wait_ssh`]).
+    pub async fn start(config: &QemuConfig, spec: &VmSpec) -> Result<Vm> {
+        let image = std::fs::canonicalize(&spec.image).map_err(|e| io(&spec.image, e))?;
+        let suffix: String = format!("{:08x}", rand_u32());
+        let dir = config.work_dir.join(format!("imagekit-vm-{}-{suffix}", spec.name));
+        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        // From here on, a failure removes the directory (the Vm's drop does).
+        let mut vm = Vm {
+            dir: dir.clone(),
+            child: None,
+            ssh_port: 0,
+            console: dir.join("console.log"),
+            accel: Accel::Tcg,
+        };
+        let overlay = dir.join("overlay.qcow2");
+        create_overlay(&image, &overlay, &spec.name).await?;
+        let seed_dir = dir.join("seed");
+        std::fs::create_dir_all(&seed_dir).map_err(|e| io(&seed_dir, e))?;
+        let user_data = format!(
+            "#cloud-config\nssh_authorized_keys:\n  - {}\ndisable_root: false\n",
+            spec.public_key.trim()
+        );
+        let meta_data = format!("instance-id: {}-{suffix}\nlocal-hostname: {}\n", spec.name, spec.name);
+        std::fs::write(seed_dir.join("user-data"), user_data).map_err(|e| io(&seed_dir, e))?;
+        std::fs::write(seed_dir.join("meta-data"), meta_data).map_err(|e| io(&seed_dir, e))?;
+        let seed = dir.join("seed.iso");
+        run_tool(
+            "genisoimage",
+            &[
+                "-quiet".as_ref(),
+                "-output".as_ref(),
+                seed.as_os_str(),
+                "-volid".as_ref(),
+                "cidata".as_ref(),
+                "-joliet".as_ref(),
+                "-rock".as_ref(),
+                seed_dir.join("user-data").as_os_str(),
+                seed_dir.join("meta-data").as_os_str(),
+            ],
+            &spec.name,
+        )
+        .await?;
+
+        let accel = match (config.accel, KVM_WORKS.get()) {
+            (Accel::Auto, Some(true)) => Accel::Kvm,
+            (Accel::Auto, Some(false)) => Accel::Tcg,
+            (Accel::Auto, None) if kvm_accessible() => probe_kvm(config, &vm, &image, &seed, spec).await,
+            (Accel::Auto, None) => Accel::Tcg,
+            (a, _) => a,
+        };
+        vm.launch(config, &overlay, &seed, spec, accel).await?;
+        Ok(vm)
+    }
+
+    async fn launch(
+        &mut self,
+        config: &QemuConfig,
+        overlay: &Path,
+        seed: &Path,
+        spec: &VmSpec,
+        accel: Accel,
+    ) -> Result<()> {
+        let qmp = self.dir.join("qmp.sock");
+        let _ = std::fs::remove_file(&qmp);
+        let _ = std::fs::remove_file(&self.console);
+        let mut cmd = tokio::process::Command::new(&config.qemu);
+        cmd.args(["-nodefaults", "-display", "none", "-no-reboot"])
+            .args(["-m", &config.memory_mib.to_string(), "-smp", &config.cpus.to_string()])
+            .args(["-accel", if accel == Accel::Kvm { "kvm" } else { "tcg" }])
+            .arg("-serial")
+            .arg(format!("file:{}", self.console.display()))
+            .arg("-qmp")
+            .arg(format!("unix:{},server=on,wait=off", qmp.display()))
+            .arg("-drive")
+            .arg(format!("file={},if=virtio,format=qcow2", overlay.display()))
+            .arg("-drive")
+            .arg(format!("file={},if=virtio,format=raw,readonly=on", seed.display()))
+            .args(["-device", "virtio-rng-pci"])
+            .args([
+                "-netdev",
+                "user,id=n0,hostfwd=tcp:127.0.0.1:0-:22",
+                "-device",
+                "virtio-net-pci,netdev=n0",
+            ]);
+        if let Some(k) = &config.kernel {
+            cmd.arg("-kernel").arg(k).arg("-append").arg(&config.append);
+            if let Some(i) = &config.initrd {
+                cmd.arg("-initrd").arg(i);
+            }
+        }
+        let child = cmd
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(self.dir.join("qemu.stderr")).map_err(|e| io(&self.dir, e))?)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                vm_err(
+                    &spec.name,
+                    format!("{}: {e} (install qemu-system-x86)", config.qemu.display()),
+                )
+            })?;
+        self.child = Some(child);
+        self.accel = accel;
+        self.ssh_port = self.qmp_ssh_port(&qmp, &spec.name).await?;
+        Ok(())
+    }
+
+    /// Asks QMP which host port forwards to the guest's port 22 (`info usernet`).
+    async fn qmp_ssh_port(&mut self, qmp: &Path, name: &str) -> Result<u16> {
+        let started = Instant::now();
+        let stream = loop {
+            match tokio::net::UnixStream::connect(qmp).await {
+                Ok(s) => break s,
+                Err(e) => {
+                    if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                        let stderr = std::fs::read_to_string(self.dir.join("qemu.stderr")).unwrap_or_default();
+                        return Err(vm_err(name, format!("QEMU exited ({status}): {}", stderr.trim())));
+                    }
+                    if started.elapsed() > Duration::from_secs(20) {
+                        return Err(vm_err(name, format!("no QMP socket after 20 s: {e}")));
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        let (read, mut write) = stream.into_split();
+        let mut lines = BufReader::new(read).lines();
+        // Greeting, then capabilities negotiation, then the question.
+        lines.next_line().await.map_err(|e| io(qmp, e))?;
+        qmp_execute(
+            &mut write,
+            &mut lines,
+            qmp,
+            name,
+            serde_json::json!({"execute": "qmp_capabilities"}),
+        )
+        .await?;
+        let v = qmp_execute(
+            &mut write,
+            &mut lines,
+            qmp,
+            name,
+            serde_json::json!({"execute": "human-monitor-command", "arguments": {"command-line": "info usernet"}}),
+        )
+        .await?;
+        let text = v["return"].as_str().unwrap_or_default();
+        parse_usernet_port(text).ok_or_else(|| vm_err(name, format!("no SSH forwarding in `info usernet`: {text:?}")))
+    }
+
+    /// The host port forwarded to the guest's SSH port.
+    pub fn ssh_port(&self) -> u16 {
+        self.ssh_port
+    }
+
+    /// The acceleration in use.
+    pub fn accel(&self) -> Accel {
+        self.accel
+    }
+
+    /// Where the serial console is logged.
+    pub fn console_log(&self) -> &Path {
+        &self.console
+    }
+
+    /// The serial console so far (the last `max` bytes).
+    pub fn console(&self, max: usize) -> String {
+        let text = std::fs::read(&self.console).unwrap_or_default();
+        String::from_utf8_lossy(&text[text.len().saturating_sub(max)..]).into_owned()
+    }
+
+    /// Waits for an authenticated SSH session as `user`, failing early when QEMU exits or the
+    /// kernel panics (with the console's tail in the error).
+    pub async fn wait_ssh(&self, key: &SshKey, user: &str, deadline: Duration) -> Result<Session> {
+        let target = Target::new("127.0.0.1", self.ssh_port, user);
+        let login = connect_when_ready(&target, key, deadline);
+        tokio::pin!(login);
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                r = &mut login => {
+                    return r.map_err(|e| match e {
+                        Error::Timeout { what, after, last } => Error::Timeout {
+                            what,
+                            after,
+                            last: format!("{last}; console tail:\n{}", self.console(2000)),
+                        },
+                        other => other,
+                    });
+                }
+                _ = tick.tick() => {
+                    let console = self.console(64 * 1024);
+                    if console.contains("Kernel panic") {
+                        return Err(vm_err(&self.dir.display().to_string(), format!("kernel panic:\n{}", self.console(2000))));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stops QEMU and removes overlay, seed, sockets and logs.
+    pub async fn destroy(mut self) -> Result<()> {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill().await;
+            let _ = c.wait().await;
+        }
+        let dir = std::mem::take(&mut self.dir);
+        tokio::fs::remove_dir_all(&dir).await.map_err(|e| io(&dir, e))
+    }
+
+    /// Keeps the console log: copies it to `dest` (before destroy).
+    pub fn save_console(&self, dest: &Path) -> Result<()> {
+        std::fs::copy(&self.console, dest).map(drop).map_err(|e| io(dest, e))
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.start_kill();
+        }
+        if !self.dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Sends one QMP command and returns its answer, skipping asynchronous events.
+async fn qmp_execute(
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+    lines: &mut tokio::io::Lines<BufReader<tokio::net::unix::OwnedReadHalf>>,
+    qmp: &Path,
+    name: &str,
+    command: Value,
+) -> Result<Value> {
+    write
+        .write_all(format!("{command}\n").as_bytes())
+        .await
+        .map_err(|e| io(qmp, e))?;
+    while let Some(line) = lines.next_line().await.map_err(|e| io(qmp, e))? {
+        let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+        if let Some(err) = v.get("error") {
+            return Err(vm_err(name, format!("QMP {command}: {err}")));
+        }
+        if v.get("return").is_some() {
+            return Ok(v);
+        }
+    }
+    Err(vm_err(name, "QMP closed the connection"))
+}
+
+/// `info usernet` lists `TCP[HOST_FORWARD]  FD  SRC_ADDR  SRC_PORT  DST_ADDR  DST_PORT …`; the
+/// host port of the forward to port 22.
+pub(crate) fn parse_usernet_port(text: &str) -> Option<u16> {
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.first().is_some_and(|x| x.starts_with("TCP[HOST_FORWARD]")) && f.get(5) == Some(&"22"))
+            .then(|| f.get(3)?.parse().ok())
+            .flatten()
+    })
+}
+
+fn rand_u32() -> u32 {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    n ^ std::process::id().rotate_left(13) ^ COUNTER.fetch_add(0x9e37_79b9, std::sync::atomic::Ordering::Relaxed)
+}
+
+fn kvm_accessible() -> bool {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
+}
+
+/// Boots once with KVM, on an overlay of its own, and watches the console: output within 10 s
+/// means KVM works. The answer is kept for the process.
+async fn probe_kvm(config: &QemuConfig, vm: &Vm, image: &Path, seed: &Path, spec: &VmSpec) -> Accel {
+    if let Some(known) = KVM_WORKS.get() {
+        return if *known { Accel::Kvm } else { Accel::Tcg };
+    }
+    let mut probe = Vm {
+        dir: vm.dir.join("kvm-probe"),
+        child: None,
+        ssh_port: 0,
+        console: vm.dir.join("kvm-probe/console.log"),
+        accel: Accel::Kvm,
+    };
+    let works = async {
+        std::fs::create_dir_all(&probe.dir).ok()?;
+        let overlay = probe.dir.join("overlay.qcow2");
+        create_overlay(image, &overlay, &spec.name).await.ok()?;
+        probe.launch(config, &overlay, seed, spec, Accel::Kvm).await.ok()?;
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
+            if probe.console(4096).trim().len() > 20 {
+                return Some(());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        None
+    }
+    .await
+    .is_some();
+    let _ = probe.destroy().await;
+    let _ = KVM_WORKS.set(works);
+    tracing::info!(kvm = works, "KVM probe boot");
+    if works { Accel::Kvm } else { Accel::Tcg }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_forwarded_ssh_port_is_read_from_info_usernet() {
+        let text = "Hub -1 (n0):\r\n  Protocol[State]    FD  Source Address  Port   Dest. Address  Port RecvQ SendQ\r\n  TCP[HOST_FORWARD]  13       127.0.0.1 40123       10.0.2.15    22     0     0\r\n";
+        assert_eq!(parse_usernet_port(text), Some(40123));
+        assert_eq!(parse_usernet_port("nothing"), None);
+    }
+}

@@ -1,0 +1,114 @@
+//! The QEMU backend for real, with the tiny guest of `dev/build-tiny-guest` (dev/test builds it
+//! when QEMU is installed): two VMs at once from one base image, SSH as the readiness signal,
+//! teardown that leaves no process and no file.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use imagekit::qemu::{QemuConfig, Vm, VmSpec};
+use imagekit::ssh::{Command, SshKey};
+
+fn guest() -> Option<PathBuf> {
+    match std::env::var_os("IMAGEKIT_TINY_GUEST") {
+        Some(d) => Some(d.into()),
+        None => {
+            assert_ne!(
+                std::env::var("IMAGEKIT_REAL_PEERS").as_deref(),
+                Ok("1"),
+                "no tiny guest: use dev/test"
+            );
+            eprintln!("skipped: QEMU or the tiny guest is missing (dev/setup-test-deps, then dev/test)");
+            None
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_vms_boot_from_one_base_answer_ssh_and_leave_nothing_behind() {
+    let Some(guest) = guest() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let config = QemuConfig {
+        kernel: Some(guest.join("vmlinuz")),
+        initrd: Some(guest.join("initrd.img")),
+        memory_mib: 256,
+        work_dir: work.path().to_path_buf(),
+        ..Default::default()
+    };
+    let key = SshKey::generate().unwrap();
+    let base = guest.join("disk.qcow2");
+    let base_before = std::fs::read(&base).unwrap();
+    let (spec_a, spec_b) = (
+        VmSpec::new(&base, "tiny-a", &key.public_openssh()),
+        VmSpec::new(&base, "tiny-b", &key.public_openssh()),
+    );
+    let (a, b) = tokio::join!(Vm::start(&config, &spec_a), Vm::start(&config, &spec_b));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_ne!(a.ssh_port(), b.ssh_port());
+    let (sa, sb) = tokio::join!(
+        a.wait_ssh(&key, "root", Duration::from_secs(240)),
+        b.wait_ssh(&key, "root", Duration::from_secs(240)),
+    );
+    let (sa, sb) = (sa.unwrap(), sb.unwrap());
+    for (s, name) in [(&sa, "tiny-a"), (&sb, "tiny-b")] {
+        let r = s.run(&Command::new(["hostname"])).await.unwrap();
+        assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), name);
+    }
+    assert!(a.console(100_000).contains("imagekit-tiny-guest: ready"));
+    let pid_dirs: Vec<_> = std::fs::read_dir(work.path()).unwrap().collect();
+    assert_eq!(pid_dirs.len(), 2);
+    sa.close().await.unwrap();
+    sb.close().await.unwrap();
+    a.destroy().await.unwrap();
+    b.destroy().await.unwrap();
+    assert_eq!(
+        std::fs::read_dir(work.path()).unwrap().count(),
+        0,
+        "overlays, seeds, sockets removed"
+    );
+    let ps = std::process::Command::new("pgrep")
+        .args(["-f", &work.path().display().to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        ps.stdout.is_empty(),
+        "no QEMU left: {}",
+        String::from_utf8_lossy(&ps.stdout)
+    );
+    assert_eq!(
+        std::fs::read(&base).unwrap(),
+        base_before,
+        "the base image was never written"
+    );
+}
+
+#[tokio::test]
+async fn a_vm_that_never_answers_fails_at_the_deadline_with_its_console() {
+    let Some(guest) = guest() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let config = QemuConfig {
+        kernel: Some(guest.join("vmlinuz")),
+        initrd: Some(guest.join("initrd.img")),
+        memory_mib: 256,
+        work_dir: work.path().to_path_buf(),
+        ..Default::default()
+    };
+    // A key the guest was not given.
+    let given = SshKey::generate().unwrap();
+    let other = SshKey::generate().unwrap();
+    let vm = Vm::start(
+        &config,
+        &VmSpec::new(&guest.join("disk.qcow2"), "tiny-c", &given.public_openssh()),
+    )
+    .await
+    .unwrap();
+    let e = vm.wait_ssh(&other, "root", Duration::from_secs(8)).await.unwrap_err();
+    assert!(matches!(e, imagekit::Error::Timeout { .. }), "{e}");
+    assert!(e.to_string().contains("console tail"), "{e}");
+    drop(vm);
+    assert_eq!(
+        std::fs::read_dir(work.path()).unwrap().count(),
+        0,
+        "dropping the VM cleans up too"
+    );
+}
