@@ -13,6 +13,7 @@
 //! assert_eq!(image.name(), "my-image");
 //! ```
 
+pub mod boot_test;
 pub mod build;
 pub mod container;
 pub mod error;

@@ -112,3 +112,86 @@ async fn a_vm_that_never_answers_fails_at_the_deadline_with_its_console() {
         "dropping the VM cleans up too"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_boot_test_reports_passes_failures_and_timeouts_apart_from_infrastructure_errors() {
+    use imagekit::boot_test::{BootTestOptions, QemuCompute, Suite, TestCase, Verdict, boot_test};
+    let Some(guest) = guest() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let compute = QemuCompute::new(QemuConfig {
+        kernel: Some(guest.join("vmlinuz")),
+        initrd: Some(guest.join("initrd.img")),
+        memory_mib: 256,
+        work_dir: work.path().join("vms"),
+        ..Default::default()
+    });
+    let suite_dir = work.path().join("suite");
+    std::fs::create_dir_all(&suite_dir).unwrap();
+    std::fs::write(
+        suite_dir.join("runtests.sh"),
+        "#!/bin/sh\necho \"scenario $1\"\n[ \"$1\" = mysql ] || { echo \"no such scenario: $1\" >&2; exit 2; }\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        suite_dir.join("runtests.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let suite = Suite::dir(&suite_dir)
+        .test(TestCase::new("mysql", ["./runtests.sh", "mysql"]))
+        .test(TestCase::new(
+            "puppet; unmanaged",
+            ["./runtests.sh", "puppet; unmanaged $(reboot)"],
+        ))
+        .test(TestCase::new("hangs", ["sleep", "600"]).timeout(Duration::from_secs(2)));
+    let mut opts = BootTestOptions::new(&work.path().join("artifacts"));
+    opts.ssh_deadline = Duration::from_secs(240);
+    let image = guest.join("disk.qcow2").display().to_string();
+    let report = boot_test(&compute, &image, &suite, &opts).await.unwrap();
+    assert!(report.infrastructure_error.is_none(), "{report:?}");
+    let verdicts: Vec<Verdict> = report.tests.iter().map(|t| t.verdict).collect();
+    assert_eq!(verdicts, [Verdict::Passed, Verdict::Failed, Verdict::TimedOut]);
+    assert!(
+        report.tests[1]
+            .message
+            .as_ref()
+            .unwrap()
+            .contains("no such scenario: puppet; unmanaged $(reboot)")
+    );
+    let a = work.path().join("artifacts");
+    assert_eq!(
+        std::fs::read_to_string(a.join("tests/mysql.stdout")).unwrap(),
+        "scenario mysql\n"
+    );
+    assert!(
+        std::fs::read_to_string(a.join("console.log"))
+            .unwrap()
+            .contains("imagekit-tiny-guest")
+    );
+    let junit =
+        quick_junit::Report::deserialize_from_str(&std::fs::read_to_string(a.join("junit.xml")).unwrap()).unwrap();
+    assert_eq!(junit.test_suites[0].test_cases.len(), 3);
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(a.join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["tests"][2]["verdict"], "timed_out");
+    assert_eq!(
+        std::fs::read_dir(work.path().join("vms")).unwrap().count(),
+        0,
+        "the VM is gone"
+    );
+
+    // An image that does not exist: an infrastructure error, reported, not a test failure.
+    let bad = boot_test(
+        &compute,
+        "/nonexistent.qcow2",
+        &suite,
+        &BootTestOptions::new(&work.path().join("bad")),
+    )
+    .await
+    .unwrap();
+    assert!(
+        bad.infrastructure_error.as_ref().unwrap().contains("nonexistent"),
+        "{bad:?}"
+    );
+    assert!(bad.tests.is_empty());
+    assert!(work.path().join("bad/junit.xml").exists());
+}
