@@ -195,3 +195,51 @@ async fn a_boot_test_reports_passes_failures_and_timeouts_apart_from_infrastruct
     assert!(bad.tests.is_empty());
     assert!(work.path().join("bad/junit.xml").exists());
 }
+
+#[test]
+fn imagekit_test_exits_3_on_a_failed_test_and_1_when_the_vm_never_comes_up() {
+    let Some(guest) = guest() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let suite = work.path().join("suite");
+    std::fs::create_dir_all(&suite).unwrap();
+    std::fs::write(suite.join("runtests.sh"), "#!/bin/sh\n[ \"$1\" = mysql ]\n").unwrap();
+    std::fs::set_permissions(
+        suite.join("runtests.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let run = |image: &str, artifacts: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_imagekit"))
+            .env("TMPDIR", work.path())
+            .args(["test", image, "--suite", suite.to_str().unwrap(), "mysql", "postgres"])
+            .args(["--kernel", guest.join("vmlinuz").to_str().unwrap()])
+            .args(["--initrd", guest.join("initrd.img").to_str().unwrap()])
+            .args(["--memory", "256", "--ssh-timeout", "240", "--artifacts", artifacts])
+            .output()
+            .unwrap()
+    };
+    let artifacts = work.path().join("results");
+    let o = run(guest.join("disk.qcow2").to_str().unwrap(), artifacts.to_str().unwrap());
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("PASSED") && out.contains("FAILED") && out.contains("1 passed, 1 failed"),
+        "{out}"
+    );
+    assert!(artifacts.join("junit.xml").exists());
+    let o = run("/nonexistent.qcow2", work.path().join("bad").to_str().unwrap());
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stdout));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("INFRASTRUCTURE ERROR"));
+    let vms: Vec<_> = std::fs::read_dir(work.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("imagekit-vm-"))
+        .collect();
+    assert!(vms.is_empty(), "no VM directory left: {vms:?}");
+}

@@ -11,14 +11,15 @@
 //! imagekit promote image --cloud prod IMAGE_ID --name "ALMA9 - x86_64" [--dry-run]
 //! imagekit promote container registry.cern.ch/cern/alma9 --from test --tag latest --tag 2026-11-24
 //! imagekit push registry.cern.ch/cern/alma9:latest docker.io/cern/alma9 --tag latest
+//! imagekit test alma9.qcow2 --suite ./tests mysql puppet   # boots it in QEMU, JUnit in ./imagekit-test-results
 //! ```
 //!
 //! Configuration comes from the files users already have: Koji profiles, clouds.yaml, the Docker
 //! config. The run journal is `$IMAGEKIT_JOURNAL`, else `~/.local/share/imagekit/journal.sqlite`.
 //!
-//! Exit status: 0 done; 1 an infrastructure error (a service failed or answered garbage); 2 bad
-//! input (arguments, pipeline file, configuration), nothing was changed; 4 a run stopped on
-//! purpose (`--stop-after`), resume it.
+//! Exit status: 0 done; 1 an infrastructure error (a service failed or answered garbage, a VM never
+//! came up); 2 bad input (arguments, pipeline file, configuration), nothing was changed; 3 a test
+//! failed (`imagekit test`); 4 a run stopped on purpose (`--stop-after`), resume it.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -88,6 +89,8 @@ enum Command {
     /// Promote a tested image (cloud) or retag a container image.
     #[command(subcommand)]
     Promote(PromoteCmd),
+    /// Boot an image (locally, with QEMU) and run a test suite in it over SSH.
+    Test(TestArgs),
     /// Copy a container image with every platform, by digest, to another registry.
     Push {
         /// Source reference (`registry.cern.ch/cern/alma9:test`).
@@ -182,6 +185,46 @@ struct UploadArgs {
     visibility: String,
 }
 
+#[derive(clap::Args, Debug)]
+struct TestArgs {
+    /// The image (qcow2).
+    image: PathBuf,
+    /// The suite: a local directory (copied in) or a git URL (cloned in the guest).
+    #[arg(long)]
+    suite: String,
+    /// Scenarios: each runs as `RUNNER SCENARIO` (none: the runner once, as test "all").
+    tests: Vec<String>,
+    /// The suite's runner, relative to the suite directory.
+    #[arg(long, default_value = "./runtests.sh")]
+    runner: String,
+    /// Timeout per test, seconds.
+    #[arg(long, default_value_t = 1800)]
+    test_timeout: u64,
+    /// Time allowed until SSH logs in, seconds.
+    #[arg(long, default_value_t = 300)]
+    ssh_timeout: u64,
+    /// The login user.
+    #[arg(long, default_value = "root")]
+    user: String,
+    /// Wait for cloud-init to finish before testing.
+    #[arg(long)]
+    cloud_init: bool,
+    /// Where reports and logs go.
+    #[arg(long, default_value = "imagekit-test-results")]
+    artifacts: PathBuf,
+    /// After a failure, keep the VM this many seconds (for debugging).
+    #[arg(long)]
+    hold_on_failure: Option<u64>,
+    /// Boot this kernel directly (with --initrd) instead of the image's bootloader.
+    #[arg(long, requires = "initrd")]
+    kernel: Option<PathBuf>,
+    #[arg(long)]
+    initrd: Option<PathBuf>,
+    /// Guest memory, MiB.
+    #[arg(long, default_value_t = 1024)]
+    memory: u32,
+}
+
 #[derive(Subcommand, Debug)]
 enum PromoteCmd {
     /// Rename and publish a tested cloud image, rotating the previous one.
@@ -238,6 +281,9 @@ fn parse_rotation(s: &str) -> Result<Rotation, String> {
     }
 }
 
+/// Exit status of `imagekit test` when a test failed (the infrastructure worked).
+const TESTS_FAILED: u8 = 3;
+
 /// Exit status for an error: 2 for bad input, 4 for a planned stop, 1 for the rest.
 fn exit_code(e: &Error) -> u8 {
     match e {
@@ -287,6 +333,18 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Command::Test(args) = &cli.command {
+        return match test_cmd(&cli, args).await {
+            Ok((out, code)) => {
+                println!("{out}");
+                ExitCode::from(code)
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(exit_code(&e))
+            }
+        };
+    }
     match run(&cli).await {
         Ok(out) => {
             if !out.is_empty() {
@@ -339,6 +397,7 @@ async fn run(cli: &Cli) -> imagekit::Result<String> {
             run_output(cli, &report?)
         }
         Command::Results { run } => results(cli, run.as_deref()),
+        Command::Test(_) => Err(Error::InvalidInput("handled in main".into())),
         Command::Sweep {
             pipelines,
             ttl_hours,
@@ -663,4 +722,72 @@ async fn upload_cmd(cli: &Cli, a: &UploadArgs) -> imagekit::Result<String> {
         image.size.unwrap_or(0),
         image.sha512.unwrap_or_default()
     ))
+}
+
+/// Runs `imagekit test`; the exit code is 0 (passed), 3 (a test failed) or 1 (infrastructure).
+async fn test_cmd(cli: &Cli, a: &TestArgs) -> imagekit::Result<(String, u8)> {
+    use imagekit::boot_test::{BootTestOptions, QemuCompute, Suite, TestCase, boot_test};
+    let qemu = imagekit::qemu::QemuConfig {
+        kernel: a.kernel.clone(),
+        initrd: a.initrd.clone(),
+        memory_mib: a.memory,
+        ..Default::default()
+    };
+    let mut suite = if std::path::Path::new(&a.suite).is_dir() {
+        Suite::dir(a.suite.as_ref())
+    } else if a.suite.contains("://") || a.suite.ends_with(".git") {
+        Suite::git(&a.suite)
+    } else {
+        return Err(Error::InvalidInput(format!(
+            "--suite {}: not a directory or a git URL",
+            a.suite
+        )));
+    };
+    let timeout = Duration::from_secs(a.test_timeout);
+    if a.tests.is_empty() {
+        suite = suite.test(TestCase::new("all", [a.runner.clone()]).timeout(timeout));
+    }
+    for t in &a.tests {
+        suite = suite.test(TestCase::new(t, [a.runner.clone(), t.clone()]).timeout(timeout));
+    }
+    let mut opts = BootTestOptions::new(&a.artifacts);
+    opts.user = a.user.clone();
+    opts.ssh_deadline = Duration::from_secs(a.ssh_timeout);
+    opts.cloud_init = a.cloud_init;
+    opts.hold_on_failure = a.hold_on_failure.map(Duration::from_secs);
+    let image = a.image.display().to_string();
+    let bar = spinner(!cli.json, &format!("booting {image} and testing"));
+    let report = boot_test(&QemuCompute::new(qemu), &image, &suite, &opts).await;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let report = report?;
+    let code = match (&report.infrastructure_error, report.failed()) {
+        (Some(_), _) => 1,
+        (None, 0) => 0,
+        _ => TESTS_FAILED,
+    };
+    if cli.json {
+        return Ok((to_json(&report)?, code));
+    }
+    let mut out = String::new();
+    if let Some(e) = &report.infrastructure_error {
+        out += &format!("INFRASTRUCTURE ERROR: {e}\n");
+    }
+    for t in &report.tests {
+        out += &format!(
+            "{:<9} {:<30} {:>6.1}s{}\n",
+            format!("{:?}", t.verdict).to_uppercase(),
+            t.name,
+            t.duration.as_secs_f64(),
+            t.message.as_ref().map(|m| format!("  {m}")).unwrap_or_default()
+        );
+    }
+    out += &format!(
+        "{} passed, {} failed; JUnit and logs in {}",
+        report.passed(),
+        report.failed(),
+        a.artifacts.display()
+    );
+    Ok((out, code))
 }
