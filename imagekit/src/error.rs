@@ -85,6 +85,16 @@ pub enum Error {
         /// The last state or error seen.
         last: String,
     },
+    /// Boot tests ran and some failed; the images concerned were not promoted.
+    #[error("run {run}: {failed} test(s) failed; the images concerned were not promoted (reports: {})", reports.join(", "))]
+    TestsFailed {
+        /// The run.
+        run: String,
+        /// How many tests failed.
+        failed: usize,
+        /// The JUnit reports with failures.
+        reports: Vec<String>,
+    },
     /// Arguments that cannot work, found before anything was changed.
     #[error("{0}")]
     InvalidInput(String),

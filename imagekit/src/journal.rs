@@ -255,6 +255,23 @@ pub struct PromotionRecord {
     pub at: i64,
 }
 
+/// One test result in the journal.
+#[derive(Debug, Clone, Serialize)]
+pub struct TestRecord {
+    /// The stage that ran it (filled in when read back).
+    pub stage: String,
+    /// The image tested (id in its store).
+    pub image: String,
+    /// The test.
+    pub name: String,
+    /// `passed`, `failed`, `timed_out`, `error`, or `infrastructure`.
+    pub verdict: String,
+    /// How long it ran.
+    pub duration_ms: u64,
+    /// Why it failed.
+    pub message: Option<String>,
+}
+
 /// A promotion to record (see [`Journal::record_promotion`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Promoted<'a> {
@@ -283,6 +300,9 @@ CREATE TABLE IF NOT EXISTS resources (
     run_id TEXT NOT NULL REFERENCES runs(id), stage TEXT NOT NULL, kind TEXT NOT NULL,
     location TEXT NOT NULL, id TEXT NOT NULL, name TEXT, created_at INTEGER NOT NULL, deleted_at INTEGER,
     kept_at INTEGER, PRIMARY KEY (kind, location, id));
+CREATE TABLE IF NOT EXISTS test_results (
+    run_id TEXT NOT NULL REFERENCES runs(id), stage TEXT NOT NULL, image TEXT NOT NULL, name TEXT NOT NULL,
+    verdict TEXT NOT NULL, duration_ms INTEGER NOT NULL, message TEXT, at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS promotions (
     run_id TEXT NOT NULL REFERENCES runs(id), stage TEXT NOT NULL, kind TEXT NOT NULL,
     location TEXT NOT NULL, target TEXT NOT NULL, names TEXT NOT NULL, evidence TEXT NOT NULL,
@@ -608,6 +628,49 @@ impl Journal {
             )
         })?;
         Ok(())
+    }
+
+    /// Records one test's verdict (`passed`, `failed`, `timed_out`, `error`, or `infrastructure`).
+    pub fn record_test(&self, run: &RunId, stage: &str, t: &TestRecord) -> Result<()> {
+        let at = now();
+        self.with(|c| {
+            Self::heartbeat(c, run, at)?;
+            c.execute(
+                "INSERT INTO test_results (run_id, stage, image, name, verdict, duration_ms, message, at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    run.0,
+                    stage,
+                    t.image,
+                    t.name,
+                    t.verdict,
+                    t.duration_ms as i64,
+                    t.message,
+                    at
+                ],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// The test results of a run, in the order they were recorded.
+    pub fn test_results(&self, run: &RunId) -> Result<Vec<TestRecord>> {
+        self.with(|c| {
+            let mut s = c.prepare(
+                "SELECT stage, image, name, verdict, duration_ms, message FROM test_results WHERE run_id = ?1 ORDER BY rowid",
+            )?;
+            s.query_map(params![run.0], |r| {
+                Ok(TestRecord {
+                    stage: r.get(0)?,
+                    image: r.get(1)?,
+                    name: r.get(2)?,
+                    verdict: r.get(3)?,
+                    duration_ms: r.get::<_, i64>(4)?.max(0) as u64,
+                    message: r.get(5)?,
+                })
+            })?
+            .collect()
+        })
     }
 
     /// Promotions of one run, or of all runs, newest first.

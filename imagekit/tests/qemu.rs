@@ -243,3 +243,94 @@ fn imagekit_test_exits_3_on_a_failed_test_and_1_when_the_vm_never_comes_up() {
         .collect();
     assert!(vms.is_empty(), "no VM directory left: {vms:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_promotes_only_what_passes_its_boot_tests() {
+    use imagekit::journal::Journal;
+    use imagekit::pipeline::{Pipeline, RunOptions, Runner, Services};
+    let Some(guest) = guest() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let smoke = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/pipelines/smoke");
+    std::fs::write(
+        dir.path().join("build.sh"),
+        format!("#!/bin/sh\ncp {}/disk.qcow2 \"$IMAGEKIT_OUTPUT\"\n", guest.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        dir.path().join("build.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let pipeline = |scenarios: &str| {
+        let toml = format!(
+            r#"
+name = "tiny"
+[build]
+builder = "local"
+command = ["./build.sh"]
+output = "out"
+name = "tiny"
+version = "1"
+arches = ["x86_64"]
+formats = ["qcow2"]
+[[store]]
+name = "local"
+kind = "local"
+path = "images"
+[upload]
+distro = "TINY"
+[test]
+store = "local"
+suite = "{smoke}"
+scenarios = [{scenarios}]
+kernel = "{g}/vmlinuz"
+initrd = "{g}/initrd.img"
+memory_mib = 256
+ssh_timeout_seconds = 240
+results = "results"
+[promote]
+name = "{{distro}} - {{arch}}"
+"#,
+            smoke = smoke.display(),
+            g = guest.display()
+        );
+        std::fs::write(dir.path().join("p.toml"), toml).unwrap();
+        Pipeline::load(&dir.path().join("p.toml")).unwrap()
+    };
+    let journal = Journal::open(&dir.path().join("j.sqlite")).unwrap();
+
+    let failing = pipeline("\"ssh\", \"bogus\"");
+    let services = Services::from_pipeline(&failing).unwrap();
+    let e = Runner::new(&failing, &services, &journal)
+        .run(&RunOptions::default())
+        .await
+        .unwrap_err();
+    let imagekit::Error::TestsFailed { run, failed, reports } = &e else {
+        panic!("{e:?}")
+    };
+    assert_eq!(*failed, 1);
+    assert!(std::path::Path::new(&reports[0]).exists());
+    let run = imagekit::journal::RunId::parse(run).unwrap();
+    let verdicts: Vec<String> = journal
+        .test_results(&run)
+        .unwrap()
+        .into_iter()
+        .map(|t| t.verdict)
+        .collect();
+    assert_eq!(verdicts, ["passed", "failed"]);
+    assert!(
+        journal.promotions(Some(&run)).unwrap().is_empty(),
+        "a failed test promotes nothing"
+    );
+
+    let passing = pipeline("\"ssh\", \"network\", \"disk\"");
+    let services = Services::from_pipeline(&passing).unwrap();
+    let report = Runner::new(&passing, &services, &journal)
+        .run(&RunOptions::default())
+        .await
+        .unwrap();
+    assert!(report.images[0].promoted);
+    assert_eq!(report.images[0].image.name, "TINY - x86_64");
+    let evidence = &journal.promotions(Some(&report.run_id)).unwrap()[0].evidence;
+    assert_eq!(evidence["tests"], "3 passed");
+}

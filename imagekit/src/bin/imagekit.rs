@@ -289,6 +289,7 @@ fn exit_code(e: &Error) -> u8 {
     match e {
         Error::InvalidInput(_) | Error::Pipeline { .. } => 2,
         Error::Interrupted { .. } => 4,
+        Error::TestsFailed { .. } => TESTS_FAILED,
         Error::OpenStack(inner) if matches!(**inner, openstack_client::Error::Config(_)) => 2,
         Error::Registry(inner) if matches!(**inner, registry_client::Error::InvalidReference { .. }) => 2,
         _ => 1,
@@ -578,8 +579,11 @@ fn results(cli: &Cli, run: Option<&str>) -> imagekit::Result<String> {
     let stages = journal.stages(&id)?;
     let promotions = journal.promotions(Some(&id))?;
     let leaks = journal.live_resources(Some(&id))?;
+    let tests = journal.test_results(&id)?;
     if cli.json {
-        return to_json(&json!({"run": record, "stages": stages, "promotions": promotions, "live_resources": leaks}));
+        return to_json(
+            &json!({"run": record, "stages": stages, "tests": tests, "promotions": promotions, "live_resources": leaks}),
+        );
     }
     let mut out = format!("run {} ({}) {:?}\n", record.id, record.pipeline, record.status);
     for s in &stages {
@@ -593,6 +597,15 @@ fn results(cli: &Cli, run: Option<&str>) -> imagekit::Result<String> {
                 String::new()
             },
             s.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
+        );
+    }
+    for t in &tests {
+        out += &format!(
+            "  test {:<24} {:<10} {:>6} ms{}\n",
+            t.name,
+            t.verdict,
+            t.duration_ms,
+            t.message.as_ref().map(|m| format!("  {m}")).unwrap_or_default()
         );
     }
     for p in &promotions {

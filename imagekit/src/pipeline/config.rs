@@ -59,6 +59,9 @@ pub struct PipelineFile {
     /// How uploads are named and labelled (defaults suit a container-only pipeline).
     #[serde(default)]
     pub upload: UploadSection,
+    /// Boot tests before promotion (no section: no tests).
+    #[serde(default)]
+    pub test: Option<TestSection>,
     /// How tested images are promoted (no section: no promotion).
     #[serde(default)]
     pub promote: Option<PromoteSection>,
@@ -68,6 +71,72 @@ pub struct PipelineFile {
     /// The container flavour: docker-format artifacts pushed as `:test`, promoted, pushed on.
     #[serde(default)]
     pub container: Option<ContainerSection>,
+}
+
+/// Boot tests: each uploaded image of the tested arches boots under QEMU (from a local store) and
+/// runs the suite's scenarios over SSH; only images whose tests pass are promoted.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TestSection {
+    /// The local store (a `[[store]]` of kind `local`) whose copy of each image is booted.
+    pub store: String,
+    /// The suite: a directory (relative to the pipeline file) or a git URL.
+    pub suite: String,
+    /// The suite's runner, relative to the suite.
+    #[serde(default = "default_runner")]
+    pub runner: String,
+    /// Scenarios: each runs as `RUNNER SCENARIO` (empty: the runner once, as `all`).
+    #[serde(default)]
+    pub scenarios: Vec<String>,
+    /// Arches that can be booted here (default `x86_64`); others are not tested, so not promoted.
+    #[serde(default = "default_test_arches")]
+    pub arches: Vec<String>,
+    /// Boot this kernel directly (with `initrd`), for images without a bootloader.
+    #[serde(default)]
+    pub kernel: Option<PathBuf>,
+    /// The initramfs for `kernel`.
+    #[serde(default)]
+    pub initrd: Option<PathBuf>,
+    /// Guest memory, MiB.
+    #[serde(default = "default_memory")]
+    pub memory_mib: u32,
+    /// Login user.
+    #[serde(default = "default_user")]
+    pub user: String,
+    /// Time allowed until SSH logs in.
+    #[serde(default = "default_ssh_timeout")]
+    pub ssh_timeout_seconds: u64,
+    /// Timeout per test.
+    #[serde(default = "default_test_timeout")]
+    pub test_timeout_seconds: u64,
+    /// Wait for cloud-init before testing.
+    #[serde(default)]
+    pub cloud_init: bool,
+    /// Where reports and logs go (relative to the pipeline file); a directory per run and image.
+    #[serde(default = "default_results")]
+    pub results: PathBuf,
+}
+
+fn default_runner() -> String {
+    "./runtests.sh".into()
+}
+fn default_test_arches() -> Vec<String> {
+    vec!["x86_64".into()]
+}
+fn default_memory() -> u32 {
+    1024
+}
+fn default_user() -> String {
+    "root".into()
+}
+fn default_ssh_timeout() -> u64 {
+    300
+}
+fn default_test_timeout() -> u64 {
+    1800
+}
+fn default_results() -> PathBuf {
+    "test-results".into()
 }
 
 /// A container registry.
@@ -404,8 +473,32 @@ impl Pipeline {
             ),
             None => None,
         };
+        if let Some(t) = &file.test {
+            match file.stores.iter().find(|s| s.name == t.store) {
+                Some(s) if s.kind == StoreKind::Local => {}
+                Some(_) => {
+                    return Err(at(
+                        key_line("test", "store"),
+                        format!("store {:?} is not a local store: QEMU boots image files", t.store),
+                    ));
+                }
+                None => {
+                    return Err(at(
+                        key_line("test", "store"),
+                        format!("no [[store]] is named {:?}", t.store),
+                    ));
+                }
+            }
+            if t.kernel.is_some() != t.initrd.is_some() {
+                return Err(at(
+                    key_line("test", "kernel"),
+                    "`kernel` and `initrd` go together".into(),
+                ));
+            }
+        }
         if let Some(p) = &file.promote
             && !p.without_tests
+            && file.test.is_none()
         {
             return Err(at(
                 key_line("promote", "name"),

@@ -7,7 +7,7 @@ mod sweep;
 
 pub use config::{
     BuildSection, BuilderKind, ContainerSection, Pipeline, PipelineFile, PromoteSection, PushSection, RegistryKind,
-    RegistrySection, StoreKind, StoreSection, UploadSection,
+    RegistrySection, StoreKind, StoreSection, TestSection, UploadSection,
 };
-pub use run::{ContainerOutcome, IMAGE_RESOURCE, RunImage, RunOptions, RunReport, Runner, Services};
+pub use run::{ContainerOutcome, IMAGE_RESOURCE, RunImage, RunOptions, RunReport, Runner, Services, TestSummary};
 pub use sweep::{SweepItem, SweepOptions, SweepReport, sweep};

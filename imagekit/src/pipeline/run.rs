@@ -198,6 +198,17 @@ pub struct RunReport {
     pub skipped_stages: Vec<String>,
 }
 
+/// What a test stage found.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct TestSummary {
+    /// Tests passed.
+    pub passed: usize,
+    /// Tests failed (timed out, errors included).
+    pub failed: usize,
+    /// The JUnit report.
+    pub junit: std::path::PathBuf,
+}
+
 /// What the container stages did.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ContainerOutcome {
@@ -443,10 +454,41 @@ impl<'a> Runner<'a> {
         uploaded.sort_by(|a, b| (&a.0, &a.1.arch, &a.1.format).cmp(&(&b.0, &b.1.arch, &b.1.format)));
         self.stop_check(run, opts, "upload")?;
 
+        // Test: boot each tested arch's image from the local store and run the suite.
+        let mut tested: BTreeMap<(String, String), TestSummary> = BTreeMap::new();
+        if let Some(t) = &p.test {
+            for (store_name, artifact, image) in &uploaded {
+                if *store_name != t.store || !t.arches.contains(&artifact.arch) {
+                    continue;
+                }
+                let key = format!("test/{}/{}", artifact.arch, artifact.format);
+                let input = json!({"image": image.id, "suite": t.suite, "runner": t.runner, "scenarios": t.scenarios});
+                let summary: TestSummary = self
+                    .stage(run, &key, &input, &mut skipped, || {
+                        self.test_image(run, &key, t, store_name, image)
+                    })
+                    .await?;
+                tested.insert((artifact.arch.clone(), artifact.format.clone()), summary);
+            }
+            self.stop_check(run, opts, "test")?;
+        }
+        let failed_tests: usize = tested.values().map(|s| s.failed).sum();
+
         // Promote.
         let mut images = Vec::new();
         for (store_name, artifact, image) in uploaded {
-            let Some((section, template)) = p.promote.as_ref().zip(self.pipeline.promote_name.as_ref()) else {
+            let verdict = tested.get(&(artifact.arch.clone(), artifact.format.clone()));
+            let allowed = match (&p.test, verdict) {
+                (_, Some(v)) => v.failed == 0,
+                (Some(_), None) => p.promote.as_ref().is_some_and(|pr| pr.without_tests),
+                (None, None) => true,
+            };
+            let promotion = p
+                .promote
+                .as_ref()
+                .zip(self.pipeline.promote_name.as_ref())
+                .filter(|_| allowed);
+            let Some((section, template)) = promotion else {
                 images.push(RunImage {
                     store: store_name,
                     arch: artifact.arch,
@@ -464,7 +506,10 @@ impl<'a> Runner<'a> {
                 .rotation(section.rotation)
                 .keep(section.keep)
                 .delete_beyond_keep(section.delete_beyond_keep);
-            let evidence = json!({"tests": "none: promoted without tests (without_tests = true)", "build": build.nvr});
+            let evidence = match verdict {
+                Some(v) => json!({"tests": format!("{} passed", v.passed), "junit": v.junit, "build": build.nvr}),
+                None => json!({"tests": "none: promoted without tests (without_tests = true)", "build": build.nvr}),
+            };
             let key = format!("promote/{}/{}/{store_name}", artifact.arch, artifact.format);
             let input = json!({"image": image.id, "name": policy.production_name});
             let store = self
@@ -501,6 +546,17 @@ impl<'a> Runner<'a> {
                 promoted: true,
             });
         }
+        if failed_tests > 0 {
+            return Err(Error::TestsFailed {
+                run: run.to_string(),
+                failed: failed_tests,
+                reports: tested
+                    .values()
+                    .filter(|v| v.failed > 0)
+                    .map(|v| v.junit.display().to_string())
+                    .collect(),
+            });
+        }
         let containers = match &p.container {
             Some(c) => Some(self.container_stages(run, opts, c, &build, &vars, &mut skipped).await?),
             None => None,
@@ -511,6 +567,87 @@ impl<'a> Runner<'a> {
             images,
             containers,
             skipped_stages: skipped,
+        })
+    }
+
+    /// Boots one image under QEMU and runs the suite; test verdicts go to the journal. A machine
+    /// that never came up fails the stage (it is retried on resume); failed tests do not.
+    async fn test_image(
+        &self,
+        run: &RunId,
+        key: &str,
+        t: &super::config::TestSection,
+        store_name: &str,
+        image: &StoredImage,
+    ) -> Result<TestSummary> {
+        use crate::boot_test::{BootTestOptions, QemuCompute, Suite, TestCase, Verdict, boot_test};
+        let store = self
+            .services
+            .stores
+            .get(store_name)
+            .ok_or_else(|| Error::InvalidInput(format!("no store {store_name}")))?;
+        let path = store
+            .local_path(&image.id)
+            .ok_or_else(|| Error::InvalidInput(format!("store {store_name} keeps no local files to boot")))?;
+        let timeout = Duration::from_secs(t.test_timeout_seconds);
+        let suite_dir = self.pipeline.resolve(t.suite.as_ref());
+        let mut suite = if suite_dir.is_dir() {
+            Suite::dir(&suite_dir)
+        } else {
+            Suite::git(&t.suite)
+        };
+        if t.scenarios.is_empty() {
+            suite = suite.test(TestCase::new("all", [t.runner.clone()]).timeout(timeout));
+        }
+        for sc in &t.scenarios {
+            suite = suite.test(TestCase::new(sc, [t.runner.clone(), sc.clone()]).timeout(timeout));
+        }
+        let results = self
+            .pipeline
+            .resolve(&t.results)
+            .join(run.as_str())
+            .join(key.trim_start_matches("test/").replace('/', "-"));
+        let mut opts = BootTestOptions::new(&results);
+        opts.user = t.user.clone();
+        opts.ssh_deadline = Duration::from_secs(t.ssh_timeout_seconds);
+        opts.cloud_init = t.cloud_init;
+        let qemu = crate::qemu::QemuConfig {
+            kernel: t.kernel.as_ref().map(|k| self.pipeline.resolve(k)),
+            initrd: t.initrd.as_ref().map(|i| self.pipeline.resolve(i)),
+            memory_mib: t.memory_mib,
+            ..Default::default()
+        };
+        let report = boot_test(&QemuCompute::new(qemu), &path.display().to_string(), &suite, &opts).await?;
+        for o in &report.tests {
+            let verdict = match o.verdict {
+                Verdict::Passed => "passed",
+                Verdict::Failed => "failed",
+                Verdict::TimedOut => "timed_out",
+                Verdict::Error => "error",
+            };
+            self.journal.record_test(
+                run,
+                key,
+                &crate::journal::TestRecord {
+                    stage: key.to_string(),
+                    image: image.id.clone(),
+                    name: o.name.clone(),
+                    verdict: verdict.into(),
+                    duration_ms: o.duration.as_millis() as u64,
+                    message: o.message.clone(),
+                },
+            )?;
+        }
+        if let Some(e) = &report.infrastructure_error {
+            return Err(Error::Vm {
+                name: image.name.clone(),
+                reason: format!("boot test could not run: {e} (see {})", results.display()),
+            });
+        }
+        Ok(TestSummary {
+            passed: report.passed(),
+            failed: report.failed(),
+            junit: results.join("junit.xml"),
         })
     }
 

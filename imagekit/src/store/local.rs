@@ -200,6 +200,10 @@ impl ImageStore for LocalStore {
         Ok(image)
     }
 
+    fn local_path(&self, id: &str) -> Option<PathBuf> {
+        self.data_path(id).ok()
+    }
+
     async fn delete(&self, id: &str) -> Result<()> {
         // The partial file too: what an upload cut short by a crash left behind.
         let partial = self.data_path(id)?.with_extension("img.partial");

@@ -175,4 +175,9 @@ pub trait ImageStore: Send + Sync + fmt::Debug {
     async fn update(&self, id: &str, changes: &[ImageChange]) -> Result<StoredImage>;
     /// Deletes an image (gone already counts as deleted).
     async fn delete(&self, id: &str) -> Result<()>;
+    /// The image's data as a local file, when the store keeps one (what a local VM boots).
+    fn local_path(&self, id: &str) -> Option<std::path::PathBuf> {
+        let _ = id;
+        None
+    }
 }
