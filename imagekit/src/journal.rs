@@ -62,7 +62,7 @@ impl RunId {
         let (y, m, d, hh, mm, ss) = civil(now);
         RunId(format!(
             "{y:04}{m:02}{d:02}t{hh:02}{mm:02}{ss:02}-{:06x}",
-            rand_u32() & 0xff_ffff
+            rand::random::<u32>() & 0xff_ffff
         ))
     }
 }
@@ -71,15 +71,6 @@ impl fmt::Display for RunId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
-}
-
-fn rand_u32() -> u32 {
-    // Enough to tell apart runs started in the same second; not a secret.
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    nanos ^ std::process::id().rotate_left(16)
 }
 
 /// Seconds since the epoch → (year, month, day, hour, minute, second), UTC.

@@ -162,7 +162,7 @@ impl Vm {
     /// guest is still booting: use [`Vm::wait_ssh`]).
     pub async fn start(config: &QemuConfig, spec: &VmSpec) -> Result<Vm> {
         let image = std::fs::canonicalize(&spec.image).map_err(|e| io(&spec.image, e))?;
-        let suffix: String = format!("{:08x}", rand_u32());
+        let suffix: String = format!("{:08x}", rand::random::<u32>());
         let dir = config.work_dir.join(format!("imagekit-vm-{}-{suffix}", spec.name));
         std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
         // From here on, a failure removes the directory (the Vm's drop does).
@@ -419,15 +419,6 @@ pub(crate) fn parse_usernet_port(text: &str) -> Option<u16> {
             .then(|| f.get(3)?.parse().ok())
             .flatten()
     })
-}
-
-fn rand_u32() -> u32 {
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    n ^ std::process::id().rotate_left(13) ^ COUNTER.fetch_add(0x9e37_79b9, std::sync::atomic::Ordering::Relaxed)
 }
 
 fn kvm_accessible() -> bool {

@@ -60,12 +60,7 @@ fn checked_id(id: &str) -> Result<&str> {
 }
 
 fn new_id() -> String {
-    let mut h = Sha512::new();
-    h.update(format!("{:?}{}", std::time::SystemTime::now(), std::process::id()));
-    h.update(std::thread::current().name().unwrap_or_default());
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    h.update(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed).to_le_bytes());
-    hex::encode(&h.finalize()[..16])
+    format!("{:032x}", rand::random::<u128>())
 }
 
 #[async_trait]
