@@ -695,10 +695,14 @@ impl Session {
 
     /// Create an application credential for the session's user, scoped to its project, so a bot can
     /// run without the user's password (`POST /v3/users/{id}/application_credentials`).
+    ///
+    /// `roles` (by name) limits what the credential may do — least privilege for a bot; empty means
+    /// every role of the session's token, implied ones included.
     pub async fn create_application_credential(
         &self,
         name: &str,
         description: &str,
+        roles: &[&str],
     ) -> Result<crate::identity::ApplicationCredential> {
         let token = self.token().await?;
         let user = token
@@ -706,7 +710,11 @@ impl Session {
             .clone()
             .ok_or_else(|| Error::InvalidInput("the token names no user".into()))?;
         let url = self.identity_url(&format!("users/{user}/application_credentials"));
-        let body = serde_json::json!({"application_credential": {"name": name, "description": description}});
+        let mut body = serde_json::json!({"application_credential": {"name": name, "description": description}});
+        if !roles.is_empty() {
+            let named: Vec<serde_json::Value> = roles.iter().map(|r| serde_json::json!({"name": r})).collect();
+            body["application_credential"]["roles"] = serde_json::Value::from(named);
+        }
         let created: AppCredBody = self
             .send_json(ApiRequest::new(Method::POST, url.clone()).json(body))
             .await?;
