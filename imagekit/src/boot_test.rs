@@ -371,6 +371,30 @@ pub async fn boot_test(
     Ok(report)
 }
 
+/// Runs boot tests for several images at once, at most `limit` machines at a time; each image's
+/// reports go to `artifacts/<index>-<file name of the image>/`. Results come back in the order of
+/// `images`.
+pub async fn boot_test_matrix(
+    compute: &dyn Compute,
+    images: &[String],
+    suite: &Suite,
+    opts: &BootTestOptions,
+    limit: usize,
+) -> Result<Vec<TestReport>> {
+    use futures::StreamExt as _;
+    let jobs = images.iter().enumerate().map(|(i, image)| {
+        let mut o = opts.clone();
+        let leaf = Path::new(image)
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        o.artifacts = opts.artifacts.join(format!("{i}-{}", file_name(&leaf)));
+        async move { boot_test(compute, image, suite, &o).await }
+    });
+    let results: Vec<Result<TestReport>> = futures::stream::iter(jobs).buffered(limit.max(1)).collect().await;
+    results.into_iter().collect()
+}
+
 async fn run_on(
     machine: &dyn Machine,
     key: &SshKey,
@@ -474,6 +498,56 @@ async fn run_on(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// A compute that never boots, counting how many boots run at once.
+    #[derive(Debug, Default)]
+    struct Counting {
+        now: std::sync::atomic::AtomicUsize,
+        max: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Compute for Counting {
+        fn name(&self) -> String {
+            "counting".into()
+        }
+        async fn boot(&self, image: &str, _: &str, _: &str) -> Result<Box<dyn Machine>> {
+            use std::sync::atomic::Ordering::SeqCst;
+            let n = self.now.fetch_add(1, SeqCst) + 1;
+            self.max.fetch_max(n, SeqCst);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            self.now.fetch_sub(1, SeqCst);
+            Err(Error::Vm {
+                name: image.into(),
+                reason: "no such image".into(),
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_matrix_runs_at_most_limit_machines_at_once_and_keeps_the_order() {
+        let compute = Counting::default();
+        let dir = tempfile::tempdir().unwrap();
+        let images: Vec<String> = (0..6).map(|i| format!("/images/img{i}.qcow2")).collect();
+        let reports = boot_test_matrix(
+            &compute,
+            &images,
+            &Suite::dir(dir.path()),
+            &BootTestOptions::new(dir.path()),
+            2,
+        )
+        .await
+        .unwrap();
+        assert_eq!(compute.max.load(std::sync::atomic::Ordering::SeqCst), 2);
+        let order: Vec<&str> = reports.iter().map(|r| r.image.as_str()).collect();
+        assert_eq!(order, images.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(reports.iter().all(|r| {
+            r.infrastructure_error
+                .as_deref()
+                .is_some_and(|e| e.contains("no such image"))
+        }));
+        assert!(dir.path().join("3-img3.qcow2/junit.xml").exists());
+    }
 
     #[test]
     fn junit_keeps_infrastructure_errors_apart_and_escapes_names() {
