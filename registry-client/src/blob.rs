@@ -23,7 +23,8 @@ pub(crate) type FailureSlot = Arc<Mutex<Option<Error>>>;
 /// bytes) it fails with [`Error::SizeMismatch`] or [`Error::DigestMismatch`].
 pub(crate) struct Verified {
     inner: BlobStream,
-    hasher: Sha256,
+    /// `None` when the stream comes from another `Verified` that hashes it already.
+    hasher: Option<Sha256>,
     seen: u64,
     expected: Descriptor,
     what: String,
@@ -38,7 +39,7 @@ impl Verified {
     pub(crate) fn new(inner: BlobStream, expected: Descriptor, what: String) -> Verified {
         Verified {
             inner,
-            hasher: Sha256::new(),
+            hasher: Some(Sha256::new()),
             seen: 0,
             expected,
             what,
@@ -47,6 +48,15 @@ impl Verified {
             slot: FailureSlot::default(),
             progress: None,
         }
+    }
+
+    /// Does not hash: `inner` is itself a verified stream (a registry's or a layout's blob
+    /// stream), which fails with the digest mismatch before its last chunk. Sizes are still
+    /// counted, and the upstream failure is still recorded in [`Verified::slot`]. Saves a second
+    /// SHA-256 pass over every copied byte.
+    pub(crate) fn trusting_upstream_digest(mut self) -> Verified {
+        self.hasher = None;
+        self
     }
 
     /// Calls `f` with the size of each chunk that passes.
@@ -66,7 +76,10 @@ impl Verified {
             return Ok(());
         }
         self.digest_checked = true;
-        let actual = format!("sha256:{}", hex::encode(std::mem::take(&mut self.hasher).finalize()));
+        let Some(hasher) = self.hasher.take() else {
+            return Ok(());
+        };
+        let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
         if actual != self.expected.digest {
             return Err(Error::DigestMismatch {
                 what: self.what.clone(),
@@ -120,7 +133,9 @@ impl Stream for Verified {
                     };
                     return self.fail(e);
                 }
-                self.hasher.update(&chunk);
+                if let Some(h) = self.hasher.as_mut() {
+                    h.update(&chunk);
+                }
                 if self.seen == self.expected.size
                     && let Err(e) = self.check_digest()
                 {

@@ -144,12 +144,30 @@ impl OciLayout {
         data: BlobStream,
         progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
     ) -> Result<()> {
+        let verified = Verified::new(data, blob.clone(), format!("blob {}", blob.digest)).on_bytes(progress);
+        self.write_checked(blob, verified).await
+    }
+
+    /// [`OciLayout::write_blob`] for a stream that is already a verified blob stream (a copy):
+    /// counted, not hashed a second time.
+    pub(crate) async fn write_verified_blob(
+        &self,
+        blob: &Descriptor,
+        data: BlobStream,
+        progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+    ) -> Result<()> {
+        let verified = Verified::new(data, blob.clone(), format!("blob {}", blob.digest))
+            .trusting_upstream_digest()
+            .on_bytes(progress);
+        self.write_checked(blob, verified).await
+    }
+
+    async fn write_checked(&self, blob: &Descriptor, mut verified: Verified) -> Result<()> {
         let path = self.blob_path(&blob.digest)?;
         let tmp = path.with_extension(format!("partial-{}-{}", std::process::id(), rand::random::<u32>()));
         // Removes the partial file however this ends: an error, or the future dropped midway
         // (a sibling transfer failed and the copy was abandoned).
         let mut guard = PartialFile(Some(tmp.clone()));
-        let mut verified = Verified::new(data, blob.clone(), format!("blob {}", blob.digest)).on_bytes(progress);
         let mut file = tokio::fs::File::create(&tmp).await.map_err(|e| Error::io(&tmp, e))?;
         while let Some(chunk) = verified.next().await {
             file.write_all(&chunk?).await.map_err(|e| Error::io(&tmp, e))?;

@@ -435,7 +435,8 @@ impl Client {
         Ok(UploadStart::Session(self.absolute(repository, location)))
     }
 
-    /// Uploads a blob into a session: one streamed PUT, or PATCH chunks then a closing PUT when
+    /// Uploads a blob into a session (`data` must be a verified blob stream, from
+    /// [`Client::blob_stream`] or [`crate::OciLayout::blob_stream`]): one streamed PUT, or PATCH chunks then a closing PUT when
     /// [`crate::UploadOptions::chunk_size`] is set. The registry checks the digest too.
     pub(crate) async fn upload_blob(
         &self,
@@ -445,7 +446,10 @@ impl Client {
         data: BlobStream,
         progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
     ) -> Result<()> {
-        let verified = Verified::new(data, blob.clone(), format!("blob {}", blob.digest)).on_bytes(progress);
+        // `data` is a registry's or a layout's verified blob stream: counted here, hashed there.
+        let verified = Verified::new(data, blob.clone(), format!("blob {}", blob.digest))
+            .trusting_upstream_digest()
+            .on_bytes(progress);
         let slot = verified.slot();
         let scope = Scope::push(repository.repository());
         let result = match self.inner.upload.chunk_size {

@@ -360,7 +360,8 @@ impl Client {
                 if l.has_blob(blob) {
                     BlobOutcome::Existed
                 } else {
-                    l.write_blob(blob, self.open_blob(src, blob).await?, bytes_cb).await?;
+                    l.write_verified_blob(blob, self.open_blob(src, blob).await?, bytes_cb)
+                        .await?;
                     BlobOutcome::Uploaded
                 }
             }
