@@ -287,24 +287,19 @@ impl Vm {
         };
         let (read, mut write) = stream.into_split();
         let mut lines = BufReader::new(read).lines();
-        // Greeting, then capabilities negotiation, then the question.
-        lines.next_line().await.map_err(|e| io(qmp, e))?;
-        qmp_execute(
-            &mut write,
-            &mut lines,
-            qmp,
-            name,
-            serde_json::json!({"execute": "qmp_capabilities"}),
-        )
-        .await?;
-        let v = qmp_execute(
-            &mut write,
-            &mut lines,
-            qmp,
-            name,
-            serde_json::json!({"execute": "human-monitor-command", "arguments": {"command-line": "info usernet"}}),
-        )
-        .await?;
+        // Greeting, then capabilities negotiation, then the question; a QEMU that stops answering
+        // its monitor must not hold us forever.
+        let dialogue = async {
+            lines.next_line().await.map_err(|e| io(qmp, e))?;
+            let capabilities = serde_json::json!({"execute": "qmp_capabilities"});
+            qmp_execute(&mut write, &mut lines, qmp, name, capabilities).await?;
+            let usernet =
+                serde_json::json!({"execute": "human-monitor-command", "arguments": {"command-line": "info usernet"}});
+            qmp_execute(&mut write, &mut lines, qmp, name, usernet).await
+        };
+        let v = tokio::time::timeout(Duration::from_secs(20), dialogue)
+            .await
+            .map_err(|_| vm_err(name, "QMP did not answer within 20 s"))??;
         let text = v["return"].as_str().unwrap_or_default();
         parse_usernet_port(text).ok_or_else(|| vm_err(name, format!("no SSH forwarding in `info usernet`: {text:?}")))
     }
