@@ -76,14 +76,10 @@ async fn daily(args: &Args) -> imagekit::Result<String> {
     spec.kickstart = args.kickstart.clone();
     let timeout = Duration::from_secs(3 * 3600);
     let builder: Box<dyn Builder> = match (&args.koji_profile, &args.command) {
-        (Some(p), _) => {
-            let profile = koji_client::Profile::load(p)?;
-            let koji = koji_client::ClientBuilder::from_profile(&profile).build()?;
-            Box::new(KojiBuilder::new(
-                koji,
-                koji_client::WatchOptions::default().deadline(timeout),
-            ))
-        }
+        (Some(p), _) => Box::new(KojiBuilder::new(
+            koji_client::Client::from_profile_name(p)?,
+            koji_client::WatchOptions::default().deadline(timeout),
+        )),
         (None, Some(c)) => Box::new(LocalCommandBuilder::new(c, vec![], &args.output, timeout)),
         (None, None) => return Err(imagekit::Error::InvalidInput("give --koji-profile or --command".into())),
     };

@@ -67,11 +67,7 @@ async fn main() -> ExitCode {
 
 async fn promote(args: &Args) -> imagekit::Result<String> {
     let store: Box<dyn ImageStore> = match (&args.cloud, &args.local_store) {
-        (Some(c), _) => {
-            let cloud = openstack_client::CloudConfig::load(Some(c))?;
-            let glance = openstack_client::glance::Glance::new(openstack_client::Session::from_cloud(&cloud)?);
-            Box::new(GlanceStore::new(c, glance))
-        }
+        (Some(c), _) => Box::new(GlanceStore::from_cloud(c)?),
         (None, Some(d)) => Box::new(LocalStore::new(d)),
         (None, None) => return Err(imagekit::Error::InvalidInput("give --cloud or --local-store".into())),
     };

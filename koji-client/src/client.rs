@@ -399,6 +399,12 @@ impl Client {
         ClientBuilder::new(hub)
     }
 
+    /// A client for the named profile of the user's Koji configuration (`~/.koji/config`,
+    /// `/etc/koji.conf`, `/etc/koji.conf.d/*.conf`), as `koji -p NAME` would use it.
+    pub fn from_profile_name(name: &str) -> Result<Client> {
+        ClientBuilder::from_profile(&crate::config::Profile::load(name)?).build()
+    }
+
     /// The hub URL.
     pub fn hub_url(&self) -> &Url {
         &self.inner.hub

@@ -97,9 +97,8 @@ impl Services {
         let (builder, koji): (Box<dyn Builder>, Option<koji_client::Client>) = match b.builder {
             BuilderKind::Koji => {
                 let name = b.koji_profile.as_deref().unwrap_or("koji");
-                let profile = koji_client::Profile::load(name)
+                let koji = koji_client::Client::from_profile_name(name)
                     .map_err(|e| p.error_at("build", 0, "koji_profile", format!("Koji profile {name:?}: {e}")))?;
-                let koji = koji_client::ClientBuilder::from_profile(&profile).build()?;
                 let watch = koji_client::WatchOptions::default().deadline(timeout);
                 (Box::new(KojiBuilder::new(koji.clone(), watch)), Some(koji))
             }
@@ -125,10 +124,14 @@ impl Services {
             let store: Box<dyn ImageStore> = match s.kind {
                 StoreKind::Glance => {
                     let cloud = s.cloud.as_deref().unwrap_or_default();
-                    let config = openstack_client::CloudConfig::load(Some(cloud))
-                        .map_err(|e| p.error_at("store", i, "cloud", format!("store {:?}: {e}", s.name)))?;
-                    let glance = openstack_client::glance::Glance::new(openstack_client::Session::from_cloud(&config)?);
-                    Box::new(GlanceStore::new(cloud, glance))
+                    let store = GlanceStore::from_cloud(cloud).map_err(|e| match e {
+                        // A cloud missing from clouds.yaml, or a broken file: point at the line.
+                        Error::OpenStack(ref inner) if matches!(**inner, openstack_client::Error::Config(_)) => {
+                            p.error_at("store", i, "cloud", format!("store {:?}: {e}", s.name))
+                        }
+                        other => other,
+                    })?;
+                    Box::new(store)
                 }
                 StoreKind::Local => Box::new(LocalStore::new(&p.resolve(s.path.as_deref().unwrap_or(".".as_ref())))),
             };
