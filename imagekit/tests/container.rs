@@ -2,9 +2,10 @@
 //! the real registries of `dev/registry-peers` (skipped without them unless IMAGEKIT_REAL_PEERS=1).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use imagekit::container::{ContainerRegistry, LayoutRegistry, RemoteRegistry, promote, push};
 use registry_client::testing::two_platform_layout;
-use registry_client::{Client, Credential};
 
 fn tags(t: &[&str]) -> Vec<String> {
     t.iter().map(|s| s.to_string()).collect()
@@ -38,25 +39,10 @@ async fn promote_in_a_layout_directory_moves_tags_by_digest_only() {
 
 #[tokio::test]
 async fn push_copies_every_platform_by_digest_and_tags_it_twice() {
-    let Some(peers) = std::env::var_os("IMAGEKIT_REGISTRY_PEERS") else {
-        assert_ne!(
-            std::env::var("IMAGEKIT_REAL_PEERS").as_deref(),
-            Ok("1"),
-            "registries not running: use dev/test"
-        );
-        eprintln!("skipped: real registries not running (dev/test starts them)");
+    let Some(password) = common::registry_password() else {
         return;
     };
-    let password = std::fs::read_to_string(std::path::Path::new(&peers).join("password")).unwrap();
-    let cred = || Credential::Basic {
-        username: "imagekit".into(),
-        password: password.clone().into(),
-    };
-    let client = Client::builder()
-        .credential("127.0.0.1:5002", cred())
-        .credential("127.0.0.1:5003", cred())
-        .build()
-        .unwrap();
+    let client = common::registry_client(&password);
     let root = tempfile::tempdir().unwrap();
     let repo = format!("imagekit/push{}", std::process::id());
     let (_, index) = two_platform_layout(&root.path().join(&repo), "test", 20_000).unwrap();

@@ -4,6 +4,8 @@
 //! token auth "Docker Hub") when `dev/registry-peers` runs; resumed after a stop without pushing twice.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::Path;
 
 use imagekit::Error;
@@ -131,31 +133,16 @@ async fn a_container_pipeline_into_layout_directories() {
 
 #[tokio::test]
 async fn a_container_pipeline_into_real_registries_with_basic_and_token_auth() {
-    let Some(peers) = std::env::var_os("IMAGEKIT_REGISTRY_PEERS") else {
-        assert_ne!(
-            std::env::var("IMAGEKIT_REAL_PEERS").as_deref(),
-            Ok("1"),
-            "registries not running: use dev/test"
-        );
-        eprintln!("skipped: real registries not running (dev/test starts them)");
+    let Some(password) = common::registry_password() else {
         return;
     };
-    let password = std::fs::read_to_string(Path::new(&peers).join("password")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let pipeline = setup(
         dir.path(),
         "kind = \"registry\"\nhost = \"127.0.0.1:5002\"",
         "kind = \"registry\"\nhost = \"127.0.0.1:5003\"",
     );
-    let cred = || registry_client::Credential::Basic {
-        username: "imagekit".into(),
-        password: password.clone().into(),
-    };
-    let client = registry_client::Client::builder()
-        .credential("127.0.0.1:5002", cred())
-        .credential("127.0.0.1:5003", cred())
-        .build()
-        .unwrap();
+    let client = common::registry_client(&password);
     let builder = LocalCommandBuilder::new(
         dir.path().join("build.sh"),
         vec![],

@@ -3,6 +3,8 @@
 //! sweep removing only its own leaks.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::Path;
 
 use imagekit::Error;
@@ -260,21 +262,10 @@ async fn bad_pipeline_files_fail_before_anything_is_created() {
 #[tokio::test]
 async fn koji_to_real_glance_resumes_after_an_interruption_without_a_second_build_or_upload() {
     use imagekit::build::KojiBuilder;
-    use imagekit::openstack::glance::Glance;
-    use imagekit::openstack::{CloudConfig, ConfigSources, Session};
-    use imagekit::store::GlanceStore;
     use koji_client::testing::{Answer, MockHub};
     use serde_json::json;
 
-    let Some(file) = std::env::var_os("IMAGEKIT_OPENSTACK_CLOUDS") else {
-        assert_ne!(
-            std::env::var("IMAGEKIT_REAL_PEERS").as_deref(),
-            Ok("1"),
-            "Glance not running: use dev/test"
-        );
-        eprintln!("skipped: real Keystone/Glance not running (dev/test starts them)");
-        return;
-    };
+    let Some(glance) = common::admin_glance() else { return };
     let task = |id: i64, method: &str, parent: Option<i64>| {
         json!({"id": id, "method": method, "state": 2, "parent": parent, "arch": "x86_64", "label": "x86_64",
                "request": [], "owner": 1, "priority": 20, "weight": 1.0, "create_ts": 1795500000.0})
@@ -328,12 +319,6 @@ without_tests = true
     );
     std::fs::write(dir.path().join("p.toml"), toml).unwrap();
     let pipeline = Pipeline::load(&dir.path().join("p.toml")).unwrap();
-    let sources = ConfigSources {
-        env: [("OS_CLIENT_CONFIG_FILE".to_string(), file.to_string_lossy().to_string())].into(),
-        dirs: vec![],
-    };
-    let cloud = CloudConfig::load_from(Some("imagekit-admin"), &sources).unwrap();
-    let glance = GlanceStore::new("imagekit-admin", Glance::new(Session::from_cloud(&cloud).unwrap()));
     let watch = koji_client::WatchOptions::default()
         .poll_interval(std::time::Duration::from_millis(10))
         .deadline(std::time::Duration::from_secs(30));

@@ -2,10 +2,10 @@
 //! keep the newest N — against the local store always and real Glance when it runs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use imagekit::openstack::glance::Glance;
-use imagekit::openstack::{CloudConfig, ConfigSources, Session};
+mod common;
+
 use imagekit::promote::{PromotePolicy, Rotation, STATE, apply, plan};
-use imagekit::store::{GlanceStore, ImageData, ImageStore, LocalStore, NewImage};
+use imagekit::store::{ImageData, ImageStore, LocalStore, NewImage};
 use serde_json::json;
 
 async fn upload(store: &dyn ImageStore, name: &str) -> String {
@@ -97,20 +97,6 @@ async fn promotion_rotates_and_keeps_the_newest_in_a_local_store() {
 
 #[tokio::test]
 async fn promotion_rotates_and_keeps_the_newest_in_glance() {
-    let Some(file) = std::env::var_os("IMAGEKIT_OPENSTACK_CLOUDS") else {
-        assert_ne!(
-            std::env::var("IMAGEKIT_REAL_PEERS").as_deref(),
-            Ok("1"),
-            "Glance not running: use dev/test"
-        );
-        eprintln!("skipped: real Keystone/Glance not running (dev/test starts them)");
-        return;
-    };
-    let sources = ConfigSources {
-        env: [("OS_CLIENT_CONFIG_FILE".to_string(), file.to_string_lossy().to_string())].into(),
-        dirs: vec![],
-    };
-    let cloud = CloudConfig::load_from(Some("imagekit-admin"), &sources).unwrap();
-    let store = GlanceStore::new("imagekit-admin", Glance::new(Session::from_cloud(&cloud).unwrap()));
+    let Some(store) = common::admin_glance() else { return };
     rotation_contract(&store, &format!("ALMA9 {} - x86_64", std::process::id())).await;
 }

@@ -2,11 +2,11 @@
 //! Keystone/Glance of `dev/openstack-peers` run (`dev/test` starts them).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Mutex;
 
-use imagekit::openstack::glance::Glance;
-use imagekit::openstack::{CloudConfig, ConfigSources, Session};
-use imagekit::store::{GlanceStore, ImageChange, ImageData, ImageQuery, ImageStore, LocalStore, NewImage};
+use imagekit::store::{ImageChange, ImageData, ImageQuery, ImageStore, LocalStore, NewImage};
 use sha2::{Digest, Sha512};
 
 fn data(bytes: Vec<u8>, announced: u64) -> ImageData {
@@ -131,20 +131,6 @@ async fn the_local_store_keeps_the_contract() {
 
 #[tokio::test]
 async fn glance_keeps_the_contract() {
-    let Some(file) = std::env::var_os("IMAGEKIT_OPENSTACK_CLOUDS") else {
-        assert_ne!(
-            std::env::var("IMAGEKIT_REAL_PEERS").as_deref(),
-            Ok("1"),
-            "Glance not running: use dev/test"
-        );
-        eprintln!("skipped: real Keystone/Glance not running (dev/test starts them)");
-        return;
-    };
-    let sources = ConfigSources {
-        env: [("OS_CLIENT_CONFIG_FILE".to_string(), file.to_string_lossy().to_string())].into(),
-        dirs: vec![],
-    };
-    let cloud = CloudConfig::load_from(Some("imagekit-admin"), &sources).unwrap();
-    let store = GlanceStore::new("imagekit-admin", Glance::new(Session::from_cloud(&cloud).unwrap()));
+    let Some(store) = common::admin_glance() else { return };
     contract(&store).await;
 }

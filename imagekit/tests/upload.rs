@@ -2,11 +2,11 @@
 //! MockHub) feeding the local store, and real Glance in two projects at once when it runs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use imagekit::openstack::glance::Glance;
-use imagekit::openstack::{CloudConfig, ConfigSources, Session};
 use imagekit::store::{GlanceStore, ImageStore, LocalStore};
 use imagekit::template::Template;
 use imagekit::upload::{Artifact, ArtifactChecksum, NAME_VARIABLES, UploadSpec, upload};
@@ -28,26 +28,13 @@ fn spec(run: &str) -> UploadSpec {
 }
 
 fn glance_stores() -> Vec<GlanceStore> {
-    let Some(file) = std::env::var_os("IMAGEKIT_OPENSTACK_CLOUDS") else {
-        assert_ne!(
-            std::env::var("IMAGEKIT_REAL_PEERS").as_deref(),
-            Ok("1"),
-            "Glance not running: use dev/test"
-        );
-        eprintln!("Glance part skipped: real Keystone/Glance not running (dev/test starts them)");
-        return Vec::new();
-    };
-    let sources = ConfigSources {
-        env: [("OS_CLIENT_CONFIG_FILE".to_string(), file.to_string_lossy().to_string())].into(),
-        dirs: vec![],
-    };
-    ["imagekit-admin", "imagekit-demo"]
-        .iter()
-        .map(|c| {
-            let cloud = CloudConfig::load_from(Some(c), &sources).unwrap();
-            GlanceStore::new(c, Glance::new(Session::from_cloud(&cloud).unwrap()))
-        })
-        .collect()
+    match common::clouds_file() {
+        Some(clouds) => ["imagekit-admin", "imagekit-demo"]
+            .iter()
+            .map(|c| common::glance_store(&clouds, c))
+            .collect(),
+        None => Vec::new(),
+    }
 }
 
 #[tokio::test]

@@ -1,0 +1,64 @@
+//! Shared by imagekit's integration tests: the real peers `dev/test` starts, found through the
+//! environment it exports. Without a peer a test is skipped — or fails when IMAGEKIT_REAL_PEERS=1.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use imagekit::openstack::glance::Glance;
+use imagekit::openstack::{CloudConfig, ConfigSources, Session};
+use imagekit::store::GlanceStore;
+
+/// The peer whose location `var` holds, or `None` (with a note) when it does not run.
+pub fn peer(var: &str, what: &str) -> Option<PathBuf> {
+    match std::env::var_os(var) {
+        Some(p) => Some(p.into()),
+        None => {
+            assert_ne!(
+                std::env::var("IMAGEKIT_REAL_PEERS").as_deref(),
+                Ok("1"),
+                "{what} not running: use dev/test"
+            );
+            eprintln!("skipped: {what} not running (dev/setup-test-deps, then dev/test)");
+            None
+        }
+    }
+}
+
+/// The clouds.yaml of the real Keystone/Glance.
+pub fn clouds_file() -> Option<PathBuf> {
+    peer("IMAGEKIT_OPENSTACK_CLOUDS", "real Keystone/Glance")
+}
+
+/// Glance of one cloud of that clouds.yaml (`imagekit-admin`, `imagekit-demo`).
+pub fn glance_store(clouds: &std::path::Path, cloud: &str) -> GlanceStore {
+    let sources = ConfigSources {
+        env: [("OS_CLIENT_CONFIG_FILE".to_string(), clouds.display().to_string())].into(),
+        dirs: vec![],
+    };
+    let config = CloudConfig::load_from(Some(cloud), &sources).unwrap();
+    GlanceStore::new(cloud, Glance::new(Session::from_cloud(&config).unwrap()))
+}
+
+/// Glance of the admin project, when the peers run.
+pub fn admin_glance() -> Option<GlanceStore> {
+    Some(glance_store(&clouds_file()?, "imagekit-admin"))
+}
+
+/// The password of user `imagekit` on the real registries (:5002 Basic, :5003 token).
+pub fn registry_password() -> Option<String> {
+    let dir = peer("IMAGEKIT_REGISTRY_PEERS", "real registries")?;
+    Some(std::fs::read_to_string(dir.join("password")).unwrap())
+}
+
+/// A registry client logged in to :5002 and :5003 as `imagekit`.
+pub fn registry_client(password: &str) -> registry_client::Client {
+    let cred = || registry_client::Credential::Basic {
+        username: "imagekit".into(),
+        password: password.to_string().into(),
+    };
+    registry_client::Client::builder()
+        .credential("127.0.0.1:5002", cred())
+        .credential("127.0.0.1:5003", cred())
+        .build()
+        .unwrap()
+}
