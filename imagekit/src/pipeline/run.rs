@@ -306,12 +306,16 @@ impl<'a> Runner<'a> {
     {
         match self.journal.start_stage(run, key, input)? {
             StageStart::AlreadyDone(out) => {
-                if let Ok(v) = serde_json::from_value::<T>(out) {
-                    skipped.push(key.to_string());
-                    return Ok(v);
-                }
-                // An output this version cannot read: run the stage again.
-                self.journal.start_stage(run, key, &json!({"rerun": input}))?;
+                // Done before: never repeat its side effects. An output this version cannot read
+                // (written by another version) is an error to look at, not a reason to redo it.
+                let v = serde_json::from_value::<T>(out).map_err(|e| {
+                    Error::InvalidInput(format!(
+                        "run {run}: stage {key} is done but its recorded output cannot be read ({e}); \
+                         start a new run"
+                    ))
+                })?;
+                skipped.push(key.to_string());
+                return Ok(v);
             }
             StageStart::Started { attempt } if attempt > 1 => self.clean_up_stage(run, key).await?,
             StageStart::Started { .. } => {}
