@@ -40,6 +40,8 @@ pub mod microversion;
 pub mod neutron;
 pub mod nova;
 pub mod session;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod wait;
 
 pub use config::{CloudConfig, ConfigSources, Interface};

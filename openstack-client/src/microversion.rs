@@ -88,14 +88,17 @@ impl VersionRange {
 
 /// Fetch `doc_url`'s version document and negotiate: the version `fixed` or the highest both know.
 pub(crate) async fn discover(
-    http: &reqwest::Client,
+    session: &crate::Session,
     doc_url: &Url,
     id: &str,
     client_max: Microversion,
     fixed: Option<Microversion>,
     service: &str,
 ) -> Result<Microversion> {
-    let doc = fetch_document(http, doc_url).await?;
+    // Through the session, so that a 503 or a dropped connection is retried like any GET.
+    let doc: Value = session
+        .send_json(crate::session::ApiRequest::new(reqwest::Method::GET, doc_url.clone()))
+        .await?;
     let range = VersionRange::from_document(&doc, id).ok_or_else(|| Error::Decode {
         method: "GET".into(),
         url: doc_url.to_string(),

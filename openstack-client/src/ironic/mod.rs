@@ -82,7 +82,7 @@ impl Ironic {
                 } else {
                     (base.clone(), join(&base, "v1"))
                 };
-                let v = discover(self.session.http(), &root, "v1", MAX_MICROVERSION, self.fixed, "Ironic").await?;
+                let v = discover(&self.session, &root, "v1", MAX_MICROVERSION, self.fixed, "Ironic").await?;
                 Ok((v1, v))
             })
             .await

@@ -118,6 +118,19 @@ impl Neutron {
         crate::util::exactly_one("network", name_or_id, named, |n| n.id.clone())
     }
 
+    /// Delete a port. Already gone counts as done.
+    pub async fn delete_port(&self, id: &str) -> Result<()> {
+        let url = self.url(&format!("ports/{}", crate::session::segment(id))).await?;
+        match self.session.send(ApiRequest::new(Method::DELETE, url)).await {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => {
+                other?;
+                tracing::info!(port = id, "port deleted");
+                Ok(())
+            }
+        }
+    }
+
     /// The ports of a server (or any device).
     pub async fn server_ports(&self, device_id: &str) -> Result<Vec<Port>> {
         self.list("ports", &[("device_id".into(), device_id.into())]).await

@@ -82,7 +82,7 @@ impl Nova {
         self.negotiated
             .get_or_try_init(|| async {
                 let base = self.session.endpoint("compute").await?;
-                let v = discover(self.session.http(), &base, "v2.1", MAX_MICROVERSION, self.fixed, "Nova").await?;
+                let v = discover(&self.session, &base, "v2.1", MAX_MICROVERSION, self.fixed, "Nova").await?;
                 Ok((base, v))
             })
             .await

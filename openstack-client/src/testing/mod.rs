@@ -1,0 +1,508 @@
+//! `MockOpenStack`: an in-process, stateful OpenStack cloud for tests of programs built on this
+//! crate (feature `testing`). One HTTP server plays Keystone, Nova and Neutron with the shapes of
+//! the real APIs (the api-ref samples): tokens carry a catalog pointing back at the mock, servers go
+//! `BUILD` → `ACTIVE` (or `ERROR` with a fault) as they are polled, deleted servers answer 404,
+//! floating IPs attach to the server's port. Faults can be injected per service (failures, latency,
+//! 429 with `Retry-After`, expired tokens), and [`MockOpenStack::leaks`] lists what was created and
+//! not deleted.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! use openstack_client::nova::{CreateServer, Networks, Nova};
+//! use openstack_client::testing::{MockOpenStack, Service};
+//! use openstack_client::WaitOptions;
+//!
+//! let cloud = MockOpenStack::start().await;
+//! cloud.fail_next(Service::Compute, 1, 503); // retried by the session
+//! let nova = Nova::new(cloud.session());
+//! let s = nova.create_server(&CreateServer::new("vm", "IMAGE", "1").networks(Networks::Auto)).await.unwrap();
+//! nova.wait_for_active(&s.id, &WaitOptions::default()).await.unwrap();
+//! assert_eq!(cloud.leaks().len(), 2); // the server and its port
+//! nova.delete_and_wait(&s.id, &WaitOptions::default()).await.unwrap();
+//! assert!(cloud.leaks().is_empty());
+//! # }
+//! ```
+
+mod neutron;
+mod nova;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+use wiremock::matchers::any;
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+use crate::{Credentials, RetryPolicy, Session};
+
+/// The services the mock plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Service {
+    /// Keystone, under `/identity/v3`.
+    Identity,
+    /// Nova, under `/compute/v2.1`.
+    Compute,
+    /// Neutron, under `/network/v2.0`.
+    Network,
+}
+
+impl Service {
+    fn prefix(self) -> &'static str {
+        match self {
+            Service::Identity => "/identity/v3",
+            Service::Compute => "/compute/v2.1",
+            Service::Network => "/network/v2.0",
+        }
+    }
+    fn of(path: &str) -> Option<Service> {
+        [Service::Identity, Service::Compute, Service::Network]
+            .into_iter()
+            .find(|s| path == s.prefix() || path.starts_with(&format!("{}/", s.prefix())))
+    }
+}
+
+/// Something created in the mock cloud and not deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leak {
+    /// `server`, `keypair`, `floating_ip` or `port`.
+    pub kind: &'static str,
+    /// Its id (a keypair's name).
+    pub id: String,
+    /// Its name or description.
+    pub name: String,
+}
+
+/// A request the mock received.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// Which service.
+    pub service: Service,
+    /// HTTP method.
+    pub method: String,
+    /// Path below the service's prefix (`servers/ID`).
+    pub path: String,
+    /// The status answered.
+    pub status: u16,
+}
+
+#[derive(Default)]
+struct Faults {
+    fail: Vec<(u16, u32)>,
+    throttle: Option<(u32, u64)>,
+    delay: Option<Duration>,
+}
+
+pub(crate) struct State {
+    base: String,
+    user: String,
+    password: String,
+    tokens: HashSet<String>,
+    issued: u64,
+    ids: u64,
+    faults: BTreeMap<Service, Faults>,
+    calls: Vec<Call>,
+    authorized_keys: Option<PathBuf>,
+    pub(crate) nova: nova::Nova,
+    pub(crate) neutron: neutron::Neutron,
+}
+
+impl State {
+    /// A new uuid-shaped id, unique in this mock.
+    pub(crate) fn uuid(&mut self, kind: u32) -> String {
+        self.ids += 1;
+        format!("{kind:08x}-0000-4000-8000-{:012x}", self.ids)
+    }
+}
+
+/// An in-process OpenStack cloud. See the [module docs](self).
+#[derive(Clone)]
+pub struct MockOpenStack {
+    server: Arc<MockServer>,
+    state: Arc<Mutex<State>>,
+}
+
+impl std::fmt::Debug for MockOpenStack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockOpenStack")
+            .field("uri", &self.server.uri())
+            .finish()
+    }
+}
+
+struct Router(Arc<Mutex<State>>);
+
+impl Respond for Router {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let mut st = lock(&self.0);
+        let path = req.url.path().trim_end_matches('/').to_string();
+        let Some(service) = Service::of(&path) else {
+            return ResponseTemplate::new(404).set_body_string("no such service in MockOpenStack");
+        };
+        let rel = path[service.prefix().len()..].trim_start_matches('/').to_string();
+        let method = req.method.as_str().to_string();
+        let answer = route(&mut st, service, &method, &rel, req);
+        let status = answer.status;
+        st.calls.push(Call {
+            service,
+            method,
+            path: rel,
+            status,
+        });
+        let mut t = ResponseTemplate::new(status);
+        for (k, v) in &answer.headers {
+            t = t.insert_header(k.as_str(), v.as_str());
+        }
+        if let Some(body) = answer.body {
+            t = t.set_body_json(body);
+        }
+        if let Some(d) = st.faults.get(&service).and_then(|f| f.delay) {
+            t = t.set_delay(d);
+        }
+        t
+    }
+}
+
+/// What a handler answers.
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) body: Option<Value>,
+    pub(crate) headers: Vec<(String, String)>,
+}
+
+impl Answer {
+    pub(crate) fn json(status: u16, body: Value) -> Answer {
+        Answer {
+            status,
+            body: Some(body),
+            headers: Vec::new(),
+        }
+    }
+    pub(crate) fn empty(status: u16) -> Answer {
+        Answer {
+            status,
+            body: None,
+            headers: Vec::new(),
+        }
+    }
+    fn header(mut self, k: &str, v: &str) -> Answer {
+        self.headers.push((k.into(), v.into()));
+        self
+    }
+}
+
+fn route(st: &mut State, service: Service, method: &str, rel: &str, req: &Request) -> Answer {
+    if let Some(f) = st.faults.get_mut(&service) {
+        if let Some((status, n)) = f.fail.first_mut() {
+            let status = *status;
+            *n -= 1;
+            if *n == 0 {
+                f.fail.remove(0);
+            }
+            return Answer::json(
+                status,
+                json!({"error": {"code": status, "message": "injected failure"}}),
+            );
+        }
+        if let Some((n, secs)) = f.throttle.as_mut() {
+            let secs = *secs;
+            *n -= 1;
+            if *n == 0 {
+                f.throttle = None;
+            }
+            return Answer::json(429, json!({"error": {"code": 429, "message": "Too many requests"}}))
+                .header("Retry-After", &secs.to_string());
+        }
+    }
+    let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+    if service == Service::Identity {
+        return identity(st, method, rel, &body);
+    }
+    let token = req
+        .headers
+        .get("x-auth-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    // Version documents are public.
+    let public = method == "GET" && rel.is_empty();
+    if !public && !st.tokens.contains(token) {
+        return Answer::json(
+            401,
+            json!({"error": {"code": 401, "title": "Unauthorized",
+                   "message": "The request you have made requires authentication."}}),
+        );
+    }
+    let query: BTreeMap<String, String> = req.url.query_pairs().into_owned().collect();
+    match service {
+        Service::Compute => nova::route(st, method, rel, &query, &body),
+        Service::Network => neutron::route(st, method, rel, &query, &body),
+        Service::Identity => Answer::empty(404),
+    }
+}
+
+fn identity(st: &mut State, method: &str, rel: &str, body: &Value) -> Answer {
+    if method == "GET" && rel.is_empty() {
+        return Answer::json(
+            200,
+            json!({"version": {"id": "v3.14", "status": "stable", "links": [{"rel": "self", "href": format!("{}/identity/v3/", st.base)}]}}),
+        );
+    }
+    if !(method == "POST" && rel == "auth/tokens") {
+        return Answer::json(404, json!({"error": {"code": 404, "message": "not found"}}));
+    }
+    let pw = &body["auth"]["identity"]["password"]["user"];
+    if pw["name"].as_str() != Some(st.user.as_str()) || pw["password"].as_str() != Some(st.password.as_str()) {
+        return Answer::json(
+            401,
+            json!({"error": {"code": 401, "title": "Unauthorized", "message": "The request you have made requires authentication."}}),
+        );
+    }
+    st.issued += 1;
+    let token = format!("mock-token-{}", st.issued);
+    st.tokens.insert(token.clone());
+    let mut doc: Value = serde_json::from_str(include_str!(
+        "../../tests/fixtures/keystone/admin_auth-password-project-scoped-response.json"
+    ))
+    .unwrap_or_else(|_| json!({"token": {}}));
+    let entry = |ty: &str, url: String| {
+        json!({"type": ty, "name": ty, "id": ty, "endpoints": [
+            {"interface": "public", "region_id": "RegionOne", "region": "RegionOne", "url": url, "id": format!("{ty}-public")}]})
+    };
+    doc["token"]["catalog"] = json!([
+        entry("identity", format!("{}/identity/v3", st.base)),
+        entry("compute", format!("{}/compute/v2.1", st.base)),
+        entry("network", format!("{}/network", st.base)),
+    ]);
+    doc["token"]["expires_at"] = json!(rfc3339_in(3600));
+    doc["token"]["issued_at"] = json!(rfc3339_in(0));
+    Answer::json(201, doc).header("X-Subject-Token", &token)
+}
+
+/// RFC 3339 UTC for a time `secs` from now.
+pub(crate) fn rfc3339_in(secs: i64) -> String {
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+        + secs;
+    let (days, rem) = (t.div_euclid(86_400), t.rem_euclid(86_400));
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl MockOpenStack {
+    /// Starts the cloud: user `admin`, password `secret`, project `admin`, region `RegionOne`;
+    /// networks `private` and `public` (external); flavors from the api-ref sample.
+    pub async fn start() -> MockOpenStack {
+        let server = MockServer::start().await;
+        let mut state = State {
+            base: server.uri(),
+            user: "admin".into(),
+            password: "secret".into(),
+            tokens: HashSet::new(),
+            issued: 0,
+            ids: 0,
+            faults: BTreeMap::new(),
+            calls: Vec::new(),
+            authorized_keys: None,
+            nova: nova::Nova::default(),
+            neutron: neutron::Neutron::default(),
+        };
+        neutron::add_network(&mut state, "private", false);
+        neutron::add_network(&mut state, "public", true);
+        let state = Arc::new(Mutex::new(state));
+        Mock::given(any())
+            .respond_with(Router(state.clone()))
+            .mount(&server)
+            .await;
+        MockOpenStack {
+            server: Arc::new(server),
+            state,
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    /// The server's base URL.
+    pub fn uri(&self) -> String {
+        self.server.uri()
+    }
+
+    /// Keystone's URL (`{uri}/identity/v3`).
+    pub fn auth_url(&self) -> url::Url {
+        let u = format!("{}/identity/v3", self.uri());
+        url::Url::parse(&u).unwrap_or_else(|e| panic!("mock URL {u}: {e}"))
+    }
+
+    /// The credentials the mock accepts.
+    pub fn credentials(&self) -> Credentials {
+        let st = self.state();
+        Credentials::password(self.auth_url(), &st.user, st.password.clone().into(), "admin")
+    }
+
+    /// A session on the mock, with retries fast enough for tests.
+    pub fn session(&self) -> Session {
+        Session::builder(self.credentials())
+            .region("RegionOne")
+            .retry(RetryPolicy::default().with_delays(Duration::from_millis(5), Duration::from_millis(20)))
+            .build()
+            .unwrap_or_else(|e| panic!("a session on MockOpenStack: {e}"))
+    }
+
+    /// A `clouds.yaml` naming the mock `cloud`, for programs that read one.
+    pub fn clouds_yaml(&self, cloud: &str) -> String {
+        let st = self.state();
+        format!(
+            "clouds:\n  {cloud}:\n    region_name: RegionOne\n    auth:\n      auth_url: {}/identity/v3\n      username: {}\n      password: {}\n      project_name: admin\n      user_domain_name: Default\n      project_domain_name: Default\n",
+            st.base, st.user, st.password
+        )
+    }
+
+    // ---- behaviour ----
+
+    /// Servers stay `BUILD` for this many polls (default 1).
+    pub fn set_build_polls(&self, n: u32) -> &Self {
+        self.state().nova.build_polls = n;
+        self
+    }
+
+    /// The next server created goes to `ERROR` with this fault message instead of `ACTIVE`.
+    pub fn fail_next_boot(&self, fault: &str) -> &Self {
+        self.state().nova.boot_faults.push(fault.to_string());
+        self
+    }
+
+    /// What `os-getConsoleOutput` answers for every server.
+    pub fn set_console(&self, text: &str) -> &Self {
+        self.state().nova.console = text.to_string();
+        self
+    }
+
+    /// The fixed address servers get (default `10.0.0.N`), e.g. `127.0.0.1` to reach a local sshd.
+    pub fn set_server_address(&self, ip: &str) -> &Self {
+        self.state().neutron.fixed_address = Some(ip.to_string());
+        self
+    }
+
+    /// The address floating IPs get (default `203.0.113.N`).
+    pub fn set_floating_address(&self, ip: &str) -> &Self {
+        self.state().neutron.floating_address = Some(ip.to_string());
+        self
+    }
+
+    /// Play cloud-init: append each booted server's SSH key (from its keypair, or from
+    /// `ssh_authorized_keys` in its user data) to this `authorized_keys` file.
+    pub fn authorize_keys_in(&self, path: &std::path::Path) -> &Self {
+        self.state().authorized_keys = Some(path.to_path_buf());
+        self
+    }
+
+    /// Adds a network; returns its id.
+    pub fn add_network(&self, name: &str, external: bool) -> String {
+        neutron::add_network(&mut self.state(), name, external)
+    }
+
+    // ---- faults ----
+
+    /// The next `n` requests to `service` fail with `status`.
+    pub fn fail_next(&self, service: Service, n: u32, status: u16) -> &Self {
+        if n > 0 {
+            self.state().faults.entry(service).or_default().fail.push((status, n));
+        }
+        self
+    }
+
+    /// The next `n` requests to `service` answer 429 with `Retry-After: secs`.
+    pub fn throttle(&self, service: Service, n: u32, retry_after_secs: u64) -> &Self {
+        if n > 0 {
+            self.state().faults.entry(service).or_default().throttle = Some((n, retry_after_secs));
+        }
+        self
+    }
+
+    /// Every answer from `service` waits this long (`None`: no delay).
+    pub fn set_delay(&self, service: Service, d: Option<Duration>) -> &Self {
+        self.state().faults.entry(service).or_default().delay = d;
+        self
+    }
+
+    /// Every token issued so far stops working (answers 401), as when Keystone revokes or
+    /// expires them.
+    pub fn expire_tokens(&self) -> &Self {
+        self.state().tokens.clear();
+        self
+    }
+
+    // ---- inspection ----
+
+    /// What was created and not deleted: servers, keypairs, floating IPs, ports.
+    pub fn leaks(&self) -> Vec<Leak> {
+        let st = self.state();
+        let mut out = nova::leaks(&st.nova);
+        out.extend(neutron::leaks(&st.neutron));
+        out
+    }
+
+    /// Every request so far, in order.
+    pub fn calls(&self) -> Vec<Call> {
+        self.state().calls.clone()
+    }
+
+    /// How many requests matched `method` and a path starting with `prefix`, on `service`.
+    pub fn count(&self, service: Service, method: &str, prefix: &str) -> usize {
+        self.state()
+            .calls
+            .iter()
+            .filter(|c| c.service == service && c.method == method && c.path.starts_with(prefix))
+            .count()
+    }
+
+    /// A server as the API shows it (`None` once deleted).
+    pub fn server(&self, id: &str) -> Option<Value> {
+        let st = self.state();
+        st.nova.servers.get(id).map(|s| nova::show(&st, s))
+    }
+
+    /// The decoded user data a server was created with.
+    pub fn user_data(&self, id: &str) -> Option<String> {
+        self.state().nova.servers.get(id).and_then(|s| s.user_data.clone())
+    }
+}
+
+/// Plays cloud-init: appends `key` to the configured `authorized_keys` file.
+pub(crate) fn authorize(st: &State, key: &str) {
+    if let Some(path) = &st.authorized_keys {
+        use std::io::Write as _;
+        if let Ok(mut f) = std::fs::OpenOptions::new().append(true).create(true).open(path) {
+            let _ = writeln!(f, "{}", key.trim());
+        }
+    }
+}
+
+pub(crate) fn not_found(what: &str, id: &str) -> Answer {
+    Answer::json(
+        404,
+        json!({"itemNotFound": {"code": 404, "message": format!("{what} {id} could not be found.")}}),
+    )
+}

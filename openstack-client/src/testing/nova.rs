@@ -1,0 +1,352 @@
+//! The mock's Nova: servers with a BUILD → ACTIVE/ERROR lifecycle, keypairs, console output,
+//! instance actions and flavors.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use super::{Answer, Leak, State, authorize, neutron, not_found, rfc3339_in};
+
+pub(crate) struct Server {
+    pub(crate) id: String,
+    name: String,
+    image: String,
+    flavor: String,
+    key_name: Option<String>,
+    metadata: Value,
+    tags: Vec<String>,
+    pub(crate) user_data: Option<String>,
+    status: String,
+    polls_left: u32,
+    pending_fault: Option<String>,
+    fault: Option<String>,
+    /// Ports Nova made for the server (deleted with it), and ports it was given.
+    own_ports: Vec<String>,
+    created: String,
+}
+
+pub(crate) struct Nova {
+    pub(crate) servers: BTreeMap<String, Server>,
+    keypairs: BTreeMap<String, Value>,
+    pub(crate) build_polls: u32,
+    pub(crate) boot_faults: Vec<String>,
+    pub(crate) console: String,
+}
+
+impl Default for Nova {
+    fn default() -> Nova {
+        Nova {
+            servers: BTreeMap::new(),
+            keypairs: BTreeMap::new(),
+            build_polls: 1,
+            boot_faults: Vec::new(),
+            console: "[    0.000000] Linux version 6.1.0 (mock)\nlogin: \n".into(),
+        }
+    }
+}
+
+fn fixture(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or(Value::Null)
+}
+
+pub(crate) fn route(st: &mut State, method: &str, rel: &str, query: &BTreeMap<String, String>, body: &Value) -> Answer {
+    let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
+    match (method, parts.as_slice()) {
+        ("GET", []) => {
+            let mut v = fixture(include_str!(
+                "../../tests/fixtures/nova/versions_v21-version-get-resp.json"
+            ));
+            v["version"]["links"] = json!([{"rel": "self", "href": format!("{}/compute/v2.1/", st.base)}]);
+            Answer::json(200, v)
+        }
+        ("POST", ["servers"]) => create(st, body),
+        ("GET", ["servers", "detail"]) => {
+            let ids: Vec<String> = st.nova.servers.keys().cloned().collect();
+            let mut list = Vec::new();
+            for id in ids {
+                advance(st, &id);
+                let s = &st.nova.servers[&id];
+                if query.get("name").is_some_and(|n| !s.name.contains(n.as_str())) {
+                    continue;
+                }
+                list.push(show(st, s));
+            }
+            Answer::json(200, json!({ "servers": list }))
+        }
+        ("GET", ["servers", id]) => {
+            if !st.nova.servers.contains_key(*id) {
+                return not_found("Instance", id);
+            }
+            advance(st, id);
+            Answer::json(200, json!({"server": show(st, &st.nova.servers[*id])}))
+        }
+        ("DELETE", ["servers", id]) => match st.nova.servers.remove(*id) {
+            None => not_found("Instance", id),
+            Some(s) => {
+                for p in &s.own_ports {
+                    neutron::delete_port(st, p);
+                }
+                neutron::release_device(st, id);
+                Answer::empty(204)
+            }
+        },
+        ("POST", ["servers", id, "action"]) => {
+            let Some(s) = st.nova.servers.get(*id) else {
+                return not_found("Instance", id);
+            };
+            if let Some(args) = body.get("os-getConsoleOutput") {
+                if s.status == "BUILD" {
+                    return Answer::json(
+                        409,
+                        json!({"conflictingRequest": {"code": 409, "message": "Instance is not ready"}}),
+                    );
+                }
+                let text = &st.nova.console;
+                let out = match args.get("length").and_then(Value::as_u64) {
+                    Some(n) => {
+                        let lines: Vec<&str> = text.lines().collect();
+                        lines[lines.len().saturating_sub(n as usize)..].join("\n")
+                    }
+                    None => text.clone(),
+                };
+                return Answer::json(200, json!({ "output": out }));
+            }
+            Answer::empty(202)
+        }
+        ("GET", ["servers", id, "os-instance-actions"]) => {
+            if !st.nova.servers.contains_key(*id) {
+                return not_found("Instance", id);
+            }
+            Answer::json(
+                200,
+                json!({"instanceActions": [{"action": "create", "request_id": format!("req-{id}"),
+                        "instance_uuid": id, "message": null, "start_time": rfc3339_in(0)}]}),
+            )
+        }
+        ("GET", ["servers", id, "os-instance-actions", req]) => {
+            let Some(s) = st.nova.servers.get(*id) else {
+                return not_found("Instance", id);
+            };
+            let events = match &s.fault {
+                Some(f) => json!([{"event": "compute__do_build_and_run_instance", "result": "Error", "details": f}]),
+                None => json!([{"event": "compute__do_build_and_run_instance", "result": "Success"}]),
+            };
+            Answer::json(
+                200,
+                json!({"instanceAction": {"action": "create", "request_id": req, "instance_uuid": id, "events": events}}),
+            )
+        }
+        ("POST", ["os-keypairs"]) => {
+            let k = &body["keypair"];
+            let (Some(name), Some(public_key)) = (k["name"].as_str(), k["public_key"].as_str()) else {
+                return bad_request("Keypair data is invalid: name and public_key are required.");
+            };
+            if st.nova.keypairs.contains_key(name) {
+                return Answer::json(
+                    409,
+                    json!({"conflictingRequest": {"code": 409, "message": format!("Key pair '{name}' already exists.")}}),
+                );
+            }
+            let kp = json!({"name": name, "public_key": public_key, "type": "ssh", "user_id": "admin",
+                            "fingerprint": format!("mock:{:x}", public_key.len())});
+            st.nova.keypairs.insert(name.to_string(), kp.clone());
+            Answer::json(200, json!({ "keypair": kp }))
+        }
+        ("GET", ["os-keypairs"]) => {
+            let list: Vec<Value> = st.nova.keypairs.values().map(|k| json!({ "keypair": k })).collect();
+            Answer::json(200, json!({ "keypairs": list }))
+        }
+        ("GET", ["os-keypairs", name]) => match st.nova.keypairs.get(*name) {
+            Some(k) => Answer::json(200, json!({ "keypair": k })),
+            None => not_found("Keypair", name),
+        },
+        ("DELETE", ["os-keypairs", name]) => match st.nova.keypairs.remove(*name) {
+            Some(_) => Answer::empty(202),
+            None => not_found("Keypair", name),
+        },
+        ("GET", ["flavors", "detail"]) => Answer::json(
+            200,
+            fixture(include_str!(
+                "../../tests/fixtures/nova/flavors_flavors-detail-resp.json"
+            )),
+        ),
+        ("GET", ["flavors"]) => Answer::json(
+            200,
+            fixture(include_str!("../../tests/fixtures/nova/flavors_flavors-list-resp.json")),
+        ),
+        _ => Answer::json(
+            404,
+            json!({"itemNotFound": {"code": 404, "message": format!("MockOpenStack's Nova has no {method} {rel}")}}),
+        ),
+    }
+}
+
+fn bad_request(message: &str) -> Answer {
+    Answer::json(400, json!({"badRequest": {"code": 400, "message": message}}))
+}
+
+fn create(st: &mut State, body: &Value) -> Answer {
+    let s = &body["server"];
+    let (Some(name), Some(image), Some(flavor)) = (s["name"].as_str(), s["imageRef"].as_str(), s["flavorRef"].as_str())
+    else {
+        return bad_request("Invalid input for field/attribute server: name, imageRef and flavorRef are required.");
+    };
+    let key_name = s["key_name"].as_str().map(str::to_string);
+    let key = match &key_name {
+        Some(k) => match st.nova.keypairs.get(k) {
+            Some(kp) => kp["public_key"].as_str().map(str::to_string),
+            None => return bad_request("Invalid key_name provided."),
+        },
+        None => None,
+    };
+    let user_data = match s["user_data"].as_str() {
+        None => None,
+        Some(b64) => match base64::engine::general_purpose::STANDARD.decode(b64) {
+            Ok(d) if d.len() <= 65_535 => Some(String::from_utf8_lossy(&d).into_owned()),
+            Ok(_) => {
+                return bad_request(
+                    "User data too large. User data must be no larger than 65535 bytes once base64 encoded.",
+                );
+            }
+            Err(_) => return bad_request("User data needs to be valid base 64."),
+        },
+    };
+    let id = st.uuid(0x5e5e);
+    // Networks: "auto" (or none given) is the private network; "none" is no port.
+    let mut own_ports = Vec::new();
+    match &s["networks"] {
+        Value::String(n) if n == "none" => {}
+        Value::Array(list) => {
+            for n in list {
+                if let Some(port) = n["port"].as_str() {
+                    if !neutron::attach_port(st, port, &id) {
+                        return Answer::json(
+                            404,
+                            json!({"itemNotFound": {"code": 404, "message": format!("Port id {port} could not be found.")}}),
+                        );
+                    }
+                } else if let Some(net) = n["uuid"].as_str() {
+                    match neutron::create_port(st, net, &id) {
+                        Some(p) => own_ports.push(p),
+                        None => {
+                            return bad_request(&format!("Network {net} could not be found."));
+                        }
+                    }
+                }
+            }
+        }
+        _ => {
+            let private = neutron::network_id(st, "private").unwrap_or_default();
+            if let Some(p) = neutron::create_port(st, &private, &id) {
+                own_ports.push(p);
+            }
+        }
+    }
+    if let Some(k) = &key {
+        authorize(st, k);
+    }
+    if let Some(ud) = &user_data {
+        for line in ud.lines() {
+            let l = line.trim().trim_start_matches("- ").trim_matches('"');
+            if ["ssh-ed25519 ", "ssh-rsa ", "ecdsa-sha2-"]
+                .iter()
+                .any(|p| l.starts_with(p))
+            {
+                authorize(st, l);
+            }
+        }
+    }
+    let pending_fault = (!st.nova.boot_faults.is_empty()).then(|| st.nova.boot_faults.remove(0));
+    let server = Server {
+        id: id.clone(),
+        name: name.to_string(),
+        image: image.to_string(),
+        flavor: flavor.to_string(),
+        key_name,
+        metadata: s.get("metadata").cloned().unwrap_or_else(|| json!({})),
+        tags: s["tags"]
+            .as_array()
+            .map(|t| t.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+            .unwrap_or_default(),
+        user_data,
+        status: "BUILD".into(),
+        polls_left: st.nova.build_polls,
+        pending_fault,
+        fault: None,
+        own_ports,
+        created: rfc3339_in(0),
+    };
+    st.nova.servers.insert(id.clone(), server);
+    Answer::json(
+        202,
+        json!({"server": {"id": id, "OS-DCF:diskConfig": "AUTO", "security_groups": [{"name": "default"}],
+            "links": [{"rel": "self", "href": format!("{}/compute/v2.1/servers/{id}", st.base)}],
+            "adminPass": "mock-admin-pass"}}),
+    )
+}
+
+/// One poll of a building server.
+fn advance(st: &mut State, id: &str) {
+    let Some(s) = st.nova.servers.get_mut(id) else { return };
+    if s.status != "BUILD" {
+        return;
+    }
+    if s.polls_left > 0 {
+        s.polls_left -= 1;
+        return;
+    }
+    match s.pending_fault.take() {
+        Some(f) => {
+            s.status = "ERROR".into();
+            s.fault = Some(f);
+        }
+        None => s.status = "ACTIVE".into(),
+    }
+}
+
+/// The server as `GET /servers/{id}` shows it.
+pub(crate) fn show(st: &State, s: &Server) -> Value {
+    let mut v = fixture(include_str!("../../tests/fixtures/nova/servers_server-get-resp.json"))["server"].clone();
+    v["id"] = json!(s.id);
+    v["name"] = json!(s.name);
+    v["status"] = json!(s.status);
+    v["OS-EXT-STS:vm_state"] = json!(s.status.to_lowercase());
+    v["OS-EXT-STS:task_state"] = if s.status == "BUILD" {
+        json!("spawning")
+    } else {
+        Value::Null
+    };
+    v["key_name"] = json!(s.key_name);
+    v["metadata"] = s.metadata.clone();
+    v["tags"] = json!(s.tags);
+    v["image"] = json!({"id": s.image});
+    v["flavor"] = json!({"id": s.flavor});
+    v["created"] = json!(s.created);
+    v["updated"] = json!(s.created);
+    v["accessIPv4"] = json!("");
+    v["accessIPv6"] = json!("");
+    v["addresses"] = neutron::addresses_of(st, &s.id);
+    if let Some(f) = &s.fault {
+        v["fault"] = json!({"code": 500, "created": s.created, "message": f});
+    }
+    v
+}
+
+pub(crate) fn leaks(n: &Nova) -> Vec<Leak> {
+    let mut out: Vec<Leak> = n
+        .servers
+        .values()
+        .map(|s| Leak {
+            kind: "server",
+            id: s.id.clone(),
+            name: s.name.clone(),
+        })
+        .collect();
+    out.extend(n.keypairs.keys().map(|k| Leak {
+        kind: "keypair",
+        id: k.clone(),
+        name: k.clone(),
+    }));
+    out
+}
