@@ -24,6 +24,41 @@ use crate::error::{Error, Result};
 use crate::qemu::{QemuConfig, Vm, VmSpec};
 use crate::ssh::{Command, Session, SshKey};
 
+mod nova;
+pub use nova::{KeyInjection, NovaCompute, NovaMachine, NovaOptions};
+
+/// Cleanups started in the background by machines dropped without [`Machine::destroy`] (a
+/// cancelled boot test); [`Compute::settle`] waits for them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Background(std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>);
+
+impl Background {
+    /// Runs `cleanup` on the current runtime (nothing happens outside one).
+    pub(crate) fn spawn(&self, cleanup: impl std::future::Future<Output = ()> + Send + 'static) {
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let h = rt.spawn(cleanup);
+            if let Ok(mut v) = self.0.lock() {
+                v.push(h);
+            }
+        }
+    }
+    /// Waits for every cleanup started so far.
+    pub(crate) async fn settle(&self) {
+        loop {
+            let batch: Vec<_> = match self.0.lock() {
+                Ok(mut v) => v.drain(..).collect(),
+                Err(_) => return,
+            };
+            if batch.is_empty() {
+                return;
+            }
+            for h in batch {
+                let _ = h.await;
+            }
+        }
+    }
+}
+
 /// A booted machine.
 #[async_trait]
 pub trait Machine: Send + Sync {
@@ -42,8 +77,11 @@ pub trait Machine: Send + Sync {
 pub trait Compute: Send + Sync + std::fmt::Debug {
     /// A short name for reports (`qemu`, `nova:prod`, `ironic:pool`).
     fn name(&self) -> String;
-    /// Boots `image` as `name` with `public_key` authorized.
+    /// Boots `image` as `name` with `public_key` authorized. On error nothing it made is left.
     async fn boot(&self, image: &str, name: &str, public_key: &str) -> Result<Box<dyn Machine>>;
+    /// Waits until the cleanup of machines dropped without [`Machine::destroy`] (a cancelled boot
+    /// test) has finished. Call it after cancelling, before the program exits.
+    async fn settle(&self) {}
 }
 
 /// The local QEMU backend as a [`Compute`]: `image` is the path of a qcow2 file.
@@ -328,7 +366,7 @@ pub async fn boot_test(
         artifacts: Vec::new(),
     };
     let key = SshKey::generate()?;
-    let name = format!("imagekit-test-{}", std::process::id());
+    let name = format!("imagekit-test-{}-{:08x}", std::process::id(), rand::random::<u32>());
     match compute.boot(image, &name, &key.public_openssh()).await {
         Err(e) => report.infrastructure_error = Some(format!("boot: {e}")),
         Ok(machine) => {

@@ -1,0 +1,382 @@
+//! The Nova backend: boots a server from a Glance image with an ephemeral key (a keypair, or
+//! cloud-init user data), optionally behind a floating IP, waits for ACTIVE (failing at once on
+//! ERROR with Nova's fault), and deletes everything it made — floating IP, server, leftover ports,
+//! keypair — on every exit path: success, error, timeout, and a cancelled future (the cleanup then
+//! runs in the background; [`Compute::settle`] waits for it).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use openstack_client::neutron::{ListFloatingIps, Neutron};
+use openstack_client::nova::{CreateServer, ListServers, NetworkRef, Networks, Nova, ServerId};
+use openstack_client::{Session, WaitOptions};
+
+use super::{Background, Compute, Machine};
+use crate::error::{Error, Result};
+use crate::ssh::{Session as SshSession, SshKey, Target, connect_when_ready};
+
+/// How the ephemeral public key reaches the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyInjection {
+    /// A Nova keypair, deleted afterwards (the image's cloud-init reads it from the metadata service).
+    Keypair,
+    /// `ssh_authorized_keys` in cloud-config user data: nothing extra to create or delete.
+    UserData,
+}
+
+/// How test servers boot on Nova.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct NovaOptions {
+    /// Flavor name or id.
+    pub flavor: String,
+    /// The network to attach (name or id); `None` lets Nova pick.
+    pub network: Option<String>,
+    /// An external network to take a floating IP from; `None` uses the fixed address.
+    pub floating_network: Option<String>,
+    /// How the key gets in.
+    pub key_injection: KeyInjection,
+    /// The guest's SSH port.
+    pub ssh_port: u16,
+    /// How long the server may take to become ACTIVE.
+    pub boot_timeout: Duration,
+    /// How long deleting may take.
+    pub delete_timeout: Duration,
+    /// First and longest pause between polls.
+    pub poll: (Duration, Duration),
+}
+
+impl NovaOptions {
+    /// Defaults: a keypair, Nova's network choice, no floating IP, SSH on 22, 10 minutes to boot,
+    /// 5 to delete.
+    pub fn new(flavor: &str) -> NovaOptions {
+        NovaOptions {
+            flavor: flavor.into(),
+            network: None,
+            floating_network: None,
+            key_injection: KeyInjection::Keypair,
+            ssh_port: 22,
+            boot_timeout: Duration::from_secs(600),
+            delete_timeout: Duration::from_secs(300),
+            poll: (Duration::from_secs(2), Duration::from_secs(10)),
+        }
+    }
+    /// Attach this network.
+    pub fn network(mut self, n: &str) -> Self {
+        self.network = Some(n.into());
+        self
+    }
+    /// Reach the server through a floating IP from this external network.
+    pub fn floating_ip_from(mut self, n: &str) -> Self {
+        self.floating_network = Some(n.into());
+        self
+    }
+    /// Inject the key this way.
+    pub fn key_injection(mut self, k: KeyInjection) -> Self {
+        self.key_injection = k;
+        self
+    }
+    /// SSH on another port.
+    pub fn ssh_port(mut self, p: u16) -> Self {
+        self.ssh_port = p;
+        self
+    }
+    /// Other boot and delete deadlines.
+    pub fn timeouts(mut self, boot: Duration, delete: Duration) -> Self {
+        self.boot_timeout = boot;
+        self.delete_timeout = delete;
+        self
+    }
+    /// Poll faster or slower.
+    pub fn poll(mut self, first: Duration, max: Duration) -> Self {
+        self.poll = (first, max);
+        self
+    }
+}
+
+/// Test machines on Nova. `image` in [`Compute::boot`] is a Glance image id.
+///
+/// ```no_run
+/// # async fn demo() -> imagekit::Result<()> {
+/// use imagekit::boot_test::{BootTestOptions, NovaCompute, NovaOptions, Suite, TestCase, boot_test};
+/// use imagekit::openstack::{CloudConfig, Session};
+/// let session = Session::from_cloud(&CloudConfig::load(Some("prod"))?)?;
+/// let nova = NovaCompute::new(session, NovaOptions::new("m2.small").floating_ip_from("public"));
+/// let suite = Suite::dir("tests".as_ref()).test(TestCase::new("mysql", ["./runtests.sh", "mysql"]));
+/// let report = boot_test(&nova, "IMAGE-UUID", &suite, &BootTestOptions::new("out".as_ref())).await?;
+/// assert!(report.success());
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct NovaCompute {
+    nova: Nova,
+    neutron: Neutron,
+    opts: NovaOptions,
+    background: Background,
+}
+
+impl NovaCompute {
+    /// Servers boot in `session`'s project.
+    pub fn new(session: Session, opts: NovaOptions) -> NovaCompute {
+        NovaCompute {
+            nova: Nova::new(session.clone()),
+            neutron: Neutron::new(session),
+            opts,
+            background: Background::default(),
+        }
+    }
+
+    fn wait(&self, timeout: Duration) -> WaitOptions {
+        WaitOptions::timeout(timeout).with_interval(self.opts.poll.0, self.opts.poll.1)
+    }
+
+    async fn create(&self, image: &str, name: &str, public_key: &str, made: &Teardown) -> Result<(ServerId, String)> {
+        let flavor = self.nova.find_flavor(&self.opts.flavor).await?;
+        let mut req = CreateServer::new(name, image, &flavor.id)
+            .metadata("imagekit", "boot-test")
+            .networks(match &self.opts.network {
+                Some(n) => Networks::List(vec![NetworkRef::Name(n.clone())]),
+                None => Networks::Auto,
+            });
+        match self.opts.key_injection {
+            KeyInjection::Keypair => {
+                made.note(|m| m.keypair = Some(name.to_string()));
+                self.nova.import_keypair(name, public_key).await?;
+                req = req.key_name(name);
+            }
+            KeyInjection::UserData => {
+                req = req.user_data(format!("#cloud-config\nssh_authorized_keys:\n  - {public_key}\n"));
+            }
+        }
+        made.note(|m| m.server_name = Some(name.to_string()));
+        let server = self.nova.create_server(&req).await?;
+        made.note(|m| m.server = Some(server.id.clone()));
+        let server = self
+            .nova
+            .wait_for_active(&server.id, &self.wait(self.opts.boot_timeout))
+            .await?;
+        let address = match &self.opts.floating_network {
+            Some(ext) => {
+                let net = self.neutron.find_network(ext).await?;
+                let port = self
+                    .neutron
+                    .server_ports(server.id.as_ref())
+                    .await?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| Error::Vm {
+                        name: name.into(),
+                        reason: format!("server {} has no port to attach a floating IP to", server.id),
+                    })?;
+                let description = fip_description(&server.id);
+                made.note(|m| m.fip_description = Some(description.clone()));
+                let fip = self
+                    .neutron
+                    .create_floating_ip(&net.id, &description, Some(&port.id))
+                    .await?;
+                made.note(|m| m.fip = Some(fip.id.clone()));
+                fip.floating_ip_address
+            }
+            None => match &self.opts.network {
+                Some(n) => server.addresses_on(n).first().map(|a| a.addr.clone()),
+                None => server.access_address().map(str::to_string),
+            }
+            .ok_or_else(|| Error::Vm {
+                name: name.into(),
+                reason: format!("server {} is ACTIVE without an address", server.id),
+            })?,
+        };
+        Ok((server.id, address))
+    }
+}
+
+fn fip_description(server: &ServerId) -> String {
+    format!("imagekit boot test {server}")
+}
+
+/// What a boot has made so far. Names are noted before the request that creates the thing, so a
+/// cancelled request still gets cleaned up (found by name).
+#[derive(Debug, Default, Clone)]
+struct Made {
+    keypair: Option<String>,
+    server_name: Option<String>,
+    server: Option<ServerId>,
+    fip_description: Option<String>,
+    fip: Option<String>,
+}
+
+/// Deletes what a boot made: when asked, or in the background when dropped armed.
+#[derive(Debug)]
+struct Teardown {
+    nova: Nova,
+    neutron: Neutron,
+    made: Arc<Mutex<Made>>,
+    delete_wait: WaitOptions,
+    background: Background,
+    armed: bool,
+}
+
+impl Teardown {
+    fn note(&self, f: impl FnOnce(&mut Made)) {
+        if let Ok(mut m) = self.made.lock() {
+            f(&mut m);
+        }
+    }
+
+    /// Runs the cleanup now; the drop guard is disarmed.
+    async fn run(mut self) -> Result<()> {
+        self.armed = false;
+        let made = self.made.lock().map(|m| m.clone()).unwrap_or_default();
+        clean(&self.nova, &self.neutron, &made, &self.delete_wait).await
+    }
+}
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let made = self.made.lock().map(|m| m.clone()).unwrap_or_default();
+        let (nova, neutron, wait) = (self.nova.clone(), self.neutron.clone(), self.delete_wait.clone());
+        self.background.spawn(async move {
+            if let Err(e) = clean(&nova, &neutron, &made, &wait).await {
+                tracing::warn!("cleanup of a cancelled Nova boot test failed: {e}");
+            }
+        });
+    }
+}
+
+/// Deletes the floating IP, the server (waiting until it is gone), ports still bound to it, and the
+/// keypair. Keeps going past failures and reports them all.
+async fn clean(nova: &Nova, neutron: &Neutron, made: &Made, wait: &WaitOptions) -> Result<()> {
+    let mut failures = Vec::new();
+    let mut server = made.server.clone();
+    if server.is_none()
+        && let Some(name) = &made.server_name
+    {
+        match nova.list_servers(&ListServers::new().name(format!("^{name}$"))).await {
+            Ok(list) => server = list.into_iter().find(|s| &s.name == name).map(|s| s.id),
+            Err(e) => failures.push(format!("finding server {name}: {e}")),
+        }
+    }
+    let mut fips: Vec<String> = made.fip.iter().cloned().collect();
+    // A floating IP whose creation was cut short is found by its description.
+    if made.fip.is_none()
+        && let Some(d) = &made.fip_description
+    {
+        match neutron
+            .list_floating_ips(&ListFloatingIps::new().description(d.clone()))
+            .await
+        {
+            Ok(list) => fips.extend(list.into_iter().map(|f| f.id)),
+            Err(e) => failures.push(format!("finding floating IPs: {e}")),
+        }
+    }
+    for f in fips {
+        if let Err(e) = neutron.delete_floating_ip(&f).await {
+            failures.push(format!("floating IP {f}: {e}"));
+        }
+    }
+    if let Some(id) = &server {
+        match nova.delete_and_wait(id, wait).await {
+            Err(e) => failures.push(format!("server {id}: {e}")),
+            Ok(()) => match neutron.server_ports(id.as_ref()).await {
+                Ok(ports) => {
+                    for p in ports {
+                        if let Err(e) = neutron.delete_port(&p.id).await {
+                            failures.push(format!("port {} of server {id}: {e}", p.id));
+                        }
+                    }
+                }
+                Err(e) => failures.push(format!("ports of server {id}: {e}")),
+            },
+        }
+    }
+    if let Some(k) = &made.keypair
+        && let Err(e) = nova.delete_keypair(k).await
+    {
+        failures.push(format!("keypair {k}: {e}"));
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Vm {
+            name: made.server_name.clone().unwrap_or_default(),
+            reason: format!("cleanup left resources behind: {}", failures.join("; ")),
+        })
+    }
+}
+
+/// A server booted by [`NovaCompute`].
+#[derive(Debug)]
+pub struct NovaMachine {
+    id: ServerId,
+    address: String,
+    port: u16,
+    nova: Nova,
+    teardown: Teardown,
+}
+
+impl NovaMachine {
+    /// The address SSH connects to.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+}
+
+#[async_trait]
+impl Machine for NovaMachine {
+    fn id(&self) -> String {
+        format!("nova:{}", self.id)
+    }
+    async fn wait_ssh(&self, key: &SshKey, user: &str, deadline: Duration) -> Result<SshSession> {
+        connect_when_ready(&Target::new(&self.address, self.port, user), key, deadline).await
+    }
+    async fn console(&self) -> String {
+        let wait = WaitOptions::timeout(Duration::from_secs(30));
+        match self.nova.console_output(&self.id, Some(2000), &wait).await {
+            Ok(text) => text,
+            Err(e) => format!("(no console output: {e})\n"),
+        }
+    }
+    async fn destroy(self: Box<Self>) -> Result<()> {
+        self.teardown.run().await
+    }
+}
+
+#[async_trait]
+impl Compute for NovaCompute {
+    fn name(&self) -> String {
+        "nova".into()
+    }
+    async fn boot(&self, image: &str, name: &str, public_key: &str) -> Result<Box<dyn Machine>> {
+        let teardown = Teardown {
+            nova: self.nova.clone(),
+            neutron: self.neutron.clone(),
+            made: Arc::default(),
+            delete_wait: self.wait(self.opts.delete_timeout),
+            background: self.background.clone(),
+            armed: true,
+        };
+        match self.create(image, name, public_key, &teardown).await {
+            Ok((id, address)) => Ok(Box::new(NovaMachine {
+                id,
+                address,
+                port: self.opts.ssh_port,
+                nova: self.nova.clone(),
+                teardown,
+            })),
+            Err(e) => match teardown.run().await {
+                Ok(()) => Err(e),
+                Err(cleanup) => Err(Error::Vm {
+                    name: name.into(),
+                    reason: format!("{e}; and then {cleanup}"),
+                }),
+            },
+        }
+    }
+    async fn settle(&self) {
+        self.background.settle().await;
+    }
+}

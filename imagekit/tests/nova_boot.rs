@@ -1,0 +1,200 @@
+//! The Nova boot-test backend against `MockOpenStack` (openstack-client's stateful Keystone, Nova
+//! and Neutron): whatever goes wrong — ERROR at boot, an SSH deadline, a failing test, a cancelled
+//! run — the server, its ports, the floating IP and the keypair are gone afterwards. With the real
+//! sshd (`dev/ssh-peer`), the mock cloud plays cloud-init by authorizing the injected key there.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use imagekit::boot_test::{
+    BootTestOptions, Compute, KeyInjection, NovaCompute, NovaOptions, Suite, TestCase, boot_test,
+};
+use imagekit::openstack::testing::{MockOpenStack, Service};
+
+mod common;
+
+fn fast(opts: NovaOptions) -> NovaOptions {
+    opts.poll(Duration::from_millis(5), Duration::from_millis(20))
+        .timeouts(Duration::from_secs(20), Duration::from_secs(20))
+}
+
+/// A local port nothing listens on.
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+fn options(dir: &std::path::Path, ssh_deadline: Duration) -> BootTestOptions {
+    let mut o = BootTestOptions::new(dir);
+    o.ssh_deadline = ssh_deadline;
+    o
+}
+
+#[tokio::test]
+async fn a_server_in_error_fails_the_boot_with_its_fault_and_leaves_nothing() {
+    let cloud = MockOpenStack::start().await;
+    cloud.fail_next_boot("No valid host was found. There are not enough hosts available.");
+    let compute = NovaCompute::new(cloud.session(), fast(NovaOptions::new("m1.tiny")));
+    let dir = tempfile::tempdir().unwrap();
+    let report = boot_test(
+        &compute,
+        "IMAGE-1",
+        &Suite::dir(dir.path()),
+        &options(dir.path(), Duration::from_secs(5)),
+    )
+    .await
+    .unwrap();
+    let e = report.infrastructure_error.as_deref().unwrap();
+    assert!(e.contains("No valid host was found"), "{e}");
+    assert!(e.contains("ERROR"), "{e}");
+    assert!(report.tests.is_empty());
+    assert_eq!(cloud.count(Service::Compute, "POST", "os-keypairs"), 1);
+    assert_eq!(cloud.count(Service::Compute, "POST", "servers"), 1);
+    assert_eq!(cloud.leaks(), vec![], "everything made for the boot is deleted");
+    assert!(dir.path().join("junit.xml").exists());
+}
+
+#[tokio::test]
+async fn an_ssh_deadline_deletes_the_floating_ip_server_and_keypair() {
+    let cloud = MockOpenStack::start().await;
+    cloud.set_server_address("127.0.0.1").set_floating_address("127.0.0.1");
+    cloud.set_console("Kernel panic - not syncing: VFS: Unable to mount root fs\n");
+    let compute = NovaCompute::new(
+        cloud.session(),
+        fast(
+            NovaOptions::new("m1.tiny")
+                .floating_ip_from("public")
+                .ssh_port(closed_port()),
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let report = boot_test(
+        &compute,
+        "IMAGE-1",
+        &Suite::dir(dir.path()),
+        &options(dir.path(), Duration::from_secs(1)),
+    )
+    .await
+    .unwrap();
+    let e = report.infrastructure_error.as_deref().unwrap();
+    assert!(e.contains("SSH login"), "{e}");
+    assert!(report.machine.as_deref().unwrap().starts_with("nova:"));
+    assert_eq!(cloud.count(Service::Network, "POST", "floatingips"), 1);
+    assert_eq!(cloud.count(Service::Network, "DELETE", "floatingips"), 1);
+    let console = std::fs::read_to_string(dir.path().join("console.log")).unwrap();
+    assert!(console.contains("Kernel panic"), "the console explains: {console}");
+    assert_eq!(cloud.leaks(), vec![]);
+}
+
+#[tokio::test]
+async fn a_failing_test_is_a_test_failure_and_everything_is_deleted() {
+    let Some(sshd) = common::peer("IMAGEKIT_SSHD", "sshd") else {
+        return;
+    };
+    let user = std::fs::read_to_string(sshd.join("user")).unwrap().trim().to_string();
+    for injection in [KeyInjection::Keypair, KeyInjection::UserData] {
+        let cloud = MockOpenStack::start().await;
+        // The mock plays cloud-init: the key Nova got is authorized in the local sshd.
+        cloud
+            .set_server_address("127.0.0.1")
+            .authorize_keys_in(&sshd.join("authorized_keys"));
+        let compute = NovaCompute::new(
+            cloud.session(),
+            fast(NovaOptions::new("m1.tiny").ssh_port(2222).key_injection(injection)),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let suite_dir = dir.path().join("suite");
+        std::fs::create_dir(&suite_dir).unwrap();
+        std::fs::write(suite_dir.join("check.sh"), "echo \"checking $1\"; [ \"$1\" = good ]\n").unwrap();
+        let suite = Suite::dir(&suite_dir)
+            .test(TestCase::new("good", ["sh", "check.sh", "good"]))
+            .test(TestCase::new("bad", ["sh", "check.sh", "bad"]));
+        let mut opts = options(&dir.path().join("out"), Duration::from_secs(20));
+        opts.user = user.clone();
+        opts.remote_dir = format!("{}/suite-{}", std::env::temp_dir().display(), rand_suffix());
+        let report = boot_test(&compute, "IMAGE-1", &suite, &opts).await.unwrap();
+        assert_eq!(report.infrastructure_error, None, "{injection:?}");
+        assert_eq!((report.passed(), report.failed()), (1, 1), "{injection:?}");
+        let stdout = std::fs::read_to_string(dir.path().join("out/tests/bad.stdout")).unwrap();
+        assert_eq!(stdout, "checking bad\n");
+        let keypairs = cloud.count(Service::Compute, "POST", "os-keypairs");
+        assert_eq!(keypairs, usize::from(injection == KeyInjection::Keypair));
+        assert_eq!(cloud.leaks(), vec![], "{injection:?}");
+        let _ = std::fs::remove_dir_all(&opts.remote_dir);
+    }
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        % 1_000_000_007
+}
+
+#[tokio::test]
+async fn a_cancelled_boot_test_is_cleaned_up_in_the_background() {
+    // Cancelled while waiting for ACTIVE, then while waiting for SSH.
+    for build_polls in [100_000, 0] {
+        let cloud = MockOpenStack::start().await;
+        cloud
+            .set_build_polls(build_polls)
+            .set_server_address("127.0.0.1")
+            .set_floating_address("127.0.0.1");
+        let compute = NovaCompute::new(
+            cloud.session(),
+            NovaOptions::new("m1.tiny")
+                .floating_ip_from("public")
+                .ssh_port(closed_port())
+                .poll(Duration::from_millis(5), Duration::from_millis(5)),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let (suite, opts) = (Suite::dir(dir.path()), options(dir.path(), Duration::from_secs(600)));
+        let run = boot_test(&compute, "IMAGE-1", &suite, &opts);
+        // Ctrl-C, as the CLI sees it: the future is dropped.
+        assert!(tokio::time::timeout(Duration::from_millis(800), run).await.is_err());
+        assert_eq!(cloud.count(Service::Compute, "POST", "servers"), 1);
+        compute.settle().await;
+        assert_eq!(cloud.leaks(), vec![], "build_polls {build_polls}");
+        assert_eq!(cloud.count(Service::Compute, "DELETE", "os-keypairs"), 1);
+        if build_polls == 0 {
+            assert_eq!(cloud.count(Service::Network, "DELETE", "floatingips"), 1);
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_expired_token_and_a_503_burst_do_not_stop_the_cleanup() {
+    let cloud = MockOpenStack::start().await;
+    cloud.set_server_address("127.0.0.1");
+    let compute = NovaCompute::new(
+        cloud.session(),
+        fast(NovaOptions::new("m1.tiny").ssh_port(closed_port())),
+    );
+    let machine = compute
+        .boot(
+            "IMAGE-1",
+            "imagekit-test-x",
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE9s test",
+        )
+        .await
+        .unwrap();
+    assert_eq!(cloud.leaks().len(), 3, "server, port, keypair: {:?}", cloud.leaks());
+    cloud.expire_tokens().fail_next(Service::Compute, 2, 503);
+    machine.destroy().await.unwrap();
+    assert_eq!(cloud.leaks(), vec![]);
+}
+
+#[tokio::test]
+async fn an_unknown_flavor_is_a_clear_error_and_creates_nothing() {
+    let cloud = MockOpenStack::start().await;
+    let compute = NovaCompute::new(cloud.session(), fast(NovaOptions::new("m9.huge")));
+    let e = compute
+        .boot("IMAGE-1", "imagekit-test-y", "ssh-ed25519 AAAA x")
+        .await
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("m9.huge"), "{e}");
+    assert_eq!(cloud.count(Service::Compute, "POST", ""), 0);
+    assert_eq!(cloud.leaks(), vec![]);
+}
