@@ -9,7 +9,10 @@
 //! - 409 with "locked" means another conductor task holds the node: nothing happened, try again.
 //! - Error bodies are JSON inside a JSON string (`{"error_message": "{\"faultstring\": …}"}`).
 
+mod allocations;
 mod nodes;
+
+pub use allocations::{Allocation, CreateAllocation};
 
 pub use nodes::{
     ConfigDrive, ListNodes, Node, NodeId, NodePatch, PowerAction, PowerState, ProvisionAction, ProvisionState,

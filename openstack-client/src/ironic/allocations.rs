@@ -1,0 +1,163 @@
+//! Allocations (API 1.52+): Ironic picks a free node matching a resource class (and traits, or
+//! a candidate list) and reserves it atomically, so two jobs never get the same node.
+
+use std::collections::BTreeMap;
+
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::Ironic;
+use crate::error::{Error, Result};
+use crate::wait::{Poll, WaitOptions, wait_for};
+
+/// An allocation.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[non_exhaustive]
+pub struct Allocation {
+    /// UUID.
+    pub uuid: String,
+    /// Name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `allocating`, `active` or `error`.
+    pub state: String,
+    /// The node it reserved, once `active`.
+    #[serde(default)]
+    pub node_uuid: Option<String>,
+    /// The resource class asked for.
+    #[serde(default)]
+    pub resource_class: Option<String>,
+    /// Why it is in `error`.
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// Free-form metadata.
+    #[serde(default)]
+    pub extra: BTreeMap<String, Value>,
+    /// When it was made (RFC 3339).
+    #[serde(default)]
+    pub created_at: Option<String>,
+    /// Everything else.
+    #[serde(flatten)]
+    pub extra_fields: BTreeMap<String, Value>,
+}
+
+/// An allocation request: `POST /v1/allocations`.
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct CreateAllocation {
+    body: serde_json::Map<String, Value>,
+}
+
+impl CreateAllocation {
+    /// A node of this resource class.
+    pub fn new(resource_class: &str) -> Self {
+        let mut body = serde_json::Map::new();
+        body.insert("resource_class".into(), json!(resource_class));
+        CreateAllocation { body }
+    }
+    /// A unique name.
+    pub fn name(mut self, n: &str) -> Self {
+        self.body.insert("name".into(), json!(n));
+        self
+    }
+    /// Only among these nodes (names or UUIDs).
+    pub fn candidates(mut self, nodes: &[&str]) -> Self {
+        self.body.insert("candidate_nodes".into(), json!(nodes));
+        self
+    }
+    /// Nodes with all these traits.
+    pub fn traits(mut self, traits: &[&str]) -> Self {
+        self.body.insert("traits".into(), json!(traits));
+        self
+    }
+    /// A metadata item.
+    pub fn extra(mut self, k: &str, v: impl Into<Value>) -> Self {
+        let extra = self.body.entry("extra").or_insert_with(|| json!({}));
+        if let Some(o) = extra.as_object_mut() {
+            o.insert(k.into(), v.into());
+        }
+        self
+    }
+}
+
+fn seg(s: &str) -> String {
+    crate::session::segment(s)
+}
+
+impl Ironic {
+    /// Ask for a node (the answer is usually still `allocating`; follow with
+    /// [`Ironic::wait_for_allocation`]).
+    pub async fn create_allocation(&self, req: &CreateAllocation) -> Result<Allocation> {
+        let r = self
+            .request(Method::POST, "allocations")
+            .await?
+            .json(Value::Object(req.body.clone()));
+        let a: Allocation = self.session.send_json(r).await?;
+        tracing::info!(allocation = %a.uuid, state = %a.state, "allocation created");
+        Ok(a)
+    }
+
+    /// One allocation, by UUID or name.
+    pub async fn get_allocation(&self, ident: &str) -> Result<Allocation> {
+        let r = self
+            .request(Method::GET, &format!("allocations/{}", seg(ident)))
+            .await?;
+        self.session.send_json(r).await
+    }
+
+    /// Allocations, optionally of one resource class.
+    pub async fn list_allocations(&self, resource_class: Option<&str>) -> Result<Vec<Allocation>> {
+        let mut r = self.request(Method::GET, "allocations").await?;
+        if let Some(rc) = resource_class {
+            r.url.query_pairs_mut().append_pair("resource_class", rc);
+        }
+        self.session.collect_pages(r, "allocations").await
+    }
+
+    /// Set one `extra` item (API 1.57+).
+    pub async fn set_allocation_extra(&self, ident: &str, key: &str, value: impl Into<Value>) -> Result<Allocation> {
+        let patch = json!([{"op": "add", "path": format!("/extra/{key}"), "value": value.into()}]);
+        let r = self
+            .request(Method::PATCH, &format!("allocations/{}", seg(ident)))
+            .await?
+            .json(patch)
+            .idempotent(true);
+        self.session.send_json(r).await
+    }
+
+    /// Delete an allocation, freeing its node (which must not be deployed). Already gone counts as
+    /// done.
+    pub async fn delete_allocation(&self, ident: &str) -> Result<()> {
+        let r = self
+            .request(Method::DELETE, &format!("allocations/{}", seg(ident)))
+            .await?;
+        match self.session.send(r).await {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => {
+                other?;
+                tracing::info!(allocation = ident, "allocation deleted");
+                Ok(())
+            }
+        }
+    }
+
+    /// Wait until the allocation is `active`; fails at once in `error` with Ironic's reason (for
+    /// example, no free node).
+    pub async fn wait_for_allocation(&self, ident: &str, opts: &WaitOptions) -> Result<Allocation> {
+        wait_for(&format!("allocation {ident}"), opts, || async {
+            let a = self.get_allocation(ident).await?;
+            match a.state.as_str() {
+                "active" => Ok(Poll::Ready(a)),
+                "error" => Err(Error::Failed {
+                    kind: "allocation",
+                    id: a.uuid.clone(),
+                    state: a.state.clone(),
+                    reason: a.last_error.clone().unwrap_or_else(|| "no last_error recorded".into()),
+                }),
+                other => Ok(Poll::Pending(other.to_string())),
+            }
+        })
+        .await
+    }
+}
