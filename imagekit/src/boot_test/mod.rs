@@ -24,7 +24,9 @@ use crate::error::{Error, Result};
 use crate::qemu::{QemuConfig, Vm, VmSpec};
 use crate::ssh::{Command, Session, SshKey};
 
+mod ironic;
 mod nova;
+pub use ironic::{IronicCompute, IronicMachine, IronicOptions, Lease, Pool, SshAddress};
 pub use nova::{KeyInjection, NovaCompute, NovaMachine, NovaOptions};
 
 /// Cleanups started in the background by machines dropped without [`Machine::destroy`] (a

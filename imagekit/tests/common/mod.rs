@@ -29,14 +29,19 @@ pub fn clouds_file() -> Option<PathBuf> {
     peer("IMAGEKIT_OPENSTACK_CLOUDS", "real Keystone/Glance")
 }
 
-/// Glance of one cloud of that clouds.yaml (`imagekit-admin`, `imagekit-demo`).
-pub fn glance_store(clouds: &std::path::Path, cloud: &str) -> GlanceStore {
+/// A session on one cloud of that clouds.yaml (`imagekit-admin`, `imagekit-demo`).
+pub fn session(clouds: &std::path::Path, cloud: &str) -> Session {
     let sources = ConfigSources {
         env: [("OS_CLIENT_CONFIG_FILE".to_string(), clouds.display().to_string())].into(),
         dirs: vec![],
     };
     let config = CloudConfig::load_from(Some(cloud), &sources).unwrap();
-    GlanceStore::new(cloud, Glance::new(Session::from_cloud(&config).unwrap()))
+    Session::from_cloud(&config).unwrap()
+}
+
+/// Glance of one cloud of that clouds.yaml.
+pub fn glance_store(clouds: &std::path::Path, cloud: &str) -> GlanceStore {
+    GlanceStore::new(cloud, Glance::new(session(clouds, cloud)))
 }
 
 /// Glance of the admin project, when the peers run.
