@@ -59,6 +59,14 @@ pub enum Error {
         /// The last stage finished.
         after: String,
     },
+    /// Cancelled (Ctrl-C) while running; what it had made was deleted before it returned.
+    #[error("cancelled during {what}; test machines were deleted{hint}")]
+    Cancelled {
+        /// What was running.
+        what: String,
+        /// How to go on, if anything.
+        hint: String,
+    },
     /// An SSH connection or command channel failed (not a test's own failure).
     #[error("ssh {target}: {reason}")]
     Ssh {

@@ -80,7 +80,7 @@ async fn an_ssh_deadline_deletes_the_floating_ip_server_and_keypair() {
     assert!(e.contains("SSH login"), "{e}");
     assert!(report.machine.as_deref().unwrap().starts_with("nova:"));
     assert_eq!(cloud.count(Service::Network, "POST", "floatingips"), 1);
-    assert_eq!(cloud.count(Service::Network, "DELETE", "floatingips"), 1);
+    assert_eq!(cloud.count(Service::Network, "DELETE", "floatingips/"), 1);
     let console = std::fs::read_to_string(dir.path().join("console.log")).unwrap();
     assert!(console.contains("Kernel panic"), "the console explains: {console}");
     assert_eq!(cloud.leaks(), vec![]);
@@ -156,9 +156,9 @@ async fn a_cancelled_boot_test_is_cleaned_up_in_the_background() {
         assert_eq!(cloud.count(Service::Compute, "POST", "servers"), 1);
         compute.settle().await;
         assert_eq!(cloud.leaks(), vec![], "build_polls {build_polls}");
-        assert_eq!(cloud.count(Service::Compute, "DELETE", "os-keypairs"), 1);
+        assert_eq!(cloud.count(Service::Compute, "DELETE", "os-keypairs/"), 1);
         if build_polls == 0 {
-            assert_eq!(cloud.count(Service::Network, "DELETE", "floatingips"), 1);
+            assert_eq!(cloud.count(Service::Network, "DELETE", "floatingips/"), 1);
         }
     }
 }
@@ -195,6 +195,157 @@ async fn an_unknown_flavor_is_a_clear_error_and_creates_nothing() {
         .err()
         .unwrap();
     assert!(e.to_string().contains("m9.huge"), "{e}");
-    assert_eq!(cloud.count(Service::Compute, "POST", ""), 0);
+    assert!(
+        cloud
+            .calls()
+            .iter()
+            .all(|c| c.method == "GET" || c.service == Service::Identity)
+    );
     assert_eq!(cloud.leaks(), vec![]);
+}
+
+#[tokio::test]
+async fn a_pipeline_tests_every_arch_on_nova_at_once_and_journals_the_verdicts() {
+    use imagekit::journal::Journal;
+    use imagekit::pipeline::{Pipeline, RunOptions, Runner, Services};
+    let Some(sshd) = common::peer("IMAGEKIT_SSHD", "sshd") else {
+        return;
+    };
+    let user = std::fs::read_to_string(sshd.join("user")).unwrap().trim().to_string();
+    let cloud = MockOpenStack::start().await;
+    cloud
+        .set_server_address("127.0.0.1")
+        .authorize_keys_in(&sshd.join("authorized_keys"));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("build.sh"),
+        "#!/bin/sh\necho \"$IMAGEKIT_ARCH\" > \"$IMAGEKIT_OUTPUT\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        dir.path().join("build.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("suite")).unwrap();
+    std::fs::write(
+        dir.path().join("suite/runtests.sh"),
+        "#!/bin/sh\nsleep 1\n[ \"$1\" = puppet ] || [ \"$1\" = unmanaged ]\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        dir.path().join("suite/runtests.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let toml = format!(
+        r#"
+name = "matrix"
+[build]
+builder = "local"
+command = ["./build.sh"]
+output = "out"
+name = "cc"
+version = "9"
+arches = ["x86_64", "aarch64"]
+formats = ["qcow2"]
+[[store]]
+name = "local"
+kind = "local"
+path = "images"
+[upload]
+distro = "CC"
+[test]
+store = "local"
+suite = "suite"
+scenarios = ["puppet", "unmanaged"]
+arches = ["x86_64", "aarch64"]
+user = "{user}"
+ssh_timeout_seconds = 30
+max_machines = 2
+results = "results"
+[promote]
+name = "{{distro}} - {{arch}}"
+"#
+    );
+    std::fs::write(dir.path().join("p.toml"), toml).unwrap();
+    let pipeline = Pipeline::load(&dir.path().join("p.toml")).unwrap();
+    let compute = std::sync::Arc::new(NovaCompute::new(
+        cloud.session(),
+        fast(NovaOptions::new("m1.tiny").ssh_port(2222)),
+    ));
+    let services = Services::from_pipeline(&pipeline).unwrap().compute(compute);
+    let journal = Journal::open(&dir.path().join("j.sqlite")).unwrap();
+    let started = std::time::Instant::now();
+    let report = Runner::new(&pipeline, &services, &journal)
+        .run(&RunOptions::default())
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert!(report.images.iter().all(|i| i.promoted), "{:?}", report.images);
+    let results = journal.test_results(&report.run_id).unwrap();
+    assert_eq!(results.len(), 4, "2 images × 2 scenarios: {results:?}");
+    assert!(results.iter().all(|t| t.verdict == "passed"), "{results:?}");
+    let images: std::collections::BTreeSet<&str> = results.iter().map(|t| t.image.as_str()).collect();
+    assert_eq!(images.len(), 2);
+    assert_eq!(cloud.count(Service::Compute, "POST", "servers"), 2);
+    assert_eq!(cloud.leaks(), vec![]);
+    // Each image's suite sleeps 2 s in all; sequential testing would take over 4 s.
+    assert!(
+        took < Duration::from_secs(4),
+        "images tested one after the other? {took:?}"
+    );
+}
+
+#[tokio::test]
+async fn ctrl_c_during_imagekit_test_on_nova_deletes_the_server_before_exiting() {
+    let cloud = MockOpenStack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("clouds.yaml"), cloud.clouds_yaml("mock")).unwrap();
+    std::fs::create_dir(dir.path().join("suite")).unwrap();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_imagekit"))
+        .args([
+            "test",
+            "IMAGE-UUID",
+            "--cloud",
+            "mock",
+            "--flavor",
+            "m1.tiny",
+            "--ssh-timeout",
+            "600",
+        ])
+        .arg("--suite")
+        .arg(dir.path().join("suite"))
+        .arg("--artifacts")
+        .arg(dir.path().join("out"))
+        .env("OS_CLIENT_CONFIG_FILE", dir.path().join("clouds.yaml"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the server is up and SSH is being tried (10.0.0.x answers nothing).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !cloud.leaks().iter().any(|l| l.kind == "server") || cloud.count(Service::Compute, "GET", "servers/") < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no server booted: {:?}",
+            cloud.calls()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("cancelled"), "{stderr}");
+    assert_eq!(cloud.leaks(), vec![], "deleted before the process exited");
 }

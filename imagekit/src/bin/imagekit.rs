@@ -187,8 +187,26 @@ struct UploadArgs {
 
 #[derive(clap::Args, Debug)]
 struct TestArgs {
-    /// The image (qcow2).
+    /// The image: a qcow2 file (QEMU), or a Glance image id with --cloud.
     image: PathBuf,
+    /// Boot on this clouds.yaml cloud: Nova with --flavor, or an Ironic pool with --resource-class.
+    #[arg(long)]
+    cloud: Option<String>,
+    /// Nova flavor (name or id).
+    #[arg(long, requires = "cloud", conflicts_with = "resource_class")]
+    flavor: Option<String>,
+    /// Nova network to attach.
+    #[arg(long, requires = "flavor")]
+    network: Option<String>,
+    /// Reach the Nova server through a floating IP from this external network.
+    #[arg(long, requires = "flavor")]
+    floating_network: Option<String>,
+    /// Lease an Ironic node of this resource class.
+    #[arg(long, requires = "cloud")]
+    resource_class: Option<String>,
+    /// Ironic nodes are reached by name with this domain appended.
+    #[arg(long, default_value = "")]
+    node_domain: String,
     /// The suite: a local directory (copied in) or a git URL (cloned in the guest).
     #[arg(long)]
     suite: String,
@@ -285,10 +303,36 @@ fn parse_rotation(s: &str) -> Result<Rotation, String> {
 const TESTS_FAILED: u8 = 3;
 
 /// Exit status for an error: 2 for bad input, 4 for a planned stop, 1 for the rest.
+/// Runs `work` until it ends or Ctrl-C: then `work` is dropped (machines it booted start deleting
+/// themselves), the deletions are awaited, and the answer is [`Error::Cancelled`].
+async fn cancellable<T>(
+    work: impl std::future::Future<Output = imagekit::Result<T>>,
+    compute: Option<&dyn imagekit::boot_test::Compute>,
+    what: &str,
+    hint: &str,
+) -> imagekit::Result<T> {
+    let mut work = Box::pin(work);
+    tokio::select! {
+        r = &mut work => return r,
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    eprintln!("interrupted: deleting test machines…");
+    // Dropping the work starts the cleanup of what it booted; then wait for it.
+    drop(work);
+    if let Some(c) = compute {
+        c.settle().await;
+    }
+    Err(Error::Cancelled {
+        what: what.into(),
+        hint: hint.into(),
+    })
+}
+
 fn exit_code(e: &Error) -> u8 {
     match e {
         Error::InvalidInput(_) | Error::Pipeline { .. } => 2,
         Error::Interrupted { .. } => 4,
+        Error::Cancelled { .. } => 130,
         Error::TestsFailed { .. } => TESTS_FAILED,
         Error::OpenStack(inner) if matches!(**inner, openstack_client::Error::Config(_)) => 2,
         Error::Registry(inner) if matches!(**inner, registry_client::Error::InvalidReference { .. }) => 2,
@@ -376,7 +420,13 @@ async fn run(cli: &Cli) -> imagekit::Result<String> {
                 stop_after: stop_after.clone(),
                 ..Default::default()
             };
-            let report = Runner::new(&pipeline, &services, &journal).run(&opts).await;
+            let report = cancellable(
+                Runner::new(&pipeline, &services, &journal).run(&opts),
+                services.compute.as_deref(),
+                "the run",
+                "; `imagekit results` shows the run to resume",
+            )
+            .await;
             if let Some(b) = bar {
                 b.finish_and_clear();
             }
@@ -389,9 +439,13 @@ async fn run(cli: &Cli) -> imagekit::Result<String> {
             let pipeline = Pipeline::from_recorded(&record.spec)?;
             let services = Services::from_pipeline(&pipeline)?;
             let bar = spinner(human, &format!("resuming {id}"));
-            let report = Runner::new(&pipeline, &services, &journal)
-                .resume(&id, &RunOptions::default())
-                .await;
+            let report = cancellable(
+                Runner::new(&pipeline, &services, &journal).resume(&id, &RunOptions::default()),
+                services.compute.as_deref(),
+                "the run",
+                "; `imagekit resume` goes on",
+            )
+            .await;
             if let Some(b) = bar {
                 b.finish_and_clear();
             }
@@ -769,8 +823,47 @@ async fn test_cmd(cli: &Cli, a: &TestArgs) -> imagekit::Result<(String, u8)> {
     opts.cloud_init = a.cloud_init;
     opts.hold_on_failure = a.hold_on_failure.map(Duration::from_secs);
     let image = a.image.display().to_string();
-    let bar = spinner(!cli.json, &format!("booting {image} and testing"));
-    let report = boot_test(&QemuCompute::new(qemu), &image, &suite, &opts).await;
+    let compute: Box<dyn imagekit::boot_test::Compute> = match &a.cloud {
+        None => Box::new(QemuCompute::new(qemu)),
+        Some(cloud) => {
+            use imagekit::boot_test::{IronicCompute, IronicOptions, NovaCompute, NovaOptions, Pool, SshAddress};
+            let session =
+                imagekit::openstack::Session::from_cloud(&imagekit::openstack::CloudConfig::load(Some(cloud))?)?;
+            match (&a.flavor, &a.resource_class) {
+                (Some(flavor), _) => {
+                    let mut o = NovaOptions::new(flavor);
+                    if let Some(n) = &a.network {
+                        o = o.network(n);
+                    }
+                    if let Some(n) = &a.floating_network {
+                        o = o.floating_ip_from(n);
+                    }
+                    Box::new(NovaCompute::new(session, o))
+                }
+                (None, Some(rc)) => {
+                    let pool = Pool::new(imagekit::openstack::ironic::Ironic::new(session), rc);
+                    let ssh = SshAddress::NodeName {
+                        domain: a.node_domain.clone(),
+                        port: 22,
+                    };
+                    Box::new(IronicCompute::new(pool, IronicOptions::new(ssh)))
+                }
+                (None, None) => {
+                    return Err(Error::InvalidInput(
+                        "--cloud needs --flavor (Nova) or --resource-class (Ironic)".into(),
+                    ));
+                }
+            }
+        }
+    };
+    let bar = spinner(!cli.json, &format!("booting {image} on {} and testing", compute.name()));
+    let report = cancellable(
+        boot_test(compute.as_ref(), &image, &suite, &opts),
+        Some(compute.as_ref()),
+        "the boot test",
+        "",
+    )
+    .await;
     if let Some(b) = bar {
         b.finish_and_clear();
     }

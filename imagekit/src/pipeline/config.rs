@@ -73,13 +73,33 @@ pub struct PipelineFile {
     pub container: Option<ContainerSection>,
 }
 
-/// Boot tests: each uploaded image of the tested arches boots under QEMU (from a local store) and
-/// runs the suite's scenarios over SSH; only images whose tests pass are promoted.
+/// Boot tests: each uploaded image of the tested arches boots and runs the suite's scenarios over
+/// SSH; only images whose tests pass are promoted. Where it boots follows from the store: a local
+/// store's files boot under QEMU; a Glance store's images boot on Nova in the same cloud (with
+/// `flavor`), or on bare metal from an Ironic pool (with `resource_class`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TestSection {
-    /// The local store (a `[[store]]` of kind `local`) whose copy of each image is booted.
+    /// The store whose copy of each image is booted.
     pub store: String,
+    /// Nova: the flavor (name or id) test servers get.
+    #[serde(default)]
+    pub flavor: Option<String>,
+    /// Nova: the network to attach (default: Nova's choice).
+    #[serde(default)]
+    pub network: Option<String>,
+    /// Nova: reach servers through a floating IP from this external network.
+    #[serde(default)]
+    pub floating_network: Option<String>,
+    /// Ironic: lease test nodes of this resource class (instead of Nova).
+    #[serde(default)]
+    pub resource_class: Option<String>,
+    /// Ironic: nodes are reached by name, with this domain appended (`.cern.ch`).
+    #[serde(default)]
+    pub node_domain: String,
+    /// How many machines run at once.
+    #[serde(default = "default_max_machines")]
+    pub max_machines: usize,
     /// The suite: a directory (relative to the pipeline file) or a git URL.
     pub suite: String,
     /// The suite's runner, relative to the suite.
@@ -117,6 +137,9 @@ pub struct TestSection {
     pub results: PathBuf,
 }
 
+fn default_max_machines() -> usize {
+    2
+}
 fn default_runner() -> String {
     "./runtests.sh".into()
 }
@@ -476,10 +499,22 @@ impl Pipeline {
         if let Some(t) = &file.test {
             match file.stores.iter().find(|s| s.name == t.store) {
                 Some(s) if s.kind == StoreKind::Local => {}
+                Some(_) if t.flavor.is_some() || t.resource_class.is_some() => {
+                    if t.flavor.is_some() && t.resource_class.is_some() {
+                        return Err(at(
+                            key_line("test", "resource_class"),
+                            "`flavor` boots on Nova, `resource_class` on Ironic: give one".into(),
+                        ));
+                    }
+                }
                 Some(_) => {
                     return Err(at(
                         key_line("test", "store"),
-                        format!("store {:?} is not a local store: QEMU boots image files", t.store),
+                        format!(
+                            "store {:?} is in Glance: say where its images boot, `flavor = \"…\"` (Nova) \
+                             or `resource_class = \"…\"` (an Ironic pool)",
+                            t.store
+                        ),
                     ));
                 }
                 None => {

@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::config::{BuilderKind, Pipeline, RegistryKind, StoreKind};
+use crate::boot_test::Compute;
 use crate::build::{BuildResult, Builder, KojiBuilder, LocalCommandBuilder};
 use crate::container::{ContainerRegistry, LayoutRegistry, RemoteRegistry};
 use crate::error::{Error, Result};
@@ -46,6 +47,8 @@ pub struct Services {
     pub koji: Option<koji_client::Client>,
     /// The registry client (its credentials serve every registry).
     pub registry_client: registry_client::Client,
+    /// Where `[test]` boots images (`None`: QEMU, configured by the pipeline's `[test]`).
+    pub compute: Option<std::sync::Arc<dyn Compute>>,
 }
 
 impl std::fmt::Debug for Services {
@@ -57,6 +60,44 @@ impl std::fmt::Debug for Services {
     }
 }
 
+/// The compute the `[test]` section asks for when its store is in Glance: Nova in the store's cloud
+/// (`flavor`), or an Ironic pool there (`resource_class`). Local stores boot under QEMU (`None`).
+fn test_compute(p: &Pipeline) -> Result<Option<std::sync::Arc<dyn Compute>>> {
+    use crate::boot_test::{IronicCompute, IronicOptions, NovaCompute, NovaOptions, Pool, SshAddress};
+    let Some(t) = &p.file.test else { return Ok(None) };
+    let Some(store) = p.file.stores.iter().find(|s| s.name == t.store) else {
+        return Ok(None);
+    };
+    if store.kind != StoreKind::Glance {
+        return Ok(None);
+    }
+    let cloud = store.cloud.as_deref().unwrap_or_default();
+    let session = openstack_client::Session::from_cloud(&openstack_client::CloudConfig::load(Some(cloud))?)?;
+    let boot = Duration::from_secs(t.ssh_timeout_seconds.max(600));
+    if let Some(flavor) = &t.flavor {
+        let mut o = NovaOptions::new(flavor).timeouts(boot, Duration::from_secs(300));
+        if let Some(n) = &t.network {
+            o = o.network(n);
+        }
+        if let Some(n) = &t.floating_network {
+            o = o.floating_ip_from(n);
+        }
+        return Ok(Some(std::sync::Arc::new(NovaCompute::new(session, o))));
+    }
+    if let Some(rc) = &t.resource_class {
+        let pool = Pool::new(openstack_client::ironic::Ironic::new(session), rc);
+        let ssh = SshAddress::NodeName {
+            domain: t.node_domain.clone(),
+            port: 22,
+        };
+        return Ok(Some(std::sync::Arc::new(IronicCompute::new(
+            pool,
+            IronicOptions::new(ssh),
+        ))));
+    }
+    Ok(None)
+}
+
 impl Services {
     /// Services with this builder, no stores, no registries, anonymous registry access.
     pub fn new(builder: Box<dyn Builder>) -> Result<Services> {
@@ -66,7 +107,13 @@ impl Services {
             registries: BTreeMap::new(),
             koji: None,
             registry_client: registry_client::Client::builder().build()?,
+            compute: None,
         })
+    }
+    /// Boots tested images here (Nova, Ironic, or anything implementing [`Compute`]).
+    pub fn compute(mut self, compute: std::sync::Arc<dyn Compute>) -> Services {
+        self.compute = Some(compute);
+        self
     }
     /// Adds an image store.
     pub fn store(mut self, name: &str, store: Box<dyn ImageStore>) -> Services {
@@ -157,6 +204,7 @@ impl Services {
             registries,
             koji,
             registry_client,
+            compute: test_compute(p)?,
         })
     }
 }
@@ -461,21 +509,39 @@ impl<'a> Runner<'a> {
         uploaded.sort_by(|a, b| (&a.0, &a.1.arch, &a.1.format).cmp(&(&b.0, &b.1.arch, &b.1.format)));
         self.stop_check(run, opts, "upload")?;
 
-        // Test: boot each tested arch's image from the local store and run the suite.
+        // Test: boot each tested arch's image and run the suite, `max_machines` at once.
         let mut tested: BTreeMap<(String, String), TestSummary> = BTreeMap::new();
         if let Some(t) = &p.test {
-            for (store_name, artifact, image) in &uploaded {
-                if *store_name != t.store || !t.arches.contains(&artifact.arch) {
-                    continue;
-                }
-                let key = format!("test/{}/{}", artifact.arch, artifact.format);
-                let input = json!({"image": image.id, "suite": t.suite, "runner": t.runner, "scenarios": t.scenarios});
-                let summary: TestSummary = self
-                    .stage(run, &key, &input, &mut skipped, || {
-                        self.test_image(run, &key, t, store_name, image)
-                    })
-                    .await?;
-                tested.insert((artifact.arch.clone(), artifact.format.clone()), summary);
+            let skipped_cell = std::sync::Mutex::new(Vec::new());
+            let jobs = uploaded
+                .iter()
+                .filter(|(store_name, artifact, _)| *store_name == t.store && t.arches.contains(&artifact.arch))
+                .map(|(store_name, artifact, image)| {
+                    let skipped_cell = &skipped_cell;
+                    async move {
+                        let key = format!("test/{}/{}", artifact.arch, artifact.format);
+                        let input =
+                            json!({"image": image.id, "suite": t.suite, "runner": t.runner, "scenarios": t.scenarios});
+                        let mut local_skipped = Vec::new();
+                        let summary: TestSummary = self
+                            .stage(run, &key, &input, &mut local_skipped, || {
+                                self.test_image(run, &key, t, store_name, image)
+                            })
+                            .await?;
+                        if let Ok(mut s) = skipped_cell.lock() {
+                            s.extend(local_skipped);
+                        }
+                        Ok::<_, Error>(((artifact.arch.clone(), artifact.format.clone()), summary))
+                    }
+                });
+            let results: Vec<Result<_>> = futures::stream::iter(jobs)
+                .buffer_unordered(t.max_machines.max(1))
+                .collect()
+                .await;
+            skipped.extend(skipped_cell.into_inner().unwrap_or_default());
+            for r in results {
+                let (k, summary) = r?;
+                tested.insert(k, summary);
             }
             self.stop_check(run, opts, "test")?;
         }
@@ -593,9 +659,6 @@ impl<'a> Runner<'a> {
             .stores
             .get(store_name)
             .ok_or_else(|| Error::InvalidInput(format!("no store {store_name}")))?;
-        let path = store
-            .local_path(&image.id)
-            .ok_or_else(|| Error::InvalidInput(format!("store {store_name} keeps no local files to boot")))?;
         let timeout = Duration::from_secs(t.test_timeout_seconds);
         let suite_dir = self.pipeline.resolve(t.suite.as_ref());
         let mut suite = if suite_dir.is_dir() {
@@ -618,13 +681,27 @@ impl<'a> Runner<'a> {
         opts.user = t.user.clone();
         opts.ssh_deadline = Duration::from_secs(t.ssh_timeout_seconds);
         opts.cloud_init = t.cloud_init;
-        let qemu = crate::qemu::QemuConfig {
-            kernel: t.kernel.as_ref().map(|k| self.pipeline.resolve(k)),
-            initrd: t.initrd.as_ref().map(|i| self.pipeline.resolve(i)),
-            memory_mib: t.memory_mib,
-            ..Default::default()
+        // Images are tested at once: each suite copy gets its own directory.
+        opts.remote_dir = format!(
+            "/tmp/imagekit-suite-{}",
+            key.trim_start_matches("test/").replace('/', "-")
+        );
+        let report = match &self.services.compute {
+            // Nova or Ironic boot the store's image by id.
+            Some(compute) => boot_test(compute.as_ref(), &image.id, &suite, &opts).await?,
+            None => {
+                let path = store
+                    .local_path(&image.id)
+                    .ok_or_else(|| Error::InvalidInput(format!("store {store_name} keeps no local files to boot")))?;
+                let qemu = crate::qemu::QemuConfig {
+                    kernel: t.kernel.as_ref().map(|k| self.pipeline.resolve(k)),
+                    initrd: t.initrd.as_ref().map(|i| self.pipeline.resolve(i)),
+                    memory_mib: t.memory_mib,
+                    ..Default::default()
+                };
+                boot_test(&QemuCompute::new(qemu), &path.display().to_string(), &suite, &opts).await?
+            }
         };
-        let report = boot_test(&QemuCompute::new(qemu), &path.display().to_string(), &suite, &opts).await?;
         for o in &report.tests {
             let verdict = match o.verdict {
                 Verdict::Passed => "passed",

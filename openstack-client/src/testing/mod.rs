@@ -469,12 +469,14 @@ impl MockOpenStack {
         self.state().calls.clone()
     }
 
-    /// How many requests matched `method` and a path starting with `prefix`, on `service`.
-    pub fn count(&self, service: Service, method: &str, prefix: &str) -> usize {
+    /// How many `method` requests `service` received at `path` (below the service's prefix,
+    /// `servers`); a path ending in `/` matches everything below it (`servers/`).
+    pub fn count(&self, service: Service, method: &str, path: &str) -> usize {
         self.state()
             .calls
             .iter()
-            .filter(|c| c.service == service && c.method == method && c.path.starts_with(prefix))
+            .filter(|c| c.service == service && c.method == method)
+            .filter(|c| c.path == path || (path.ends_with('/') && c.path.starts_with(path)))
             .count()
     }
 
