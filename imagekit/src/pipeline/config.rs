@@ -843,6 +843,21 @@ without_tests = true
                 Some(9),
                 "invalid type",
             ),
+            (
+                GOOD.replace("kind = \"local\"\npath = \"images\"", "kind = \"glance\"\ncloud = \"prod\"")
+                    .replace("[promote]", "[test]\nstore = \"here\"\nsuite = \"t\"\n\n[promote]"),
+                Some(23),
+                "say where its images boot",
+            ),
+            (
+                GOOD.replace("kind = \"local\"\npath = \"images\"", "kind = \"glance\"\ncloud = \"prod\"")
+                    .replace(
+                        "[promote]",
+                        "[test]\nstore = \"here\"\nsuite = \"t\"\nflavor = \"m1\"\nresource_class = \"bm\"\n\n[promote]",
+                    ),
+                Some(26),
+                "give one",
+            ),
         ] {
             let e = Pipeline::parse(&edit, Some(Path::new("alma9.toml"))).unwrap_err();
             let Error::Pipeline { line: l, reason, path } = &e else {
