@@ -844,17 +844,23 @@ without_tests = true
                 "invalid type",
             ),
             (
-                GOOD.replace("kind = \"local\"\npath = \"images\"", "kind = \"glance\"\ncloud = \"prod\"")
-                    .replace("[promote]", "[test]\nstore = \"here\"\nsuite = \"t\"\n\n[promote]"),
+                GOOD.replace(
+                    "kind = \"local\"\npath = \"images\"",
+                    "kind = \"glance\"\ncloud = \"prod\"",
+                )
+                .replace("[promote]", "[test]\nstore = \"here\"\nsuite = \"t\"\n\n[promote]"),
                 Some(23),
                 "say where its images boot",
             ),
             (
-                GOOD.replace("kind = \"local\"\npath = \"images\"", "kind = \"glance\"\ncloud = \"prod\"")
-                    .replace(
-                        "[promote]",
-                        "[test]\nstore = \"here\"\nsuite = \"t\"\nflavor = \"m1\"\nresource_class = \"bm\"\n\n[promote]",
-                    ),
+                GOOD.replace(
+                    "kind = \"local\"\npath = \"images\"",
+                    "kind = \"glance\"\ncloud = \"prod\"",
+                )
+                .replace(
+                    "[promote]",
+                    "[test]\nstore = \"here\"\nsuite = \"t\"\nflavor = \"m1\"\nresource_class = \"bm\"\n\n[promote]",
+                ),
                 Some(26),
                 "give one",
             ),
