@@ -220,3 +220,73 @@ async fn koji_builds_and_watches_the_task_tree_and_reports_a_failure_with_its_fa
         .unwrap_err();
     assert!(e.to_string().contains("anaconda failed"), "{e}");
 }
+
+/// The whole Koji side against the simulated hub (`MockKoji::simulated`), no script: a real
+/// build of two arches whose task tree advances as it is watched, its archives' checksums, the
+/// images uploaded and verified, the build reused next time, a failed arch with its fault.
+#[tokio::test]
+async fn koji_on_the_simulated_hub_builds_two_arches_whose_images_upload_verified() {
+    use imagekit::store::{ImageStore, LocalStore};
+    use imagekit::template::Template;
+    use imagekit::upload::{NAME_VARIABLES, UploadSpec, upload};
+    use koji_client::testing::MockKoji;
+    let hub = MockKoji::simulated().await;
+    hub.set_polls_per_state(2).set_image_size(300_000);
+    let koji = koji_client::Client::builder(hub.hub_url())
+        .topurl(hub.topurl())
+        .password("builder", secrecy::SecretString::from("pw".to_string()))
+        .build()
+        .unwrap();
+    let watch = koji_client::WatchOptions::default()
+        .poll_interval(Duration::from_millis(5))
+        .deadline(Duration::from_secs(30));
+    let builder = KojiBuilder::new(koji.clone(), watch);
+    let mut spec = koji_spec();
+    spec.scratch = false;
+    spec.arches = vec!["x86_64".into(), "aarch64".into()];
+    let r = builder.build(&spec, None, &|_| Ok(())).await.unwrap();
+    assert!(!r.reused);
+    assert_eq!(r.artifacts.len(), 2, "{r:?}");
+    for a in &r.artifacts {
+        assert_eq!(
+            a.checksum.as_ref().unwrap().algorithm,
+            "md5",
+            "from the build's archives"
+        );
+    }
+    assert_eq!(hub.builds(), vec![(r.nvr.clone(), vec![])]);
+    assert!(hub.open_tasks().is_empty());
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::new(dir.path());
+    let upload_spec = UploadSpec {
+        name: Template::parse("{distro} TEST - {arch}", NAME_VARIABLES).unwrap(),
+        vars: [("distro".to_string(), "ALMA9".to_string())].into(),
+        properties: Default::default(),
+        tags: vec![],
+        visibility: String::new(),
+    };
+    for a in &r.artifacts {
+        let image = upload(Some(&koji), a, &store, &upload_spec, &|_| Ok(())).await.unwrap();
+        let want = hub.image_bytes(&r.nvr, &a.arch, "qcow2");
+        let got = std::fs::read(store.local_path(&image.id).unwrap()).unwrap();
+        assert!(got == want, "{} image differs", a.arch);
+    }
+
+    // Built since then: reused, nothing submitted.
+    let before = hub.calls_of("buildImageOz").len();
+    let again = builder
+        .build(&spec, Some(hub.now() as i64 - 3600), &|_| Ok(()))
+        .await
+        .unwrap();
+    assert!(again.reused);
+    assert_eq!(hub.calls_of("buildImageOz").len(), before);
+
+    // One arch fails: the build fails with Koji's reason and registers nothing.
+    hub.fail_next_build(Some("aarch64"), "Oz timed out waiting for the installer");
+    spec.version = "9.6".into();
+    let e = builder.build(&spec, None, &|_| Ok(())).await.unwrap_err();
+    assert!(e.to_string().contains("Oz timed out"), "{e}");
+    assert_eq!(hub.builds().len(), 1);
+    assert!(hub.open_tasks().is_empty());
+}

@@ -26,6 +26,8 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use crate::xmlrpc::{STARSTAR, Value, to_value, value_to_json};
 
+mod sim;
+
 /// What the hub answers to one call.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -80,6 +82,7 @@ struct HubState {
     /// Serve file bodies only up to this many bytes on the next N GETs (to fake a cut connection).
     file_failures: VecDeque<u16>,
     delay: Option<Duration>,
+    sim: sim::Sim,
 }
 
 fn lock(state: &Mutex<HubState>) -> MutexGuard<'_, HubState> {
@@ -166,9 +169,9 @@ impl Respond for RpcResponder {
             .collect();
         let mut st = lock(&self.0);
         let answer = if name == "multiCall" {
-            multicall_answer(&mut st, &args)
+            multicall_answer(&mut st, &args, &headers)
         } else {
-            lookup(&mut st, &name, &args)
+            lookup(&mut st, &name, &args, &kwargs, &headers)
         };
         st.requests.push(RecordedCall {
             path: req.url.path().to_string(),
@@ -197,17 +200,32 @@ impl Respond for RpcResponder {
     }
 }
 
-fn lookup(st: &mut HubState, name: &str, args: &[serde_json::Value]) -> Answer {
+fn lookup(
+    st: &mut HubState,
+    name: &str,
+    args: &[serde_json::Value],
+    kwargs: &serde_json::Map<String, serde_json::Value>,
+    headers: &BTreeMap<String, String>,
+) -> Answer {
     let key = (name.to_string(), serde_json::Value::Array(args.to_vec()).to_string());
-    st.scripted
+    if let Some(a) = st
+        .scripted
         .get_mut(name)
         .and_then(pop)
         .or_else(|| st.recorded.get_mut(&key).and_then(pop))
-        .unwrap_or_else(|| default_answer(name))
+    {
+        return a;
+    }
+    if st.sim.enabled
+        && let Some(a) = st.sim.answer(name, args, kwargs, headers, &mut st.files)
+    {
+        return a;
+    }
+    default_answer(name)
 }
 
 /// Answer each entry of a `multiCall` on its own: `[value]` or a fault struct.
-fn multicall_answer(st: &mut HubState, args: &[serde_json::Value]) -> Answer {
+fn multicall_answer(st: &mut HubState, args: &[serde_json::Value], headers: &BTreeMap<String, String>) -> Answer {
     let Some(serde_json::Value::Array(calls)) = args.first() else {
         return Answer::Fault(1019, "multiCall takes a list of calls".into());
     };
@@ -219,13 +237,16 @@ fn multicall_answer(st: &mut HubState, args: &[serde_json::Value]) -> Answer {
             .unwrap_or_default()
             .to_string();
         let mut params = c.get("params").and_then(|p| p.as_array()).cloned().unwrap_or_default();
+        let mut kwargs = serde_json::Map::new();
         if params
             .last()
             .is_some_and(|l| l.get(STARSTAR) == Some(&serde_json::Value::Bool(true)))
+            && let Some(serde_json::Value::Object(mut m)) = params.pop()
         {
-            params.pop();
+            m.remove(STARSTAR);
+            kwargs = m;
         }
-        out.push(match lookup(st, &name, &params) {
+        out.push(match lookup(st, &name, &params, &kwargs, headers) {
             Answer::Value(v) => serde_json::json!([v]),
             Answer::Fault(code, msg) => serde_json::json!({"faultCode": code, "faultString": msg}),
             Answer::Http(s) => serde_json::json!({"faultCode": 1000, "faultString": format!("HTTP {s}")}),
@@ -385,4 +406,88 @@ impl MockHub {
     pub fn calls_of(&self, method: &str) -> Vec<RecordedCall> {
         self.requests().into_iter().filter(|c| c.method == method).collect()
     }
+
+    /// A hub that simulates Koji where nothing is scripted: sessions, image builds whose task
+    /// trees advance as they are polled, task outputs, builds with archives, tags.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use koji_client::testing::MockKoji;
+    /// use koji_client::{Client, ImageBuild, WatchOptions};
+    /// let hub = MockKoji::simulated().await;
+    /// hub.fail_next_build(Some("aarch64"), "Oz timed out waiting for the installer");
+    /// let koji = Client::builder(hub.hub_url()).password("bot", "pw".to_string().into()).build().unwrap();
+    /// koji.login().await.unwrap();
+    /// let task = koji
+    ///     .build_image_oz(&ImageBuild::new("cc9", "9.5", "cc9-image", "http://tree/").arch("x86_64").arch("aarch64").kickstart("cc9.ks"))
+    ///     .await
+    ///     .unwrap();
+    /// let watch = WatchOptions::default().poll_interval(std::time::Duration::from_millis(1));
+    /// let outcome = koji.watch_task(task, watch).run(|_| {}).await.unwrap();
+    /// assert!(!outcome.succeeded());
+    /// assert!(hub.open_tasks().is_empty());
+    /// # }
+    /// ```
+    pub async fn simulated() -> Self {
+        let hub = Self::start().await;
+        lock(&hub.state).sim.enabled = true;
+        hub
+    }
+
+    /// The next build's child task for `arch` (any arch with `None`) fails with `message`.
+    pub fn fail_next_build(&self, arch: Option<&str>, message: &str) -> &Self {
+        let mut st = lock(&self.state);
+        st.sim.enabled = true;
+        st.sim.failures.push((arch.map(str::to_string), message.to_string()));
+        self
+    }
+
+    /// Simulated tasks stay this many polls in each state (default 1).
+    pub fn set_polls_per_state(&self, n: u32) -> &Self {
+        lock(&self.state).sim.looks_per_state = n.max(1);
+        self
+    }
+
+    /// Size of each simulated image file (default 64 KiB).
+    pub fn set_image_size(&self, bytes: usize) -> &Self {
+        lock(&self.state).sim.image_size = bytes;
+        self
+    }
+
+    /// Every session issued so far expires: calls carrying one get fault 1007 (AuthExpired), as
+    /// when the hub restarts or the session times out.
+    pub fn expire_sessions(&self) -> &Self {
+        lock(&self.state).sim.expire_sessions();
+        self
+    }
+
+    /// The bytes the simulation serves for an image (to compare downloads with).
+    pub fn image_bytes(&self, nvr: &str, arch: &str, format: &str) -> Vec<u8> {
+        sim::image_bytes(nvr, arch, format, lock(&self.state).sim.image_size)
+    }
+
+    /// Simulated tasks still FREE or OPEN (for leak assertions: a bot that gives up should cancel
+    /// what it started), as `(id, method)`.
+    pub fn open_tasks(&self) -> Vec<(i64, String)> {
+        lock(&self.state)
+            .sim
+            .tasks
+            .values()
+            .filter(|t| t.state <= 1)
+            .map(|t| (t.id, t.method.clone()))
+            .collect()
+    }
+
+    /// Simulated builds as `(nvr, tags)`.
+    pub fn builds(&self) -> Vec<(String, Vec<String>)> {
+        lock(&self.state).sim.builds()
+    }
+
+    /// The simulated clock: build creation times are after it (for `createdAfter` filters).
+    pub fn now(&self) -> f64 {
+        lock(&self.state).sim.now()
+    }
 }
+
+/// The hub under the name the testing kit uses.
+pub type MockKoji = MockHub;
