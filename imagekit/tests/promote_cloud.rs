@@ -100,3 +100,11 @@ async fn promotion_rotates_and_keeps_the_newest_in_glance() {
     let Some(store) = common::admin_glance() else { return };
     rotation_contract(&store, &format!("ALMA9 {} - x86_64", std::process::id())).await;
 }
+
+#[tokio::test]
+async fn promotion_rotates_and_keeps_the_newest_in_the_mock_glance() {
+    let cloud = imagekit::openstack::testing::MockOpenStack::start().await;
+    cloud.set_image_page_size(2);
+    let store = imagekit::store::GlanceStore::new("mock", imagekit::openstack::glance::Glance::new(cloud.session()));
+    rotation_contract(&store, "ALMA9 - x86_64").await;
+}

@@ -134,3 +134,31 @@ async fn glance_keeps_the_contract() {
     let Some(store) = common::admin_glance() else { return };
     contract(&store).await;
 }
+
+/// The same contract on the testing kit's Glance: what users test against behaves like the real one.
+#[tokio::test]
+async fn the_mock_glance_keeps_the_contract() {
+    let cloud = imagekit::openstack::testing::MockOpenStack::start().await;
+    cloud.set_image_page_size(2); // listings cross pages
+    let store = imagekit::store::GlanceStore::new("mock", imagekit::openstack::glance::Glance::new(cloud.session()));
+    contract(&store).await;
+    assert!(cloud.leaks().is_empty(), "{:?}", cloud.leaks());
+}
+
+#[tokio::test]
+async fn a_corrupted_upload_fails_and_leaves_no_image() {
+    let cloud = imagekit::openstack::testing::MockOpenStack::start().await;
+    cloud.corrupt_next_uploads(1);
+    let store = imagekit::store::GlanceStore::new("mock", imagekit::openstack::glance::Glance::new(cloud.session()));
+    let bytes = vec![7u8; 10_000];
+    let e = store
+        .create_and_upload(
+            &NewImage::new("x", "raw"),
+            data(bytes.clone(), bytes.len() as u64),
+            &|_| Ok(()),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("is corrupt"), "{e}");
+    assert!(cloud.leaks().is_empty(), "{:?}", cloud.leaks());
+}

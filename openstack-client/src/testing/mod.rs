@@ -1,8 +1,9 @@
 //! `MockOpenStack`: an in-process, stateful OpenStack cloud for tests of programs built on this
-//! crate (feature `testing`). One HTTP server plays Keystone, Nova and Neutron with the shapes of
-//! the real APIs (the api-ref samples): tokens carry a catalog pointing back at the mock, servers go
-//! `BUILD` → `ACTIVE` (or `ERROR` with a fault) as they are polled, deleted servers answer 404,
-//! floating IPs attach to the server's port. Faults can be injected per service (failures, latency,
+//! crate (feature `testing`). One HTTP server plays Keystone, Glance, Nova and Neutron with the
+//! shapes of the real APIs (the api-ref samples): tokens carry a catalog pointing back at the mock;
+//! images go `queued` → `active` when their data arrives, with size, md5 and sha512 computed, and
+//! list with filters, sorting and `next` pages; servers go `BUILD` → `ACTIVE` (or `ERROR` with a
+//! fault) as they are polled, deleted servers answer 404, floating IPs attach to the server's port. Faults can be injected per service (failures, latency,
 //! 429 with `Retry-After`, expired tokens), and [`MockOpenStack::leaks`] lists what was created and
 //! not deleted.
 //!
@@ -23,6 +24,7 @@
 //! # }
 //! ```
 
+mod glance;
 mod neutron;
 mod nova;
 
@@ -46,6 +48,8 @@ pub enum Service {
     Compute,
     /// Neutron, under `/network/v2.0`.
     Network,
+    /// Glance, under `/image` (v2 at `/image/v2`).
+    Image,
 }
 
 impl Service {
@@ -54,10 +58,11 @@ impl Service {
             Service::Identity => "/identity/v3",
             Service::Compute => "/compute/v2.1",
             Service::Network => "/network/v2.0",
+            Service::Image => "/image",
         }
     }
     fn of(path: &str) -> Option<Service> {
-        [Service::Identity, Service::Compute, Service::Network]
+        [Service::Identity, Service::Compute, Service::Network, Service::Image]
             .into_iter()
             .find(|s| path == s.prefix() || path.starts_with(&format!("{}/", s.prefix())))
     }
@@ -106,6 +111,7 @@ pub(crate) struct State {
     authorized_keys: Option<PathBuf>,
     pub(crate) nova: nova::Nova,
     pub(crate) neutron: neutron::Neutron,
+    pub(crate) glance: glance::Glance,
 }
 
 impl State {
@@ -157,6 +163,9 @@ impl Respond for Router {
         if let Some(body) = answer.body {
             t = t.set_body_json(body);
         }
+        if let Some(bytes) = answer.raw {
+            t = t.set_body_raw(bytes, "application/octet-stream");
+        }
         if let Some(d) = st.faults.get(&service).and_then(|f| f.delay) {
             t = t.set_delay(d);
         }
@@ -168,6 +177,7 @@ impl Respond for Router {
 pub(crate) struct Answer {
     pub(crate) status: u16,
     pub(crate) body: Option<Value>,
+    pub(crate) raw: Option<Vec<u8>>,
     pub(crate) headers: Vec<(String, String)>,
 }
 
@@ -176,6 +186,7 @@ impl Answer {
         Answer {
             status,
             body: Some(body),
+            raw: None,
             headers: Vec::new(),
         }
     }
@@ -183,6 +194,15 @@ impl Answer {
         Answer {
             status,
             body: None,
+            raw: None,
+            headers: Vec::new(),
+        }
+    }
+    pub(crate) fn bytes(status: u16, data: Vec<u8>) -> Answer {
+        Answer {
+            status,
+            body: None,
+            raw: Some(data),
             headers: Vec::new(),
         }
     }
@@ -215,7 +235,11 @@ fn route(st: &mut State, service: Service, method: &str, rel: &str, req: &Reques
                 .header("Retry-After", &secs.to_string());
         }
     }
-    let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+    let body: Value = if service == Service::Image {
+        Value::Null
+    } else {
+        serde_json::from_slice(&req.body).unwrap_or(Value::Null)
+    };
     if service == Service::Identity {
         return identity(st, method, rel, &body);
     }
@@ -233,10 +257,12 @@ fn route(st: &mut State, service: Service, method: &str, rel: &str, req: &Reques
                    "message": "The request you have made requires authentication."}}),
         );
     }
-    let query: BTreeMap<String, String> = req.url.query_pairs().into_owned().collect();
+    let pairs: Vec<(String, String)> = req.url.query_pairs().into_owned().collect();
+    let query: BTreeMap<String, String> = pairs.iter().cloned().collect();
     match service {
         Service::Compute => nova::route(st, method, rel, &query, &body),
         Service::Network => neutron::route(st, method, rel, &query, &body),
+        Service::Image => glance::route(st, method, rel, &pairs, &req.body),
         Service::Identity => Answer::empty(404),
     }
 }
@@ -273,6 +299,7 @@ fn identity(st: &mut State, method: &str, rel: &str, body: &Value) -> Answer {
         entry("identity", format!("{}/identity/v3", st.base)),
         entry("compute", format!("{}/compute/v2.1", st.base)),
         entry("network", format!("{}/network", st.base)),
+        entry("image", format!("{}/image", st.base)),
     ]);
     doc["token"]["expires_at"] = json!(rfc3339_in(3600));
     doc["token"]["issued_at"] = json!(rfc3339_in(0));
@@ -326,6 +353,7 @@ impl MockOpenStack {
             authorized_keys: None,
             nova: nova::Nova::default(),
             neutron: neutron::Neutron::default(),
+            glance: glance::Glance::default(),
         };
         neutron::add_network(&mut state, "private", false);
         neutron::add_network(&mut state, "public", true);
@@ -456,12 +484,36 @@ impl MockOpenStack {
 
     // ---- inspection ----
 
-    /// What was created and not deleted: servers, keypairs, floating IPs, ports.
+    /// What was created and not deleted: servers, keypairs, floating IPs, ports, images (filter
+    /// on [`Leak::kind`]: promoted images are meant to stay).
     pub fn leaks(&self) -> Vec<Leak> {
         let st = self.state();
         let mut out = nova::leaks(&st.nova);
         out.extend(neutron::leaks(&st.neutron));
+        out.extend(glance::leaks(&st.glance));
         out
+    }
+
+    /// Every Glance image, oldest first, as the API shows it.
+    pub fn images(&self) -> Vec<Value> {
+        glance::all(&self.state().glance)
+    }
+
+    /// One Glance image as the API shows it (`None` once deleted).
+    pub fn image(&self, id: &str) -> Option<Value> {
+        glance::show(&self.state().glance, id)
+    }
+
+    /// The next `n` uploads are stored corrupted (their checksum will not match what was sent).
+    pub fn corrupt_next_uploads(&self, n: u32) -> &Self {
+        self.state().glance.corrupt_uploads += n;
+        self
+    }
+
+    /// Glance's page size when a listing gives no `limit` (default 25).
+    pub fn set_image_page_size(&self, n: usize) -> &Self {
+        self.state().glance.page_size = n.max(1);
+        self
     }
 
     /// Every request so far, in order.

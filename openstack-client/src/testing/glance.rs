@@ -1,0 +1,442 @@
+//! The mock's Glance v2: images created `queued`, `active` once their data is uploaded (size,
+//! md5 and sha512 computed from the bytes received), listed with filters, sorting and `next`
+//! pagination, updated with JSON patch, tagged, downloaded, deactivated and deleted.
+
+use std::collections::BTreeMap;
+
+use md5::Digest as _;
+use serde_json::{Value, json};
+
+use super::{Answer, Leak, State, rfc3339_in};
+
+pub(crate) struct Image {
+    id: String,
+    /// Every attribute as Glance shows it, properties included.
+    doc: serde_json::Map<String, Value>,
+    data: Option<Vec<u8>>,
+    seq: u64,
+}
+
+pub(crate) struct Glance {
+    images: BTreeMap<String, Image>,
+    seq: u64,
+    /// Uploads whose stored checksum will not match the bytes (a corrupting backend).
+    pub(crate) corrupt_uploads: u32,
+    /// Page size when the request gives no `limit`.
+    pub(crate) page_size: usize,
+}
+
+impl Default for Glance {
+    fn default() -> Glance {
+        Glance {
+            images: BTreeMap::new(),
+            seq: 0,
+            corrupt_uploads: 0,
+            page_size: 25,
+        }
+    }
+}
+
+/// Attributes Glance owns (not settable as properties).
+const CORE: &[&str] = &[
+    "id",
+    "name",
+    "status",
+    "visibility",
+    "protected",
+    "os_hidden",
+    "checksum",
+    "os_hash_algo",
+    "os_hash_value",
+    "owner",
+    "size",
+    "virtual_size",
+    "min_ram",
+    "min_disk",
+    "disk_format",
+    "container_format",
+    "created_at",
+    "updated_at",
+    "tags",
+    "self",
+    "file",
+    "schema",
+    "locations",
+    "direct_url",
+    "stores",
+];
+
+fn error(status: u16, title: &str, message: String) -> Answer {
+    Answer::json(
+        status,
+        json!({"code": format!("{status} {title}"), "title": title, "message": message}),
+    )
+}
+
+fn not_found(id: &str) -> Answer {
+    error(404, "Not Found", format!("No image found with ID {id}"))
+}
+
+pub(crate) fn route(st: &mut State, method: &str, rel: &str, query: &[(String, String)], raw: &[u8]) -> Answer {
+    let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
+    let body = || serde_json::from_slice::<Value>(raw).unwrap_or(Value::Null);
+    match (method, parts.as_slice()) {
+        ("GET", []) => Answer::json(
+            300,
+            json!({"versions": [
+                {"id": "v2.16", "status": "CURRENT", "links": [{"rel": "self", "href": format!("{}/image/v2/", st.base)}]},
+                {"id": "v2.9", "status": "SUPPORTED", "links": [{"rel": "self", "href": format!("{}/image/v2/", st.base)}]}
+            ]}),
+        ),
+        ("POST", ["v2", "images"]) => create(st, &body()),
+        ("GET", ["v2", "images"]) => list(st, query),
+        ("GET", ["v2", "images", id]) => match st.glance.images.get(*id) {
+            Some(i) => Answer::json(200, Value::Object(i.doc.clone())),
+            None => not_found(id),
+        },
+        ("PATCH", ["v2", "images", id]) => patch(st, id, &body()),
+        ("DELETE", ["v2", "images", id]) => match st.glance.images.get(*id) {
+            None => not_found(id),
+            Some(i) if i.doc.get("protected") == Some(&json!(true)) => error(
+                403,
+                "Forbidden",
+                format!("Image {id} is protected and cannot be deleted."),
+            ),
+            Some(_) => {
+                st.glance.images.remove(*id);
+                Answer::empty(204)
+            }
+        },
+        ("PUT", ["v2", "images", id, "file"]) => upload(st, id, raw),
+        ("GET", ["v2", "images", id, "file"]) => match st.glance.images.get(*id) {
+            None => not_found(id),
+            Some(i) if i.doc.get("status") == Some(&json!("deactivated")) => error(
+                403,
+                "Forbidden",
+                "The requested image has been deactivated. Image data download is forbidden.".into(),
+            ),
+            Some(i) => match &i.data {
+                Some(d) => Answer::bytes(200, d.clone()),
+                None => Answer::empty(204),
+            },
+        },
+        ("PUT" | "DELETE", ["v2", "images", id, "tags", tag]) => {
+            let Some(i) = st.glance.images.get_mut(*id) else {
+                return not_found(id);
+            };
+            let tags = i.doc.entry("tags").or_insert_with(|| json!([]));
+            if let Some(list) = tags.as_array_mut() {
+                list.retain(|t| t != tag);
+                if method == "PUT" {
+                    list.push(json!(tag));
+                }
+            }
+            Answer::empty(204)
+        }
+        ("POST", ["v2", "images", id, "actions", action]) => {
+            let Some(i) = st.glance.images.get_mut(*id) else {
+                return not_found(id);
+            };
+            let (from, to) = match *action {
+                "deactivate" => ("active", "deactivated"),
+                "reactivate" => ("deactivated", "active"),
+                _ => return error(404, "Not Found", format!("no action {action}")),
+            };
+            match i.doc.get("status").and_then(Value::as_str) {
+                Some(s) if s == from || s == to => {
+                    i.doc.insert("status".into(), json!(to));
+                    Answer::empty(204)
+                }
+                other => error(
+                    409,
+                    "Conflict",
+                    format!("Not allowed to {action} an image in status '{}'", other.unwrap_or("?")),
+                ),
+            }
+        }
+        _ => error(
+            404,
+            "Not Found",
+            format!("MockOpenStack's Glance has no {method} {rel}"),
+        ),
+    }
+}
+
+fn create(st: &mut State, body: &Value) -> Answer {
+    let Some(obj) = body.as_object() else {
+        return error(400, "Bad Request", "Request body must be a JSON object".into());
+    };
+    for k in ["id", "status", "checksum", "size", "os_hash_value", "created_at"] {
+        if obj.contains_key(k) {
+            return error(403, "Forbidden", format!("Attribute '{k}' is read-only."));
+        }
+    }
+    let vis = obj.get("visibility").and_then(Value::as_str).unwrap_or("shared");
+    if !["public", "private", "shared", "community"].contains(&vis) {
+        return error(400, "Bad Request", format!("Invalid visibility value: {vis}"));
+    }
+    let id = st.uuid(0x1a6e);
+    let now = rfc3339_in(0);
+    let mut doc = serde_json::Map::new();
+    for (k, v) in obj {
+        doc.insert(k.clone(), v.clone());
+    }
+    let defaults = json!({"id": id, "status": "queued", "visibility": vis, "protected": false, "os_hidden": false,
+        "checksum": null, "os_hash_algo": null, "os_hash_value": null, "owner": "admin", "size": null,
+        "virtual_size": null, "min_ram": 0, "min_disk": 0, "tags": [], "created_at": now, "updated_at": now,
+        "self": format!("/v2/images/{id}"), "file": format!("/v2/images/{id}/file"), "schema": "/v2/schemas/image"});
+    if let Value::Object(d) = defaults {
+        for (k, v) in d {
+            if k == "visibility" || !doc.contains_key(&k) {
+                doc.insert(k, v);
+            }
+        }
+    }
+    st.glance.seq += 1;
+    let image = Image {
+        id: id.clone(),
+        doc: doc.clone(),
+        data: None,
+        seq: st.glance.seq,
+    };
+    st.glance.images.insert(id, image);
+    Answer::json(201, Value::Object(doc))
+}
+
+fn upload(st: &mut State, id: &str, raw: &[u8]) -> Answer {
+    let corrupt = st.glance.corrupt_uploads > 0;
+    let Some(i) = st.glance.images.get_mut(id) else {
+        return not_found(id);
+    };
+    if i.doc.get("status") != Some(&json!("queued")) {
+        return error(
+            409,
+            "Conflict",
+            format!(
+                "Image status transition from {} to saving is not allowed",
+                i.doc["status"]
+            ),
+        );
+    }
+    let mut stored = raw.to_vec();
+    if corrupt {
+        st.glance.corrupt_uploads -= 1;
+        if let Some(b) = stored.first_mut() {
+            *b ^= 0xff;
+        } else {
+            stored.push(0);
+        }
+    }
+    i.doc
+        .insert("checksum".into(), json!(hex::encode(md5::Md5::digest(&stored))));
+    i.doc.insert("os_hash_algo".into(), json!("sha512"));
+    i.doc.insert(
+        "os_hash_value".into(),
+        json!(hex::encode(sha2::Sha512::digest(&stored))),
+    );
+    i.doc.insert("size".into(), json!(raw.len()));
+    i.doc.insert("status".into(), json!("active"));
+    i.doc.insert("updated_at".into(), json!(rfc3339_in(0)));
+    i.data = Some(stored);
+    Answer::empty(204)
+}
+
+fn patch(st: &mut State, id: &str, body: &Value) -> Answer {
+    let Some(ops) = body.as_array() else {
+        return error(400, "Bad Request", "Expected a JSON patch list".into());
+    };
+    let Some(i) = st.glance.images.get_mut(id) else {
+        return not_found(id);
+    };
+    let mut doc = i.doc.clone();
+    for op in ops {
+        let (Some(kind), Some(path)) = (op["op"].as_str(), op["path"].as_str()) else {
+            return error(400, "Bad Request", format!("Invalid JSON patch operation: {op}"));
+        };
+        let key = path.trim_start_matches('/').replace("~1", "/").replace("~0", "~");
+        let read_only = [
+            "id",
+            "status",
+            "checksum",
+            "size",
+            "os_hash_value",
+            "os_hash_algo",
+            "created_at",
+            "owner",
+        ];
+        if read_only.contains(&key.as_str()) {
+            return error(403, "Forbidden", format!("Attribute '{key}' is read-only."));
+        }
+        match kind {
+            "add" | "replace" => {
+                if kind == "replace" && !doc.contains_key(&key) && !CORE.contains(&key.as_str()) {
+                    return error(409, "Conflict", format!("Property {key} does not exist."));
+                }
+                doc.insert(key, op["value"].clone());
+            }
+            "remove" => {
+                if CORE.contains(&key.as_str()) {
+                    return error(403, "Forbidden", format!("Attribute '{key}' is reserved."));
+                }
+                if doc.remove(&key).is_none() {
+                    return error(409, "Conflict", format!("Property {key} does not exist."));
+                }
+            }
+            other => return error(400, "Bad Request", format!("Unsupported JSON patch op {other}")),
+        }
+    }
+    doc.insert("updated_at".into(), json!(rfc3339_in(0)));
+    i.doc = doc.clone();
+    Answer::json(200, Value::Object(doc))
+}
+
+fn list(st: &State, query: &[(String, String)]) -> Answer {
+    let mut limit = st.glance.page_size.max(1);
+    let mut marker = None;
+    let mut sort: Vec<(String, bool)> = Vec::new();
+    let mut filters: Vec<(&str, &str)> = Vec::new();
+    let mut visibility = None;
+    let mut sort_key = None;
+    let mut sort_dir = None;
+    for (k, v) in query {
+        match k.as_str() {
+            "limit" => limit = v.parse().unwrap_or(limit).max(1),
+            "marker" => marker = Some(v.as_str()),
+            "sort" => {
+                for part in v.split(',') {
+                    let (key, dir) = part.split_once(':').unwrap_or((part, "desc"));
+                    sort.push((key.to_string(), dir == "desc"));
+                }
+            }
+            "sort_key" => sort_key = Some(v.clone()),
+            "sort_dir" => sort_dir = Some(v == "desc"),
+            "visibility" => visibility = Some(v.as_str()),
+            _ => filters.push((k.as_str(), v.as_str())),
+        }
+    }
+    if let Some(k) = sort_key {
+        sort.push((k, sort_dir.unwrap_or(true)));
+    }
+    if sort.is_empty() {
+        sort.push(("created_at".into(), true));
+    }
+    let mut all: Vec<&Image> = st
+        .glance
+        .images
+        .values()
+        .filter(|i| match visibility {
+            Some("all") => true,
+            Some(v) => i.doc.get("visibility").and_then(Value::as_str) == Some(v),
+            None => i.doc.get("visibility").and_then(Value::as_str) != Some("community"),
+        })
+        .filter(|i| {
+            filters.iter().all(|(k, v)| match *k {
+                "tag" => i.doc["tags"].as_array().is_some_and(|t| t.iter().any(|x| x == v)),
+                "os_hidden" => {
+                    i.doc
+                        .get("os_hidden")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false)
+                        .to_string()
+                        == *v
+                }
+                "name" => i.doc.get("name").and_then(Value::as_str) == Some(*v),
+                "member_status" => true,
+                _ => match i.doc.get(*k) {
+                    Some(Value::String(s)) => s == v,
+                    Some(other) => other.to_string().as_str() == *v,
+                    None => false,
+                },
+            })
+        })
+        .filter(|i| {
+            // Glance hides os_hidden images unless asked.
+            filters.iter().any(|(k, _)| *k == "os_hidden") || i.doc.get("os_hidden") != Some(&json!(true))
+        })
+        .collect();
+    all.sort_by(|a, b| {
+        for (key, desc) in &sort {
+            let (x, y) = if key == "created_at" {
+                (json!(a.seq), json!(b.seq))
+            } else {
+                (
+                    a.doc.get(key).cloned().unwrap_or(Value::Null),
+                    b.doc.get(key).cloned().unwrap_or(Value::Null),
+                )
+            };
+            let o = cmp(&x, &y);
+            if o != std::cmp::Ordering::Equal {
+                return if *desc { o.reverse() } else { o };
+            }
+        }
+        a.seq.cmp(&b.seq)
+    });
+    let start = match marker {
+        Some(m) => match all.iter().position(|i| i.id == m) {
+            Some(p) => p + 1,
+            None => return error(400, "Bad Request", format!("marker not found: {m}")),
+        },
+        None => 0,
+    };
+    let page: Vec<Value> = all
+        .iter()
+        .skip(start)
+        .take(limit)
+        .map(|i| Value::Object(i.doc.clone()))
+        .collect();
+    let mut out = json!({"images": page, "first": "/v2/images", "schema": "/v2/schemas/images"});
+    if start + limit < all.len()
+        && let Some(last) = all.get(start + limit - 1)
+    {
+        let mut q: Vec<String> = query
+            .iter()
+            .filter(|(k, _)| k != "marker")
+            .map(|(k, v)| {
+                format!(
+                    "{k}={}",
+                    url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()
+                )
+            })
+            .collect();
+        q.push(format!("marker={}", last.id));
+        out["next"] = json!(format!("/v2/images?{}", q.join("&")));
+    }
+    Answer::json(200, out)
+}
+
+fn cmp(a: &Value, b: &Value) -> std::cmp::Ordering {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64().unwrap_or(0.0).total_cmp(&y.as_f64().unwrap_or(0.0)),
+        (Value::String(x), Value::String(y)) => x.cmp(y),
+        (Value::Null, Value::Null) => std::cmp::Ordering::Equal,
+        (Value::Null, _) => std::cmp::Ordering::Less,
+        (_, Value::Null) => std::cmp::Ordering::Greater,
+        _ => a.to_string().cmp(&b.to_string()),
+    }
+}
+
+pub(crate) fn leaks(g: &Glance) -> Vec<Leak> {
+    g.images
+        .values()
+        .map(|i| Leak {
+            kind: "image",
+            id: i.id.clone(),
+            name: i
+                .doc
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+        })
+        .collect()
+}
+
+pub(crate) fn show(g: &Glance, id: &str) -> Option<Value> {
+    g.images.get(id).map(|i| Value::Object(i.doc.clone()))
+}
+
+pub(crate) fn all(g: &Glance) -> Vec<Value> {
+    let mut v: Vec<&Image> = g.images.values().collect();
+    v.sort_by_key(|i| i.seq);
+    v.into_iter().map(|i| Value::Object(i.doc.clone())).collect()
+}
