@@ -1,4 +1,5 @@
-//! Test images built from scratch, for tests of programs built on this crate (feature `testing`):
+//! For tests of programs built on this crate (feature `testing`): [`MockRegistry`], an in-process
+//! stateful registry with faults on demand, and test images built from scratch:
 //! `docker save`-style archives in any compression, single images and two-platform indexes in
 //! OCI layouts. Content is random, so each call makes blobs no registry has yet.
 //!
@@ -9,6 +10,9 @@
 //! let diff_ids = docker_archive(&tarball, Compression::Xz, 2, 10_000, "cern/alma9:test").unwrap();
 //! assert_eq!(diff_ids.len(), 2);
 //! ```
+
+mod registry;
+pub use registry::{MockRegistry, RegistryCall};
 
 use std::io::Write as _;
 use std::path::Path;

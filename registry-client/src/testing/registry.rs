@@ -1,0 +1,557 @@
+//! `MockRegistry`: an in-process, stateful OCI distribution registry (feature `testing`).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+use wiremock::matchers::any;
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+use crate::manifest::sha256_digest;
+
+/// How the registry authenticates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Auth {
+    Anonymous,
+    Basic(String, String),
+    /// Bearer tokens from `{uri}/token`, given for these Basic credentials.
+    Token(String, String),
+}
+
+/// One request the registry received.
+#[derive(Debug, Clone)]
+pub struct RegistryCall {
+    /// HTTP method.
+    pub method: String,
+    /// Path (`/v2/cern/alma9/manifests/latest`).
+    pub path: String,
+    /// The status answered.
+    pub status: u16,
+}
+
+#[derive(Default)]
+struct State {
+    auth: Option<Auth>,
+    blobs: HashMap<String, Vec<u8>>,
+    /// (repository, digest) pairs: a blob is only visible in repositories it was pushed or mounted to.
+    linked: HashSet<(String, String)>,
+    uploads: HashMap<String, (String, Vec<u8>)>,
+    manifests: HashMap<(String, String), (String, Vec<u8>)>,
+    tags: BTreeMap<(String, String), String>,
+    tokens: HashSet<String>,
+    issued: u64,
+    fail: Vec<(u16, u32)>,
+    throttle: Option<(u32, u64)>,
+    delay: Option<Duration>,
+    corrupt_blob_gets: u32,
+    calls: Vec<RegistryCall>,
+    next_upload: u64,
+}
+
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// An in-process registry speaking the distribution API: blobs (HEAD, GET, monolithic and chunked
+/// uploads, cross-repository mounts), manifests and indexes (referenced blobs and manifests must
+/// exist), tags with `Link` pagination, deletes; optional Basic or token authentication; faults on
+/// demand; and inspection of what it holds.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use registry_client::testing::{MockRegistry, two_platform_layout};
+/// use registry_client::{Client, ImageLocation};
+/// let registry = MockRegistry::with_token("bot", "s3cret").await;
+/// registry.throttle(1, 0); // one 429 first: retried
+/// let dir = tempfile::tempdir().unwrap();
+/// two_platform_layout(dir.path(), "test", 1000).unwrap();
+/// let client = Client::builder()
+///     .credential(&registry.host(), registry_client::Credential::Basic {
+///         username: "bot".into(),
+///         password: "s3cret".to_string().into(),
+///     })
+///     .build()
+///     .unwrap();
+/// let from: ImageLocation = format!("oci:{}:test", dir.path().display()).parse().unwrap();
+/// let to: ImageLocation = format!("{}/cern/alma9:test", registry.host()).parse().unwrap();
+/// client.copy(&from, &to, &Default::default()).await.unwrap();
+/// assert_eq!(registry.tags("cern/alma9"), vec!["test"]);
+/// assert_eq!(registry.open_uploads(), 0);
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct MockRegistry {
+    server: Arc<MockServer>,
+    state: Arc<Mutex<State>>,
+}
+
+impl std::fmt::Debug for MockRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockRegistry").field("host", &self.host()).finish()
+    }
+}
+
+struct Router(Arc<Mutex<State>>, String);
+
+fn err(status: u16, code: &str, message: &str) -> ResponseTemplate {
+    ResponseTemplate::new(status)
+        .insert_header("content-type", "application/json")
+        .set_body_json(json!({"errors": [{"code": code, "message": message, "detail": null}]}))
+}
+
+/// `(repository, kind, rest)` of `/v2/<name>/<kind>/<rest>`.
+fn split(path: &str) -> Option<(String, &'static str, String)> {
+    let p = path.strip_prefix("/v2/")?;
+    for kind in ["blobs/uploads", "blobs", "manifests", "tags"] {
+        let marker = format!("/{kind}");
+        if let Some(i) = p.rfind(&marker) {
+            let rest = p[i + marker.len()..].trim_start_matches('/').to_string();
+            let kind: &'static str = match kind {
+                "blobs/uploads" => "uploads",
+                "blobs" => "blobs",
+                "manifests" => "manifests",
+                _ => "tags",
+            };
+            return Some((p[..i].to_string(), kind, rest));
+        }
+    }
+    None
+}
+
+impl Respond for Router {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let mut st = lock(&self.0);
+        let path = req.url.path().to_string();
+        let method = req.method.as_str().to_string();
+        let mut t = handle(&mut st, &self.1, req);
+        if let Some(d) = st.delay {
+            t = t.set_delay(d);
+        }
+        // The status for the record: re-derive from a cheap probe of the template.
+        let status = status_of(&t);
+        st.calls.push(RegistryCall { method, path, status });
+        t
+    }
+}
+
+/// wiremock keeps the status private; a probe through `Debug` is enough for the call log.
+fn status_of(t: &ResponseTemplate) -> u16 {
+    let dbg = format!("{t:?}");
+    dbg.split("status_code: ")
+        .nth(1)
+        .and_then(|s| s.get(..3))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+fn handle(st: &mut State, base: &str, req: &Request) -> ResponseTemplate {
+    let path = req.url.path();
+    if path == "/token" {
+        return token(st, req);
+    }
+    if let Some(i) = st.fail.first_mut() {
+        let status = i.0;
+        i.1 -= 1;
+        if i.1 == 0 {
+            st.fail.remove(0);
+        }
+        return err(status, "UNAVAILABLE", "injected failure");
+    }
+    if let Some((n, secs)) = st.throttle.as_mut() {
+        let secs = *secs;
+        *n -= 1;
+        if *n == 0 {
+            st.throttle = None;
+        }
+        return err(429, "TOOMANYREQUESTS", "rate limited").insert_header("retry-after", secs.to_string().as_str());
+    }
+    let repo_scope = split(path).map(|(r, _, _)| r).unwrap_or_default();
+    if let Err(t) = authorize(st, base, req, &repo_scope) {
+        return *t;
+    }
+    if path == "/v2/" || path == "/v2" {
+        return ResponseTemplate::new(200).set_body_json(json!({}));
+    }
+    let Some((repo, kind, rest)) = split(path) else {
+        return err(404, "NOT_FOUND", "no such route");
+    };
+    let query: BTreeMap<String, String> = req.url.query_pairs().into_owned().collect();
+    let m = req.method.as_str();
+    match (m, kind) {
+        ("HEAD" | "GET", "blobs") => {
+            if !st.linked.contains(&(repo.clone(), rest.clone())) {
+                return err(404, "BLOB_UNKNOWN", "blob unknown to registry");
+            }
+            let mut data = st.blobs.get(&rest).cloned().unwrap_or_default();
+            if m == "GET" && st.corrupt_blob_gets > 0 {
+                st.corrupt_blob_gets -= 1;
+                if let Some(b) = data.last_mut() {
+                    *b ^= 0xff;
+                }
+            }
+            ResponseTemplate::new(200)
+                .insert_header("docker-content-digest", rest.as_str())
+                .insert_header("content-type", "application/octet-stream")
+                .set_body_bytes(data)
+        }
+        ("DELETE", "blobs") => {
+            if st.linked.remove(&(repo, rest)) {
+                ResponseTemplate::new(202)
+            } else {
+                err(404, "BLOB_UNKNOWN", "blob unknown to registry")
+            }
+        }
+        ("POST", "uploads") => {
+            if let (Some(digest), Some(from)) = (query.get("mount"), query.get("from"))
+                && st.linked.contains(&(from.clone(), digest.clone()))
+            {
+                st.linked.insert((repo.clone(), digest.clone()));
+                return ResponseTemplate::new(201)
+                    .insert_header("location", format!("/v2/{repo}/blobs/{digest}").as_str())
+                    .insert_header("docker-content-digest", digest.as_str());
+            }
+            if let Some(digest) = query.get("digest") {
+                return finish_blob(st, &repo, digest, req.body.to_vec());
+            }
+            st.next_upload += 1;
+            let id = format!("upload-{}", st.next_upload);
+            st.uploads.insert(id.clone(), (repo.clone(), Vec::new()));
+            ResponseTemplate::new(202)
+                .insert_header("location", format!("/v2/{repo}/blobs/uploads/{id}").as_str())
+                .insert_header("docker-upload-uuid", id.as_str())
+                .insert_header("range", "0-0")
+        }
+        ("PATCH", "uploads") => match st.uploads.get_mut(&rest) {
+            None => err(404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry"),
+            Some((_, data)) => {
+                data.extend_from_slice(&req.body);
+                let end = data.len().saturating_sub(1);
+                ResponseTemplate::new(202)
+                    .insert_header("location", format!("/v2/{repo}/blobs/uploads/{rest}").as_str())
+                    .insert_header("range", format!("0-{end}").as_str())
+                    .insert_header("docker-upload-uuid", rest.as_str())
+            }
+        },
+        ("PUT", "uploads") => {
+            let Some((_, mut data)) = st.uploads.remove(&rest) else {
+                return err(404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry");
+            };
+            data.extend_from_slice(&req.body);
+            let Some(digest) = query.get("digest") else {
+                return err(400, "DIGEST_INVALID", "digest missing");
+            };
+            finish_blob(st, &repo, digest, data)
+        }
+        ("DELETE", "uploads") => {
+            st.uploads.remove(&rest);
+            ResponseTemplate::new(204)
+        }
+        ("HEAD" | "GET", "manifests") => {
+            let digest = if rest.starts_with("sha256:") {
+                rest.clone()
+            } else {
+                match st.tags.get(&(repo.clone(), rest.clone())) {
+                    Some(d) => d.clone(),
+                    None => return err(404, "MANIFEST_UNKNOWN", "manifest unknown"),
+                }
+            };
+            match st.manifests.get(&(repo, digest.clone())) {
+                None => err(404, "MANIFEST_UNKNOWN", "manifest unknown"),
+                Some((media, bytes)) => ResponseTemplate::new(200)
+                    .insert_header("docker-content-digest", digest.as_str())
+                    .insert_header("content-type", media.as_str())
+                    .set_body_raw(bytes.clone(), media),
+            }
+        }
+        ("PUT", "manifests") => put_manifest(st, &repo, &rest, req),
+        ("DELETE", "manifests") => {
+            let digest = if rest.starts_with("sha256:") {
+                rest
+            } else {
+                return err(400, "UNSUPPORTED", "delete by digest");
+            };
+            if st.manifests.remove(&(repo.clone(), digest.clone())).is_none() {
+                return err(404, "MANIFEST_UNKNOWN", "manifest unknown");
+            }
+            st.tags.retain(|(r, _), d| !(r == &repo && d == &digest));
+            ResponseTemplate::new(202)
+        }
+        ("GET", "tags") => {
+            let all: Vec<String> = st
+                .tags
+                .keys()
+                .filter(|(r, _)| r == &repo)
+                .map(|(_, t)| t.clone())
+                .collect();
+            if all.is_empty() && !st.manifests.keys().any(|(r, _)| r == &repo) {
+                return err(404, "NAME_UNKNOWN", "repository name not known to registry");
+            }
+            let after: Vec<String> = match query.get("last") {
+                Some(l) => all.into_iter().filter(|t| t > l).collect(),
+                None => all,
+            };
+            let n = query.get("n").and_then(|n| n.parse().ok()).unwrap_or(usize::MAX);
+            let page: Vec<String> = after.iter().take(n).cloned().collect();
+            let mut t = ResponseTemplate::new(200).set_body_json(json!({"name": repo, "tags": page}));
+            if after.len() > n
+                && let Some(last) = page.last()
+            {
+                t = t.insert_header(
+                    "link",
+                    format!("</v2/{repo}/tags/list?n={n}&last={last}>; rel=\"next\"").as_str(),
+                );
+            }
+            t
+        }
+        _ => err(405, "UNSUPPORTED", "the operation is unsupported"),
+    }
+}
+
+fn finish_blob(st: &mut State, repo: &str, digest: &str, data: Vec<u8>) -> ResponseTemplate {
+    let actual = sha256_digest(&data);
+    if actual != digest {
+        return err(
+            400,
+            "DIGEST_INVALID",
+            &format!("provided digest {digest} did not match {actual}"),
+        );
+    }
+    st.blobs.insert(actual.clone(), data);
+    st.linked.insert((repo.to_string(), actual.clone()));
+    ResponseTemplate::new(201)
+        .insert_header("location", format!("/v2/{repo}/blobs/{actual}").as_str())
+        .insert_header("docker-content-digest", actual.as_str())
+}
+
+fn put_manifest(st: &mut State, repo: &str, reference: &str, req: &Request) -> ResponseTemplate {
+    let bytes = req.body.to_vec();
+    let Ok(doc) = serde_json::from_slice::<Value>(&bytes) else {
+        return err(400, "MANIFEST_INVALID", "manifest invalid: not JSON");
+    };
+    let media = req
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| doc.get("mediaType").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_default();
+    let digest = sha256_digest(&bytes);
+    if reference.starts_with("sha256:") && reference != digest {
+        return err(400, "DIGEST_INVALID", "manifest digest did not match");
+    }
+    // What it references must be here.
+    if let Some(list) = doc.get("manifests").and_then(Value::as_array) {
+        for m in list {
+            let d = m["digest"].as_str().unwrap_or_default().to_string();
+            if !st.manifests.contains_key(&(repo.to_string(), d.clone())) {
+                return err(400, "MANIFEST_UNKNOWN", &format!("manifest {d} unknown in {repo}"));
+            }
+        }
+    } else {
+        let mut refs: Vec<&Value> = doc
+            .get("layers")
+            .and_then(Value::as_array)
+            .map(|l| l.iter().collect())
+            .unwrap_or_default();
+        if let Some(c) = doc.get("config") {
+            refs.push(c);
+        }
+        if refs.is_empty() {
+            return err(400, "MANIFEST_INVALID", "manifest invalid: no config or layers");
+        }
+        for r in refs {
+            let d = r["digest"].as_str().unwrap_or_default().to_string();
+            if !st.linked.contains(&(repo.to_string(), d.clone())) {
+                return err(400, "MANIFEST_BLOB_UNKNOWN", &format!("blob unknown to registry: {d}"));
+            }
+        }
+    }
+    st.manifests.insert((repo.to_string(), digest.clone()), (media, bytes));
+    if !reference.starts_with("sha256:") {
+        st.tags
+            .insert((repo.to_string(), reference.to_string()), digest.clone());
+    }
+    ResponseTemplate::new(201)
+        .insert_header("location", format!("/v2/{repo}/manifests/{digest}").as_str())
+        .insert_header("docker-content-digest", digest.as_str())
+}
+
+fn basic_of(req: &Request) -> Option<(String, String)> {
+    let h = req.headers.get("authorization")?.to_str().ok()?;
+    let b64 = h.strip_prefix("Basic ")?;
+    let raw = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    let s = String::from_utf8(raw).ok()?;
+    let (u, p) = s.split_once(':')?;
+    Some((u.to_string(), p.to_string()))
+}
+
+fn authorize(st: &State, base: &str, req: &Request, repo: &str) -> Result<(), Box<ResponseTemplate>> {
+    match st.auth.clone().unwrap_or(Auth::Anonymous) {
+        Auth::Anonymous => Ok(()),
+        Auth::Basic(u, p) => match basic_of(req) {
+            Some((bu, bp)) if bu == u && bp == p => Ok(()),
+            _ => Err(Box::new(
+                err(401, "UNAUTHORIZED", "authentication required")
+                    .insert_header("www-authenticate", "Basic realm=\"mock-registry\""),
+            )),
+        },
+        Auth::Token(..) => {
+            let bearer = req
+                .headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|h| h.strip_prefix("Bearer "));
+            match bearer {
+                Some(t) if st.tokens.contains(t) => Ok(()),
+                _ => {
+                    let scope = if repo.is_empty() {
+                        String::new()
+                    } else {
+                        format!(",scope=\"repository:{repo}:pull,push\"")
+                    };
+                    Err(Box::new(
+                        err(401, "UNAUTHORIZED", "authentication required").insert_header(
+                            "www-authenticate",
+                            format!("Bearer realm=\"{base}/token\",service=\"mock-registry\"{scope}").as_str(),
+                        ),
+                    ))
+                }
+            }
+        }
+    }
+}
+
+fn token(st: &mut State, req: &Request) -> ResponseTemplate {
+    let Some(Auth::Token(u, p)) = st.auth.clone() else {
+        return err(404, "NOT_FOUND", "no token service");
+    };
+    match basic_of(req) {
+        Some((bu, bp)) if bu == u && bp == p => {
+            st.issued += 1;
+            let t = format!("mock-registry-token-{}", st.issued);
+            st.tokens.insert(t.clone());
+            ResponseTemplate::new(200).set_body_json(json!({"token": t, "access_token": t, "expires_in": 300}))
+        }
+        _ => ResponseTemplate::new(401).set_body_json(json!({"details": "incorrect username or password"})),
+    }
+}
+
+impl MockRegistry {
+    /// An anonymous registry on 127.0.0.1.
+    pub async fn start() -> MockRegistry {
+        let server = MockServer::start().await;
+        let state = Arc::new(Mutex::new(State::default()));
+        Mock::given(any())
+            .respond_with(Router(state.clone(), server.uri()))
+            .mount(&server)
+            .await;
+        MockRegistry {
+            server: Arc::new(server),
+            state,
+        }
+    }
+
+    /// A registry that wants Basic credentials.
+    pub async fn with_basic(user: &str, password: &str) -> MockRegistry {
+        let r = Self::start().await;
+        lock(&r.state).auth = Some(Auth::Basic(user.into(), password.into()));
+        r
+    }
+
+    /// A registry that wants bearer tokens, issued at `{uri}/token` for these Basic credentials
+    /// (the Docker Hub flow).
+    pub async fn with_token(user: &str, password: &str) -> MockRegistry {
+        let r = Self::start().await;
+        lock(&r.state).auth = Some(Auth::Token(user.into(), password.into()));
+        r
+    }
+
+    /// `127.0.0.1:PORT`, the registry part of references to it.
+    pub fn host(&self) -> String {
+        self.server.address().to_string()
+    }
+
+    // ---- faults ----
+
+    /// The next `n` requests fail with `status`.
+    pub fn fail_next(&self, n: u32, status: u16) -> &Self {
+        if n > 0 {
+            lock(&self.state).fail.push((status, n));
+        }
+        self
+    }
+
+    /// The next `n` requests answer 429 with `Retry-After: secs`.
+    pub fn throttle(&self, n: u32, retry_after_secs: u64) -> &Self {
+        if n > 0 {
+            lock(&self.state).throttle = Some((n, retry_after_secs));
+        }
+        self
+    }
+
+    /// Every answer waits this long.
+    pub fn set_delay(&self, d: Option<Duration>) -> &Self {
+        lock(&self.state).delay = d;
+        self
+    }
+
+    /// The next `n` blob downloads come back with a flipped byte (and the right digest header).
+    pub fn corrupt_next_blob_gets(&self, n: u32) -> &Self {
+        lock(&self.state).corrupt_blob_gets += n;
+        self
+    }
+
+    /// Every token issued so far stops working.
+    pub fn expire_tokens(&self) -> &Self {
+        lock(&self.state).tokens.clear();
+        self
+    }
+
+    // ---- inspection ----
+
+    /// The tags of a repository, sorted.
+    pub fn tags(&self, repo: &str) -> Vec<String> {
+        lock(&self.state)
+            .tags
+            .keys()
+            .filter(|(r, _)| r == repo)
+            .map(|(_, t)| t.clone())
+            .collect()
+    }
+
+    /// The digest a tag points to.
+    pub fn digest_of(&self, repo: &str, tag: &str) -> Option<String> {
+        lock(&self.state).tags.get(&(repo.into(), tag.into())).cloned()
+    }
+
+    /// The repositories holding a manifest.
+    pub fn repositories(&self) -> BTreeSet<String> {
+        lock(&self.state).manifests.keys().map(|(r, _)| r.clone()).collect()
+    }
+
+    /// Whether `repo` has the blob.
+    pub fn has_blob(&self, repo: &str, digest: &str) -> bool {
+        lock(&self.state).linked.contains(&(repo.into(), digest.into()))
+    }
+
+    /// Uploads started and never finished (for leak assertions).
+    pub fn open_uploads(&self) -> usize {
+        lock(&self.state).uploads.len()
+    }
+
+    /// Every request so far.
+    pub fn calls(&self) -> Vec<RegistryCall> {
+        lock(&self.state).calls.clone()
+    }
+
+    /// How many `method` requests went to paths containing `fragment` (`/blobs/`, `/manifests/`).
+    pub fn count(&self, method: &str, fragment: &str) -> usize {
+        lock(&self.state)
+            .calls
+            .iter()
+            .filter(|c| c.method == method && c.path.contains(fragment))
+            .count()
+    }
+}

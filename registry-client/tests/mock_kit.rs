@@ -1,0 +1,157 @@
+//! The client against `testing::MockRegistry`, the stateful registry users test with: copies that
+//! mount and skip, a retag's requests, token expiry, a corrupt blob that leaves nothing behind,
+//! tag pagination, and a registry that fails or throttles.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use registry_client::testing::{MockRegistry, two_platform_layout};
+use registry_client::{Client, Credential, Error, ImageLocation, Reference, RetryPolicy};
+
+fn client_for(registry: &MockRegistry) -> Client {
+    Client::builder()
+        .credential(
+            &registry.host(),
+            Credential::Basic {
+                username: "bot".into(),
+                password: "pw".to_string().into(),
+            },
+        )
+        .retry(RetryPolicy {
+            max_attempts: 4,
+            initial_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(20),
+            max_retry_after: Duration::from_secs(2),
+        })
+        .build()
+        .unwrap()
+}
+
+fn at(registry: &MockRegistry, rest: &str) -> ImageLocation {
+    format!("{}/{rest}", registry.host()).parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_second_copy_mounts_or_skips_every_blob_and_a_retag_costs_two_requests() {
+    let registry = MockRegistry::with_token("bot", "pw").await;
+    let client = client_for(&registry);
+    let dir = tempfile::tempdir().unwrap();
+    two_platform_layout(dir.path(), "test", 20_000).unwrap();
+    let layout: ImageLocation = format!("oci:{}:test", dir.path().display()).parse().unwrap();
+    let first = client
+        .copy(&layout, &at(&registry, "cern/alma9:test"), &Default::default())
+        .await
+        .unwrap();
+    assert!(first.blobs_uploaded > 0);
+    let puts = registry.count("PUT", "/blobs/uploads/");
+    // The same image into another repository: mounted, not uploaded again.
+    let second = client
+        .copy(
+            &at(&registry, "cern/alma9:test"),
+            &at(&registry, "cern/alma9-copy:test"),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(second.blobs_uploaded, 0, "{second:?}");
+    assert_eq!(second.blobs_mounted, first.blobs_uploaded);
+    assert_eq!(registry.count("PUT", "/blobs/uploads/"), puts);
+    assert_eq!(second.digest, first.digest, "the index digest is kept");
+    // Promote: the raw manifest fetched once and put once.
+    let repo: Reference = format!("{}/cern/alma9", registry.host()).parse().unwrap();
+    let before = registry.calls().len();
+    let digest = client.promote(&repo, "test", "latest").await.unwrap();
+    let calls: Vec<String> = registry.calls()[before..]
+        .iter()
+        .filter(|c| c.status != 401 && c.path != "/token")
+        .map(|c| format!("{} {}", c.method, c.path))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            "GET /v2/cern/alma9/manifests/test",
+            "PUT /v2/cern/alma9/manifests/latest"
+        ]
+    );
+    assert_eq!(registry.digest_of("cern/alma9", "latest"), Some(digest));
+    assert_eq!(registry.open_uploads(), 0);
+}
+
+#[tokio::test]
+async fn expired_tokens_are_renewed_and_rate_limits_and_503s_are_retried() {
+    let registry = MockRegistry::with_token("bot", "pw").await;
+    let client = client_for(&registry);
+    let dir = tempfile::tempdir().unwrap();
+    two_platform_layout(dir.path(), "test", 5_000).unwrap();
+    let layout: ImageLocation = format!("oci:{}:test", dir.path().display()).parse().unwrap();
+    client
+        .copy(&layout, &at(&registry, "cern/cc7:test"), &Default::default())
+        .await
+        .unwrap();
+    registry.expire_tokens().throttle(1, 1).fail_next(2, 503);
+    let repo: Reference = format!("{}/cern/cc7", registry.host()).parse().unwrap();
+    client.promote(&repo, "test", "latest").await.unwrap();
+    assert_eq!(registry.tags("cern/cc7"), ["latest", "test"]);
+}
+
+#[tokio::test]
+async fn a_corrupt_blob_download_fails_the_copy_and_no_manifest_lands() {
+    let registry = MockRegistry::with_token("bot", "pw").await;
+    let client = client_for(&registry);
+    let dir = tempfile::tempdir().unwrap();
+    two_platform_layout(dir.path(), "test", 5_000).unwrap();
+    let layout: ImageLocation = format!("oci:{}:test", dir.path().display()).parse().unwrap();
+    client
+        .copy(&layout, &at(&registry, "cern/src:test"), &Default::default())
+        .await
+        .unwrap();
+    let other = MockRegistry::start().await;
+    registry.corrupt_next_blob_gets(1);
+    let e = client
+        .copy(
+            &at(&registry, "cern/src:test"),
+            &at(&other, "cern/dst:test"),
+            &Default::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::DigestMismatch { .. }), "{e:?}");
+    assert!(other.tags("cern/dst").is_empty());
+    assert!(other.repositories().is_empty(), "no manifest was pushed");
+}
+
+#[tokio::test]
+async fn tags_are_listed_across_pages_and_wrong_passwords_say_so() {
+    let registry = MockRegistry::with_basic("bot", "pw").await;
+    let client = client_for(&registry);
+    let dir = tempfile::tempdir().unwrap();
+    two_platform_layout(dir.path(), "test", 1_000).unwrap();
+    let layout: ImageLocation = format!("oci:{}:test", dir.path().display()).parse().unwrap();
+    client
+        .copy(&layout, &at(&registry, "cern/tags:t0"), &Default::default())
+        .await
+        .unwrap();
+    let repo: Reference = format!("{}/cern/tags", registry.host()).parse().unwrap();
+    for i in 1..7 {
+        client.promote(&repo, "t0", &format!("t{i}")).await.unwrap();
+    }
+    let tags = client.tags(&repo, Some(2)).await.unwrap();
+    assert_eq!(tags.len(), 7);
+    assert!(registry.count("GET", "/tags/list") >= 4, "followed the Link pages");
+    let stranger = Client::builder()
+        .credential(
+            &registry.host(),
+            Credential::Basic {
+                username: "bot".into(),
+                password: "wrong".to_string().into(),
+            },
+        )
+        .build()
+        .unwrap();
+    let e = stranger.tags(&repo, None).await.unwrap_err();
+    assert!(!format!("{e:?}").contains("wrong"), "the password stays secret: {e:?}");
+    assert!(
+        e.to_string().contains("401") || e.to_string().to_lowercase().contains("auth"),
+        "{e}"
+    );
+}
