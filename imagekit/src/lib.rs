@@ -24,6 +24,8 @@ pub mod qemu;
 pub mod ssh;
 pub mod store;
 pub mod template;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod upload;
 
 pub use error::{Error, Result};

@@ -442,7 +442,24 @@ impl Session {
     }
 
     async fn discover(&self, base: &Url, major: u32) -> Result<Url> {
-        let doc = crate::microversion::fetch_document(&self.inner.http, base).await?;
+        // Unauthenticated (Glance answers 300 here), but transient failures are retried like any GET.
+        let mut delays = self.inner.retry.delays();
+        let doc = loop {
+            match crate::microversion::fetch_document(&self.inner.http, base).await {
+                Err(e) if e.is_retryable() => match delays.next() {
+                    Some(d) => {
+                        let d = e
+                            .retry_after()
+                            .filter(|r| *r <= self.inner.retry.max_retry_after)
+                            .unwrap_or(d);
+                        tracing::warn!(url = %base, error = %e, delay = ?d, "version document unavailable; retrying");
+                        tokio::time::sleep(d).await;
+                    }
+                    None => return Err(e),
+                },
+                other => break other?,
+            }
+        };
         let decode = |reason: String| Error::Decode {
             method: "GET".into(),
             url: base.to_string(),

@@ -1,0 +1,117 @@
+//! The testing kit (feature `testing`): stateful, in-process Koji, OpenStack and registry services
+//! for the integration tests of programs built on imagekit — release bots, CI jobs, tools — with
+//! faults on demand and leak inspection. Nothing here needs a network or a cloud.
+//!
+//! - [`MockKoji`]: sessions checked; `buildImageOz`/`buildImage`/`kiwiBuild` task trees that advance
+//!   FREE → OPEN → CLOSED (or FAILED with [`MockKoji::fail_next_build`]) as they are polled; outputs
+//!   under a topurl with `Range`; builds with archives and checksums; tags.
+//! - [`MockOpenStack`]: Keystone with a catalog pointing at the others, Glance (queued → active,
+//!   hashes computed, pages, JSON patch), Nova (BUILD → ACTIVE, or ERROR with
+//!   [`MockOpenStack::fail_next_boot`]; console; delete → 404), Neutron (ports, floating IPs).
+//! - [`MockRegistry`]: the distribution API, anonymous or with Basic or token auth.
+//! - Faults on each: failures ([`MockOpenStack::fail_next`]), latency, 429 with `Retry-After`,
+//!   corrupt data, expired tokens and sessions.
+//! - Inspection: [`Kit::leaks`] lists what was created and not cleaned up; each mock keeps the
+//!   requests it received.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! use imagekit::testing::{Kit, Service};
+//! let kit = Kit::start().await;
+//! kit.cloud.fail_next(Service::Image, 3, 503); // a Glance 503 burst: the session retries
+//! let koji = kit.koji_client();
+//! let glance = kit.glance_store();
+//! // ... run the program under test with `koji` and `glance` ...
+//! # let _ = (koji, glance);
+//! assert!(kit.leaks().is_empty());
+//! # }
+//! ```
+//!
+//! The guide, `docs/testing-kit.md`, walks through a whole test; `examples/test_my_release_bot.rs`
+//! is one that runs.
+
+use std::time::Duration;
+
+pub use koji_client::testing::{Answer as KojiAnswer, MockKoji};
+pub use openstack_client::testing::{Call, Leak, MockOpenStack, Service};
+pub use registry_client::testing::{MockRegistry, RegistryCall};
+
+use crate::boot_test::{NovaCompute, NovaOptions};
+use crate::store::GlanceStore;
+
+/// A Koji hub, an OpenStack cloud and a registry, started together.
+#[derive(Debug)]
+pub struct Kit {
+    /// The Koji hub (simulating builds).
+    pub koji: MockKoji,
+    /// Keystone, Glance, Nova and Neutron.
+    pub cloud: MockOpenStack,
+    /// An anonymous registry.
+    pub registry: MockRegistry,
+}
+
+impl Kit {
+    /// Starts the three services.
+    pub async fn start() -> Kit {
+        Kit {
+            koji: MockKoji::simulated().await,
+            cloud: MockOpenStack::start().await,
+            registry: MockRegistry::start().await,
+        }
+    }
+
+    /// A Koji client for the hub, with a password login and the topurl set.
+    pub fn koji_client(&self) -> koji_client::Client {
+        koji_client::Client::builder(self.koji.hub_url())
+            .topurl(self.koji.topurl())
+            .password("releasebot", "secret".to_string().into())
+            .build()
+            .unwrap_or_else(|e| panic!("a Koji client for MockKoji: {e}"))
+    }
+
+    /// Watching Koji tasks, polling fast enough for tests.
+    pub fn koji_watch(&self) -> koji_client::WatchOptions {
+        koji_client::WatchOptions::default()
+            .poll_interval(Duration::from_millis(5))
+            .deadline(Duration::from_secs(60))
+    }
+
+    /// Glance of the mock cloud as an image store named `mock`.
+    pub fn glance_store(&self) -> GlanceStore {
+        GlanceStore::new("mock", openstack_client::glance::Glance::new(self.cloud.session()))
+    }
+
+    /// Test machines on the mock Nova, polling fast enough for tests.
+    pub fn nova(&self, flavor: &str) -> NovaCompute {
+        NovaCompute::new(
+            self.cloud.session(),
+            NovaOptions::new(flavor)
+                .poll(Duration::from_millis(5), Duration::from_millis(20))
+                .timeouts(Duration::from_secs(30), Duration::from_secs(30)),
+        )
+    }
+
+    /// Everything left behind: cloud resources other than images (servers, keypairs, ports,
+    /// floating IPs), Koji tasks still running, registry uploads never finished. Images are listed
+    /// by [`MockOpenStack::images`]: promoted ones are meant to stay.
+    pub fn leaks(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .cloud
+            .leaks()
+            .into_iter()
+            .filter(|l| l.kind != "image")
+            .map(|l| format!("{} {} ({})", l.kind, l.id, l.name))
+            .collect();
+        out.extend(
+            self.koji
+                .open_tasks()
+                .into_iter()
+                .map(|(id, m)| format!("koji task {id} ({m}) still open")),
+        );
+        let uploads = self.registry.open_uploads();
+        if uploads > 0 {
+            out.push(format!("{uploads} registry uploads never finished"));
+        }
+        out
+    }
+}
