@@ -302,3 +302,43 @@ async fn a_cancelled_boot_releases_the_node_in_the_background() {
     compute.settle().await;
     tp.assert_all_free().await;
 }
+
+/// The same backend on the testing kit's Ironic (no peers needed): a deploy, exclusive use, a
+/// failed deploy with its `last_error`, and nothing left allocated or deployed.
+#[tokio::test]
+async fn on_the_mock_ironic_a_failed_deploy_says_why_and_every_node_is_released() {
+    use imagekit::openstack::testing::MockOpenStack;
+    let cloud = MockOpenStack::start().await;
+    let node = cloud.add_ironic_node("rack1-n1", "bm-test");
+    let pool = Pool::new(Ironic::new(cloud.session()), "bm-test")
+        .poll(Duration::from_millis(5), Duration::from_millis(20))
+        .wait_for_node(Duration::from_millis(300));
+    let compute = IronicCompute::new(
+        pool.clone(),
+        IronicOptions::new(SshAddress::Fixed("127.0.0.1".into(), 2222)).deploy_wait(
+            ProvisionWait::timeout(Duration::from_secs(10))
+                .with_interval(Duration::from_millis(5), Duration::from_millis(20)),
+        ),
+    );
+    let machine = compute
+        .boot("http://images/cc9.qcow2", "job-a", "ssh-ed25519 AAAA x")
+        .await
+        .unwrap();
+    let n = cloud.ironic_node(&node).unwrap();
+    assert_eq!(n["provision_state"], "active");
+    assert_eq!(n["instance_info"]["image_source"], "http://images/cc9.qcow2");
+    let e = pool.lease("job-b").await.unwrap_err();
+    assert!(e.to_string().contains("bm-test"), "{e}");
+    machine.destroy().await.unwrap();
+    assert_eq!(cloud.ironic_node(&node).unwrap()["provision_state"], "available");
+
+    cloud.fail_next_deploy("Timeout reached while waiting for callback for node");
+    let e = compute
+        .boot("http://images/cc9.qcow2", "job-c", "ssh-ed25519 AAAA x")
+        .await
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("waiting for callback"), "{e}");
+    assert_eq!(cloud.ironic_node(&node).unwrap()["provision_state"], "available");
+    assert!(cloud.leaks().is_empty(), "{:?}", cloud.leaks());
+}

@@ -3,7 +3,9 @@
 //! shapes of the real APIs (the api-ref samples): tokens carry a catalog pointing back at the mock;
 //! images go `queued` → `active` when their data arrives, with size, md5 and sha512 computed, and
 //! list with filters, sorting and `next` pages; servers go `BUILD` → `ACTIVE` (or `ERROR` with a
-//! fault) as they are polled, deleted servers answer 404, floating IPs attach to the server's port. Faults can be injected per service (failures, latency,
+//! fault) as they are polled, deleted servers answer 404, floating IPs attach to the server's port;
+//! Ironic nodes walk the provision state machine (or end in `deploy failed` with `last_error`) and
+//! allocations reserve free nodes. Faults can be injected per service (failures, latency,
 //! 429 with `Retry-After`, expired tokens), and [`MockOpenStack::leaks`] lists what was created and
 //! not deleted.
 //!
@@ -25,6 +27,7 @@
 //! ```
 
 mod glance;
+mod ironic;
 mod neutron;
 mod nova;
 
@@ -50,6 +53,8 @@ pub enum Service {
     Network,
     /// Glance, under `/image` (v2 at `/image/v2`).
     Image,
+    /// Ironic, under `/baremetal` (v1 at `/baremetal/v1`).
+    Baremetal,
 }
 
 impl Service {
@@ -59,12 +64,19 @@ impl Service {
             Service::Compute => "/compute/v2.1",
             Service::Network => "/network/v2.0",
             Service::Image => "/image",
+            Service::Baremetal => "/baremetal",
         }
     }
     fn of(path: &str) -> Option<Service> {
-        [Service::Identity, Service::Compute, Service::Network, Service::Image]
-            .into_iter()
-            .find(|s| path == s.prefix() || path.starts_with(&format!("{}/", s.prefix())))
+        [
+            Service::Identity,
+            Service::Compute,
+            Service::Network,
+            Service::Image,
+            Service::Baremetal,
+        ]
+        .into_iter()
+        .find(|s| path == s.prefix() || path.starts_with(&format!("{}/", s.prefix())))
     }
 }
 
@@ -112,6 +124,7 @@ pub(crate) struct State {
     pub(crate) nova: nova::Nova,
     pub(crate) neutron: neutron::Neutron,
     pub(crate) glance: glance::Glance,
+    pub(crate) ironic: ironic::Ironic,
 }
 
 impl State {
@@ -263,6 +276,7 @@ fn route(st: &mut State, service: Service, method: &str, rel: &str, req: &Reques
         Service::Compute => nova::route(st, method, rel, &query, &body),
         Service::Network => neutron::route(st, method, rel, &query, &body),
         Service::Image => glance::route(st, method, rel, &pairs, &req.body),
+        Service::Baremetal => ironic::route(st, method, rel, &pairs, &body),
         Service::Identity => Answer::empty(404),
     }
 }
@@ -300,6 +314,7 @@ fn identity(st: &mut State, method: &str, rel: &str, body: &Value) -> Answer {
         entry("compute", format!("{}/compute/v2.1", st.base)),
         entry("network", format!("{}/network", st.base)),
         entry("image", format!("{}/image", st.base)),
+        entry("baremetal", format!("{}/baremetal", st.base)),
     ]);
     doc["token"]["expires_at"] = json!(rfc3339_in(3600));
     doc["token"]["issued_at"] = json!(rfc3339_in(0));
@@ -354,6 +369,7 @@ impl MockOpenStack {
             nova: nova::Nova::default(),
             neutron: neutron::Neutron::default(),
             glance: glance::Glance::default(),
+            ironic: ironic::Ironic::default(),
         };
         neutron::add_network(&mut state, "private", false);
         neutron::add_network(&mut state, "public", true);
@@ -484,14 +500,38 @@ impl MockOpenStack {
 
     // ---- inspection ----
 
-    /// What was created and not deleted: servers, keypairs, floating IPs, ports, images (filter
+    /// What was created and not deleted: servers, keypairs, floating IPs, ports, images, Ironic
+    /// allocations and nodes left deployed (filter
     /// on [`Leak::kind`]: promoted images are meant to stay).
     pub fn leaks(&self) -> Vec<Leak> {
         let st = self.state();
         let mut out = nova::leaks(&st.nova);
         out.extend(neutron::leaks(&st.neutron));
         out.extend(glance::leaks(&st.glance));
+        out.extend(ironic::leaks(&st.ironic));
         out
+    }
+
+    /// Enrolls an available, powered-off Ironic node of `resource_class`; returns its UUID.
+    pub fn add_ironic_node(&self, name: &str, resource_class: &str) -> String {
+        ironic::add_node(&mut self.state(), name, resource_class)
+    }
+
+    /// The next deploy ends in `deploy failed` with this `last_error`.
+    pub fn fail_next_deploy(&self, last_error: &str) -> &Self {
+        self.state().ironic.deploy_faults.push(last_error.to_string());
+        self
+    }
+
+    /// Ironic nodes stay this many looks in each transitional state (default 1).
+    pub fn set_ironic_polls_per_state(&self, n: u32) -> &Self {
+        self.state().ironic.looks_per_state = n.max(1);
+        self
+    }
+
+    /// An Ironic node (by UUID or name) as the API shows it.
+    pub fn ironic_node(&self, ident: &str) -> Option<Value> {
+        ironic::node(&self.state().ironic, ident)
     }
 
     /// Every Glance image, oldest first, as the API shows it.
