@@ -30,7 +30,14 @@ async fn cloud() -> (Kit, tempfile::TempDir) {
 fn command(dir: &tempfile::TempDir) -> std::process::Command {
     let mut c = std::process::Command::new(common::example_binary("nova_boot"));
     c.env("OS_CLIENT_CONFIG_FILE", dir.path().join("clouds.yaml")).args([
-        "--cloud", "mock", "--image", "cirros", "--flavor", "m1.small", "--network", "private",
+        "--cloud",
+        "mock",
+        "--image",
+        "cirros",
+        "--flavor",
+        "m1.small",
+        "--network",
+        "private",
     ]);
     c
 }

@@ -10,7 +10,8 @@
 //!   [`MockOpenStack::fail_next_boot`]; console; delete → 404), Neutron (ports, floating IPs).
 //! - [`MockRegistry`]: the distribution API, anonymous or with Basic or token auth.
 //! - Faults on each: failures ([`MockOpenStack::fail_next`]), latency, 429 with `Retry-After`,
-//!   corrupt data, expired tokens and sessions.
+//!   corrupt data, downloads cut mid-body ([`MockKoji::cut_next_file_gets`]), expired tokens and
+//!   sessions.
 //! - Inspection: [`Kit::leaks`] lists what was created and not cleaned up; each mock keeps the
 //!   requests it received.
 //!

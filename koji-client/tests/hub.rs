@@ -515,76 +515,27 @@ async fn a_missing_certificate_file_is_a_clear_error() {
     assert!(err.to_string().contains("/nonexistent/client.pem"), "{err}");
 }
 
-/// A file server whose first answer is cut mid-body (the connection closes after half the bytes,
-/// though Content-Length promised them all); later answers honour `Range`.
-async fn cutting_file_server(data: Vec<u8>) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let log = seen.clone();
-    tokio::spawn(async move {
-        for n in 0..10 {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                return;
-            };
-            let mut buf = vec![0u8; 4096];
-            let len = sock.read(&mut buf).await.unwrap_or(0);
-            let req = String::from_utf8_lossy(&buf[..len]).to_string();
-            let range = req
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("range: bytes=")
-                        .map(|r| r.trim_end_matches('-').to_string())
-                })
-                .and_then(|s| s.parse::<usize>().ok());
-            log.lock()
-                .unwrap()
-                .push(range.map_or("full".to_string(), |r| format!("from {r}")));
-            let resp = match (n, range) {
-                (0, _) => {
-                    let head = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        data.len()
-                    );
-                    let mut r = head.into_bytes();
-                    r.extend_from_slice(&data[..data.len() / 2]);
-                    r
-                }
-                (_, Some(s)) => {
-                    let head = format!(
-                        "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {}-{}/{}\r\nConnection: close\r\n\r\n",
-                        data.len() - s,
-                        s,
-                        data.len() - 1,
-                        data.len()
-                    );
-                    let mut r = head.into_bytes();
-                    r.extend_from_slice(&data[s..]);
-                    r
-                }
-                (_, None) => {
-                    let mut r = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        data.len()
-                    )
-                    .into_bytes();
-                    r.extend_from_slice(&data);
-                    r
-                }
-            };
-            let _ = sock.write_all(&resp).await;
-            let _ = sock.shutdown().await;
-        }
-    });
-    (format!("http://{addr}/kojifiles"), seen)
+/// The kit's hub serving `data` as task 4242's `img.raw`, its first GET cut mid-body (the
+/// connection closes after half the bytes, though Content-Length promised them all).
+async fn cut_once(data: Vec<u8>) -> MockHub {
+    let hub = MockHub::start().await;
+    hub.add_task_file(4242, "img.raw", data).cut_next_file_gets(1);
+    hub
+}
+
+/// The file requests the hub saw: `full`, or `from N` for a `Range` request.
+fn ranges(hub: &MockHub) -> Vec<String> {
+    hub.file_requests()
+        .into_iter()
+        .map(|(_, r)| r.map_or("full".to_string(), |r| format!("from {r}")))
+        .collect()
 }
 
 #[tokio::test]
 async fn a_connection_cut_mid_body_is_resumed_with_range() {
     let data: Vec<u8> = (0..200_000u32).map(|i| (i % 13) as u8).collect();
-    let (topurl, seen) = cutting_file_server(data.clone()).await;
+    let cut = cut_once(data.clone()).await;
+    let topurl = cut.topurl();
     let koji = Client::builder("http://127.0.0.1:1/kojihub")
         .topurl(topurl)
         .retry(fast_retry())
@@ -602,16 +553,14 @@ async fn a_connection_cut_mid_body_is_resumed_with_range() {
         .await
         .unwrap();
     assert_eq!(f.size, data.len() as u64);
-    assert_eq!(
-        *seen.lock().unwrap(),
-        vec!["full".to_string(), "from 100000".to_string()]
-    );
+    assert_eq!(ranges(&cut), ["full", "from 100000"]);
 }
 
 #[tokio::test]
 async fn a_download_that_stays_truncated_fails_and_keeps_the_partial_for_later() {
     let data: Vec<u8> = vec![1u8; 50_000];
-    let (topurl, _) = cutting_file_server(data).await;
+    let cut = cut_once(data).await;
+    let topurl = cut.topurl();
     let koji = Client::builder("http://127.0.0.1:1/kojihub")
         .topurl(topurl)
         .retry(RetryPolicy::none())
@@ -644,7 +593,8 @@ async fn a_download_that_stays_truncated_fails_and_keeps_the_partial_for_later()
 async fn a_streamed_task_output_knows_its_length_resumes_cuts_and_checks_the_checksum() {
     use futures::StreamExt as _;
     let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-    let (topurl, seen) = cutting_file_server(data.clone()).await;
+    let cut = cut_once(data.clone()).await;
+    let topurl = cut.topurl();
     let koji = Client::builder("http://127.0.0.1:1/kojihub")
         .topurl(topurl)
         .retry(fast_retry())
@@ -661,13 +611,11 @@ async fn a_streamed_task_output_knows_its_length_resumes_cuts_and_checks_the_che
         got.extend_from_slice(&chunk.unwrap());
     }
     assert_eq!(got, data);
-    assert_eq!(
-        *seen.lock().unwrap(),
-        vec!["full".to_string(), "from 100000".to_string()]
-    );
+    assert_eq!(ranges(&cut), ["full", "from 100000"]);
 
     // The wrong checksum: every byte passes, then the stream ends with the mismatch.
-    let (topurl, _) = cutting_file_server(data.clone()).await;
+    let cut = cut_once(data.clone()).await;
+    let topurl = cut.topurl();
     let koji = Client::builder("http://127.0.0.1:1/kojihub")
         .topurl(topurl)
         .retry(fast_retry())

@@ -26,6 +26,7 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use crate::xmlrpc::{STARSTAR, Value, to_value, value_to_json};
 
+mod files;
 mod sim;
 
 /// What the hub answers to one call.
@@ -79,8 +80,10 @@ struct HubState {
     recorded: HashMap<(String, String), VecDeque<Answer>>,
     requests: Vec<RecordedCall>,
     files: HashMap<String, Vec<u8>>,
-    /// Serve file bodies only up to this many bytes on the next N GETs (to fake a cut connection).
-    file_failures: VecDeque<u16>,
+    /// What the next file GETs do instead of serving normally.
+    file_faults: files::Faults,
+    /// File requests: path and the `Range` start asked for.
+    file_log: Vec<(String, Option<u64>)>,
     delay: Option<Duration>,
     sim: sim::Sim,
 }
@@ -94,6 +97,7 @@ fn lock(state: &Mutex<HubState>) -> MutexGuard<'_, HubState> {
 pub struct MockHub {
     server: MockServer,
     state: Arc<Mutex<HubState>>,
+    files: files::FileServer,
 }
 
 impl std::fmt::Debug for MockHub {
@@ -268,38 +272,6 @@ fn default_answer(method: &str) -> Answer {
     }
 }
 
-struct FileResponder(Arc<Mutex<HubState>>);
-
-impl Respond for FileResponder {
-    fn respond(&self, req: &Request) -> ResponseTemplate {
-        let mut st = lock(&self.0);
-        let Some(data) = st.files.get(req.url.path()).cloned() else {
-            return ResponseTemplate::new(404).set_body_string("Not Found");
-        };
-        if let Some(status) = st.file_failures.pop_front() {
-            return ResponseTemplate::new(status).set_body_string("try again");
-        }
-        drop(st);
-        let start = req
-            .headers
-            .get("range")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("bytes="))
-            .and_then(|v| v.strip_suffix('-'))
-            .and_then(|v| v.parse::<usize>().ok());
-        match start {
-            Some(s) if s >= data.len() => ResponseTemplate::new(416),
-            Some(s) => ResponseTemplate::new(206)
-                .insert_header(
-                    "content-range",
-                    format!("bytes {}-{}/{}", s, data.len() - 1, data.len()).as_str(),
-                )
-                .set_body_bytes(data[s..].to_vec()),
-            None => ResponseTemplate::new(200).set_body_bytes(data),
-        }
-    }
-}
-
 impl MockHub {
     /// Start the hub on a free port.
     pub async fn start() -> Self {
@@ -310,17 +282,15 @@ impl MockHub {
             .respond_with(RpcResponder(state.clone()))
             .mount(&server)
             .await;
-        Mock::given(method("GET"))
-            .and(path_regex(r"^/kojifiles/.*"))
-            .respond_with(FileResponder(state.clone()))
-            .mount(&server)
-            .await;
         // Anything else is a wrong URL in the client.
         Mock::given(path("/"))
             .respond_with(ResponseTemplate::new(404))
             .mount(&server)
             .await;
-        MockHub { server, state }
+        let files = files::start(state.clone())
+            .await
+            .unwrap_or_else(|e| panic!("MockHub's file server: {e}"));
+        MockHub { server, state, files }
     }
 
     /// The hub URL (`…/kojihub`).
@@ -328,9 +298,9 @@ impl MockHub {
         format!("{}/kojihub", self.server.uri())
     }
 
-    /// The file tree URL (`…/kojifiles`).
+    /// The file tree URL (`…/kojifiles`), served on a port of its own.
     pub fn topurl(&self) -> String {
-        format!("{}/kojifiles", self.server.uri())
+        self.files.url.clone()
     }
 
     /// Queue an answer for `method`; answers are used in order and the last one repeats.
@@ -387,7 +357,23 @@ impl MockHub {
 
     /// Answer the next file GETs with these HTTP statuses before serving again.
     pub fn fail_file_gets(&self, statuses: &[u16]) -> &Self {
-        lock(&self.state).file_failures.extend(statuses.iter().copied());
+        lock(&self.state)
+            .file_faults
+            .extend(statuses.iter().map(|s| files::FileFault::Status(*s)));
+        self
+    }
+
+    /// Every file request so far: its path and the `Range` start it asked for (`None`: the whole file).
+    pub fn file_requests(&self) -> Vec<(String, Option<u64>)> {
+        lock(&self.state).file_log.clone()
+    }
+
+    /// The next `n` file GETs promise the whole body, send half of it and close the connection
+    /// (a proxy dropping a multi-GB download); a client should resume with `Range`.
+    pub fn cut_next_file_gets(&self, n: usize) -> &Self {
+        lock(&self.state)
+            .file_faults
+            .extend(std::iter::repeat_n(files::FileFault::Cut, n));
         self
     }
 
