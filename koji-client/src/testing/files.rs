@@ -15,6 +15,8 @@ pub(crate) enum FileFault {
     Status(u16),
     /// Promise the whole body, send half, close.
     Cut,
+    /// Serve the file with one byte flipped.
+    Corrupt,
 }
 
 pub(crate) struct FileServer {
@@ -92,39 +94,46 @@ async fn serve(mut sock: tokio::net::TcpStream, state: Arc<Mutex<HubState>>) {
             };
             response(status, &h, &rest[..rest.len() / 2])
         }
-        (Some(d), None) => match range {
-            Some(s) if s >= d.len() => response(
-                "416 Range Not Satisfiable",
-                &[
-                    ("Content-Range".into(), format!("bytes */{}", d.len())),
-                    ("Content-Length".into(), "0".into()),
-                ],
-                b"",
-            ),
-            Some(s) => {
-                let body = if method == "HEAD" { &[][..] } else { &d[s..] };
-                response(
-                    "206 Partial Content",
-                    &[
-                        ("Content-Length".into(), (d.len() - s).to_string()),
-                        ("Content-Range".into(), format!("bytes {s}-{}/{}", d.len() - 1, d.len())),
-                        ("Accept-Ranges".into(), "bytes".into()),
-                    ],
-                    body,
-                )
+        (Some(mut d), fault) => {
+            if matches!(fault, Some(FileFault::Corrupt))
+                && let Some(b) = d.last_mut()
+            {
+                *b ^= 0xff;
             }
-            None => {
-                let body = if method == "HEAD" { &[][..] } else { &d[..] };
-                response(
-                    "200 OK",
+            match range {
+                Some(s) if s >= d.len() => response(
+                    "416 Range Not Satisfiable",
                     &[
-                        ("Content-Length".into(), d.len().to_string()),
-                        ("Accept-Ranges".into(), "bytes".into()),
+                        ("Content-Range".into(), format!("bytes */{}", d.len())),
+                        ("Content-Length".into(), "0".into()),
                     ],
-                    body,
-                )
+                    b"",
+                ),
+                Some(s) => {
+                    let body = if method == "HEAD" { &[][..] } else { &d[s..] };
+                    response(
+                        "206 Partial Content",
+                        &[
+                            ("Content-Length".into(), (d.len() - s).to_string()),
+                            ("Content-Range".into(), format!("bytes {s}-{}/{}", d.len() - 1, d.len())),
+                            ("Accept-Ranges".into(), "bytes".into()),
+                        ],
+                        body,
+                    )
+                }
+                None => {
+                    let body = if method == "HEAD" { &[][..] } else { &d[..] };
+                    response(
+                        "200 OK",
+                        &[
+                            ("Content-Length".into(), d.len().to_string()),
+                            ("Accept-Ranges".into(), "bytes".into()),
+                        ],
+                        body,
+                    )
+                }
             }
-        },
+        }
     };
     let _ = sock.write_all(&resp).await;
     let _ = sock.shutdown().await;

@@ -84,6 +84,8 @@ struct HubState {
     file_faults: files::Faults,
     /// File requests: path and the `Range` start asked for.
     file_log: Vec<(String, Option<u64>)>,
+    /// Answers that pre-empt the next XML-RPC calls, whatever their method.
+    rpc_faults: VecDeque<Answer>,
     delay: Option<Duration>,
     sim: sim::Sim,
 }
@@ -172,7 +174,9 @@ impl Respond for RpcResponder {
             })
             .collect();
         let mut st = lock(&self.0);
-        let answer = if name == "multiCall" {
+        let answer = if let Some(a) = st.rpc_faults.pop_front() {
+            a
+        } else if name == "multiCall" {
             multicall_answer(&mut st, &args, &headers)
         } else {
             lookup(&mut st, &name, &args, &kwargs, &headers)
@@ -360,6 +364,23 @@ impl MockHub {
         lock(&self.state)
             .file_faults
             .extend(statuses.iter().map(|s| files::FileFault::Status(*s)));
+        self
+    }
+
+    /// The next `n` XML-RPC calls, whatever their method, answer HTTP `status` (a hub restarting
+    /// behind its proxy).
+    pub fn fail_next_calls(&self, n: usize, status: u16) -> &Self {
+        lock(&self.state)
+            .rpc_faults
+            .extend(std::iter::repeat_n(Answer::Http(status), n));
+        self
+    }
+
+    /// The next `n` file GETs serve the file with a byte flipped (a checksum must catch it).
+    pub fn corrupt_next_file_gets(&self, n: usize) -> &Self {
+        lock(&self.state)
+            .file_faults
+            .extend(std::iter::repeat_n(files::FileFault::Corrupt, n));
         self
     }
 

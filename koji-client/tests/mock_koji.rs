@@ -1,0 +1,182 @@
+//! The client against `MockKoji::simulated`, the stateful hub users test with: sessions required
+//! and renewed after they expire, task trees of the three image builds advancing as watched,
+//! outputs downloaded through cuts and corruption, cancellation, builds and tags, and a hub that
+//! fails its next calls.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use koji_client::testing::MockKoji;
+use koji_client::{
+    Checksum, Client, Error, FaultKind, ImageBuild, KiwiBuild, LiveImage, LiveImageType, RetryPolicy, TaskId,
+    TaskState, WatchOptions,
+};
+use sha2::{Digest, Sha256};
+
+fn client(hub: &MockKoji) -> Client {
+    Client::builder(hub.hub_url())
+        .topurl(hub.topurl())
+        .password("bot", "pw".to_string().into())
+        .retry(
+            RetryPolicy::default()
+                .with_max_retries(4)
+                .with_intervals(Duration::from_millis(5), Duration::from_millis(20)),
+        )
+        .build()
+        .unwrap()
+}
+
+fn fast() -> WatchOptions {
+    WatchOptions::default()
+        .poll_interval(Duration::from_millis(2))
+        .deadline(Duration::from_secs(20))
+}
+
+fn oz(version: &str) -> ImageBuild {
+    ImageBuild::new("cc9-cloud", version, "cc9-image", "http://tree/")
+        .arch("x86_64")
+        .arch("aarch64")
+        .kickstart("cc9.ks")
+        .format("qcow2")
+}
+
+#[tokio::test]
+async fn builds_need_a_session_and_an_expired_one_is_renewed() {
+    let hub = MockKoji::simulated().await;
+    let anonymous = Client::builder(hub.hub_url()).build().unwrap();
+    let e = anonymous.build_image_oz(&oz("1")).await.unwrap_err();
+    assert!(
+        matches!(&e, Error::Fault { fault, .. } if fault.kind == FaultKind::AuthError),
+        "{e:?}"
+    );
+    let koji = client(&hub);
+    koji.login().await.unwrap();
+    koji.build_image_oz(&oz("1")).await.unwrap();
+    hub.expire_sessions();
+    koji.build_image_oz(&oz("2")).await.unwrap();
+    assert_eq!(hub.calls_of("login").len(), 2, "logged in again after the expiry");
+}
+
+#[tokio::test]
+async fn each_image_build_tree_advances_as_it_is_watched_and_registers_a_build() {
+    let hub = MockKoji::simulated().await;
+    hub.set_polls_per_state(2);
+    let koji = client(&hub);
+    koji.login().await.unwrap();
+    let tasks = [
+        koji.build_image_oz(&oz("9.5")).await.unwrap(),
+        koji.build_image(
+            &LiveImage::new(LiveImageType::LiveMedia, "cc9-live", "9.5", "cc9-image", "live.ks").arch("x86_64"),
+        )
+        .await
+        .unwrap(),
+        koji.kiwi_build(&KiwiBuild::new("cc9-image", "git+https://kiwi.git#a", "cc9-kiwi.kiwi").arch("x86_64"))
+            .await
+            .unwrap(),
+    ];
+    for (task, child_method) in tasks
+        .into_iter()
+        .zip(["createImage", "createLivemedia", "createKiwiImage"])
+    {
+        let mut states = Vec::new();
+        let outcome = koji
+            .watch_task(task, fast())
+            .run(|ev| states.push((ev.task.method.clone(), ev.task.state)))
+            .await
+            .unwrap();
+        assert!(outcome.succeeded(), "{child_method}");
+        assert!(
+            states.contains(&(child_method.to_string(), TaskState::Open)),
+            "{states:?}"
+        );
+        assert!(
+            states.contains(&(child_method.to_string(), TaskState::Closed)),
+            "{states:?}"
+        );
+    }
+    let builds: Vec<String> = hub.builds().into_iter().map(|(nvr, _)| nvr).collect();
+    assert_eq!(builds, ["cc9-cloud-9.5-1", "cc9-live-9.5-1", "cc9-kiwi-1-1"]);
+    let build = koji.get_build("cc9-cloud-9.5-1").await.unwrap().unwrap();
+    let archives = koji.list_archives(build.id).await.unwrap();
+    assert_eq!(archives.len(), 2, "{archives:?}");
+    koji.tag_build("cc9-testing", "cc9-cloud-9.5-1").await.unwrap();
+    let tagged = koji.list_tagged("cc9-testing", None, false).await.unwrap();
+    assert_eq!(tagged[0].nvr, "cc9-cloud-9.5-1");
+    assert!(hub.open_tasks().is_empty());
+}
+
+#[tokio::test]
+async fn outputs_download_through_a_cut_and_a_corruption_is_caught() {
+    let hub = MockKoji::simulated().await;
+    hub.set_image_size(300_000);
+    let koji = client(&hub);
+    koji.login().await.unwrap();
+    let task = koji.build_image_oz(&oz("9.5")).await.unwrap();
+    let outcome = koji
+        .watch_task(task, fast().fetch_results(true))
+        .run(|_| {})
+        .await
+        .unwrap();
+    let child = outcome
+        .children_of_method("createImage")
+        .find(|t| t.arch.as_deref() == Some("x86_64"))
+        .unwrap()
+        .id;
+    let want = hub.image_bytes("cc9-cloud-9.5-1", "x86_64", "qcow2");
+    let sum = Checksum::sha256(hex::encode(Sha256::digest(&want)));
+    let dir = tempfile::tempdir().unwrap();
+    hub.cut_next_file_gets(1);
+    let f = koji
+        .download_task_file(child, "cc9-cloud-9.5-1.x86_64.qcow2", "DEFAULT", dir.path(), Some(&sum))
+        .await
+        .unwrap();
+    assert_eq!(f.size, want.len() as u64);
+    let ranges: Vec<Option<u64>> = hub.file_requests().into_iter().map(|(_, r)| r).collect();
+    assert_eq!(ranges, [None, Some(150_000)], "resumed where the cut left off");
+    hub.corrupt_next_file_gets(1);
+    let other = tempfile::tempdir().unwrap();
+    let e = koji
+        .download_task_file(
+            child,
+            "cc9-cloud-9.5-1.x86_64.qcow2",
+            "DEFAULT",
+            other.path(),
+            Some(&sum),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::ChecksumMismatch { .. }), "{e:?}");
+}
+
+#[tokio::test]
+async fn a_failed_arch_fails_the_tree_and_a_cancelled_build_leaves_nothing_open() {
+    let hub = MockKoji::simulated().await;
+    let koji = client(&hub);
+    koji.login().await.unwrap();
+    hub.fail_next_build(Some("aarch64"), "Oz: installer timed out");
+    let task = koji.build_image_oz(&oz("9.5")).await.unwrap();
+    let outcome = koji.watch_task(task, fast()).run(|_| {}).await.unwrap();
+    assert!(!outcome.succeeded());
+    let e = koji.get_task_result(task).await.unwrap_err();
+    assert!(e.to_string().contains("installer timed out"), "{e}");
+    assert!(hub.builds().is_empty());
+
+    hub.set_polls_per_state(1000);
+    let task = koji.build_image_oz(&oz("9.6")).await.unwrap();
+    assert_eq!(hub.open_tasks().len(), 3, "the parent and one child per arch");
+    koji.cancel_task(task).await.unwrap();
+    assert!(hub.open_tasks().is_empty());
+    assert_eq!(koji.get_task_info(task).await.unwrap().state, TaskState::Canceled);
+}
+
+#[tokio::test]
+async fn a_hub_failing_its_next_calls_is_retried() {
+    let hub = MockKoji::simulated().await;
+    let koji = client(&hub);
+    koji.login().await.unwrap();
+    let task = koji.build_image_oz(&oz("9.5")).await.unwrap();
+    hub.fail_next_calls(2, 503);
+    let info = koji.get_task_info(task).await.unwrap();
+    assert_eq!(info.method, "image");
+    assert_eq!(hub.calls_of("getTaskInfo").len(), 3, "two 503s, then the answer");
+}
