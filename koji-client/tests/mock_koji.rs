@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use koji_client::testing::MockKoji;
 use koji_client::{
-    Checksum, Client, Error, FaultKind, ImageBuild, KiwiBuild, LiveImage, LiveImageType, RetryPolicy, TaskId,
-    TaskState, WatchOptions,
+    Checksum, Client, Error, FaultKind, ImageBuild, KiwiBuild, LiveImage, LiveImageType, RetryPolicy, TaskState,
+    WatchOptions,
 };
 use sha2::{Digest, Sha256};
 
