@@ -106,7 +106,7 @@ async fn a_corrupt_blob_download_fails_the_copy_and_no_manifest_lands() {
         .await
         .unwrap();
     let other = MockRegistry::start().await;
-    registry.corrupt_next_blob_gets(1);
+    registry.corrupt_next_blob_gets(100);
     let e = client
         .copy(
             &at(&registry, "cern/src:test"),
@@ -118,6 +118,11 @@ async fn a_corrupt_blob_download_fails_the_copy_and_no_manifest_lands() {
     assert!(matches!(e, Error::DigestMismatch { .. }), "{e:?}");
     assert!(other.tags("cern/dst").is_empty());
     assert!(other.repositories().is_empty(), "no manifest was pushed");
+    assert_eq!(
+        other.count("PUT", "/blobs/uploads/"),
+        0,
+        "a corrupt blob's last chunk is withheld, so no upload completes"
+    );
 }
 
 #[tokio::test]
@@ -143,15 +148,69 @@ async fn tags_are_listed_across_pages_and_wrong_passwords_say_so() {
             &registry.host(),
             Credential::Basic {
                 username: "bot".into(),
-                password: "wrong".to_string().into(),
+                password: "wrong-pw-999".to_string().into(),
             },
         )
         .build()
         .unwrap();
     let e = stranger.tags(&repo, None).await.unwrap_err();
-    assert!(!format!("{e:?}").contains("wrong"), "the password stays secret: {e:?}");
+    let text = format!("{e} {e:?} {stranger:?} {client:?}");
+    for secret in ["wrong-pw-999", "\"pw\"", "Ym90OnB3"] {
+        assert!(!text.contains(secret), "{secret} leaked: {text}");
+    }
+    assert!(matches!(e, Error::Unauthorized { .. }), "{e:?}");
+}
+
+#[tokio::test]
+async fn rate_limits_are_waited_out_as_retry_after_says() {
+    let registry = MockRegistry::start().await;
+    let client = client_for(&registry);
+    let dir = tempfile::tempdir().unwrap();
+    two_platform_layout(dir.path(), "test", 1_000).unwrap();
+    let layout: ImageLocation = format!("oci:{}:test", dir.path().display()).parse().unwrap();
+    client
+        .copy(&layout, &at(&registry, "cern/alma9:test"), &Default::default())
+        .await
+        .unwrap();
+    registry.throttle(1, 1);
+    let reference: Reference = format!("{}/cern/alma9:test", registry.host()).parse().unwrap();
+    let before = registry.calls().len();
+    let started = std::time::Instant::now();
+    client.get_manifest(&reference).await.unwrap();
     assert!(
-        e.to_string().contains("401") || e.to_string().to_lowercase().contains("auth"),
-        "{e}"
+        started.elapsed() >= Duration::from_secs(1),
+        "waited {:?}",
+        started.elapsed()
+    );
+    let statuses: Vec<u16> = registry.calls()[before..].iter().map(|c| c.status).collect();
+    assert_eq!(statuses, [429, 200]);
+}
+
+#[tokio::test]
+async fn bursts_of_503_are_retried_and_a_persistent_one_is_an_error() {
+    let registry = MockRegistry::start().await;
+    let client = client_for(&registry);
+    let dir = tempfile::tempdir().unwrap();
+    two_platform_layout(dir.path(), "test", 1_000).unwrap();
+    let layout: ImageLocation = format!("oci:{}:test", dir.path().display()).parse().unwrap();
+    client
+        .copy(&layout, &at(&registry, "a/b:burst"), &Default::default())
+        .await
+        .unwrap();
+    let reference: Reference = format!("{}/a/b:burst", registry.host()).parse().unwrap();
+    registry.fail_next(3, 503);
+    client.get_manifest(&reference).await.unwrap();
+    registry.fail_next(100, 503);
+    let before = registry.calls().len();
+    let e = client.get_manifest(&reference).await.unwrap_err();
+    assert!(matches!(e, Error::Http { status: 503, .. }), "{e:?}");
+    assert!(
+        e.to_string().contains("injected failure"),
+        "the registry's message: {e}"
+    );
+    assert_eq!(
+        registry.calls().len() - before,
+        4,
+        "max_attempts requests, then the error"
     );
 }
