@@ -8,29 +8,14 @@ mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
 use common::layout_image;
 use registry_client::manifest::{OCI_MANIFEST, sha256_digest};
-use registry_client::{
-    Client, CopyOptions, Credential, Error, ImageLocation, OciLayout, Reference, RetryPolicy, UploadOptions,
-};
-use wiremock::matchers::{header, method, path, path_regex, query_param};
+use registry_client::{Client, CopyOptions, Error, ImageLocation, OciLayout, Reference, UploadOptions};
+use wiremock::matchers::{method, path, path_regex, query_param};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 const MANIFEST: &str = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
-
-fn fast_retries(client: registry_client::ClientBuilder) -> Client {
-    client
-        .retry(RetryPolicy {
-            max_attempts: 4,
-            initial_delay: Duration::from_millis(10),
-            max_delay: Duration::from_millis(50),
-            max_retry_after: Duration::from_secs(5),
-        })
-        .build()
-        .unwrap()
-}
 
 fn reference(server: &MockServer, rest: &str) -> Reference {
     format!("{}/{rest}", server.address()).parse().unwrap()
