@@ -431,6 +431,12 @@ impl MockOpenStack {
         self
     }
 
+    /// Deleted servers stay `deleting` for this many polls before answering 404 (default 1).
+    pub fn set_delete_polls(&self, n: u32) -> &Self {
+        self.state().nova.delete_polls = n;
+        self
+    }
+
     /// The next server created goes to `ERROR` with this fault message instead of `ACTIVE`.
     pub fn fail_next_boot(&self, fault: &str) -> &Self {
         self.state().nova.boot_faults.push(fault.to_string());

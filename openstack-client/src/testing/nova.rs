@@ -21,8 +21,10 @@ pub(crate) struct Server {
     polls_left: u32,
     pending_fault: Option<String>,
     fault: Option<String>,
-    /// Ports Nova made for the server (deleted with it), and ports it was given.
+    /// Ports Nova made for the server (deleted with it).
     own_ports: Vec<String>,
+    /// Deleted, going away after its last looks.
+    deleting: bool,
     created: String,
 }
 
@@ -30,6 +32,7 @@ pub(crate) struct Nova {
     pub(crate) servers: BTreeMap<String, Server>,
     keypairs: BTreeMap<String, Value>,
     pub(crate) build_polls: u32,
+    pub(crate) delete_polls: u32,
     pub(crate) boot_faults: Vec<String>,
     pub(crate) console: String,
 }
@@ -40,6 +43,7 @@ impl Default for Nova {
             servers: BTreeMap::new(),
             keypairs: BTreeMap::new(),
             build_polls: 1,
+            delete_polls: 1,
             boot_faults: Vec::new(),
             console: "[    0.000000] Linux version 6.1.0 (mock)\nlogin: \n".into(),
         }
@@ -79,19 +83,31 @@ pub(crate) fn route(st: &mut State, method: &str, rel: &str, query: &BTreeMap<St
                 return not_found("Instance", id);
             }
             advance(st, id);
-            Answer::json(200, json!({"server": show(st, &st.nova.servers[*id])}))
-        }
-        ("DELETE", ["servers", id]) => match st.nova.servers.remove(*id) {
-            None => not_found("Instance", id),
-            Some(s) => {
-                for p in &s.own_ports {
-                    neutron::delete_port(st, p);
-                }
-                neutron::release_device(st, id);
-                Answer::empty(204)
+            match st.nova.servers.get(*id) {
+                Some(s) => Answer::json(200, json!({"server": show(st, s)})),
+                None => not_found("Instance", id),
             }
-        },
+        }
+        ("DELETE", ["servers", id]) => {
+            let polls = st.nova.delete_polls;
+            match st.nova.servers.get_mut(*id) {
+                None => not_found("Instance", id),
+                Some(s) => {
+                    if !s.deleting {
+                        s.deleting = true;
+                        s.polls_left = polls;
+                    }
+                    if polls == 0 {
+                        remove(st, id);
+                    }
+                    Answer::empty(204)
+                }
+            }
+        }
         ("POST", ["servers", id, "action"]) => {
+            if body.get("os-getConsoleOutput").is_some() {
+                advance(st, id); // the console comes up as the server does
+            }
             let Some(s) = st.nova.servers.get(*id) else {
                 return not_found("Instance", id);
             };
@@ -275,6 +291,7 @@ fn create(st: &mut State, body: &Value) -> Answer {
         pending_fault,
         fault: None,
         own_ports,
+        deleting: false,
         created: rfc3339_in(0),
     };
     st.nova.servers.insert(id.clone(), server);
@@ -286,9 +303,27 @@ fn create(st: &mut State, body: &Value) -> Answer {
     )
 }
 
-/// One poll of a building server.
+/// A deleted server goes, with the ports Nova made for it.
+fn remove(st: &mut State, id: &str) {
+    if let Some(s) = st.nova.servers.remove(id) {
+        for p in &s.own_ports {
+            neutron::delete_port(st, p);
+        }
+        neutron::release_device(st, id);
+    }
+}
+
+/// One poll of a building or deleting server.
 fn advance(st: &mut State, id: &str) {
     let Some(s) = st.nova.servers.get_mut(id) else { return };
+    if s.deleting {
+        if s.polls_left > 0 {
+            s.polls_left -= 1;
+        } else {
+            remove(st, id);
+        }
+        return;
+    }
     if s.status != "BUILD" {
         return;
     }

@@ -1,0 +1,162 @@
+//! Nova and Neutron through the client on `testing::MockOpenStack`, the stateful cloud users test
+//! with: a server's lifecycle (BUILD → ACTIVE or ERROR with its fault, console 409 while building,
+//! delete → `deleting` → 404), 5xx bursts, networks by name, floating IPs.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use openstack_client::neutron::{ListFloatingIps, Neutron};
+use openstack_client::nova::{CreateServer, NetworkRef, Networks, Nova};
+use openstack_client::testing::{MockOpenStack, Service};
+use openstack_client::{Error, WaitOptions};
+
+fn fast() -> WaitOptions {
+    WaitOptions::timeout(Duration::from_secs(10)).with_interval(Duration::from_millis(5), Duration::from_millis(10))
+}
+
+#[tokio::test]
+async fn a_server_in_error_fails_the_wait_at_once_with_its_fault() {
+    let cloud = MockOpenStack::start().await;
+    cloud
+        .set_build_polls(2)
+        .fail_next_boot("No valid host was found. There are not enough hosts available.");
+    let nova = Nova::new(cloud.session());
+    let s = nova.create_server(&CreateServer::new("t", "img", "1")).await.unwrap();
+    let e = nova
+        .wait_for_active(
+            &s.id,
+            &WaitOptions::timeout(Duration::from_secs(600))
+                .with_interval(Duration::from_millis(5), Duration::from_millis(5)),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::Failed { kind: "server", state, .. } if state == "ERROR"),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("No valid host was found"), "{e}");
+    assert_eq!(
+        cloud.count(Service::Compute, "GET", &format!("servers/{}", s.id)),
+        3,
+        "two BUILD, then ERROR"
+    );
+}
+
+#[tokio::test]
+async fn the_console_answers_409_while_building_then_its_output() {
+    let cloud = MockOpenStack::start().await;
+    cloud.set_build_polls(2).set_console("booting\nLAST LINE\n");
+    let nova = Nova::new(cloud.session());
+    let s = nova.create_server(&CreateServer::new("t", "img", "1")).await.unwrap();
+    let out = nova.console_output(&s.id, Some(50), &fast()).await.unwrap();
+    assert_eq!(out.lines().last(), Some("LAST LINE"));
+    let statuses: Vec<u16> = cloud
+        .calls()
+        .iter()
+        .filter(|c| c.path.ends_with("/action"))
+        .map(|c| c.status)
+        .collect();
+    assert_eq!(statuses, [409, 409, 200]);
+}
+
+#[tokio::test]
+async fn delete_waits_until_the_server_answers_404_and_its_port_goes_with_it() {
+    let cloud = MockOpenStack::start().await;
+    cloud.set_delete_polls(3);
+    let nova = Nova::new(cloud.session());
+    let s = nova.create_server(&CreateServer::new("t", "img", "1")).await.unwrap();
+    nova.wait_for_active(&s.id, &fast()).await.unwrap();
+    nova.delete_and_wait(&s.id, &fast()).await.unwrap();
+    let gets: Vec<u16> = cloud
+        .calls()
+        .iter()
+        .filter(|c| c.method == "GET" && c.path == format!("servers/{}", s.id))
+        .map(|c| c.status)
+        .collect();
+    assert_eq!(
+        gets.iter().rev().take(4).collect::<Vec<_>>(),
+        [&404, &200, &200, &200],
+        "deleting, then gone"
+    );
+    assert!(cloud.leaks().is_empty(), "{:?}", cloud.leaks());
+}
+
+#[tokio::test]
+async fn a_5xx_burst_on_a_get_is_retried() {
+    let cloud = MockOpenStack::start().await;
+    let nova = Nova::new(cloud.session());
+    let s = nova.create_server(&CreateServer::new("t", "img", "1")).await.unwrap();
+    cloud.fail_next(Service::Compute, 2, 503);
+    nova.get_server(&s.id).await.unwrap();
+}
+
+#[tokio::test]
+async fn network_names_are_resolved_through_neutron_and_oversized_user_data_never_leaves() {
+    let cloud = MockOpenStack::start().await;
+    let nova = Nova::new(cloud.session());
+    let s = nova
+        .create_server(
+            &CreateServer::new("t", "img", "1")
+                .networks(Networks::List(vec![NetworkRef::Name("private".into())]))
+                .tag("imagekit")
+                .user_data("#cloud-config\n"),
+        )
+        .await
+        .unwrap();
+    let s = nova.wait_for_active(&s.id, &fast()).await.unwrap();
+    assert_eq!(s.addresses_on("private").len(), 1);
+    assert_eq!(cloud.user_data(s.id.as_str()).as_deref(), Some("#cloud-config\n"));
+    let before = cloud.calls().len();
+    let e = nova
+        .create_server(
+            &CreateServer::new("t", "img", "1")
+                .networks(Networks::None)
+                .user_data(vec![0u8; 60_000]),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::InvalidInput(_)), "{e:?}");
+    assert_eq!(cloud.calls().len(), before, "refused before any request");
+    let e = nova
+        .create_server(
+            &CreateServer::new("t", "img", "1").networks(Networks::List(vec![NetworkRef::Name("nope".into())])),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("nope"), "{e}");
+}
+
+#[tokio::test]
+async fn floating_ips_are_created_attached_found_by_description_and_released() {
+    let cloud = MockOpenStack::start().await;
+    let nova = Nova::new(cloud.session());
+    let neutron = Neutron::new(cloud.session());
+    let s = nova.create_server(&CreateServer::new("t", "img", "1")).await.unwrap();
+    let s = nova.wait_for_active(&s.id, &fast()).await.unwrap();
+    let port = neutron.server_ports(s.id.as_ref()).await.unwrap().remove(0);
+    let public = neutron.find_network("public").await.unwrap();
+    let f = neutron
+        .create_floating_ip(&public.id, "imagekit run r42", None)
+        .await
+        .unwrap();
+    let attached = neutron.set_floating_ip_port(&f.id, Some(&port.id)).await.unwrap();
+    assert_eq!(attached.port_id.as_deref(), Some(port.id.as_str()));
+    assert!(attached.fixed_ip_address.is_some());
+    let s = nova.get_server(&s.id).await.unwrap();
+    assert_eq!(
+        s.access_address(),
+        Some(f.floating_ip_address.as_str()),
+        "Nova shows the floating address"
+    );
+    let mine = neutron
+        .list_floating_ips(&ListFloatingIps::new().description("imagekit run r42"))
+        .await
+        .unwrap();
+    assert_eq!(mine.len(), 1);
+    let private = neutron.find_network("private").await.unwrap();
+    let e = neutron.create_floating_ip(&private.id, "x", None).await.unwrap_err();
+    assert!(e.to_string().contains("not a valid external network"), "{e}");
+    neutron.delete_floating_ip(&f.id).await.unwrap();
+    // Releasing twice is fine: a sweeper and a cleanup path may race.
+    neutron.delete_floating_ip(&f.id).await.unwrap();
+}
