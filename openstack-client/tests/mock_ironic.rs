@@ -72,3 +72,29 @@ async fn other_conflicts_are_not_retried_and_keep_ironic_s_message() {
     assert_eq!(e.status(), Some(409));
     assert!(e.to_string().contains("A node with name node-7 already exists."), "{e}");
 }
+
+#[tokio::test]
+async fn a_500_from_a_locked_database_is_retried() {
+    let (server, session) = cloud().await;
+    // Seen from the real Ironic on SQLite under concurrent writes: the transaction was rolled back.
+    Mock::given(method("PATCH"))
+        .and(path("/baremetal/v1/allocations/a-1"))
+        .respond_with(ResponseTemplate::new(500).set_body_json(json!({"error_message": "{\"faultstring\": \"(sqlite3.OperationalError) database is locked\", \"faultcode\": \"Server\", \"debuginfo\": null}"})))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path("/baremetal/v1/allocations/a-1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"uuid": "a-1", "state": "active", "extra": {"imagekit_expires_at": 5}, "node_uuid": "n-1"}),
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let a = Ironic::new(session)
+        .set_allocation_extra("a-1", "imagekit_expires_at", 5)
+        .await
+        .unwrap();
+    assert_eq!(a.extra["imagekit_expires_at"], 5);
+}

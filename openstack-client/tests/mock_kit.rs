@@ -160,3 +160,92 @@ async fn floating_ips_are_created_attached_found_by_description_and_released() {
     // Releasing twice is fine: a sweeper and a cleanup path may race.
     neutron.delete_floating_ip(&f.id).await.unwrap();
 }
+
+/// An image with `data` uploaded, through the kit's Glance.
+async fn uploaded(
+    glance: &openstack_client::glance::Glance,
+    data: &[u8],
+) -> openstack_client::Result<openstack_client::glance::Image> {
+    use openstack_client::glance::{CreateImage, ImageSource};
+    glance
+        .create_and_upload(
+            &CreateImage::new("x", "raw"),
+            ImageSource::reader(std::io::Cursor::new(data.to_vec()), data.len() as u64),
+            &fast(),
+        )
+        .await
+}
+
+#[tokio::test]
+async fn glance_503_bursts_are_retried_and_retries_stop_at_the_bound() {
+    let cloud = MockOpenStack::start().await;
+    let glance = openstack_client::glance::Glance::new(cloud.session());
+    let image = uploaded(&glance, b"x").await.unwrap();
+    cloud.fail_next(Service::Image, 3, 503);
+    assert_eq!(glance.get(&image.id).await.unwrap().id, image.id);
+    cloud.fail_next(Service::Image, 100, 502);
+    let before = cloud.calls().len();
+    let e = glance.get(&image.id).await.unwrap_err();
+    assert_eq!(e.status(), Some(502));
+    assert_eq!(cloud.calls().len() - before, 6, "the first attempt and five retries");
+}
+
+#[tokio::test]
+async fn a_glance_429_waits_as_long_as_retry_after_says() {
+    let cloud = MockOpenStack::start().await;
+    let glance = openstack_client::glance::Glance::new(cloud.session());
+    let image = uploaded(&glance, b"x").await.unwrap();
+    cloud.throttle(Service::Image, 1, 1);
+    let start = std::time::Instant::now();
+    glance.get(&image.id).await.unwrap();
+    // The backoff alone would be ~10 ms; Retry-After asked for a second.
+    assert!(start.elapsed() >= Duration::from_millis(950), "{:?}", start.elapsed());
+}
+
+#[tokio::test]
+async fn uploads_are_verified_with_md5_and_sha512_and_a_corrupt_one_is_deleted() {
+    use md5::Digest as _;
+    let cloud = MockOpenStack::start().await;
+    let glance = openstack_client::glance::Glance::new(cloud.session());
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let image = uploaded(&glance, &data).await.unwrap();
+    assert_eq!(
+        image.os_hash_value.as_deref(),
+        Some(hex::encode(sha2::Sha512::digest(&data)).as_str())
+    );
+    cloud.corrupt_next_uploads(1);
+    let e = uploaded(&glance, &data).await.unwrap_err();
+    match &e {
+        Error::ChecksumMismatch { algorithm, actual, .. } => {
+            assert_eq!(algorithm, "md5");
+            assert_eq!(*actual, hex::encode(md5::Md5::digest(&data)));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(e.to_string().contains("corrupt"), "{e}");
+    assert_eq!(
+        cloud.images().len(),
+        1,
+        "the corrupt image was deleted: {:?}",
+        cloud.images()
+    );
+}
+
+#[tokio::test]
+async fn an_expired_token_is_renewed_once() {
+    let cloud = MockOpenStack::start().await;
+    let session = cloud.session();
+    let glance = openstack_client::glance::Glance::new(session.clone());
+    let image = uploaded(&glance, b"x").await.unwrap();
+    assert_eq!(session.auth_count(), 1);
+    cloud.expire_tokens();
+    glance.get(&image.id).await.unwrap();
+    assert_eq!(session.auth_count(), 2);
+    let statuses: Vec<u16> = cloud
+        .calls()
+        .iter()
+        .filter(|c| c.path == format!("v2/images/{}", image.id) && c.method == "GET")
+        .map(|c| c.status)
+        .collect();
+    assert_eq!(statuses[statuses.len() - 2..], [401, 200], "{statuses:?}");
+}
