@@ -31,17 +31,22 @@ fn at(registry: &MockRegistry, rest: &str) -> ImageLocation {
     format!("{}/{rest}", registry.host()).parse().unwrap()
 }
 
+/// A two-platform image with layers of `layer_size` bytes, pushed to `registry` as `rest`.
+async fn seed(client: &Client, registry: &MockRegistry, rest: &str, layer_size: usize) -> registry_client::CopyReport {
+    let dir = tempfile::tempdir().unwrap();
+    two_platform_layout(dir.path(), "test", layer_size).unwrap();
+    let layout: ImageLocation = format!("oci:{}:test", dir.path().display()).parse().unwrap();
+    client
+        .copy(&layout, &at(registry, rest), &Default::default())
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_second_copy_mounts_or_skips_every_blob_and_a_retag_costs_two_requests() {
     let registry = MockRegistry::with_token("bot", "pw").await;
     let client = client_for(&registry);
-    let dir = tempfile::tempdir().unwrap();
-    two_platform_layout(dir.path(), "test", 20_000).unwrap();
-    let layout: ImageLocation = format!("oci:{}:test", dir.path().display()).parse().unwrap();
-    let first = client
-        .copy(&layout, &at(&registry, "cern/alma9:test"), &Default::default())
-        .await
-        .unwrap();
+    let first = seed(&client, &registry, "cern/alma9:test", 20_000).await;
     assert!(first.blobs_uploaded > 0);
     let puts = registry.count("PUT", "/blobs/uploads/");
     // The same image into another repository: mounted, not uploaded again.
@@ -81,13 +86,7 @@ async fn a_second_copy_mounts_or_skips_every_blob_and_a_retag_costs_two_requests
 async fn expired_tokens_are_renewed_and_rate_limits_and_503s_are_retried() {
     let registry = MockRegistry::with_token("bot", "pw").await;
     let client = client_for(&registry);
-    let dir = tempfile::tempdir().unwrap();
-    two_platform_layout(dir.path(), "test", 5_000).unwrap();
-    let layout: ImageLocation = format!("oci:{}:test", dir.path().display()).parse().unwrap();
-    client
-        .copy(&layout, &at(&registry, "cern/cc7:test"), &Default::default())
-        .await
-        .unwrap();
+    seed(&client, &registry, "cern/cc7:test", 5_000).await;
     registry.expire_tokens().throttle(1, 1).fail_next(2, 503);
     let repo: Reference = format!("{}/cern/cc7", registry.host()).parse().unwrap();
     client.promote(&repo, "test", "latest").await.unwrap();
@@ -98,13 +97,7 @@ async fn expired_tokens_are_renewed_and_rate_limits_and_503s_are_retried() {
 async fn a_corrupt_blob_download_fails_the_copy_and_no_manifest_lands() {
     let registry = MockRegistry::with_token("bot", "pw").await;
     let client = client_for(&registry);
-    let dir = tempfile::tempdir().unwrap();
-    two_platform_layout(dir.path(), "test", 5_000).unwrap();
-    let layout: ImageLocation = format!("oci:{}:test", dir.path().display()).parse().unwrap();
-    client
-        .copy(&layout, &at(&registry, "cern/src:test"), &Default::default())
-        .await
-        .unwrap();
+    seed(&client, &registry, "cern/src:test", 5_000).await;
     let other = MockRegistry::start().await;
     registry.corrupt_next_blob_gets(100);
     let e = client
@@ -129,13 +122,7 @@ async fn a_corrupt_blob_download_fails_the_copy_and_no_manifest_lands() {
 async fn tags_are_listed_across_pages_and_wrong_passwords_say_so() {
     let registry = MockRegistry::with_basic("bot", "pw").await;
     let client = client_for(&registry);
-    let dir = tempfile::tempdir().unwrap();
-    two_platform_layout(dir.path(), "test", 1_000).unwrap();
-    let layout: ImageLocation = format!("oci:{}:test", dir.path().display()).parse().unwrap();
-    client
-        .copy(&layout, &at(&registry, "cern/tags:t0"), &Default::default())
-        .await
-        .unwrap();
+    seed(&client, &registry, "cern/tags:t0", 1_000).await;
     let repo: Reference = format!("{}/cern/tags", registry.host()).parse().unwrap();
     for i in 1..7 {
         client.promote(&repo, "t0", &format!("t{i}")).await.unwrap();
@@ -165,13 +152,7 @@ async fn tags_are_listed_across_pages_and_wrong_passwords_say_so() {
 async fn rate_limits_are_waited_out_as_retry_after_says() {
     let registry = MockRegistry::start().await;
     let client = client_for(&registry);
-    let dir = tempfile::tempdir().unwrap();
-    two_platform_layout(dir.path(), "test", 1_000).unwrap();
-    let layout: ImageLocation = format!("oci:{}:test", dir.path().display()).parse().unwrap();
-    client
-        .copy(&layout, &at(&registry, "cern/alma9:test"), &Default::default())
-        .await
-        .unwrap();
+    seed(&client, &registry, "cern/alma9:test", 1_000).await;
     registry.throttle(1, 1);
     let reference: Reference = format!("{}/cern/alma9:test", registry.host()).parse().unwrap();
     let before = registry.calls().len();
@@ -190,13 +171,7 @@ async fn rate_limits_are_waited_out_as_retry_after_says() {
 async fn bursts_of_503_are_retried_and_a_persistent_one_is_an_error() {
     let registry = MockRegistry::start().await;
     let client = client_for(&registry);
-    let dir = tempfile::tempdir().unwrap();
-    two_platform_layout(dir.path(), "test", 1_000).unwrap();
-    let layout: ImageLocation = format!("oci:{}:test", dir.path().display()).parse().unwrap();
-    client
-        .copy(&layout, &at(&registry, "a/b:burst"), &Default::default())
-        .await
-        .unwrap();
+    seed(&client, &registry, "a/b:burst", 1_000).await;
     let reference: Reference = format!("{}/a/b:burst", registry.host()).parse().unwrap();
     registry.fail_next(3, 503);
     client.get_manifest(&reference).await.unwrap();
