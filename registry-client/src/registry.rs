@@ -435,6 +435,30 @@ impl Client {
         Ok(UploadStart::Session(self.absolute(repository, location)))
     }
 
+    /// [`Client::start_upload`] in a task of its own: if the caller goes away while the POST is in
+    /// flight (a sibling blob failed and the copy was dropped), the session the registry opened
+    /// is cancelled instead of being left behind.
+    async fn start_upload_detached(
+        &self,
+        repository: &Reference,
+        mount: Option<(String, String)>,
+    ) -> Result<UploadStart> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (client, repo) = (self.clone(), repository.clone());
+        tokio::spawn(async move {
+            let start = client
+                .start_upload(&repo, mount.as_ref().map(|(d, f)| (d.as_str(), f.as_str())))
+                .await;
+            if let Err(Ok(UploadStart::Session(session))) = tx.send(start) {
+                client.cancel_upload(&repo, &session).await;
+            }
+        });
+        rx.await.map_err(|_| Error::Protocol {
+            url: repository.to_string(),
+            reason: "the upload task ended without an answer".into(),
+        })?
+    }
+
     /// Uploads a blob into a session (`data` must be a verified blob stream, from
     /// [`Client::blob_stream`] or [`crate::OciLayout::blob_stream`]): one streamed PUT, or PATCH chunks then a closing PUT when
     /// [`crate::UploadOptions::chunk_size`] is set. The registry checks the digest too.
@@ -543,7 +567,7 @@ impl Client {
         loop {
             attempt += 1;
             let start = self
-                .start_upload(repository, mount.map(|from| (blob.digest.as_str(), from)))
+                .start_upload_detached(repository, mount.map(|from| (blob.digest.clone(), from.to_string())))
                 .await?;
             let session = match start {
                 UploadStart::Mounted => return Ok(BlobOutcome::Mounted),
@@ -551,6 +575,13 @@ impl Client {
             };
             // Declined once: do not ask again on a retry.
             mount = None;
+            // An upload that fails, or is abandoned (a sibling blob failed and the copy was
+            // dropped), is cancelled so the registry does not keep its partial data.
+            let mut guard = AbandonedUpload {
+                client: Some(self.clone()),
+                repository: repository.clone(),
+                session: session.clone(),
+            };
             let result = match open().await {
                 Ok(data) => {
                     self.upload_blob(repository, session, blob, data, progress.clone())
@@ -558,6 +589,16 @@ impl Client {
                 }
                 Err(e) => Err(e),
             };
+            if result.is_ok() {
+                guard.client = None;
+            } else if let Some(client) = guard.client.take() {
+                // In a task of its own, so that it finishes even if this future is dropped now.
+                if let Some(task) =
+                    cancel_in_background(client, guard.repository.clone(), std::mem::take(&mut guard.session))
+                {
+                    let _ = task.await;
+                }
+            }
             match result {
                 Ok(()) => return Ok(BlobOutcome::Uploaded),
                 Err(e) if e.is_retryable() && attempt < policy.max_attempts => {
@@ -571,6 +612,46 @@ impl Client {
                 }
                 Err(e) => return Err(e),
             }
+        }
+    }
+}
+
+/// Cancels an upload session when dropped armed (the future that owned it went away).
+struct AbandonedUpload {
+    client: Option<Client>,
+    repository: Reference,
+    session: String,
+}
+
+impl Drop for AbandonedUpload {
+    fn drop(&mut self) {
+        let Some(client) = self.client.take() else { return };
+        let _ = cancel_in_background(client, self.repository.clone(), std::mem::take(&mut self.session));
+    }
+}
+
+/// Cancels an upload session in a task of its own (when there is a runtime to run it).
+fn cancel_in_background(client: Client, repository: Reference, session: String) -> Option<tokio::task::JoinHandle<()>> {
+    let rt = tokio::runtime::Handle::try_current().ok()?;
+    Some(rt.spawn(async move { client.cancel_upload(&repository, &session).await }))
+}
+
+impl Client {
+    /// `DELETE` an upload session, best effort: registries purge stale sessions eventually, but
+    /// until then they hold the partial data.
+    pub(crate) async fn cancel_upload(&self, repository: &Reference, session: &str) {
+        let call = Call::new(
+            Method::DELETE,
+            session.to_string(),
+            repository,
+            Scope::push(repository.repository()),
+        );
+        match self.execute(&call).await {
+            Ok(r) if r.status().is_success() || r.status() == StatusCode::NOT_FOUND => {
+                tracing::debug!(session, "upload session cancelled");
+            }
+            Ok(r) => tracing::debug!(session, status = %r.status(), "the registry kept the upload session"),
+            Err(e) => tracing::debug!(session, "cancelling the upload session failed: {e}"),
         }
     }
 }

@@ -116,6 +116,20 @@ async fn a_corrupt_blob_download_fails_the_copy_and_no_manifest_lands() {
         0,
         "a corrupt blob's last chunk is withheld, so no upload completes"
     );
+    // The failing blob's session is cancelled at once; those of blobs abandoned with the copy, in
+    // the background right after.
+    for _ in 0..500 {
+        if other.open_uploads() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        other.open_uploads(),
+        0,
+        "abandoned upload sessions are cancelled: {:?}",
+        other.calls()
+    );
 }
 
 #[tokio::test]
