@@ -349,3 +349,37 @@ async fn ctrl_c_during_imagekit_test_on_nova_deletes_the_server_before_exiting()
     assert!(stderr.contains("cancelled"), "{stderr}");
     assert_eq!(cloud.leaks(), vec![], "deleted before the process exited");
 }
+
+#[tokio::test]
+async fn a_sweep_deletes_what_a_killed_boot_test_left_and_spares_running_ones() {
+    let cloud = MockOpenStack::start().await;
+    cloud.set_server_address("127.0.0.1").set_floating_address("127.0.0.1");
+    let compute = NovaCompute::new(
+        cloud.session(),
+        fast(
+            NovaOptions::new("m1.tiny")
+                .floating_ip_from("public")
+                .ssh_port(closed_port()),
+        ),
+    );
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE9s test";
+    // A boot test whose process was killed: nothing ran its cleanup.
+    std::mem::forget(compute.boot("IMAGE-1", "imagekit-test-killed", key).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let running = compute.boot("IMAGE-1", "imagekit-test-running", key).await.unwrap();
+    assert_eq!(cloud.leaks().len(), 8, "two of server, port, floating IP, keypair");
+    let swept = compute.sweep(Duration::from_secs(2)).await.unwrap();
+    assert_eq!(swept.len(), 2, "{swept:?}");
+    assert!(
+        swept[0].contains("imagekit-test-killed") && swept[1].contains("imagekit-test-killed"),
+        "{swept:?}"
+    );
+    let left = cloud.leaks();
+    assert_eq!(
+        left.len(),
+        4,
+        "the running test keeps its server, port, floating IP and keypair: {left:?}"
+    );
+    running.destroy().await.unwrap();
+    assert_eq!(cloud.leaks(), vec![]);
+}

@@ -2,7 +2,8 @@
 //! cloud-init user data), optionally behind a floating IP, waits for ACTIVE (failing at once on
 //! ERROR with Nova's fault), and deletes everything it made — floating IP, server, leftover ports,
 //! keypair — on every exit path: success, error, timeout, and a cancelled future (the cleanup then
-//! runs in the background; [`Compute::settle`] waits for it).
+//! runs in the background; [`Compute::settle`] waits for it). A process killed outright leaves its
+//! machine behind; [`NovaCompute::sweep`] finds such leftovers by their metadata and age.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -141,9 +142,10 @@ impl NovaCompute {
             });
         match self.opts.key_injection {
             KeyInjection::Keypair => {
-                made.note(|m| m.keypair = Some(name.to_string()));
-                self.nova.import_keypair(name, public_key).await?;
-                req = req.key_name(name);
+                let key_name = format!("{KEY_PREFIX}{name}");
+                made.note(|m| m.keypair = Some(key_name.clone()));
+                self.nova.import_keypair(&key_name, public_key).await?;
+                req = req.key_name(&key_name);
             }
             KeyInjection::UserData => {
                 req = req.user_data(format!("#cloud-config\nssh_authorized_keys:\n  - {public_key}\n"));
@@ -188,6 +190,48 @@ impl NovaCompute {
             })?,
         };
         Ok((server.id, address))
+    }
+}
+
+/// Keypairs imagekit imports start with this (so a sweep can tell them from yours).
+const KEY_PREFIX: &str = "imagekit-key-";
+
+impl NovaCompute {
+    /// Deletes what boot tests left behind when their process died without cleaning up (a
+    /// `SIGKILL`, a lost machine): servers carrying imagekit's `boot-test` metadata and created
+    /// more than `older_than` ago, with their floating IPs and ports, and imagekit's keypairs as
+    /// old. Returns what it deleted. Running boot tests younger than `older_than` are left alone.
+    pub async fn sweep(&self, older_than: Duration) -> Result<Vec<String>> {
+        let cutoff = std::time::SystemTime::now()
+            .checked_sub(older_than)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        let wait = self.wait(self.opts.delete_timeout);
+        let mut swept = Vec::new();
+        for s in self.nova.list_servers(&ListServers::new()).await? {
+            let ours = s.metadata.get("imagekit").map(String::as_str) == Some("boot-test");
+            if !ours || s.created_at().is_none_or(|t| t > cutoff) {
+                continue;
+            }
+            let made = Made {
+                server_name: Some(s.name.clone()),
+                fip_description: Some(fip_description(&s.id)),
+                server: Some(s.id.clone()),
+                ..Made::default()
+            };
+            clean(&self.nova, &self.neutron, &made, &wait).await?;
+            swept.push(format!("server {} ({})", s.id, s.name));
+        }
+        for k in self.nova.list_keypairs().await? {
+            if !k.name.starts_with(KEY_PREFIX) {
+                continue;
+            }
+            let k = self.nova.get_keypair(&k.name).await?;
+            if k.created().is_some_and(|t| t <= cutoff) {
+                self.nova.delete_keypair(&k.name).await?;
+                swept.push(format!("keypair {}", k.name));
+            }
+        }
+        Ok(swept)
     }
 }
 

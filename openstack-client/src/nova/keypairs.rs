@@ -21,6 +21,21 @@ pub struct Keypair {
     /// `ssh` or `x509`.
     #[serde(rename = "type", default)]
     pub key_type: Option<String>,
+    /// When it was created (in the answer for one keypair, not in listings).
+    #[serde(default)]
+    pub created_at: Option<String>,
+}
+
+impl Keypair {
+    /// [`Keypair::created_at`] as a time.
+    pub fn created(&self) -> Option<std::time::SystemTime> {
+        self.created_at.as_deref().and_then(crate::identity::parse_rfc3339)
+    }
+}
+
+#[derive(Deserialize)]
+struct Listed {
+    keypairs: Vec<One>,
 }
 
 #[derive(Deserialize)]
@@ -38,6 +53,22 @@ impl Nova {
         let k: One = self.session.send_json(r).await?;
         tracing::info!(keypair = name, "keypair imported");
         Ok(k.keypair)
+    }
+
+    /// One keypair, with its creation time.
+    pub async fn get_keypair(&self, name: &str) -> Result<Keypair> {
+        let r = self
+            .request(Method::GET, &format!("os-keypairs/{}", crate::session::segment(name)))
+            .await?;
+        let k: One = self.session.send_json(r).await?;
+        Ok(k.keypair)
+    }
+
+    /// The project user's keypairs (names and public keys).
+    pub async fn list_keypairs(&self) -> Result<Vec<Keypair>> {
+        let r = self.request(Method::GET, "os-keypairs").await?;
+        let l: Listed = self.session.send_json(r).await?;
+        Ok(l.keypairs.into_iter().map(|k| k.keypair).collect())
     }
 
     /// Delete a keypair. Already gone counts as done.

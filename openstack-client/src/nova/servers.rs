@@ -675,6 +675,11 @@ impl Nova {
 }
 
 impl Server {
+    /// When it was created (`None` when Nova did not say, or said something unreadable).
+    pub fn created_at(&self) -> Option<std::time::SystemTime> {
+        self.created.as_deref().and_then(crate::identity::parse_rfc3339)
+    }
+
     /// The admin password Nova generated, when the create answer had one.
     pub fn admin_pass(&self) -> Option<&str> {
         self.admin_pass.as_deref()

@@ -165,12 +165,24 @@ pub(crate) fn route(st: &mut State, method: &str, rel: &str, query: &BTreeMap<St
                 );
             }
             let kp = json!({"name": name, "public_key": public_key, "type": "ssh", "user_id": "admin",
-                            "fingerprint": format!("mock:{:x}", public_key.len())});
+                            "fingerprint": format!("mock:{:x}", public_key.len()), "created_at": rfc3339_in(0)});
             st.nova.keypairs.insert(name.to_string(), kp.clone());
             Answer::json(200, json!({ "keypair": kp }))
         }
         ("GET", ["os-keypairs"]) => {
-            let list: Vec<Value> = st.nova.keypairs.values().map(|k| json!({ "keypair": k })).collect();
+            // Listings leave out the creation time, as Nova's do.
+            let list: Vec<Value> = st
+                .nova
+                .keypairs
+                .values()
+                .map(|k| {
+                    let mut k = k.clone();
+                    if let Some(o) = k.as_object_mut() {
+                        o.remove("created_at");
+                    }
+                    json!({ "keypair": k })
+                })
+                .collect();
             Answer::json(200, json!({ "keypairs": list }))
         }
         ("GET", ["os-keypairs", name]) => match st.nova.keypairs.get(*name) {
