@@ -371,24 +371,40 @@ impl Session {
     }
 
     async fn authenticate_with_retries(&self) -> Result<Token> {
+        let t = self
+            .with_retries("Keystone", || async {
+                let span = tracing::debug_span!("keystone_auth", auth_url = %self.inner.creds.auth_url);
+                let _e = span.enter();
+                authenticate(&self.inner.http, &self.inner.creds).await
+            })
+            .await?;
+        self.inner.auth_count.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(project = ?t.project_id, remaining = ?t.remaining(), "authenticated");
+        Ok(t)
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good, or the retry policy's delays run out;
+    /// transient failures wait as long as their `Retry-After` says (within the policy's bound).
+    async fn with_retries<T, F, Fut>(&self, what: &str, mut attempt: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
         let mut delays = self.inner.retry.delays();
         loop {
-            let span = tracing::debug_span!("keystone_auth", auth_url = %self.inner.creds.auth_url);
-            let _e = span.enter();
-            match authenticate(&self.inner.http, &self.inner.creds).await {
-                Ok(t) => {
-                    self.inner.auth_count.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(project = ?t.project_id, remaining = ?t.remaining(), "authenticated");
-                    return Ok(t);
-                }
+            match attempt().await {
                 Err(e) if e.is_retryable() => match delays.next() {
                     Some(d) => {
-                        tracing::warn!(error = %e, delay = ?d, "Keystone unavailable; retrying");
+                        let d = e
+                            .retry_after()
+                            .filter(|r| *r <= self.inner.retry.max_retry_after)
+                            .unwrap_or(d);
+                        tracing::warn!(error = %e, delay = ?d, "{what} unavailable; retrying");
                         tokio::time::sleep(d).await;
                     }
                     None => return Err(e),
                 },
-                Err(e) => return Err(e),
+                other => return other,
             }
         }
     }
@@ -443,23 +459,11 @@ impl Session {
 
     async fn discover(&self, base: &Url, major: u32) -> Result<Url> {
         // Unauthenticated (Glance answers 300 here), but transient failures are retried like any GET.
-        let mut delays = self.inner.retry.delays();
-        let doc = loop {
-            match crate::microversion::fetch_document(&self.inner.http, base).await {
-                Err(e) if e.is_retryable() => match delays.next() {
-                    Some(d) => {
-                        let d = e
-                            .retry_after()
-                            .filter(|r| *r <= self.inner.retry.max_retry_after)
-                            .unwrap_or(d);
-                        tracing::warn!(url = %base, error = %e, delay = ?d, "version document unavailable; retrying");
-                        tokio::time::sleep(d).await;
-                    }
-                    None => return Err(e),
-                },
-                other => break other?,
-            }
-        };
+        let doc = self
+            .with_retries("version document", || {
+                crate::microversion::fetch_document(&self.inner.http, base)
+            })
+            .await?;
         let decode = |reason: String| Error::Decode {
             method: "GET".into(),
             url: base.to_string(),

@@ -316,11 +316,14 @@ async fn cancellable<T>(
         r = &mut work => return r,
         _ = tokio::signal::ctrl_c() => {}
     }
-    eprintln!("interrupted: deleting test machines…");
-    // Dropping the work starts the cleanup of what it booted; then wait for it.
+    eprintln!("interrupted: deleting test machines… (interrupt again to leave them)");
+    // Dropping the work starts the cleanup of what it booted; then wait for it, unless asked twice.
     drop(work);
     if let Some(c) = compute {
-        c.settle().await;
+        tokio::select! {
+            _ = c.settle() => {}
+            _ = tokio::signal::ctrl_c() => eprintln!("left behind: NovaCompute::sweep, or Ironic's lease expiry, will find them"),
+        }
     }
     Err(Error::Cancelled {
         what: what.into(),
