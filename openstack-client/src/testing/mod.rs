@@ -321,8 +321,9 @@ fn identity(st: &mut State, method: &str, rel: &str, body: &Value) -> Answer {
     Answer::json(201, doc).header("X-Subject-Token", &token)
 }
 
-/// RFC 3339 UTC for a time `secs` from now.
-pub(crate) fn rfc3339_in(secs: i64) -> String {
+/// RFC 3339 UTC for a time `secs` from now (negative: in the past), as OpenStack writes times:
+/// handy for token expiries and `created` fields in fixtures.
+pub fn rfc3339_in(secs: i64) -> String {
     let t = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

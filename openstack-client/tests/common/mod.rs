@@ -2,7 +2,6 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use openstack_client::{CloudConfig, ConfigSources};
 use serde_json::{Value, json};
@@ -46,28 +45,6 @@ pub fn fixture(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
 
-/// RFC 3339 UTC for a time `secs` from now.
-fn iso_in(secs: i64) -> String {
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64 + secs;
-    let (days, rem) = (t.div_euclid(86_400), t.rem_euclid(86_400));
-    // Civil from days (Howard Hinnant).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.000000Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 /// Mount a Keystone at `{server}/identity/v3` that issues tokens `tok-0`, `tok-1`, … valid for
 /// `ttl` seconds, with the api-ref sample's token body and `catalog`.
 pub async fn mock_keystone(server: &MockServer, catalog: Value, ttl: i64) {
@@ -79,7 +56,7 @@ pub async fn mock_keystone(server: &MockServer, catalog: Value, ttl: i64) {
         .respond_with(move |_: &Request| {
             let n = issued.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let mut t = token.clone();
-            t["token"]["expires_at"] = json!(iso_in(ttl));
+            t["token"]["expires_at"] = json!(openstack_client::testing::rfc3339_in(ttl));
             ResponseTemplate::new(201)
                 .insert_header("X-Subject-Token", format!("tok-{n}").as_str())
                 .set_body_json(t)
