@@ -368,12 +368,13 @@ async fn a_sweep_deletes_what_a_killed_boot_test_left_and_spares_running_ones() 
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let running = compute.boot("IMAGE-1", "imagekit-test-running", key).await.unwrap();
     assert_eq!(cloud.leaks().len(), 8, "two of server, port, floating IP, keypair");
+    let found = compute.leftovers(Duration::from_secs(2)).await.unwrap();
+    assert_eq!(cloud.leaks().len(), 8, "finding deletes nothing");
     let swept = compute.sweep(Duration::from_secs(2)).await.unwrap();
-    assert_eq!(swept.len(), 2, "{swept:?}");
-    assert!(
-        swept[0].contains("imagekit-test-killed") && swept[1].contains("imagekit-test-killed"),
-        "{swept:?}"
-    );
+    assert_eq!(swept, found);
+    let names: Vec<String> = swept.iter().map(ToString::to_string).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.iter().all(|n| n.contains("imagekit-test-killed")), "{names:?}");
     let left = cloud.leaks();
     assert_eq!(
         left.len(),
@@ -381,5 +382,46 @@ async fn a_sweep_deletes_what_a_killed_boot_test_left_and_spares_running_ones() 
         "the running test keeps its server, port, floating IP and keypair: {left:?}"
     );
     running.destroy().await.unwrap();
+    assert_eq!(cloud.leaks(), vec![]);
+}
+
+#[tokio::test]
+async fn imagekit_sweep_machines_lists_then_deletes_a_killed_tests_leftovers() {
+    let cloud = MockOpenStack::start().await;
+    let compute = NovaCompute::new(cloud.session(), fast(NovaOptions::new("m1.tiny")));
+    std::mem::forget(
+        compute
+            .boot("IMAGE-1", "imagekit-test-killed", "ssh-ed25519 AAAA x")
+            .await
+            .unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("clouds.yaml"), cloud.clouds_yaml("mock")).unwrap();
+    let clouds = dir.path().join("clouds.yaml");
+    let run = move |yes: bool| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_imagekit"));
+        c.args(["sweep-machines", "--cloud", "mock", "--older-than-hours", "0"])
+            .env("OS_CLIENT_CONFIG_FILE", &clouds);
+        if yes {
+            c.arg("--yes");
+        }
+        c.output().unwrap()
+    };
+    let dry = tokio::task::spawn_blocking({
+        let run = run.clone();
+        move || run(false)
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&dry.stdout);
+    assert!(dry.status.success(), "{}", String::from_utf8_lossy(&dry.stderr));
+    assert!(
+        text.contains("would delete: server") && text.contains("would delete: keypair imagekit-key-"),
+        "{text}"
+    );
+    assert_eq!(cloud.leaks().len(), 3, "a dry run deletes nothing");
+    let real = tokio::task::spawn_blocking(move || run(true)).await.unwrap();
+    assert!(real.status.success(), "{}", String::from_utf8_lossy(&real.stderr));
+    assert!(String::from_utf8_lossy(&real.stdout).contains("deleted: server"));
     assert_eq!(cloud.leaks(), vec![]);
 }

@@ -82,6 +82,19 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Find (and with --yes delete) what killed boot tests left on Nova: servers with imagekit's
+    /// boot-test metadata, with their floating IPs and ports, and imagekit's keypairs.
+    SweepMachines {
+        /// The clouds.yaml cloud.
+        #[arg(long)]
+        cloud: String,
+        /// Only what is older than this (younger ones may belong to running tests).
+        #[arg(long, default_value_t = 6)]
+        older_than_hours: u64,
+        /// Really delete.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Build images (Koji, or a local command), or reuse a recent build.
     Build(BuildArgs),
     /// Upload an image file or a Koji task output into a store.
@@ -456,6 +469,33 @@ async fn run(cli: &Cli) -> imagekit::Result<String> {
         }
         Command::Results { run } => results(cli, run.as_deref()),
         Command::Test(_) => Err(Error::InvalidInput("handled in main".into())),
+        Command::SweepMachines {
+            cloud,
+            older_than_hours,
+            yes,
+        } => {
+            use imagekit::boot_test::{NovaCompute, NovaOptions};
+            let session =
+                imagekit::openstack::Session::from_cloud(&imagekit::openstack::CloudConfig::load(Some(cloud))?)?;
+            let nova = NovaCompute::new(session, NovaOptions::new(""));
+            let age = Duration::from_secs(older_than_hours * 3600);
+            let found = if *yes {
+                nova.sweep(age).await?
+            } else {
+                nova.leftovers(age).await?
+            };
+            if cli.json {
+                return to_json(&json!({"deleted": *yes, "leftovers": found}));
+            }
+            let verb = if *yes { "deleted" } else { "would delete" };
+            let mut out: String = found.iter().map(|l| format!("{verb}: {l}\n")).collect();
+            if found.is_empty() {
+                out += "nothing left behind\n";
+            } else if !yes {
+                out += "dry run: add --yes to delete\n";
+            }
+            Ok(out.trim_end().to_string())
+        }
         Command::Sweep {
             pipelines,
             ttl_hours,

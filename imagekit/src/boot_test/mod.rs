@@ -27,7 +27,7 @@ use crate::ssh::{Command, Session, SshKey};
 mod ironic;
 mod nova;
 pub use ironic::{IronicCompute, IronicMachine, IronicOptions, Lease, Pool, SshAddress};
-pub use nova::{KeyInjection, NovaCompute, NovaMachine, NovaOptions};
+pub use nova::{KeyInjection, Leftover, NovaCompute, NovaMachine, NovaOptions};
 
 /// Cleanups started in the background by machines dropped without [`Machine::destroy`] (a
 /// cancelled boot test); [`Compute::settle`] waits for them.

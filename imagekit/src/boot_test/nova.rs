@@ -196,42 +196,87 @@ impl NovaCompute {
 /// Keypairs imagekit imports start with this (so a sweep can tell them from yours).
 const KEY_PREFIX: &str = "imagekit-key-";
 
+/// Something a killed boot test left on Nova.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Leftover {
+    /// A server with imagekit's `boot-test` metadata (its floating IPs and ports go with it).
+    Server {
+        /// Its id.
+        id: String,
+        /// Its name.
+        name: String,
+    },
+    /// A keypair imagekit imported.
+    Keypair {
+        /// Its name.
+        name: String,
+    },
+}
+
+impl std::fmt::Display for Leftover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Leftover::Server { id, name } => write!(f, "server {id} ({name})"),
+            Leftover::Keypair { name } => write!(f, "keypair {name}"),
+        }
+    }
+}
+
 impl NovaCompute {
-    /// Deletes what boot tests left behind when their process died without cleaning up (a
-    /// `SIGKILL`, a lost machine): servers carrying imagekit's `boot-test` metadata and created
-    /// more than `older_than` ago, with their floating IPs and ports, and imagekit's keypairs as
-    /// old. Returns what it deleted. Running boot tests younger than `older_than` are left alone.
-    pub async fn sweep(&self, older_than: Duration) -> Result<Vec<String>> {
+    /// What boot tests left behind when their process died without cleaning up (a `SIGKILL`, a
+    /// lost machine): servers carrying imagekit's `boot-test` metadata and imagekit's keypairs,
+    /// created more than `older_than` ago. Younger ones may belong to tests still running.
+    pub async fn leftovers(&self, older_than: Duration) -> Result<Vec<Leftover>> {
         let cutoff = std::time::SystemTime::now()
             .checked_sub(older_than)
             .unwrap_or(std::time::UNIX_EPOCH);
-        let wait = self.wait(self.opts.delete_timeout);
-        let mut swept = Vec::new();
+        let mut found = Vec::new();
         for s in self.nova.list_servers(&ListServers::new()).await? {
             let ours = s.metadata.get("imagekit").map(String::as_str) == Some("boot-test");
-            if !ours || s.created_at().is_none_or(|t| t > cutoff) {
-                continue;
+            if ours && s.created_at().is_some_and(|t| t <= cutoff) {
+                found.push(Leftover::Server {
+                    id: s.id.to_string(),
+                    name: s.name.clone(),
+                });
             }
-            let made = Made {
-                server_name: Some(s.name.clone()),
-                fip_description: Some(fip_description(&s.id)),
-                server: Some(s.id.clone()),
-                ..Made::default()
-            };
-            clean(&self.nova, &self.neutron, &made, &wait).await?;
-            swept.push(format!("server {} ({})", s.id, s.name));
         }
         for k in self.nova.list_keypairs().await? {
-            if !k.name.starts_with(KEY_PREFIX) {
-                continue;
-            }
-            let k = self.nova.get_keypair(&k.name).await?;
-            if k.created().is_some_and(|t| t <= cutoff) {
-                self.nova.delete_keypair(&k.name).await?;
-                swept.push(format!("keypair {}", k.name));
+            if k.name.starts_with(KEY_PREFIX)
+                && self
+                    .nova
+                    .get_keypair(&k.name)
+                    .await?
+                    .created()
+                    .is_some_and(|t| t <= cutoff)
+            {
+                found.push(Leftover::Keypair { name: k.name });
             }
         }
-        Ok(swept)
+        Ok(found)
+    }
+
+    /// Deletes [`NovaCompute::leftovers`]: the servers with their floating IPs and ports, and the
+    /// keypairs. Returns what it deleted.
+    pub async fn sweep(&self, older_than: Duration) -> Result<Vec<Leftover>> {
+        let found = self.leftovers(older_than).await?;
+        let wait = self.wait(self.opts.delete_timeout);
+        for l in &found {
+            match l {
+                Leftover::Server { id, name } => {
+                    let id = ServerId(id.clone());
+                    let made = Made {
+                        server_name: Some(name.clone()),
+                        fip_description: Some(fip_description(&id)),
+                        server: Some(id),
+                        ..Made::default()
+                    };
+                    clean(&self.nova, &self.neutron, &made, &wait).await?;
+                }
+                Leftover::Keypair { name } => self.nova.delete_keypair(name).await?,
+            }
+        }
+        Ok(found)
     }
 }
 
