@@ -335,7 +335,7 @@ async fn cancellable<T>(
     if let Some(c) = compute {
         tokio::select! {
             _ = c.settle() => {}
-            _ = tokio::signal::ctrl_c() => eprintln!("left behind: NovaCompute::sweep, or Ironic's lease expiry, will find them"),
+            _ = tokio::signal::ctrl_c() => eprintln!("left behind: `imagekit sweep-machines` (Nova) or the lease expiry (Ironic) will find them"),
         }
     }
     Err(Error::Cancelled {
