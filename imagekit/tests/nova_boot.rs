@@ -30,20 +30,29 @@ fn options(dir: &std::path::Path, ssh_deadline: Duration) -> BootTestOptions {
     o
 }
 
+/// A boot test with an empty suite, its artifacts in a new directory.
+async fn boot_nothing(
+    compute: &NovaCompute,
+    ssh_deadline: Duration,
+) -> (tempfile::TempDir, imagekit::boot_test::TestReport) {
+    let dir = tempfile::tempdir().unwrap();
+    let report = boot_test(
+        compute,
+        "IMAGE-1",
+        &Suite::dir(dir.path()),
+        &options(dir.path(), ssh_deadline),
+    )
+    .await
+    .unwrap();
+    (dir, report)
+}
+
 #[tokio::test]
 async fn a_server_in_error_fails_the_boot_with_its_fault_and_leaves_nothing() {
     let cloud = MockOpenStack::start().await;
     cloud.fail_next_boot("No valid host was found. There are not enough hosts available.");
     let compute = NovaCompute::new(cloud.session(), fast(NovaOptions::new("m1.tiny")));
-    let dir = tempfile::tempdir().unwrap();
-    let report = boot_test(
-        &compute,
-        "IMAGE-1",
-        &Suite::dir(dir.path()),
-        &options(dir.path(), Duration::from_secs(5)),
-    )
-    .await
-    .unwrap();
+    let (dir, report) = boot_nothing(&compute, Duration::from_secs(5)).await;
     let e = report.infrastructure_error.as_deref().unwrap();
     assert!(e.contains("No valid host was found"), "{e}");
     assert!(e.contains("ERROR"), "{e}");
@@ -67,15 +76,7 @@ async fn an_ssh_deadline_deletes_the_floating_ip_server_and_keypair() {
                 .ssh_port(closed_port()),
         ),
     );
-    let dir = tempfile::tempdir().unwrap();
-    let report = boot_test(
-        &compute,
-        "IMAGE-1",
-        &Suite::dir(dir.path()),
-        &options(dir.path(), Duration::from_secs(1)),
-    )
-    .await
-    .unwrap();
+    let (dir, report) = boot_nothing(&compute, Duration::from_secs(1)).await;
     let e = report.infrastructure_error.as_deref().unwrap();
     assert!(e.contains("SSH login"), "{e}");
     assert!(report.machine.as_deref().unwrap().starts_with("nova:"));
