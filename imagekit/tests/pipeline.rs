@@ -69,6 +69,21 @@ async fn all_images(dir: &Path) -> Vec<imagekit::store::StoredImage> {
         .unwrap()
 }
 
+/// Runs the pipeline until it stops on purpose after `stage`; the run to resume.
+async fn stopped_after(runner: &Runner<'_>, stage: &str) -> imagekit::journal::RunId {
+    let e = runner
+        .run(&RunOptions {
+            stop_after: Some(stage.into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    let Error::Interrupted { run, .. } = &e else {
+        panic!("{e:?}")
+    };
+    imagekit::journal::RunId::parse(run).unwrap()
+}
+
 #[tokio::test]
 async fn a_local_pipeline_builds_uploads_and_promotes_and_the_journal_says_so() {
     let dir = tempfile::tempdir().unwrap();
@@ -116,17 +131,7 @@ async fn a_run_stopped_between_stages_resumes_without_repeating_side_effects() {
     let services = Services::from_pipeline(&pipeline).unwrap();
     let journal = Journal::open(&dir.path().join("journal.sqlite")).unwrap();
     let runner = Runner::new(&pipeline, &services, &journal);
-    let e = runner
-        .run(&RunOptions {
-            stop_after: Some("upload".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
-    let Error::Interrupted { run, .. } = &e else {
-        panic!("{e:?}")
-    };
-    let run = imagekit::journal::RunId::parse(run).unwrap();
+    let run = stopped_after(&runner, "upload").await;
     assert_eq!(
         journal.run(&run).unwrap().status,
         Status::Running,
@@ -156,17 +161,7 @@ async fn a_stage_cut_short_deletes_what_its_attempt_left_before_trying_again() {
     let services = Services::from_pipeline(&pipeline).unwrap();
     let journal = Journal::open(&dir.path().join("journal.sqlite")).unwrap();
     let runner = Runner::new(&pipeline, &services, &journal);
-    let e = runner
-        .run(&RunOptions {
-            stop_after: Some("build".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
-    let Error::Interrupted { run, .. } = &e else {
-        panic!("{e:?}")
-    };
-    let run = imagekit::journal::RunId::parse(run).unwrap();
+    let run = stopped_after(&runner, "build").await;
     // What a process killed mid-upload leaves: a started stage and a recorded, half-made image.
     let store = LocalStore::new(&dir.path().join("images"));
     let key = "upload/x86_64/raw/here";
@@ -198,13 +193,7 @@ async fn sweep_removes_only_unpromoted_images_of_finished_or_dead_runs_and_only_
     let runner = Runner::new(&pipeline, &services, &journal);
     // One finished run (promoted images) and one that died after uploading (TEST images).
     runner.run(&RunOptions::default()).await.unwrap();
-    let _ = runner
-        .run(&RunOptions {
-            stop_after: Some("upload".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    stopped_after(&runner, "upload").await;
     // Someone else's image in the same store.
     let store = LocalStore::new(&dir.path().join("images"));
     let theirs = store
@@ -328,17 +317,7 @@ without_tests = true
         .koji(koji);
     let journal = Journal::open(&dir.path().join("journal.sqlite")).unwrap();
     let runner = Runner::new(&pipeline, &services, &journal);
-    let e = runner
-        .run(&RunOptions {
-            stop_after: Some("upload".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
-    let Error::Interrupted { run, .. } = &e else {
-        panic!("{e:?}")
-    };
-    let run = imagekit::journal::RunId::parse(run).unwrap();
+    let run = stopped_after(&runner, "upload").await;
     let ours = ImageQuery {
         name: None,
         properties: [("imagekit_run".to_string(), run.to_string())].into(),
