@@ -51,20 +51,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    match daily(&args).await {
-        Ok(out) => {
-            println!("{out}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(if matches!(e, imagekit::Error::InvalidInput(_)) {
-                2
-            } else {
-                1
-            })
-        }
-    }
+    imagekit_examples::finish(daily(&args).await)
 }
 
 async fn daily(args: &Args) -> imagekit::Result<String> {

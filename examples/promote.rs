@@ -49,20 +49,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    match promote(&args).await {
-        Ok(out) => {
-            println!("{out}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(if matches!(e, imagekit::Error::InvalidInput(_)) {
-                2
-            } else {
-                1
-            })
-        }
-    }
+    imagekit_examples::finish(promote(&args).await)
 }
 
 async fn promote(args: &Args) -> imagekit::Result<String> {

@@ -1,7 +1,27 @@
 //! Runnable example programs for imagekit live in this package's `examples/` targets; run one with
 //! `cargo run -p imagekit-examples --example NAME -- --help`. This library holds the little they share.
 
+use std::process::ExitCode;
 use std::sync::Arc;
+
+/// Prints an example's result and turns it into its exit status: 0 done, 2 bad input, 1 anything
+/// else (the error on stderr).
+pub fn finish(result: imagekit::Result<String>) -> ExitCode {
+    match result {
+        Ok(out) => {
+            println!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(if matches!(e, imagekit::Error::InvalidInput(_)) {
+                2
+            } else {
+                1
+            })
+        }
+    }
+}
 
 use registry_client::{BlobOutcome, Progress, ProgressFn};
 
