@@ -354,7 +354,11 @@ fn advance(st: &mut State, id: &str) {
 
 /// The server as `GET /servers/{id}` shows it.
 pub(crate) fn show(st: &State, s: &Server) -> Value {
-    let mut v = fixture(include_str!("../../tests/fixtures/nova/servers_server-get-resp.json"))["server"].clone();
+    // The api-ref sample, parsed once: every poll of every server shows one.
+    static TEMPLATE: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
+        fixture(include_str!("../../tests/fixtures/nova/servers_server-get-resp.json"))["server"].clone()
+    });
+    let mut v = TEMPLATE.clone();
     v["id"] = json!(s.id);
     v["name"] = json!(s.name);
     v["status"] = json!(s.status);
