@@ -95,10 +95,42 @@ impl std::fmt::Debug for MockRegistry {
 
 struct Router(Arc<Mutex<State>>, String);
 
-fn err(status: u16, code: &str, message: &str) -> ResponseTemplate {
-    ResponseTemplate::new(status)
-        .insert_header("content-type", "application/json")
-        .set_body_json(json!({"errors": [{"code": code, "message": message, "detail": null}]}))
+/// An answer being built, with its status kept for the call log (wiremock does not expose it).
+struct Reply {
+    status: u16,
+    template: ResponseTemplate,
+}
+
+fn reply(status: u16) -> Reply {
+    Reply {
+        status,
+        template: ResponseTemplate::new(status),
+    }
+}
+
+impl Reply {
+    fn header(mut self, k: &str, v: &str) -> Reply {
+        self.template = self.template.insert_header(k, v);
+        self
+    }
+    fn json(mut self, v: Value) -> Reply {
+        self.template = self.template.set_body_json(v);
+        self
+    }
+    fn bytes(mut self, b: Vec<u8>) -> Reply {
+        self.template = self.template.set_body_bytes(b);
+        self
+    }
+    fn raw(mut self, b: Vec<u8>, mime: &str) -> Reply {
+        self.template = self.template.set_body_raw(b, mime);
+        self
+    }
+}
+
+fn err(status: u16, code: &str, message: &str) -> Reply {
+    reply(status)
+        .header("content-type", "application/json")
+        .json(json!({"errors": [{"code": code, "message": message, "detail": null}]}))
 }
 
 /// `(repository, kind, rest)` of `/v2/<name>/<kind>/<rest>`.
@@ -125,28 +157,16 @@ impl Respond for Router {
         let mut st = lock(&self.0);
         let path = req.url.path().to_string();
         let method = req.method.as_str().to_string();
-        let mut t = handle(&mut st, &self.1, req);
-        if let Some(d) = st.delay {
-            t = t.set_delay(d);
-        }
-        // The status for the record: re-derive from a cheap probe of the template.
-        let status = status_of(&t);
+        let Reply { status, template } = handle(&mut st, &self.1, req);
         st.calls.push(RegistryCall { method, path, status });
-        t
+        match st.delay {
+            Some(d) => template.set_delay(d),
+            None => template,
+        }
     }
 }
 
-/// wiremock keeps the status private; a probe through `Debug` is enough for the call log.
-fn status_of(t: &ResponseTemplate) -> u16 {
-    let dbg = format!("{t:?}");
-    dbg.split("status_code: ")
-        .nth(1)
-        .and_then(|s| s.get(..3))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
-}
-
-fn handle(st: &mut State, base: &str, req: &Request) -> ResponseTemplate {
+fn handle(st: &mut State, base: &str, req: &Request) -> Reply {
     let path = req.url.path();
     if path == "/token" {
         return token(st, req);
@@ -165,14 +185,14 @@ fn handle(st: &mut State, base: &str, req: &Request) -> ResponseTemplate {
         if *n == 0 {
             st.throttle = None;
         }
-        return err(429, "TOOMANYREQUESTS", "rate limited").insert_header("retry-after", secs.to_string().as_str());
+        return err(429, "TOOMANYREQUESTS", "rate limited").header("retry-after", secs.to_string().as_str());
     }
     let repo_scope = split(path).map(|(r, _, _)| r).unwrap_or_default();
     if let Err(t) = authorize(st, base, req, &repo_scope) {
         return *t;
     }
     if path == "/v2/" || path == "/v2" {
-        return ResponseTemplate::new(200).set_body_json(json!({}));
+        return reply(200).json(json!({}));
     }
     let Some((repo, kind, rest)) = split(path) else {
         return err(404, "NOT_FOUND", "no such route");
@@ -191,14 +211,14 @@ fn handle(st: &mut State, base: &str, req: &Request) -> ResponseTemplate {
                     *b ^= 0xff;
                 }
             }
-            ResponseTemplate::new(200)
-                .insert_header("docker-content-digest", rest.as_str())
-                .insert_header("content-type", "application/octet-stream")
-                .set_body_bytes(data)
+            reply(200)
+                .header("docker-content-digest", rest.as_str())
+                .header("content-type", "application/octet-stream")
+                .bytes(data)
         }
         ("DELETE", "blobs") => {
             if st.linked.remove(&(repo, rest)) {
-                ResponseTemplate::new(202)
+                reply(202)
             } else {
                 err(404, "BLOB_UNKNOWN", "blob unknown to registry")
             }
@@ -208,9 +228,9 @@ fn handle(st: &mut State, base: &str, req: &Request) -> ResponseTemplate {
                 && st.linked.contains(&(from.clone(), digest.clone()))
             {
                 st.linked.insert((repo.clone(), digest.clone()));
-                return ResponseTemplate::new(201)
-                    .insert_header("location", format!("/v2/{repo}/blobs/{digest}").as_str())
-                    .insert_header("docker-content-digest", digest.as_str());
+                return reply(201)
+                    .header("location", format!("/v2/{repo}/blobs/{digest}").as_str())
+                    .header("docker-content-digest", digest.as_str());
             }
             if let Some(digest) = query.get("digest") {
                 return finish_blob(st, &repo, digest, req.body.to_vec());
@@ -218,20 +238,20 @@ fn handle(st: &mut State, base: &str, req: &Request) -> ResponseTemplate {
             st.next_upload += 1;
             let id = format!("upload-{}", st.next_upload);
             st.uploads.insert(id.clone(), (repo.clone(), Vec::new()));
-            ResponseTemplate::new(202)
-                .insert_header("location", format!("/v2/{repo}/blobs/uploads/{id}").as_str())
-                .insert_header("docker-upload-uuid", id.as_str())
-                .insert_header("range", "0-0")
+            reply(202)
+                .header("location", format!("/v2/{repo}/blobs/uploads/{id}").as_str())
+                .header("docker-upload-uuid", id.as_str())
+                .header("range", "0-0")
         }
         ("PATCH", "uploads") => match st.uploads.get_mut(&rest) {
             None => err(404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry"),
             Some((_, data)) => {
                 data.extend_from_slice(&req.body);
                 let end = data.len().saturating_sub(1);
-                ResponseTemplate::new(202)
-                    .insert_header("location", format!("/v2/{repo}/blobs/uploads/{rest}").as_str())
-                    .insert_header("range", format!("0-{end}").as_str())
-                    .insert_header("docker-upload-uuid", rest.as_str())
+                reply(202)
+                    .header("location", format!("/v2/{repo}/blobs/uploads/{rest}").as_str())
+                    .header("range", format!("0-{end}").as_str())
+                    .header("docker-upload-uuid", rest.as_str())
             }
         },
         ("PUT", "uploads") => {
@@ -246,7 +266,7 @@ fn handle(st: &mut State, base: &str, req: &Request) -> ResponseTemplate {
         }
         ("DELETE", "uploads") => {
             st.uploads.remove(&rest);
-            ResponseTemplate::new(204)
+            reply(204)
         }
         ("HEAD" | "GET", "manifests") => {
             let digest = if rest.starts_with("sha256:") {
@@ -259,10 +279,10 @@ fn handle(st: &mut State, base: &str, req: &Request) -> ResponseTemplate {
             };
             match st.manifests.get(&(repo, digest.clone())) {
                 None => err(404, "MANIFEST_UNKNOWN", "manifest unknown"),
-                Some((media, bytes)) => ResponseTemplate::new(200)
-                    .insert_header("docker-content-digest", digest.as_str())
-                    .insert_header("content-type", media.as_str())
-                    .set_body_raw(bytes.clone(), media),
+                Some((media, bytes)) => reply(200)
+                    .header("docker-content-digest", digest.as_str())
+                    .header("content-type", media.as_str())
+                    .raw(bytes.clone(), media),
             }
         }
         ("PUT", "manifests") => put_manifest(st, &repo, &rest, req),
@@ -276,7 +296,7 @@ fn handle(st: &mut State, base: &str, req: &Request) -> ResponseTemplate {
                 return err(404, "MANIFEST_UNKNOWN", "manifest unknown");
             }
             st.tags.retain(|(r, _), d| !(r == &repo && d == &digest));
-            ResponseTemplate::new(202)
+            reply(202)
         }
         ("GET", "tags") => {
             let all: Vec<String> = st
@@ -294,11 +314,11 @@ fn handle(st: &mut State, base: &str, req: &Request) -> ResponseTemplate {
             };
             let n = query.get("n").and_then(|n| n.parse().ok()).unwrap_or(usize::MAX);
             let page: Vec<String> = after.iter().take(n).cloned().collect();
-            let mut t = ResponseTemplate::new(200).set_body_json(json!({"name": repo, "tags": page}));
+            let mut t = reply(200).json(json!({"name": repo, "tags": page}));
             if after.len() > n
                 && let Some(last) = page.last()
             {
-                t = t.insert_header(
+                t = t.header(
                     "link",
                     format!("</v2/{repo}/tags/list?n={n}&last={last}>; rel=\"next\"").as_str(),
                 );
@@ -309,7 +329,7 @@ fn handle(st: &mut State, base: &str, req: &Request) -> ResponseTemplate {
     }
 }
 
-fn finish_blob(st: &mut State, repo: &str, digest: &str, data: Vec<u8>) -> ResponseTemplate {
+fn finish_blob(st: &mut State, repo: &str, digest: &str, data: Vec<u8>) -> Reply {
     let actual = sha256_digest(&data);
     if actual != digest {
         return err(
@@ -320,12 +340,12 @@ fn finish_blob(st: &mut State, repo: &str, digest: &str, data: Vec<u8>) -> Respo
     }
     st.blobs.insert(actual.clone(), data);
     st.linked.insert((repo.to_string(), actual.clone()));
-    ResponseTemplate::new(201)
-        .insert_header("location", format!("/v2/{repo}/blobs/{actual}").as_str())
-        .insert_header("docker-content-digest", actual.as_str())
+    reply(201)
+        .header("location", format!("/v2/{repo}/blobs/{actual}").as_str())
+        .header("docker-content-digest", actual.as_str())
 }
 
-fn put_manifest(st: &mut State, repo: &str, reference: &str, req: &Request) -> ResponseTemplate {
+fn put_manifest(st: &mut State, repo: &str, reference: &str, req: &Request) -> Reply {
     let bytes = req.body.to_vec();
     let Ok(doc) = serde_json::from_slice::<Value>(&bytes) else {
         return err(400, "MANIFEST_INVALID", "manifest invalid: not JSON");
@@ -373,9 +393,9 @@ fn put_manifest(st: &mut State, repo: &str, reference: &str, req: &Request) -> R
         st.tags
             .insert((repo.to_string(), reference.to_string()), digest.clone());
     }
-    ResponseTemplate::new(201)
-        .insert_header("location", format!("/v2/{repo}/manifests/{digest}").as_str())
-        .insert_header("docker-content-digest", digest.as_str())
+    reply(201)
+        .header("location", format!("/v2/{repo}/manifests/{digest}").as_str())
+        .header("docker-content-digest", digest.as_str())
 }
 
 fn basic_of(req: &Request) -> Option<(String, String)> {
@@ -387,14 +407,14 @@ fn basic_of(req: &Request) -> Option<(String, String)> {
     Some((u.to_string(), p.to_string()))
 }
 
-fn authorize(st: &State, base: &str, req: &Request, repo: &str) -> Result<(), Box<ResponseTemplate>> {
+fn authorize(st: &State, base: &str, req: &Request, repo: &str) -> Result<(), Box<Reply>> {
     match st.auth.clone().unwrap_or(Auth::Anonymous) {
         Auth::Anonymous => Ok(()),
         Auth::Basic(u, p) => match basic_of(req) {
             Some((bu, bp)) if bu == u && bp == p => Ok(()),
             _ => Err(Box::new(
                 err(401, "UNAUTHORIZED", "authentication required")
-                    .insert_header("www-authenticate", "Basic realm=\"mock-registry\""),
+                    .header("www-authenticate", "Basic realm=\"mock-registry\""),
             )),
         },
         Auth::Token(..) => {
@@ -411,19 +431,17 @@ fn authorize(st: &State, base: &str, req: &Request, repo: &str) -> Result<(), Bo
                     } else {
                         format!(",scope=\"repository:{repo}:pull,push\"")
                     };
-                    Err(Box::new(
-                        err(401, "UNAUTHORIZED", "authentication required").insert_header(
-                            "www-authenticate",
-                            format!("Bearer realm=\"{base}/token\",service=\"mock-registry\"{scope}").as_str(),
-                        ),
-                    ))
+                    Err(Box::new(err(401, "UNAUTHORIZED", "authentication required").header(
+                        "www-authenticate",
+                        format!("Bearer realm=\"{base}/token\",service=\"mock-registry\"{scope}").as_str(),
+                    )))
                 }
             }
         }
     }
 }
 
-fn token(st: &mut State, req: &Request) -> ResponseTemplate {
+fn token(st: &mut State, req: &Request) -> Reply {
     let Some(Auth::Token(u, p)) = st.auth.clone() else {
         return err(404, "NOT_FOUND", "no token service");
     };
@@ -432,9 +450,9 @@ fn token(st: &mut State, req: &Request) -> ResponseTemplate {
             st.issued += 1;
             let t = format!("mock-registry-token-{}", st.issued);
             st.tokens.insert(t.clone());
-            ResponseTemplate::new(200).set_body_json(json!({"token": t, "access_token": t, "expires_in": 300}))
+            reply(200).json(json!({"token": t, "access_token": t, "expires_in": 300}))
         }
-        _ => ResponseTemplate::new(401).set_body_json(json!({"details": "incorrect username or password"})),
+        _ => reply(401).json(json!({"details": "incorrect username or password"})),
     }
 }
 
