@@ -168,7 +168,11 @@ impl OciLayout {
         // Removes the partial file however this ends: an error, or the future dropped midway
         // (a sibling transfer failed and the copy was abandoned).
         let mut guard = PartialFile(Some(tmp.clone()));
-        let mut file = tokio::fs::File::create(&tmp).await.map_err(|e| Error::io(&tmp, e))?;
+        // Created synchronously: `tokio::fs::File::create` runs on a blocking thread that finishes
+        // even when this future is dropped, and would then create the file after the guard had
+        // already cleaned up (CI saw a `.partial` left that way).
+        let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let mut file = tokio::fs::File::from_std(file);
         while let Some(chunk) = verified.next().await {
             file.write_all(&chunk?).await.map_err(|e| Error::io(&tmp, e))?;
         }
