@@ -126,9 +126,8 @@ impl Pool {
     /// Leases a free node for `holder`, reclaiming expired leases first; waits for one to free up
     /// until the pool's deadline.
     pub async fn lease(&self, holder: &str) -> Result<Lease> {
-        let started = std::time::Instant::now();
-        let mut pause = self.poll.0;
-        loop {
+        let what = format!("a free node of resource class {} in Ironic", self.resource_class);
+        let leased = openstack_client::wait::wait_for(&what, &self.wait(self.wait_for_node), || async {
             if let Err(e) = self.reclaim_expired().await {
                 tracing::warn!("reclaiming expired leases failed: {e}");
             }
@@ -142,30 +141,32 @@ impl Pool {
                 .wait_for_allocation(&a.uuid, &self.wait(Duration::from_secs(300)))
                 .await
             {
-                Ok(a) => {
-                    let node = a.node_uuid.clone().unwrap_or_default();
-                    tracing::info!(node, holder, "node leased");
-                    return Ok(Lease {
-                        allocation: a.uuid,
-                        node,
-                        holder: holder.into(),
-                        expires_at,
-                    });
-                }
+                Ok(a) => Ok(openstack_client::Poll::Ready((a, expires_at))),
                 Err(e) => {
                     // No free node (or the allocation failed): drop it, and try again until the deadline.
                     let _ = self.ironic.delete_allocation(&a.uuid).await;
-                    if started.elapsed() + pause > self.wait_for_node {
-                        return Err(Error::Timeout {
-                            what: format!("a free node of resource class {} in Ironic", self.resource_class),
-                            after: self.wait_for_node,
-                            last: e.to_string(),
-                        });
-                    }
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(self.poll.1);
+                    Ok(openstack_client::Poll::Pending(e.to_string()))
                 }
             }
+        })
+        .await;
+        match leased {
+            Ok((a, expires_at)) => {
+                let node = a.node_uuid.clone().unwrap_or_default();
+                tracing::info!(node, holder, "node leased");
+                Ok(Lease {
+                    allocation: a.uuid,
+                    node,
+                    holder: holder.into(),
+                    expires_at,
+                })
+            }
+            Err(openstack_client::Error::Timeout { waited, last_state, .. }) => Err(Error::Timeout {
+                what,
+                after: waited,
+                last: last_state,
+            }),
+            Err(e) => Err(e.into()),
         }
     }
 
