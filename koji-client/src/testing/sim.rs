@@ -143,10 +143,7 @@ impl Sim {
         let id = headers.get("koji-session-id").and_then(|v| v.parse::<i64>().ok());
         let key = headers.get("koji-session-key");
         match (id, key) {
-            (Some(id), Some(key)) if self.expired.contains(&id) => {
-                let _ = key;
-                Err(fault(1007, format!("session {id} expired")))
-            }
+            (Some(id), Some(_)) if self.expired.contains(&id) => Err(fault(1007, format!("session {id} expired"))),
             (Some(id), Some(key)) if self.sessions.get(&id) == Some(key) => Ok(()),
             (Some(_), Some(_)) => Err(fault(1002, "invalid session or session key")),
             _ => Err(fault(1002, "Not logged-in")),
