@@ -73,6 +73,10 @@ pub struct RetryPolicy {
     /// Retry calls of anonymous sessions on connection errors and 5xx even when the method is not
     /// known to be read-only.
     pub anon_retry: bool,
+    /// The longest wait honoured from a `Retry-After` header on a 429 or 503 answer (default 5 minutes).
+    /// A longer request is shortened to this, so a hub or proxy asking for hours (or sending a number
+    /// too large to represent) cannot stall a pipeline; the retry still counts against `max_retries`.
+    pub max_retry_after: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -83,6 +87,7 @@ impl Default for RetryPolicy {
             max_interval: Duration::from_secs(20),
             offline_retry: false,
             anon_retry: false,
+            max_retry_after: Duration::from_secs(300),
         }
     }
 }
@@ -119,6 +124,22 @@ impl RetryPolicy {
     pub fn with_anon_retry(mut self, on: bool) -> Self {
         self.anon_retry = on;
         self
+    }
+
+    /// Set the longest `Retry-After` wait honoured (see [`RetryPolicy::max_retry_after`]).
+    pub fn with_max_retry_after(mut self, max: Duration) -> Self {
+        self.max_retry_after = max;
+        self
+    }
+
+    /// The wait before the next retry: the server's `Retry-After` (capped at `max_retry_after`) when
+    /// it sent one, else the exponential `backoff`. `None` (the retries are used up) stays `None`.
+    pub(crate) fn next_delay(&self, err: &Error, backoff: Option<Duration>) -> Option<Duration> {
+        let backoff = backoff?;
+        Some(match err.retry_after() {
+            Some(asked) => asked.min(self.max_retry_after),
+            None => backoff,
+        })
     }
 
     pub(crate) fn backoff(&self) -> ExponentialBuilder {
@@ -498,6 +519,7 @@ impl Client {
                 Error::Fault { fault, .. } => fault.kind == FaultKind::ServerOffline && policy.offline_retry,
                 e => may_retry_transport && e.is_retryable(),
             })
+            .adjust(|e, d| policy.next_delay(e, d))
             .notify(|e, d| tracing::warn!(method, error = %e, delay = ?d, "koji call failed; retrying"))
             .await
     }
@@ -520,6 +542,7 @@ impl Client {
             source,
         })?;
         let status = resp.status();
+        let retry_after = retry_after(status.as_u16(), resp.headers());
         let text = resp.text().await.map_err(|source| Error::Transport {
             method: method.into(),
             url: url.to_string(),
@@ -531,6 +554,7 @@ impl Client {
                 url: url.to_string(),
                 status: status.as_u16(),
                 body: text.trim().chars().take(300).collect(),
+                retry_after,
             });
         }
         xmlrpc::decode_response(method, &text)
@@ -683,6 +707,57 @@ impl Client {
     }
 }
 
+/// The wait a 429 or 503 answer asks for in `Retry-After` (RFC 9110: delay-seconds or an HTTP date).
+/// Other statuses carry no retry hint (a 3xx `Retry-After` means something else). Unparsable values are
+/// ignored; a number too large for a `u64` saturates, and the policy's cap shortens it.
+pub(crate) fn retry_after(status: u16, headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    if !matches!(status, 429 | 503) {
+        return None;
+    }
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    parse_retry_after(v, std::time::SystemTime::now())
+}
+
+fn parse_retry_after(v: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let v = v.trim();
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        // All digits: only an overflow can fail the parse, and that means "very long".
+        return Some(Duration::from_secs(v.parse().unwrap_or(u64::MAX)));
+    }
+    let when = http_date_to_unix(v)?;
+    let now = now.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    Some(Duration::from_secs(when.saturating_sub(now)))
+}
+
+/// `Sun, 06 Nov 1994 08:49:37 GMT` (IMF-fixdate, the form RFC 9110 requires senders to use) →
+/// seconds since the epoch.
+fn http_date_to_unix(s: &str) -> Option<u64> {
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = i64::try_from(MONTHS.iter().position(|m| m == month)?).ok()? + 1;
+    let (day, year): (i64, i64) = (day.parse().ok()?, year.parse().ok()?);
+    if !(1..=31).contains(&day) || !(1970..=9999).contains(&year) {
+        return None;
+    }
+    let hms: Vec<i64> = time.split(':').map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    let [h, m, sec] = hms.as_slice() else { return None };
+    // Days from the civil date (Howard Hinnant's algorithm); the ranges above keep it far from overflow.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days.checked_mul(86_400)?.checked_add(h * 3600 + m * 60 + sec)?;
+    u64::try_from(secs).ok()
+}
+
 pub(crate) fn decode<T: DeserializeOwned>(method: &str, v: Value) -> Result<T> {
     xmlrpc::from_value(v).map_err(|reason| Error::Decode {
         method: method.into(),
@@ -752,6 +827,49 @@ mod tests {
         assert!(is_read_only("listBuilds"));
         assert!(!is_read_only("buildImageOz"));
         assert!(!is_read_only("tagBuild"));
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_or_an_http_date_and_never_overflows() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(784_111_770); // 06 Nov 1994 08:49:30 GMT
+        assert_eq!(parse_retry_after("1", now), Some(Duration::from_secs(1)));
+        assert_eq!(parse_retry_after(" 120 ", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:00 GMT", now),
+            Some(Duration::ZERO),
+            "a date in the past means now"
+        );
+        assert_eq!(
+            parse_retry_after("99999999999999999999", now),
+            Some(Duration::from_secs(u64::MAX))
+        );
+        for junk in [
+            "",
+            "-1",
+            "soon",
+            "1.5",
+            "Sun, 06 Nov 1994 08:49:37 PST",
+            "Sun, 99 Foo 1994 1:2:3 GMT",
+        ] {
+            assert_eq!(parse_retry_after(junk, now), None, "{junk:?}");
+        }
+        let policy = RetryPolicy::default().with_max_retry_after(Duration::from_secs(300));
+        let huge = Error::Http {
+            method: "getTaskInfo".into(),
+            url: "http://hub/kojihub".into(),
+            status: 429,
+            body: String::new(),
+            retry_after: parse_retry_after("99999999999999999999", now),
+        };
+        assert_eq!(
+            policy.next_delay(&huge, Some(Duration::from_millis(5))),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(policy.next_delay(&huge, None), None, "retries used up stay used up");
     }
 
     #[test]

@@ -392,16 +392,19 @@ impl Client {
                     url: url.to_string(),
                     status: 206,
                     body: "a partial answer without a usable Content-Range".into(),
+                    retry_after: None,
                 }),
             },
             416 => Ok(None),
             s => {
+                let retry_after = crate::client::retry_after(s, resp.headers());
                 let body: String = resp.text().await.unwrap_or_default().chars().take(200).collect();
                 Err(Error::Http {
                     method: "GET".into(),
                     url: url.to_string(),
                     status: s,
                     body,
+                    retry_after,
                 })
             }
         }
@@ -468,6 +471,7 @@ impl Client {
         attempt
             .retry(self.inner.retry.backoff())
             .when(Error::is_retryable)
+            .adjust(|e, d| self.inner.retry.next_delay(e, d))
             .notify(|e, d| tracing::warn!(%url, error = %e, delay = ?d, "download interrupted; resuming"))
             .await?;
         let sink = sink.into_inner();

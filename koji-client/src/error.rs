@@ -191,6 +191,8 @@ pub enum Error {
         status: u16,
         /// The start of the answer's body, for diagnosis.
         body: String,
+        /// The wait a 429 or 503 answer asked for in `Retry-After` (seconds or an HTTP date), if any.
+        retry_after: Option<Duration>,
     },
     /// The connection failed or timed out before an answer came.
     #[error("koji {method}: cannot reach {url}: {source}")]
@@ -352,6 +354,14 @@ impl Error {
             Error::Truncated { .. } => true,
             Error::Fault { fault, .. } => fault.kind == FaultKind::ServerOffline,
             _ => false,
+        }
+    }
+
+    /// The wait the server asked for with `Retry-After` on a 429 or 503 answer.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Http { retry_after, .. } => *retry_after,
+            _ => None,
         }
     }
 

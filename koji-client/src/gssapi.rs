@@ -77,6 +77,7 @@ pub(crate) async fn login(client: &Client, renew: bool) -> Result<serde_json::Va
             url: url.to_string(),
             status: status.as_u16(),
             body: text.chars().take(300).collect(),
+            retry_after: None,
         });
     }
     let v = xmlrpc::decode_response("sslLogin", &text)?;

@@ -93,12 +93,14 @@ impl Client {
             url: url.to_string(),
             status: 416,
             body: String::new(),
+            retry_after: None,
         })?;
         let length = total.ok_or_else(|| Error::Http {
             method: "GET".into(),
             url: url.to_string(),
             status: 200,
             body: "no Content-Length: the file server must say how long the file is".into(),
+            retry_after: None,
         })?;
         let state = State {
             client: self.clone(),

@@ -94,6 +94,74 @@ async fn retries_stop_at_the_bound_with_the_last_http_error() {
 }
 
 #[tokio::test]
+async fn a_429_with_retry_after_waits_that_long_instead_of_the_short_backoff() {
+    let hub = MockHub::start().await;
+    hub.answer(
+        "getTaskInfo",
+        Answer::value(json!({"id": 5, "method": "image", "state": 1})),
+    );
+    let koji = client(&hub);
+    koji.login().await.unwrap();
+    hub.throttle(1, 1);
+    let started = std::time::Instant::now();
+    let info = koji.get_task_info(TaskId(5)).await.unwrap();
+    let waited = started.elapsed();
+    assert_eq!(info.state, TaskState::Open);
+    // fast_retry() backs off for at most 20 ms; only Retry-After explains a full second.
+    assert!(waited >= Duration::from_secs(1), "retried after {waited:?}");
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+    let calls = hub.calls_of("getTaskInfo");
+    assert_eq!(calls.len(), 2);
+    assert!(
+        calls.iter().all(|c| c.headers["koji-session-callnum"] == "0"),
+        "same call number"
+    );
+}
+
+#[tokio::test]
+async fn a_503_with_retry_after_is_honoured_too() {
+    let hub = MockHub::start().await;
+    hub.answer("getKojiVersion", Answer::RetryAfter(503, "1".into()))
+        .answer("getKojiVersion", Answer::value(json!("1.35.2")));
+    let koji = client(&hub);
+    let started = std::time::Instant::now();
+    assert_eq!(koji.get_koji_version().await.unwrap(), "1.35.2");
+    assert!(started.elapsed() >= Duration::from_secs(1), "{:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn a_huge_retry_after_is_capped_by_the_policy() {
+    let hub = MockHub::start().await;
+    hub.answer("getKojiVersion", Answer::RetryAfter(429, "99999999999999999999".into()))
+        .answer("getKojiVersion", Answer::value(json!("1.35.2")));
+    let koji = Client::builder(hub.hub_url())
+        .retry(fast_retry().with_max_retry_after(Duration::from_millis(1200)))
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(koji.get_koji_version().await.unwrap(), "1.35.2");
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(1200), "{waited:?}");
+    assert!(waited < Duration::from_secs(5), "capped, not years: {waited:?}");
+}
+
+#[tokio::test]
+async fn a_retry_after_in_the_past_retries_at_once_and_the_bound_still_holds() {
+    let hub = MockHub::start().await;
+    hub.answer(
+        "getKojiVersion",
+        Answer::RetryAfter(429, "Sun, 06 Nov 1994 08:49:37 GMT".into()),
+    );
+    let koji = client(&hub);
+    let started = std::time::Instant::now();
+    let err = koji.get_koji_version().await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    assert!(matches!(err, Error::Http { status: 429, .. }), "{err}");
+    assert_eq!(err.retry_after(), Some(Duration::ZERO));
+    assert_eq!(hub.calls_of("getKojiVersion").len(), 5, "one try and four retries");
+}
+
+#[tokio::test]
 async fn a_build_request_is_not_replayed_without_a_session() {
     let hub = MockHub::start().await;
     hub.answer("buildImageOz", Answer::Http(503));

@@ -39,6 +39,9 @@ pub enum Answer {
     Fault(i32, String),
     /// An HTTP error status with a short body.
     Http(u16),
+    /// An HTTP error status (429 or 503) with this `Retry-After` value (seconds or an HTTP date), as a
+    /// rate-limiting proxy or a hub in maintenance sends.
+    RetryAfter(u16, String),
     /// A raw body with status 200 (garbage, truncated XML, HTML).
     Raw(String),
 }
@@ -199,6 +202,9 @@ impl Respond for RpcResponder {
                 .insert_header("content-type", "text/xml")
                 .set_body_string(xml_fault(code, &msg)),
             Answer::Http(status) => ResponseTemplate::new(status).set_body_string(format!("HTTP {status}")),
+            Answer::RetryAfter(status, after) => ResponseTemplate::new(status)
+                .insert_header("Retry-After", after.as_str())
+                .set_body_string(format!("HTTP {status}")),
             Answer::Raw(body) => ResponseTemplate::new(200).set_body_string(body),
         };
         match delay {
@@ -257,7 +263,9 @@ fn multicall_answer(st: &mut HubState, args: &[serde_json::Value], headers: &BTr
         out.push(match lookup(st, &name, &params, &kwargs, headers) {
             Answer::Value(v) => serde_json::json!([v]),
             Answer::Fault(code, msg) => serde_json::json!({"faultCode": code, "faultString": msg}),
-            Answer::Http(s) => serde_json::json!({"faultCode": 1000, "faultString": format!("HTTP {s}")}),
+            Answer::Http(s) | Answer::RetryAfter(s, _) => {
+                serde_json::json!({"faultCode": 1000, "faultString": format!("HTTP {s}")})
+            }
             Answer::Raw(r) => serde_json::json!({"faultCode": 1000, "faultString": r}),
         });
     }
@@ -373,6 +381,15 @@ impl MockHub {
         lock(&self.state)
             .rpc_faults
             .extend(std::iter::repeat_n(Answer::Http(status), n));
+        self
+    }
+
+    /// The next `n` XML-RPC calls, whatever their method, answer 429 with `Retry-After: secs` (a
+    /// rate-limiting proxy in front of the hub). The client waits that long before retrying.
+    pub fn throttle(&self, n: usize, secs: u64) -> &Self {
+        lock(&self.state)
+            .rpc_faults
+            .extend(std::iter::repeat_n(Answer::RetryAfter(429, secs.to_string()), n));
         self
     }
 
