@@ -35,10 +35,53 @@ pub enum Auth {
         /// The PEM file.
         cert: PathBuf,
     },
-    /// `sslLogin` posted to `{hub}/ssllogin` with Kerberos (SPNEGO), using the default credential cache
-    /// (`kinit` first). Needs the cargo feature `gssapi`.
-    #[cfg(feature = "gssapi")]
-    Kerberos,
+    /// `sslLogin` posted to `{hub}/ssllogin` with Kerberos (SPNEGO): from a keytab when one is given,
+    /// else from the credential cache (`kinit` first). Needs the cargo feature `gssapi`: in a build
+    /// without it, [`ClientBuilder::build`] refuses this with [`Error::FeatureDisabled`] rather than
+    /// carry on anonymously.
+    Kerberos(KerberosAuth),
+}
+
+/// Kerberos credentials for [`Auth::Kerberos`], as the Koji profile's `principal` and `keytab` give them.
+///
+/// - a keytab (with or without a principal): a ticket is obtained from the keytab for the principal
+///   (the keytab's first one when none is named) into a private in-memory cache, so the user's own
+///   credential cache is neither read nor changed;
+/// - a principal alone: that principal's ticket from the credential cache collection (`kinit` first);
+/// - neither: the default credential cache's ticket.
+///
+/// ```
+/// use koji_client::{Auth, KerberosAuth};
+/// let auth = Auth::Kerberos(KerberosAuth::new().principal("releasebot@EXAMPLE.ORG").keytab("/etc/releasebot.keytab"));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KerberosAuth {
+    /// The client principal (`user@REALM`).
+    pub principal: Option<String>,
+    /// A keytab holding the principal's keys (its path is not a secret; its content is, and is never read here).
+    pub keytab: Option<PathBuf>,
+}
+
+impl KerberosAuth {
+    /// Use the default credential cache's ticket.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Log in as this principal.
+    #[must_use]
+    pub fn principal(mut self, principal: impl Into<String>) -> Self {
+        self.principal = Some(principal.into());
+        self
+    }
+
+    /// Obtain the ticket from this keytab.
+    #[must_use]
+    pub fn keytab(mut self, keytab: impl Into<PathBuf>) -> Self {
+        self.keytab = Some(keytab.into());
+        self
+    }
 }
 
 impl fmt::Debug for Auth {
@@ -51,8 +94,7 @@ impl fmt::Debug for Auth {
                 .field("password", &"[REDACTED]")
                 .finish(),
             Auth::Certificate { cert } => f.debug_struct("Certificate").field("cert", cert).finish(),
-            #[cfg(feature = "gssapi")]
-            Auth::Kerberos => f.write_str("Kerberos"),
+            Auth::Kerberos(k) => f.debug_tuple("Kerberos").field(k).finish(),
         }
     }
 }
@@ -224,8 +266,10 @@ impl ClientBuilder {
         }
         b.auth = match (profile.authtype.as_deref(), &profile.cert, &profile.user) {
             (Some("ssl"), Some(cert), _) | (None, Some(cert), None) => Auth::Certificate { cert: cert.clone() },
-            #[cfg(feature = "gssapi")]
-            (Some("kerberos"), _, _) | (Some("gssapi"), _, _) => Auth::Kerberos,
+            (Some("kerberos" | "gssapi"), _, _) => Auth::Kerberos(KerberosAuth {
+                principal: profile.principal.clone(),
+                keytab: profile.keytab.clone(),
+            }),
             (_, _, Some(user)) => match &profile.password {
                 Some(pw) => Auth::Password {
                     user: user.clone(),
@@ -307,7 +351,15 @@ impl ClientBuilder {
     }
 
     /// Build the client. Nothing is sent until the first call.
+    ///
+    /// # Errors
+    /// Bad URLs, unreadable certificate files, and [`Error::FeatureDisabled`] for Kerberos in a build
+    /// without the `gssapi` feature.
     pub fn build(self) -> Result<Client> {
+        #[cfg(not(feature = "gssapi"))]
+        if matches!(self.auth, Auth::Kerberos(_)) {
+            return Err(kerberos_disabled());
+        }
         let hub = parse_url("hub", &self.hub)?;
         let topurl = self.topurl.as_deref().map(|u| parse_url("topurl", u)).transpose()?;
         let http = match self.http {
@@ -351,6 +403,15 @@ impl ClientBuilder {
                 session: Mutex::new(None),
             }),
         })
+    }
+}
+
+/// Kerberos asked for in a build that cannot do it.
+#[cfg(not(feature = "gssapi"))]
+fn kerberos_disabled() -> Error {
+    Error::FeatureDisabled {
+        feature: "gssapi",
+        what: "Kerberos login (authtype = kerberos)".into(),
     }
 }
 
@@ -657,7 +718,10 @@ impl Client {
                 decode("sslLogin", v)?
             }
             #[cfg(feature = "gssapi")]
-            Auth::Kerberos => crate::gssapi::login(self, renew).await?,
+            Auth::Kerberos(k) => crate::gssapi::login(self, k, renew).await?,
+            // Unreachable through the builder, which refuses it; kept so no path degrades silently.
+            #[cfg(not(feature = "gssapi"))]
+            Auth::Kerberos(_) => return Err(kerberos_disabled()),
         };
         self.set_session(&info).await
     }
@@ -870,6 +934,52 @@ mod tests {
             Some(Duration::from_secs(300))
         );
         assert_eq!(policy.next_delay(&huge, None), None, "retries used up stay used up");
+    }
+
+    fn kerberos_profile() -> Profile {
+        Profile {
+            name: "cern".into(),
+            server: "https://koji.example.org/kojihub".into(),
+            authtype: Some("kerberos".into()),
+            principal: Some("bot@EXAMPLE.ORG".into()),
+            keytab: Some("/etc/bot.keytab".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_kerberos_profile_keeps_its_principal_and_keytab() {
+        let b = ClientBuilder::from_profile(&kerberos_profile());
+        match &b.auth {
+            Auth::Kerberos(k) => {
+                assert_eq!(k.principal.as_deref(), Some("bot@EXAMPLE.ORG"));
+                assert_eq!(k.keytab.as_deref(), Some(std::path::Path::new("/etc/bot.keytab")));
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut gssapi = kerberos_profile();
+        gssapi.authtype = Some("gssapi".into());
+        assert!(matches!(ClientBuilder::from_profile(&gssapi).auth, Auth::Kerberos(_)));
+    }
+
+    #[cfg(not(feature = "gssapi"))]
+    #[test]
+    fn kerberos_without_the_gssapi_feature_is_an_error_naming_the_feature() {
+        // Before, such a profile fell through to an anonymous (or password) client without a word.
+        let mut p = kerberos_profile();
+        p.user = Some("bot".into());
+        let err = ClientBuilder::from_profile(&p).build().unwrap_err();
+        assert!(
+            matches!(err, Error::FeatureDisabled { feature: "gssapi", .. }),
+            "{err:?}"
+        );
+        let msg = err.to_string();
+        assert!(msg.contains("`gssapi`") && msg.contains("--features gssapi"), "{msg}");
+        let err = ClientBuilder::new("https://koji.example.org/kojihub")
+            .auth(Auth::Kerberos(KerberosAuth::new()))
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, Error::FeatureDisabled { .. }), "{err:?}");
     }
 
     #[test]

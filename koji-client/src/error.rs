@@ -314,6 +314,16 @@ pub enum Error {
     /// The caller's input was invalid.
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// The configuration needs a cargo feature this build was compiled without.
+    #[error(
+        "{what} needs the `{feature}` feature, which this build of koji-client lacks; rebuild with `--features {feature}` (the imagekit CLI: `cargo build -p imagekit --features {feature}`)"
+    )]
+    FeatureDisabled {
+        /// The missing cargo feature.
+        feature: &'static str,
+        /// What needed it.
+        what: String,
+    },
 }
 
 fn body_hint(body: &str) -> String {

@@ -73,7 +73,7 @@ mod watch;
 pub mod xmlrpc;
 
 pub use builds::{ArchiveInfo, BuildId, BuildInfo, BuildState, BuildTarget, Existing, ListBuilds, TagInfo, UserInfo};
-pub use client::{Auth, Client, ClientBuilder, MultiCall, RetryPolicy};
+pub use client::{Auth, Client, ClientBuilder, KerberosAuth, MultiCall, RetryPolicy};
 pub use config::{Profile, default_config_files};
 pub use download::{Checksum, ChecksumAlgorithm, DownloadFilter, DownloadedFile, task_output_url};
 pub use error::{Error, Fault, FaultKind, Result};
