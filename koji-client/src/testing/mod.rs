@@ -91,6 +91,39 @@ struct HubState {
     rpc_faults: VecDeque<Answer>,
     delay: Option<Duration>,
     sim: sim::Sim,
+    /// When set, `sslLogin` needs `Authorization: Negotiate <token>` that this accepts.
+    negotiate: Option<Arc<NegotiateVerifier>>,
+    /// The principals `negotiate` accepted, in order.
+    negotiated: Vec<String>,
+}
+
+/// Checks an SPNEGO/Kerberos token: the authenticated principal, or why the token is refused.
+type NegotiateVerifier = dyn Fn(&[u8]) -> Result<String, String> + Send + Sync;
+
+/// A verifier for [`MockHub::require_negotiate`] that checks tokens with a real GSSAPI acceptor (feature
+/// `gssapi`), holding the service keys of the default keytab (`KRB5_KTNAME`, or `default_keytab_name`
+/// in krb5.conf), as a hub behind `mod_auth_gssapi` would.
+#[cfg(feature = "gssapi")]
+pub fn gssapi_acceptor() -> impl Fn(&[u8]) -> Result<String, String> + Send + Sync + 'static {
+    |token: &[u8]| {
+        use libgssapi::context::{SecurityContext, ServerCtx};
+        use libgssapi::credential::{Cred, CredUsage};
+        let cred = Cred::acquire(None, None, CredUsage::Accept, None)
+            .map_err(|e| format!("the acceptor has no service keys: {e}"))?;
+        let mut ctx = ServerCtx::new(Some(cred));
+        ctx.step(token).map_err(|e| e.to_string())?;
+        if !ctx.is_complete() {
+            return Err("the token needs another round trip".into());
+        }
+        ctx.source_name().map(|n| n.to_string()).map_err(|e| e.to_string())
+    }
+}
+
+/// The 401 a web server in front of the hub answers when a Negotiate login fails.
+fn negotiate_refused(why: &str) -> ResponseTemplate {
+    ResponseTemplate::new(401)
+        .insert_header("WWW-Authenticate", "Negotiate")
+        .set_body_string(format!("Kerberos authentication failed: {why}"))
 }
 
 fn lock(state: &Mutex<HubState>) -> MutexGuard<'_, HubState> {
@@ -166,7 +199,7 @@ impl Respond for RpcResponder {
         let Some((name, args, kwargs)) = decode_call(&raw) else {
             return ResponseTemplate::new(400).set_body_string("not an XML-RPC call");
         };
-        let headers = req
+        let headers: BTreeMap<String, String> = req
             .headers
             .iter()
             .map(|(k, v)| {
@@ -176,7 +209,24 @@ impl Respond for RpcResponder {
                 )
             })
             .collect();
+        let verifier = lock(&self.0).negotiate.clone();
+        let mut principal = None;
+        if let Some(verify) = verifier.filter(|_| req.url.path().ends_with("/ssllogin")) {
+            let token = headers
+                .get("authorization")
+                .and_then(|h| h.strip_prefix("Negotiate "))
+                .map(|t| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, t.trim()));
+            match token {
+                Some(Ok(token)) => match verify(token.as_slice()) {
+                    Ok(p) => principal = Some(p),
+                    Err(why) => return negotiate_refused(&why),
+                },
+                Some(Err(e)) => return negotiate_refused(&format!("the token is not base64: {e}")),
+                None => return negotiate_refused("no `Authorization: Negotiate` header"),
+            }
+        }
         let mut st = lock(&self.0);
+        st.negotiated.extend(principal);
         let answer = if let Some(a) = st.rpc_faults.pop_front() {
             a
         } else if name == "multiCall" {
@@ -413,6 +463,20 @@ impl MockHub {
             .file_faults
             .extend(std::iter::repeat_n(files::FileFault::Cut, n));
         self
+    }
+
+    /// Make `sslLogin` a Kerberos login, as a hub behind `mod_auth_gssapi`: it must carry
+    /// `Authorization: Negotiate <token>`, and `verify` (for example a GSSAPI acceptor with the
+    /// service keytab) returns the authenticated principal or why the token is refused. A missing or
+    /// refused token is answered 401 with `WWW-Authenticate: Negotiate`.
+    pub fn require_negotiate(&self, verify: impl Fn(&[u8]) -> Result<String, String> + Send + Sync + 'static) -> &Self {
+        lock(&self.state).negotiate = Some(Arc::new(verify));
+        self
+    }
+
+    /// The principals whose Negotiate logins were accepted (see [`MockHub::require_negotiate`]).
+    pub fn negotiated_principals(&self) -> Vec<String> {
+        lock(&self.state).negotiated.clone()
     }
 
     /// Delay every XML-RPC answer.
