@@ -46,9 +46,10 @@ fn client_cred(auth: &KerberosAuth) -> Result<Option<Cred>> {
             .map(Some)
             .map_err(|e| {
                 Error::Auth(format!(
-                    "cannot use keytab {} for {}: {e}",
+                    "cannot use keytab {} for {}: {e}; `klist -k {}` lists the principals it holds",
                     keytab.display(),
-                    principal.as_deref().unwrap_or("its first principal")
+                    principal.as_deref().unwrap_or("its first principal"),
+                    keytab.display()
                 ))
             })
         }
