@@ -101,10 +101,8 @@ impl Ironic {
     }
 }
 
-/// Answers after which nothing happened, so the request can be sent again: 409 NodeLocked (a
-/// conductor holds the node for another task), and a 500 from a database that was locked (Ironic
-/// on SQLite under concurrent writes; the transaction was rolled back).
+/// The answer after which nothing happened, so the request can be sent again: 409 NodeLocked (a
+/// conductor holds the node for another task).
 fn node_locked(e: &crate::Error) -> bool {
     matches!(e, crate::Error::Api { status: 409, message, .. } if message.contains("locked"))
-        || matches!(e, crate::Error::Api { status: 500, message, .. } if message.contains("database is locked"))
 }
