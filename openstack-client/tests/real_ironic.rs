@@ -1,4 +1,4 @@
-//! Against a real Ironic 39 (fake hardware, sqlite, `[fake] deploy_delay = 2`) started by `dev/test`
+//! Against a real Ironic 39 (fake hardware, MariaDB, `[fake] deploy_delay = 2`) started by `dev/test`
 //! through `dev/openstack-peers`, reached through the Keystone catalog. Skips without it unless
 //! `IMAGEKIT_REAL_PEERS=1`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
