@@ -108,6 +108,20 @@ pub enum Error {
     InvalidInput(String),
 }
 
+impl Error {
+    /// Whether this says the resource does not exist: a 404 from a service, or a missing file in a
+    /// local store. Only this means "gone"; any other error (a 503, an expired token, a timeout)
+    /// says nothing about the resource.
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            Error::OpenStack(e) => e.is_not_found(),
+            Error::Registry(e) => e.status() == Some(404),
+            Error::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+            _ => false,
+        }
+    }
+}
+
 // The clients' errors are large; boxing them keeps every `Result` of this crate small.
 impl From<registry_client::Error> for Error {
     fn from(e: registry_client::Error) -> Self {

@@ -394,8 +394,17 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    if let Command::Test(args) = &cli.command {
-        return match test_cmd(&cli, args).await {
+    let with_status = match &cli.command {
+        Command::Test(args) => Some(test_cmd(&cli, args).await),
+        Command::Sweep {
+            pipelines,
+            ttl_hours,
+            yes,
+        } => Some(sweep_cmd(&cli, pipelines, *ttl_hours, *yes).await),
+        _ => None,
+    };
+    if let Some(result) = with_status {
+        return match result {
             Ok((out, code)) => {
                 println!("{out}");
                 ExitCode::from(code)
@@ -418,6 +427,50 @@ async fn main() -> ExitCode {
             ExitCode::from(exit_code(&e))
         }
     }
+}
+
+/// `imagekit sweep`: the report, and exit status 1 when a resource could not be checked or deleted
+/// (it stays recorded, so the next sweep tries again).
+async fn sweep_cmd(cli: &Cli, pipelines: &[PathBuf], ttl_hours: u64, yes: bool) -> imagekit::Result<(String, u8)> {
+    let journal = Journal::open(&journal_path(cli))?;
+    let mut owned: Vec<Box<dyn ImageStore>> = Vec::new();
+    for p in pipelines {
+        let services = Services::from_pipeline(&Pipeline::load(p)?)?;
+        owned.extend(services.stores.into_values());
+    }
+    let stores: Vec<&dyn ImageStore> = owned.iter().map(|s| s.as_ref()).collect();
+    let opts = SweepOptions {
+        ttl: Duration::from_secs(ttl_hours * 3600),
+        dry_run: !yes,
+    };
+    let report = sweep(&journal, &stores, &opts).await?;
+    let code = if report.is_complete() { 0 } else { 1 };
+    if !report.is_complete() {
+        eprintln!(
+            "error: {} resource(s) could not be checked or deleted; they stay recorded: run the sweep again once the store answers",
+            report.failed.len()
+        );
+    }
+    if cli.json {
+        return Ok((to_json(&report)?, code));
+    }
+    let mut out = String::new();
+    for i in &report.swept {
+        out += &format!(
+            "{}: {} {} (run {})\n",
+            i.outcome, i.resource.location, i.resource.id, i.resource.run_id
+        );
+    }
+    for i in &report.kept {
+        out += &format!("kept: {} {} — {}\n", i.resource.location, i.resource.id, i.outcome);
+    }
+    for i in &report.failed {
+        out += &format!("failed: {} {} — {}\n", i.resource.location, i.resource.id, i.outcome);
+    }
+    if !yes && !report.swept.is_empty() {
+        out += "dry run: nothing was deleted; add --yes to delete\n";
+    }
+    Ok((out.trim_end().to_string(), code))
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> imagekit::Result<String> {
@@ -468,7 +521,7 @@ async fn run(cli: &Cli) -> imagekit::Result<String> {
             run_output(cli, &report?)
         }
         Command::Results { run } => results(cli, run.as_deref()),
-        Command::Test(_) => Err(Error::InvalidInput("handled in main".into())),
+        Command::Test(_) | Command::Sweep { .. } => Err(Error::InvalidInput("handled in main".into())),
         Command::SweepMachines {
             cloud,
             older_than_hours,
@@ -493,41 +546,6 @@ async fn run(cli: &Cli) -> imagekit::Result<String> {
                 out += "nothing left behind\n";
             } else if !yes {
                 out += "dry run: add --yes to delete\n";
-            }
-            Ok(out.trim_end().to_string())
-        }
-        Command::Sweep {
-            pipelines,
-            ttl_hours,
-            yes,
-        } => {
-            let journal = Journal::open(&journal_path(cli))?;
-            let mut owned: Vec<Box<dyn ImageStore>> = Vec::new();
-            for p in pipelines {
-                let services = Services::from_pipeline(&Pipeline::load(p)?)?;
-                owned.extend(services.stores.into_values());
-            }
-            let stores: Vec<&dyn ImageStore> = owned.iter().map(|s| s.as_ref()).collect();
-            let opts = SweepOptions {
-                ttl: Duration::from_secs(ttl_hours * 3600),
-                dry_run: !yes,
-            };
-            let report = sweep(&journal, &stores, &opts).await?;
-            if cli.json {
-                return to_json(&report);
-            }
-            let mut out = String::new();
-            for i in &report.swept {
-                out += &format!(
-                    "{}: {} {} (run {})\n",
-                    i.outcome, i.resource.location, i.resource.id, i.resource.run_id
-                );
-            }
-            for i in &report.kept {
-                out += &format!("kept: {} {} — {}\n", i.resource.location, i.resource.id, i.outcome);
-            }
-            if !yes && !report.swept.is_empty() {
-                out += "dry run: nothing was deleted; add --yes to delete\n";
             }
             Ok(out.trim_end().to_string())
         }

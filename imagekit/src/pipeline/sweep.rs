@@ -3,6 +3,10 @@
 //! run is finished (or dead: no heartbeat for longer than the TTL) and the resource is older than
 //! the TTL, and only when the resource still carries the run's marker (`imagekit_run`). Promoted
 //! images are never touched. Dry run by default.
+//!
+//! Only a "not found" from the store (a 404, a missing file) means a resource is gone. Any other
+//! error (a 503, an expired token, a timeout) says nothing about it: the resource stays in the
+//! journal, is reported under [`SweepReport::failed`], and the next sweep tries again.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -50,6 +54,16 @@ pub struct SweepReport {
     pub swept: Vec<SweepItem>,
     /// Resources left alone, with the reason.
     pub kept: Vec<SweepItem>,
+    /// Resources whose state could not be learned, or that could not be deleted, with the error.
+    /// They stay recorded as live, so the next sweep tries again.
+    pub failed: Vec<SweepItem>,
+}
+
+impl SweepReport {
+    /// Whether every resource was dealt with (none in [`SweepReport::failed`]).
+    pub fn is_complete(&self) -> bool {
+        self.failed.is_empty()
+    }
 }
 
 /// Sweeps the resources recorded in `journal`, in the stores given by their journal names
@@ -98,11 +112,15 @@ pub async fn sweep(journal: &Journal, stores: &[&dyn ImageStore], opts: &SweepOp
         };
         let image = match store.get(&r.id).await {
             Ok(i) => i,
-            Err(_) => {
+            Err(e) if e.is_not_found() => {
                 if !opts.dry_run {
                     journal.resource_deleted(&r.kind, &r.location, &r.id)?;
                 }
                 report.swept.push(keep("already gone".into()));
+                continue;
+            }
+            Err(e) => {
+                report.failed.push(keep(format!("cannot look it up: {e}")));
                 continue;
             }
         };
@@ -120,9 +138,13 @@ pub async fn sweep(journal: &Journal, stores: &[&dyn ImageStore], opts: &SweepOp
         if opts.dry_run {
             report.swept.push(keep("would delete".into()));
         } else {
-            store.delete(&r.id).await?;
-            journal.resource_deleted(&r.kind, &r.location, &r.id)?;
-            report.swept.push(keep("deleted".into()));
+            match store.delete(&r.id).await {
+                Ok(()) => {
+                    journal.resource_deleted(&r.kind, &r.location, &r.id)?;
+                    report.swept.push(keep("deleted".into()));
+                }
+                Err(e) => report.failed.push(keep(format!("cannot delete it: {e}"))),
+            }
         }
     }
     Ok(report)
