@@ -143,6 +143,7 @@ kind = "registry"
 host = "127.0.0.1:5003"
 [container]
 registry = "internal"
+without_tests = true
 repository = "{repo}"
 [[container.push]]
 registry = "hub"

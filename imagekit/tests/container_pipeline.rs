@@ -60,6 +60,7 @@ name = "hub"
 
 [container]
 registry = "internal"
+without_tests = true
 repository = "{repo}"
 tags = ["latest", "{{date}}"]
 
@@ -100,6 +101,10 @@ async fn run_and_resume(pipeline: &Pipeline, services: &Services, dir: &Path) {
     let promotions = journal.promotions(Some(&run)).unwrap();
     assert_eq!(promotions.len(), 1);
     assert_eq!(promotions[0].kind, "container");
+    assert_eq!(
+        promotions[0].evidence["without_tests"], true,
+        "the evidence records the choice to promote untested"
+    );
     let repo = pipeline.file.container.as_ref().unwrap().repository.clone();
     let internal = services.registries.get("internal").unwrap();
     for t in ["test", "latest"] {

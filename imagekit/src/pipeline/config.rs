@@ -205,6 +205,11 @@ pub struct ContainerSection {
     /// Where promoted images are pushed.
     #[serde(default)]
     pub push: Vec<PushSection>,
+    /// Promote (retag and push on) although container images are not tested: imagekit has no
+    /// container tests yet, so a `[container]` section must say this explicitly, and the promotion
+    /// record says the image was promoted untested.
+    #[serde(default)]
+    pub without_tests: bool,
 }
 
 /// One push destination.
@@ -647,6 +652,14 @@ impl Pipeline {
                     "[container] needs the `docker` format in [build] formats".into(),
                 ));
             }
+            Some(c) if !c.without_tests => {
+                return Err(at(
+                    key_line("container", "registry"),
+                    "container images are promoted to their tags and pushed on without any test (imagekit has no \
+                     container tests yet): say so with `without_tests = true` in [container]"
+                        .into(),
+                ));
+            }
             Some(c) => {
                 let mut wanted = vec![("container", 0usize, "registry", c.registry.as_str())];
                 for (i, p) in c.push.iter().enumerate() {
@@ -790,6 +803,33 @@ without_tests = true
         let back = Pipeline::from_recorded(&spec).unwrap();
         assert_eq!(back.file, p.file);
         assert_eq!(back.resolve(Path::new("images")), Path::new("/srv/images"));
+    }
+
+    #[test]
+    fn a_container_section_must_say_its_images_are_promoted_untested() {
+        let containers = GOOD
+            .replace("formats = [\"qcow2\"]", "formats = [\"docker\"]")
+            .replace("[promote]\nname = \"{distro} - {arch}\"\nwithout_tests = true\n", "")
+            + "\n[[registry]]\nname = \"internal\"\nkind = \"layout\"\npath = \"oci\"\n\n[container]\nregistry = \"internal\"\nrepository = \"cern/alma9\"\n";
+        let e = Pipeline::parse(&containers, None).unwrap_err();
+        let Error::Pipeline { line, reason, .. } = &e else {
+            panic!("{e:?}")
+        };
+        assert!(reason.contains("without_tests = true"), "{reason}");
+        assert_eq!(
+            containers.lines().nth(line.unwrap() - 1),
+            Some("registry = \"internal\""),
+            "points at [container]"
+        );
+        let said = containers.replace("[container]\n", "[container]\nwithout_tests = true\n");
+        assert!(
+            Pipeline::parse(&said, None)
+                .unwrap()
+                .file
+                .container
+                .unwrap()
+                .without_tests
+        );
     }
 
     #[test]

@@ -789,8 +789,12 @@ impl<'a> Runner<'a> {
         let promotion: crate::container::Promotion = self
             .stage(run, "container/promote", &input, skipped, || async {
                 let p = crate::container::promote(registry.as_ref(), &c.repository, &published.digest, &tags).await?;
-                let evidence =
-                    json!({"tests": "none: promoted without tests (without_tests = true)", "build": build.nvr});
+                // Loading refuses a [container] without `without_tests = true`: that choice is the evidence.
+                let evidence = json!({
+                    "tests": "none: promoted without tests ([container] without_tests = true)",
+                    "without_tests": c.without_tests,
+                    "build": build.nvr,
+                });
                 self.journal.record_promotion(
                     run,
                     "container/promote",
