@@ -443,6 +443,34 @@ async fn run_on(
     report: &mut TestReport,
 ) -> Result<()> {
     let session = machine.wait_ssh(key, &opts.user, opts.ssh_deadline).await?;
+    let tested = prepare_and_test(&session, suite, opts, report).await;
+    let fetched = fetch_guest_logs(&session, opts, report).await;
+    let _ = session.close().await;
+    tested.and(fetched)
+}
+
+/// Copies what [`BootTestOptions::guest_logs`] names from the guest into the artifacts; a log the
+/// guest does not have (or a broken connection) is skipped.
+async fn fetch_guest_logs(session: &Session, opts: &BootTestOptions, report: &mut TestReport) -> Result<()> {
+    for log in &opts.guest_logs {
+        match session.read_file(log, 16 << 20).await {
+            Ok(Some(data)) => {
+                let dest = opts.artifacts.join(file_name(log.trim_start_matches('/')));
+                report.artifacts.push(write(&dest, &data)?);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("fetching {log} from the guest failed: {e}"),
+        }
+    }
+    Ok(())
+}
+
+async fn prepare_and_test(
+    session: &Session,
+    suite: &Suite,
+    opts: &BootTestOptions,
+    report: &mut TestReport,
+) -> Result<()> {
     if opts.cloud_init {
         let r = session
             .run(&Command::new(["cloud-init", "status", "--wait"]).timeout(opts.ssh_deadline))
@@ -524,13 +552,6 @@ async fn run_on(
         report.artifacts.extend(outcome.logs.iter().cloned());
         report.tests.push(outcome);
     }
-    for log in &opts.guest_logs {
-        if let Ok(Some(data)) = session.read_file(log, 16 << 20).await {
-            let dest = opts.artifacts.join(file_name(log.trim_start_matches('/')));
-            report.artifacts.push(write(&dest, &data)?);
-        }
-    }
-    let _ = session.close().await;
     Ok(())
 }
 
