@@ -435,6 +435,10 @@ pub async fn boot_test_matrix(
     results.into_iter().collect()
 }
 
+/// Logs in, then prepares and runs the tests. Whatever happens once logged in — cloud-init failed,
+/// the suite could not be copied or cloned, a test failed — the guest's logs are fetched before the
+/// session closes, since they are what explains it. (A machine SSH never reached leaves only its
+/// console, which [`boot_test`] always saves.)
 async fn run_on(
     machine: &dyn Machine,
     key: &SshKey,
