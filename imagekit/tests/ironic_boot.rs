@@ -342,3 +342,39 @@ async fn on_the_mock_ironic_a_failed_deploy_says_why_and_every_node_is_released(
     assert_eq!(cloud.ironic_node(&node).unwrap()["provision_state"], "available");
     assert!(cloud.leaks().is_empty(), "{:?}", cloud.leaks());
 }
+
+#[tokio::test]
+async fn a_lease_in_use_is_renewed_so_another_jobs_reclaim_never_takes_the_node() {
+    let Some(tp) = TestPool::enroll(1).await else { return };
+    // A TTL far shorter than the test: without the heartbeat the lease runs out after 4 s.
+    let compute = IronicCompute::new(
+        tp.pool().lease_ttl(Duration::from_secs(4)),
+        IronicOptions::new(SshAddress::Fixed("127.0.0.1".into(), 2222))
+            .deploy_wait(quick())
+            .holder("20261202t081500-3fa2c1"),
+    );
+    let machine = compute
+        .boot("http://images.example.org/cc9.qcow2", "long-test", "ssh-ed25519 AAAA x")
+        .await
+        .unwrap();
+    let allocations = tp.ironic.list_allocations(Some(&tp.resource_class)).await.unwrap();
+    assert_eq!(
+        allocations[0].extra["imagekit_holder"], "20261202t081500-3fa2c1",
+        "the holder is the run"
+    );
+    // Another job reclaims expired leases again and again while the test runs past the TTL.
+    let other = tp.pool();
+    let until = std::time::Instant::now() + Duration::from_secs(7);
+    while std::time::Instant::now() < until {
+        assert!(other.reclaim_expired().await.unwrap().is_empty());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let node = tp.ironic.get(&tp.nodes[0]).await.unwrap();
+    assert_eq!(
+        node.provision_state,
+        ProvisionState::Active,
+        "still deployed for the test"
+    );
+    machine.destroy().await.unwrap();
+    tp.assert_all_free().await;
+}

@@ -220,6 +220,15 @@ struct TestArgs {
     /// Ironic nodes are reached by name with this domain appended.
     #[arg(long, default_value = "")]
     node_domain: String,
+    /// Ironic: the lease lasts this long unless renewed (the test renews it while it runs; a
+    /// crashed job's node is reclaimed once it has run out).
+    #[arg(long, requires = "resource_class", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(1..=imagekit::pipeline::MAX_LEASE_MINUTES))]
+    lease_ttl_minutes: u64,
+    /// Ironic: how long to wait for a free node of the resource class.
+    #[arg(long, requires = "resource_class", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(0..=imagekit::pipeline::MAX_LEASE_MINUTES))]
+    wait_for_node_minutes: u64,
     /// The suite: a local directory (copied in) or a git URL (cloned in the guest).
     #[arg(long)]
     suite: String,
@@ -902,7 +911,10 @@ async fn test_cmd(cli: &Cli, a: &TestArgs) -> imagekit::Result<(String, u8)> {
                     Box::new(NovaCompute::new(session, o))
                 }
                 (None, Some(rc)) => {
-                    let pool = Pool::new(imagekit::openstack::ironic::Ironic::new(session), rc);
+                    // clap bounded both minutes to a week, so the products cannot overflow.
+                    let pool = Pool::new(imagekit::openstack::ironic::Ironic::new(session), rc)
+                        .lease_ttl(Duration::from_secs(a.lease_ttl_minutes * 60))
+                        .wait_for_node(Duration::from_secs(a.wait_for_node_minutes * 60));
                     let ssh = SshAddress::NodeName {
                         domain: a.node_domain.clone(),
                         port: 22,

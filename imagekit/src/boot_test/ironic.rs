@@ -6,7 +6,14 @@
 //! the allocation), so no node is held forever. [`IronicCompute`] deploys the image on a leased
 //! node through `instance_info` and a config drive carrying the ephemeral key, waits for `active`
 //! with per-state deadlines, and on every exit path undeploys the node and ends the lease.
+//!
+//! While a machine is in use, a heartbeat renews its lease every third of the TTL, so a lease only
+//! expires when its holder is gone: another job's [`Pool::reclaim_expired`] never undeploys a node in
+//! the middle of a test, however long the test runs. The holder recorded on the lease is the run id
+//! ([`IronicOptions::holder`]; the pipeline sets it), or the machine's name.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -53,13 +60,14 @@ pub struct Pool {
     settle: Duration,
 }
 
-/// A node held for a job until [`Pool::release`], or until it expires.
+/// A node held for a job until [`Pool::release`], or until it expires. Clones share the expiry,
+/// so a renewal (by [`Pool::renew`] or a [`Heartbeat`]) shows in every copy.
 #[derive(Debug, Clone)]
 pub struct Lease {
     allocation: String,
     node: String,
     holder: String,
-    expires_at: u64,
+    expires_at: Arc<AtomicU64>,
 }
 
 impl Lease {
@@ -77,8 +85,25 @@ impl Lease {
     }
     /// When it expires (seconds since the epoch).
     pub fn expires_at(&self) -> u64 {
-        self.expires_at
+        self.expires_at.load(Ordering::SeqCst)
     }
+}
+
+/// Renews a lease in the background until dropped (see [`Pool::keep_alive`]).
+#[derive(Debug)]
+pub struct Heartbeat {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Seconds since the epoch, `ttl` from now; saturates instead of overflowing on absurd TTLs.
+fn expiry_in(ttl: Duration) -> u64 {
+    now_secs().saturating_add(ttl.as_secs())
 }
 
 impl Pool {
@@ -118,6 +143,11 @@ impl Pool {
         WaitOptions::timeout(d).with_interval(self.poll.0, self.poll.1)
     }
 
+    /// How long a lease lasts unless renewed.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
     /// The Ironic client.
     pub fn ironic(&self) -> &Ironic {
         &self.ironic
@@ -131,7 +161,7 @@ impl Pool {
             if let Err(e) = self.reclaim_expired().await {
                 tracing::warn!("reclaiming expired leases failed: {e}");
             }
-            let expires_at = now_secs() + self.ttl.as_secs();
+            let expires_at = expiry_in(self.ttl);
             let req = CreateAllocation::new(&self.resource_class)
                 .extra(HOLDER, holder)
                 .extra(EXPIRES, expires_at);
@@ -158,7 +188,7 @@ impl Pool {
                     allocation: a.uuid,
                     node,
                     holder: holder.into(),
-                    expires_at,
+                    expires_at: Arc::new(AtomicU64::new(expires_at)),
                 })
             }
             Err(openstack_client::Error::Timeout { waited, last_state, .. }) => Err(Error::Timeout {
@@ -172,12 +202,39 @@ impl Pool {
 
     /// Extends a lease to `ttl` from now.
     pub async fn renew(&self, lease: &mut Lease, ttl: Duration) -> Result<()> {
-        let expires_at = now_secs() + ttl.as_secs();
+        self.extend(lease, ttl).await
+    }
+
+    async fn extend(&self, lease: &Lease, ttl: Duration) -> Result<()> {
+        let expires_at = expiry_in(ttl);
         self.ironic
             .set_allocation_extra(&lease.allocation, EXPIRES, expires_at)
             .await?;
-        lease.expires_at = expires_at;
+        lease.expires_at.store(expires_at, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Keeps `lease` alive while the returned [`Heartbeat`] lives: renews it to the pool's TTL from
+    /// now every third of the TTL (a failed renewal is logged and tried again at the next beat,
+    /// leaving two more before the lease can expire). Drop the heartbeat before releasing.
+    pub fn keep_alive(&self, lease: &Lease) -> Heartbeat {
+        let (pool, lease) = (self.clone(), lease.clone());
+        let every = (self.ttl / 3).max(Duration::from_millis(100));
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match pool.extend(&lease, pool.ttl).await {
+                    Ok(()) => tracing::debug!(node = lease.node, expires_at = lease.expires_at(), "lease renewed"),
+                    Err(e) => tracing::warn!(
+                        node = lease.node,
+                        allocation = lease.allocation,
+                        "renewing the lease failed (it expires at {}): {e}",
+                        lease.expires_at()
+                    ),
+                }
+            }
+        });
+        Heartbeat { task }
     }
 
     /// Undeploys the node if needed and ends the lease. Already released counts as done.
@@ -278,6 +335,8 @@ pub struct IronicOptions {
     pub instance_info: serde_json::Map<String, serde_json::Value>,
     /// Deploy deadlines: overall and per state.
     pub deploy: ProvisionWait,
+    /// Who holds the leases (the run id); `None` records the machine's name.
+    pub holder: Option<String>,
 }
 
 impl IronicOptions {
@@ -289,7 +348,13 @@ impl IronicOptions {
             deploy: ProvisionWait::timeout(Duration::from_secs(3600))
                 .with_interval(Duration::from_secs(5), Duration::from_secs(30))
                 .state_deadline(ProvisionState::WaitCallBack, Duration::from_secs(1800)),
+            holder: None,
         }
+    }
+    /// Record `holder` (a run id) as the holder of every lease.
+    pub fn holder(mut self, holder: impl Into<String>) -> Self {
+        self.holder = Some(holder.into());
+        self
     }
     /// Set an `instance_info` key for every deploy.
     pub fn instance_info(mut self, k: &str, v: impl Into<serde_json::Value>) -> Self {
@@ -379,6 +444,7 @@ pub struct IronicMachine {
     pool: Pool,
     background: Background,
     released: bool,
+    heartbeat: Option<Heartbeat>,
 }
 
 impl IronicMachine {
@@ -390,6 +456,7 @@ impl IronicMachine {
 
 impl Drop for IronicMachine {
     fn drop(&mut self) {
+        self.heartbeat = None;
         if self.released {
             return;
         }
@@ -426,6 +493,7 @@ impl Machine for IronicMachine {
     }
     async fn destroy(mut self: Box<Self>) -> Result<()> {
         self.released = true;
+        self.heartbeat = None;
         self.pool.release(&self.lease).await
     }
 }
@@ -436,14 +504,17 @@ impl Compute for IronicCompute {
         format!("ironic:{}", self.pool.resource_class)
     }
     async fn boot(&self, image: &str, name: &str, public_key: &str) -> Result<Box<dyn Machine>> {
-        let lease = self.pool.lease(name).await?;
-        // From here on the node is ours: a cancelled boot releases it in the background.
+        let lease = self.pool.lease(self.opts.holder.as_deref().unwrap_or(name)).await?;
+        // From here on the node is ours: a cancelled boot releases it in the background, and the
+        // lease is renewed for as long as the machine lives (deploys can outlast a short TTL).
+        let heartbeat = Some(self.pool.keep_alive(&lease));
         let mut machine = IronicMachine {
             lease,
             target: Target::new("", 0, ""),
             pool: self.pool.clone(),
             background: self.background.clone(),
             released: false,
+            heartbeat,
         };
         match self.deploy(&machine.lease, image, name, public_key).await {
             Ok(t) => {
@@ -452,6 +523,7 @@ impl Compute for IronicCompute {
             }
             Err(e) => {
                 machine.released = true;
+                machine.heartbeat = None;
                 match self.pool.release(&machine.lease).await {
                     Ok(()) => Err(e),
                     Err(cleanup) => Err(Error::Vm {
@@ -464,5 +536,10 @@ impl Compute for IronicCompute {
     }
     async fn settle(&self) {
         self.background.settle().await;
+    }
+    fn for_run(&self, run: &str) -> Option<Arc<dyn Compute>> {
+        let mut c = self.clone();
+        c.opts.holder = Some(run.to_string());
+        Some(Arc::new(c))
     }
 }

@@ -26,7 +26,7 @@ use crate::ssh::{Command, Session, SshKey};
 
 mod ironic;
 mod nova;
-pub use ironic::{IronicCompute, IronicMachine, IronicOptions, Lease, Pool, SshAddress};
+pub use ironic::{Heartbeat, IronicCompute, IronicMachine, IronicOptions, Lease, Pool, SshAddress};
 pub use nova::{KeyInjection, Leftover, NovaCompute, NovaMachine, NovaOptions};
 
 /// Cleanups started in the background by machines dropped without [`Machine::destroy`] (a
@@ -84,6 +84,11 @@ pub trait Compute: Send + Sync + std::fmt::Debug {
     /// Waits until the cleanup of machines dropped without [`Machine::destroy`] (a cancelled boot
     /// test) has finished. Call it after cancelling, before the program exits.
     async fn settle(&self) {}
+    /// This compute for one run: backends that record who holds a machine (the holder of an
+    /// Ironic lease) record `run`. `None` (the default) when the backend records nothing.
+    fn for_run(&self, _run: &str) -> Option<std::sync::Arc<dyn Compute>> {
+        None
+    }
 }
 
 /// The local QEMU backend as a [`Compute`]: `image` is the path of a qcow2 file.

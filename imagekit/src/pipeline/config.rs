@@ -97,6 +97,13 @@ pub struct TestSection {
     /// Ironic: nodes are reached by name, with this domain appended (`.cern.ch`).
     #[serde(default)]
     pub node_domain: String,
+    /// Ironic: a lease lasts this long unless renewed (default 120). A running test renews its
+    /// lease every third of it; a crashed job's node is reclaimed once it has run out.
+    #[serde(default)]
+    pub lease_ttl_minutes: Option<u64>,
+    /// Ironic: how long to wait for a free node of the pool (default 30; 0 fails at once).
+    #[serde(default)]
+    pub wait_for_node_minutes: Option<u64>,
     /// How many machines run at once.
     #[serde(default = "default_max_machines")]
     pub max_machines: usize,
@@ -136,6 +143,9 @@ pub struct TestSection {
     #[serde(default = "default_results")]
     pub results: PathBuf,
 }
+
+/// The longest Ironic lease TTL, and wait for a node, a pipeline may ask for: a week, in minutes.
+pub const MAX_LEASE_MINUTES: u64 = 7 * 24 * 60;
 
 fn default_max_machines() -> usize {
     2
@@ -529,6 +539,24 @@ impl Pipeline {
                     ));
                 }
             }
+            for (key, value, least) in [
+                ("lease_ttl_minutes", t.lease_ttl_minutes, 1),
+                ("wait_for_node_minutes", t.wait_for_node_minutes, 0),
+            ] {
+                let Some(v) = value else { continue };
+                if t.resource_class.is_none() {
+                    return Err(at(
+                        key_line("test", key),
+                        format!("`{key}` is about Ironic leases: it needs `resource_class`"),
+                    ));
+                }
+                if !(least..=MAX_LEASE_MINUTES).contains(&v) {
+                    return Err(at(
+                        key_line("test", key),
+                        format!("`{key}` must be between {least} and {MAX_LEASE_MINUTES} (a week), not {v}"),
+                    ));
+                }
+            }
             if t.kernel.is_some() != t.initrd.is_some() {
                 return Err(at(
                     key_line("test", "kernel"),
@@ -797,15 +825,6 @@ without_tests = true
     }
 
     #[test]
-    fn the_journal_copy_gives_back_the_same_pipeline() {
-        let p = Pipeline::parse(GOOD, Some(Path::new("/srv/alma9.toml"))).unwrap();
-        let spec = serde_json::json!({"pipeline": p.file, "path": "/srv/alma9.toml"});
-        let back = Pipeline::from_recorded(&spec).unwrap();
-        assert_eq!(back.file, p.file);
-        assert_eq!(back.resolve(Path::new("images")), Path::new("/srv/images"));
-    }
-
-    #[test]
     fn a_container_section_must_say_its_images_are_promoted_untested() {
         let containers = GOOD
             .replace("formats = [\"qcow2\"]", "formats = [\"docker\"]")
@@ -830,6 +849,15 @@ without_tests = true
                 .unwrap()
                 .without_tests
         );
+    }
+
+    #[test]
+    fn the_journal_copy_gives_back_the_same_pipeline() {
+        let p = Pipeline::parse(GOOD, Some(Path::new("/srv/alma9.toml"))).unwrap();
+        let spec = serde_json::json!({"pipeline": p.file, "path": "/srv/alma9.toml"});
+        let back = Pipeline::from_recorded(&spec).unwrap();
+        assert_eq!(back.file, p.file);
+        assert_eq!(back.resolve(Path::new("images")), Path::new("/srv/images"));
     }
 
     #[test]
@@ -903,6 +931,30 @@ without_tests = true
                 ),
                 Some(26),
                 "give one",
+            ),
+            (
+                GOOD.replace(
+                    "kind = \"local\"\npath = \"images\"",
+                    "kind = \"glance\"\ncloud = \"prod\"",
+                )
+                .replace(
+                    "[promote]",
+                    "[test]\nstore = \"here\"\nsuite = \"t\"\nflavor = \"m1\"\nlease_ttl_minutes = 30\n\n[promote]",
+                ),
+                Some(26),
+                "needs `resource_class`",
+            ),
+            (
+                GOOD.replace(
+                    "kind = \"local\"\npath = \"images\"",
+                    "kind = \"glance\"\ncloud = \"prod\"",
+                )
+                .replace(
+                    "[promote]",
+                    "[test]\nstore = \"here\"\nsuite = \"t\"\nresource_class = \"bm\"\nlease_ttl_minutes = 0\n\n[promote]",
+                ),
+                Some(26),
+                "between 1 and 10080",
             ),
         ] {
             let e = Pipeline::parse(&edit, Some(Path::new("alma9.toml"))).unwrap_err();

@@ -85,7 +85,14 @@ fn test_compute(p: &Pipeline) -> Result<Option<std::sync::Arc<dyn Compute>>> {
         return Ok(Some(std::sync::Arc::new(NovaCompute::new(session, o))));
     }
     if let Some(rc) = &t.resource_class {
-        let pool = Pool::new(openstack_client::ironic::Ironic::new(session), rc);
+        let mut pool = Pool::new(openstack_client::ironic::Ironic::new(session), rc);
+        // Loading checked both against MAX_LEASE_MINUTES, so the products cannot overflow.
+        if let Some(m) = t.lease_ttl_minutes {
+            pool = pool.lease_ttl(Duration::from_secs(m * 60));
+        }
+        if let Some(m) = t.wait_for_node_minutes {
+            pool = pool.wait_for_node(Duration::from_secs(m * 60));
+        }
         let ssh = SshAddress::NodeName {
             domain: t.node_domain.clone(),
             port: 22,
@@ -688,7 +695,12 @@ impl<'a> Runner<'a> {
         );
         let report = match &self.services.compute {
             // Nova or Ironic boot the store's image by id.
-            Some(compute) => boot_test(compute.as_ref(), &image.id, &suite, &opts).await?,
+            Some(compute) => {
+                // Leases and the like record this run as their holder.
+                let for_run = compute.for_run(run.as_str());
+                let compute = for_run.as_deref().unwrap_or(compute.as_ref());
+                boot_test(compute, &image.id, &suite, &opts).await?
+            }
             None => {
                 let path = store
                     .local_path(&image.id)
