@@ -19,6 +19,8 @@ pub(crate) struct Image {
 
 pub(crate) struct Glance {
     images: BTreeMap<String, Image>,
+    /// Every id ever given out: Glance never reuses one, even after a delete.
+    used_ids: std::collections::BTreeSet<String>,
     seq: u64,
     /// Uploads whose stored checksum will not match the bytes (a corrupting backend).
     pub(crate) corrupt_uploads: u32,
@@ -30,6 +32,7 @@ impl Default for Glance {
     fn default() -> Glance {
         Glance {
             images: BTreeMap::new(),
+            used_ids: Default::default(),
             seq: 0,
             corrupt_uploads: 0,
             page_size: 25,
@@ -166,7 +169,7 @@ fn create(st: &mut State, body: &Value) -> Answer {
     let Some(obj) = body.as_object() else {
         return error(400, "Bad Request", "Request body must be a JSON object".into());
     };
-    for k in ["id", "status", "checksum", "size", "os_hash_value", "created_at"] {
+    for k in ["status", "checksum", "size", "os_hash_value", "created_at"] {
         if obj.contains_key(k) {
             return error(403, "Forbidden", format!("Attribute '{k}' is read-only."));
         }
@@ -175,7 +178,18 @@ fn create(st: &mut State, body: &Value) -> Answer {
     if !["public", "private", "shared", "community"].contains(&vis) {
         return error(400, "Bad Request", format!("Invalid visibility value: {vis}"));
     }
-    let id = st.uuid(0x1a6e);
+    // Like Glance, a client may choose the id (a UUID); it can never be used twice.
+    let id = match obj.get("id") {
+        None => st.uuid(0x1a6e),
+        Some(Value::String(id)) if is_uuid(id) => {
+            if st.glance.images.contains_key(id) || st.glance.used_ids.contains(id) {
+                return error(409, "Conflict", format!("Image with identifier {id} already exists!"));
+            }
+            id.clone()
+        }
+        Some(other) => return error(400, "Bad Request", format!("Invalid id value: {other} is not a 'uuid'")),
+    };
+    st.glance.used_ids.insert(id.clone());
     let now = rfc3339_in(0);
     let mut doc = serde_json::Map::new();
     for (k, v) in obj {
@@ -201,6 +215,15 @@ fn create(st: &mut State, body: &Value) -> Answer {
     };
     st.glance.images.insert(id, image);
     Answer::json(201, Value::Object(doc))
+}
+
+fn is_uuid(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() == 5
+        && parts
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(p, n)| p.len() == n && p.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 fn upload(st: &mut State, id: &str, raw: &[u8]) -> Answer {

@@ -355,6 +355,11 @@ fn allocate(st: &mut State, body: &Value) -> Answer {
     let Some(rc) = body["resource_class"].as_str().map(str::to_string) else {
         return error(400, "resource_class is required".into());
     };
+    if let Some(name) = body["name"].as_str()
+        && alloc(&st.ironic, name).is_some()
+    {
+        return error(409, format!("An allocation with name {name} already exists."));
+    }
     let uuid = st.uuid(0xa110);
     let free = st.ironic.nodes.values_mut().find(|n| {
         n.resource_class.as_deref() == Some(rc.as_str())

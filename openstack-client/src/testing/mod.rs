@@ -30,6 +30,7 @@ mod glance;
 mod ironic;
 mod neutron;
 mod nova;
+mod proxy;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -109,6 +110,8 @@ struct Faults {
     fail: Vec<(u16, u32)>,
     throttle: Option<(u32, u64)>,
     delay: Option<Duration>,
+    /// (method, path): carry out the next such request, then lose its answer.
+    drop: Vec<(String, String)>,
 }
 
 pub(crate) struct State {
@@ -139,6 +142,7 @@ impl State {
 #[derive(Clone)]
 pub struct MockOpenStack {
     server: Arc<MockServer>,
+    proxy: Option<Arc<proxy::Proxy>>,
     state: Arc<Mutex<State>>,
 }
 
@@ -161,7 +165,14 @@ impl Respond for Router {
         };
         let rel = path[service.prefix().len()..].trim_start_matches('/').to_string();
         let method = req.method.as_str().to_string();
-        let answer = route(&mut st, service, &method, &rel, req);
+        let lose = st.faults.get_mut(&service).and_then(|f| {
+            let i = f.drop.iter().position(|(m, p)| *m == method && *p == rel)?;
+            Some(f.drop.remove(i))
+        });
+        let mut answer = route(&mut st, service, &method, &rel, req);
+        if lose.is_some() {
+            answer = answer.header(proxy::DROP_HEADER, "1");
+        }
         let status = answer.status;
         st.calls.push(Call {
             service,
@@ -356,9 +367,28 @@ impl MockOpenStack {
     /// Starts the cloud: user `admin`, password `secret`, project `admin`, region `RegionOne`;
     /// networks `private` and `public` (external); flavors from the api-ref sample.
     pub async fn start() -> MockOpenStack {
+        Self::start_with(false).await
+    }
+
+    /// [`MockOpenStack::start`], with every request passing through a small HTTP proxy that can
+    /// lose answers ([`MockOpenStack::drop_answer_to_next`]); [`MockOpenStack::uri`] is then the
+    /// proxy's.
+    pub async fn start_behind_proxy() -> MockOpenStack {
+        Self::start_with(true).await
+    }
+
+    async fn start_with(behind_proxy: bool) -> MockOpenStack {
         let server = MockServer::start().await;
+        let proxy = if behind_proxy {
+            let p = proxy::start(server.uri())
+                .await
+                .unwrap_or_else(|e| panic!("starting the mock's proxy: {e}"));
+            Some(Arc::new(p))
+        } else {
+            None
+        };
         let mut state = State {
-            base: server.uri(),
+            base: proxy.as_ref().map_or_else(|| server.uri(), |p| p.url.clone()),
             user: "admin".into(),
             password: "secret".into(),
             tokens: HashSet::new(),
@@ -381,6 +411,7 @@ impl MockOpenStack {
             .await;
         MockOpenStack {
             server: Arc::new(server),
+            proxy,
             state,
         }
     }
@@ -389,9 +420,12 @@ impl MockOpenStack {
         lock(&self.state)
     }
 
-    /// The server's base URL.
+    /// The server's base URL (the proxy's, when started [behind one](MockOpenStack::start_behind_proxy)).
     pub fn uri(&self) -> String {
-        self.server.uri()
+        match &self.proxy {
+            Some(p) => p.url.clone(),
+            None => self.server.uri(),
+        }
     }
 
     /// Keystone's URL (`{uri}/identity/v3`).
@@ -495,6 +529,24 @@ impl MockOpenStack {
     /// Every answer from `service` waits this long (`None`: no delay).
     pub fn set_delay(&self, service: Service, d: Option<Duration>) -> &Self {
         self.state().faults.entry(service).or_default().delay = d;
+        self
+    }
+
+    /// The next `method` request to `path` of `service` (below its prefix: `servers`,
+    /// `v2/images`, `floatingips`, `v1/allocations`) is carried out, then its connection is
+    /// closed before the answer reaches the client: a lost answer, after which the client cannot
+    /// know whether its request happened. Needs [`MockOpenStack::start_behind_proxy`].
+    pub fn drop_answer_to_next(&self, service: Service, method: &str, path: &str) -> &Self {
+        assert!(
+            self.proxy.is_some(),
+            "drop_answer_to_next needs a mock started with MockOpenStack::start_behind_proxy"
+        );
+        self.state()
+            .faults
+            .entry(service)
+            .or_default()
+            .drop
+            .push((method.to_string(), path.to_string()));
         self
     }
 

@@ -71,7 +71,7 @@ pub(crate) fn route(st: &mut State, method: &str, rel: &str, query: &BTreeMap<St
             for id in ids {
                 advance(st, &id);
                 let s = &st.nova.servers[&id];
-                if query.get("name").is_some_and(|n| !s.name.contains(n.as_str())) {
+                if query.get("name").is_some_and(|n| !name_matches(n, &s.name)) {
                     continue;
                 }
                 list.push(show(st, s));
@@ -207,6 +207,31 @@ pub(crate) fn route(st: &mut State, method: &str, rel: &str, query: &BTreeMap<St
             404,
             json!({"itemNotFound": {"code": 404, "message": format!("MockOpenStack's Nova has no {method} {rel}")}}),
         ),
+    }
+}
+
+/// Nova's `name` filter is a regular expression searched in the name. The mock knows the part of
+/// that a client needs: `^` and `$` anchors, and `\x` for a literal `x`; any other character is
+/// taken literally.
+fn name_matches(pattern: &str, name: &str) -> bool {
+    let (start, rest) = match pattern.strip_prefix('^') {
+        Some(r) => (true, r),
+        None => (false, pattern),
+    };
+    let (end, rest) = match rest.strip_suffix('$') {
+        Some(r) if !r.ends_with('\\') || r.ends_with("\\\\") => (true, r),
+        _ => (false, rest),
+    };
+    let mut literal = String::new();
+    let mut chars = rest.chars();
+    while let Some(c) = chars.next() {
+        literal.push(if c == '\\' { chars.next().unwrap_or('\\') } else { c });
+    }
+    match (start, end) {
+        (true, true) => name == literal,
+        (true, false) => name.starts_with(&literal),
+        (false, true) => name.ends_with(&literal),
+        (false, false) => name.contains(&literal),
     }
 }
 
