@@ -263,11 +263,14 @@ fn searched_list(p: &[PathBuf]) -> String {
 }
 
 impl Error {
-    /// Whether repeating the same request later may succeed: connection errors, 429 and 502–504.
+    /// Whether repeating the same request later may succeed: connection errors, 429, 500 and
+    /// 502–504. (An OpenStack 500 is often a passing database or message-queue failure.) Whether
+    /// repeating is also *safe* depends on the request: the session repeats idempotent ones, and
+    /// a POST only when it cannot have been carried out — never after a 500.
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Transport { source, .. } => !source.is_builder() && !source.is_redirect() && !source.is_decode(),
-            Error::Api { status, .. } => matches!(status, 429 | 502..=504),
+            Error::Api { status, .. } => matches!(status, 429 | 500 | 502..=504),
             _ => false,
         }
     }
@@ -401,10 +404,10 @@ mod tests {
             request_id: None,
             retry_after: None,
         };
-        for s in [429, 502, 503, 504] {
+        for s in [429, 500, 502, 503, 504] {
             assert!(api(s).is_retryable(), "{s}");
         }
-        for s in [400, 401, 403, 404, 409, 410, 413, 415, 500] {
+        for s in [400, 401, 403, 404, 409, 410, 413, 415, 501] {
             assert!(!api(s).is_retryable(), "{s}");
         }
     }

@@ -9,6 +9,14 @@
 //! - [`nova::Nova`], [`neutron::Neutron`] and [`ironic::Ironic`] negotiate microversions and wait
 //!   with deadlines that fail at once on the service's own failure reason.
 //!
+//! # Retries
+//!
+//! Reads and other idempotent requests retry transient failures — connection errors, 429, 500,
+//! 502–504 — a bounded number of times ([`RetryPolicy`]). Creates never leave a twin behind: a
+//! POST is repeated only when it cannot have happened, or after a lookup (by a client-chosen id,
+//! or a unique name or description) shows that it did not. The full rule is in the
+//! [`session`] module docs.
+//!
 //! ```no_run
 //! use openstack_client::{CloudConfig, Session, glance::{CreateImage, Glance, ImageSource, ListImages}};
 //!

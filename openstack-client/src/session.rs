@@ -1,5 +1,33 @@
 //! An authenticated session: token cache with single-flight re-authentication, endpoint selection
 //! (catalog, overrides, version discovery) and requests with retries.
+//!
+//! # Retries
+//!
+//! Every request of every service (Keystone, Glance, Nova, Neutron, Ironic) goes through
+//! [`Session`], so one rule decides, within the [`RetryPolicy`]'s bound, with backoff, jitter and
+//! `Retry-After`:
+//!
+//! - **Idempotent requests** (GET, HEAD, PUT, DELETE, and calls marked so: JSON-patch `replace`,
+//!   actions that are no-ops twice) retry connection errors, timeouts, 429, **500** and 502–504.
+//!   A 500 from an OpenStack API is often a passing database or message-queue failure, and
+//!   repeating a read cannot do harm; a 500 that persists fails after the bound, with the
+//!   status, the service's message and its request id.
+//! - **Non-idempotent requests** (POST, and PUTs such as Ironic provision actions) retry only
+//!   what cannot have been carried out: a connection that never opened, 429 and 503. A 500 is
+//!   never retried (part of the work may be done).
+//! - **A lost answer** (read timeout, dropped connection, a proxy's 502 or 504) to a
+//!   non-idempotent request may hide a request that *was* carried out. It is retried only by
+//!   creates that can recognise their own resource, and each looks it up first:
+//!   Glance images by the client-chosen id (always sent, see `CreateImage::chosen_id`), Nova
+//!   servers by exact name created since the call began, Neutron floating IPs by a non-empty
+//!   description, Ironic allocations by name, keypairs by name and public key. When the lookup
+//!   finds it, that is the result; when it cannot tell, the original error is returned; a retry
+//!   answered 409 looks once more. Every other POST (a create without a unique marker, image
+//!   members, imports, reboots, application credentials, Ironic node creation) and the
+//!   non-idempotent PUTs are not retried after a lost answer: the error goes to the caller,
+//!   who knows what the request meant.
+//! - A streamed upload is never retried (its body cannot be sent again).
+//! - A 401 on an idempotent request re-authenticates once and repeats it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,9 +47,8 @@ use crate::config::{CloudConfig, Interface};
 use crate::error::{Error, Result, service_message, truncate};
 use crate::identity::{Credentials, Token, authenticate};
 
-/// How requests are retried: connection errors, 429 and 503 (the request was not processed) for
-/// every request whose body can be sent again; 502 and 504 for idempotent ones only (a proxy may
-/// have passed the request on). Exponential backoff with jitter; `Retry-After` is honoured.
+/// How many times, and how far apart, requests are retried (which ones: see the
+/// [module docs](self#retries)). Exponential backoff with jitter; `Retry-After` is honoured.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct RetryPolicy {
@@ -486,12 +513,94 @@ impl Session {
         Ok(join(base, &wanted))
     }
 
-    /// Send a request with the token; retry per policy; re-authenticate once on 401 for idempotent
-    /// requests. Non-2xx answers become [`Error::Api`].
-    pub(crate) async fn send(&self, mut req: ApiRequest) -> Result<reqwest::Response> {
+    /// Send a request with the token; retry per policy (see the [module docs](self)); re-authenticate
+    /// once on 401 for idempotent requests. Non-2xx answers become [`Error::Api`].
+    pub(crate) async fn send(&self, req: ApiRequest) -> Result<reqwest::Response> {
+        match self.send_or_find(req, None::<NoLookup>).await? {
+            Sent::Answer(resp) => Ok(resp),
+            Sent::Found(()) => Err(Error::InvalidInput("a request without a lookup found something".into())),
+        }
+    }
+
+    /// Send a creating POST, retrying it after a lost answer only through `find`: before each
+    /// retry that follows an attempt the service may have carried out, `find` looks for what that
+    /// attempt created (by the client-chosen id, or the caller's unique name or description), and
+    /// when it exists, it is the result. `None` (the caller gave no unique marker): such a POST is
+    /// not retried at all. See the [module docs](self).
+    pub(crate) async fn create_json<T, F, Fut>(&self, req: ApiRequest, find: Option<F>) -> Result<T>
+    where
+        T: DeserializeOwned,
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<Option<T>>>,
+    {
+        let method = req.method.clone();
+        let url = req.url.clone();
+        match self.send_or_find(req, find).await? {
+            Sent::Answer(resp) => decode_json(&method, &url, resp).await,
+            Sent::Found(t) => Ok(t),
+        }
+    }
+
+    async fn send_or_find<T, F, Fut>(&self, mut req: ApiRequest, mut find: Option<F>) -> Result<Sent<T>>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<Option<T>>>,
+    {
         let replayable = !matches!(req.body, Body::Stream(..));
         let mut delays = self.inner.retry.delays();
         let mut reauthed = false;
+        // Whether an earlier attempt may have been carried out (its answer was lost).
+        let mut maybe_done = false;
+        loop {
+            let err = match self.attempt(&mut req, replayable, &mut reauthed).await {
+                Ok(resp) => return Ok(Sent::Answer(resp)),
+                Err(e) => e,
+            };
+            // A retried create that conflicts (Glance's id, Ironic's name, a keypair's name): the
+            // lost attempt may have made it after all. Look once more.
+            if maybe_done
+                && err.status() == Some(409)
+                && let Some(f) = find.as_mut()
+            {
+                return match look(f, &req).await {
+                    Ok(Some(t)) => Ok(Sent::Found(t)),
+                    _ => Err(err),
+                };
+            }
+            let retry = match retry_verdict(&req, replayable, &err) {
+                Verdict::Retry => true,
+                Verdict::MaybeDone => {
+                    maybe_done = true;
+                    find.is_some()
+                }
+                Verdict::Stop => false,
+            };
+            if !retry {
+                return Err(err);
+            }
+            let Some(backoff) = delays.next() else {
+                return Err(err);
+            };
+            let delay = match err.retry_after() {
+                Some(ra) if ra > self.inner.retry.max_retry_after => return Err(err),
+                Some(ra) => ra,
+                None => backoff,
+            };
+            tracing::warn!(method = %req.method, url = %req.url, error = %err, delay = ?delay, "retrying");
+            tokio::time::sleep(delay).await;
+            if maybe_done && let Some(f) = find.as_mut() {
+                match look(f, &req).await {
+                    Ok(Some(t)) => return Ok(Sent::Found(t)),
+                    Ok(None) => {}
+                    // Cannot tell whether the lost attempt created it: better an error than a twin.
+                    Err(()) => return Err(err),
+                }
+            }
+        }
+    }
+
+    /// One attempt, re-authenticating once on 401 when the request may be repeated.
+    async fn attempt(&self, req: &mut ApiRequest, replayable: bool, reauthed: &mut bool) -> Result<reqwest::Response> {
         loop {
             let token = if replayable {
                 self.token().await?
@@ -525,42 +634,23 @@ impl Session {
                             .ok_or_else(|| Error::InvalidInput("a streamed body can only be sent once".into()))?,
                     ),
             };
-            let err = match rb.send().await {
-                Ok(resp) if resp.status().is_success() => return Ok(resp),
-                Ok(resp) if resp.status().as_u16() == 401 && replayable && req.idempotent && !reauthed => {
+            return match rb.send().await {
+                Ok(resp) if resp.status().is_success() => Ok(resp),
+                Ok(resp) if resp.status().as_u16() == 401 && replayable && req.idempotent && !*reauthed => {
                     tracing::info!(url = %req.url, "token rejected (401); authenticating again");
                     self.invalidate(&token).await;
-                    reauthed = true;
+                    *reauthed = true;
                     continue;
                 }
-                Ok(resp) => api_error(&req.method, &req.url, resp).await,
-                Err(source) => Error::Transport {
+                Ok(resp) => Err(api_error(&req.method, &req.url, resp).await),
+                Err(source) => Err(Error::Transport {
                     method: req.method.to_string(),
                     url: req.url.to_string(),
                     source,
-                },
+                }),
             };
-            // A service-specific "nothing happened" answer (Ironic's NodeLocked) is safe to repeat.
-            let service_says_retry = req.retry_if.is_some_and(|f| f(&err));
-            let may_retry = replayable
-                && (service_says_retry
-                    || (err.is_retryable() && (req.idempotent || matches!(err.status(), None | Some(429 | 503)))));
-            if !may_retry {
-                return Err(err);
-            }
-            let Some(backoff) = delays.next() else {
-                return Err(err);
-            };
-            let delay = match err.retry_after() {
-                Some(ra) if ra > self.inner.retry.max_retry_after => return Err(err),
-                Some(ra) => ra,
-                None => backoff,
-            };
-            tracing::warn!(method = %req.method, url = %req.url, error = %err, delay = ?delay, "retrying");
-            tokio::time::sleep(delay).await;
         }
     }
-
     /// GET a collection and every following page (`<key>_links` or `next`), decoding each page's
     /// `key` array. Stops at a page without a next link, or an empty one.
     pub(crate) async fn collect_pages<T: DeserializeOwned>(&self, first: ApiRequest, key: &str) -> Result<Vec<T>> {
@@ -592,6 +682,72 @@ impl Session {
         let url = req.url.clone();
         let resp = self.send(req).await?;
         decode_json(&method, &url, resp).await
+    }
+}
+
+/// The lookup of a request that has none.
+type NoLookup = fn() -> std::future::Ready<Result<Option<()>>>;
+
+/// What [`Session::send`] got: the service's answer, or what a lookup found after a lost answer.
+enum Sent<T> {
+    Answer(reqwest::Response),
+    Found(T),
+}
+
+/// What may follow a failed attempt.
+enum Verdict {
+    /// The request did not happen (or happening twice is harmless): send it again.
+    Retry,
+    /// A non-idempotent request may have been carried out: send it again only after a lookup.
+    MaybeDone,
+    /// Fail.
+    Stop,
+}
+
+fn retry_verdict(req: &ApiRequest, replayable: bool, err: &Error) -> Verdict {
+    if !replayable {
+        return Verdict::Stop;
+    }
+    // A service-specific "nothing happened" answer (Ironic's NodeLocked) is safe to repeat.
+    if req.retry_if.is_some_and(|f| f(err)) {
+        return Verdict::Retry;
+    }
+    if !err.is_retryable() {
+        return Verdict::Stop;
+    }
+    if req.idempotent {
+        return Verdict::Retry;
+    }
+    match err {
+        // The connection never opened: the service cannot have seen the request.
+        Error::Transport { source, .. } if source.is_connect() => Verdict::Retry,
+        // Turned away before any work.
+        Error::Api { status: 429 | 503, .. } => Verdict::Retry,
+        // A 500 may have done part of the work; its retry would need a lookup that trusts a
+        // half-made resource. Never retried.
+        Error::Api { status: 500, .. } => Verdict::Stop,
+        // A read timeout, a dropped connection, a proxy's 502 or 504: it may have happened.
+        _ => Verdict::MaybeDone,
+    }
+}
+
+/// Runs a create's lookup: `Ok(Some)` it exists, `Ok(None)` it does not, `Err` cannot tell.
+async fn look<T, F, Fut>(find: &mut F, req: &ApiRequest) -> std::result::Result<Option<T>, ()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    match find().await {
+        Ok(Some(t)) => {
+            tracing::info!(method = %req.method, url = %req.url, "the lost attempt had created it; not sending again");
+            Ok(Some(t))
+        }
+        Ok(None) => Ok(None),
+        Err(e) => {
+            tracing::warn!(method = %req.method, url = %req.url, error = %e,
+                "cannot tell whether the lost attempt created it; not sending again");
+            Err(())
+        }
     }
 }
 

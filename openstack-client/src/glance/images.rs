@@ -189,8 +189,7 @@ pub struct CreateImage {
     name: String,
     disk_format: String,
     container_format: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<String>,
+    id: ImageId,
     #[serde(skip_serializing_if = "Option::is_none")]
     visibility: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -208,13 +207,14 @@ pub struct CreateImage {
 }
 
 impl CreateImage {
-    /// An image named `name` with a disk format (`qcow2`, `raw`, …) and container format `bare`.
+    /// An image named `name` with a disk format (`qcow2`, `raw`, …) and container format `bare`,
+    /// with a new random id ([`CreateImage::chosen_id`]).
     pub fn new(name: impl Into<String>, disk_format: impl AsRef<str>) -> Self {
         CreateImage {
             name: name.into(),
             disk_format: disk_format.as_ref().into(),
             container_format: "bare".into(),
-            id: None,
+            id: ImageId(crate::util::random_uuid()),
             visibility: None,
             protected: None,
             os_hidden: None,
@@ -233,10 +233,16 @@ impl CreateImage {
         self.container_format = f.as_ref().into();
         self
     }
-    /// Choose the id (a UUID).
+    /// Choose the id (a UUID) instead of the random one [`CreateImage::new`] picked.
     pub fn id(mut self, id: impl Into<String>) -> Self {
-        self.id = Some(id.into());
+        self.id = ImageId(id.into());
         self
+    }
+    /// The id the image will have. It is chosen before the image exists and always sent, so a
+    /// caller can record it first (a crash right after the create still knows the image), and a
+    /// create whose answer was lost finds its image instead of making a second one.
+    pub fn chosen_id(&self) -> &ImageId {
+        &self.id
     }
     /// Visibility (Glance's default is `shared`).
     pub fn visibility(mut self, v: Visibility) -> Self {
@@ -411,12 +417,28 @@ fn pointer_escape(k: &str) -> String {
 const PATCH_CONTENT_TYPE: &str = "application/openstack-images-v2.1-json-patch";
 
 impl Glance {
-    /// Create an image record (`queued`, no data).
+    /// Create an image record (`queued`, no data) with the request's [`CreateImage::chosen_id`].
+    ///
+    /// When the answer is lost (a timeout, a dropped connection), the image is looked up by that
+    /// id before the request is sent again: an image with that id and name is the one the first
+    /// attempt made, so a retry never leaves a second image behind.
     pub async fn create(&self, req: &CreateImage) -> Result<Image> {
         let body = serde_json::to_value(req).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let find = || async {
+            match self.get(req.chosen_id()).await {
+                Ok(image) if image.name.as_deref() == Some(req.name()) => Ok(Some(image)),
+                // Someone else's image with our id: the retry's 409 will say so.
+                Ok(_) => Ok(None),
+                Err(e) if e.is_not_found() => Ok(None),
+                Err(e) => Err(e),
+            }
+        };
         let image: Image = self
             .session
-            .send_json(ApiRequest::new(Method::POST, self.url("images").await?).json(body))
+            .create_json(
+                ApiRequest::new(Method::POST, self.url("images").await?).json(body),
+                Some(find),
+            )
             .await?;
         tracing::info!(image = %image.id, name = req.name(), "image created");
         Ok(image)

@@ -88,12 +88,30 @@ fn seg(s: &str) -> String {
 impl Ironic {
     /// Ask for a node (the answer is usually still `allocating`; follow with
     /// [`Ironic::wait_for_allocation`]).
+    ///
+    /// With a [name](CreateAllocation::name) (unique in Ironic), a lost answer is recovered: the
+    /// allocation of that name and resource class is the one this call made, and is returned
+    /// instead of asking again. Without one, a request whose answer was lost is not sent again
+    /// (it may have reserved a node) and the error is returned.
     pub async fn create_allocation(&self, req: &CreateAllocation) -> Result<Allocation> {
         let r = self
             .request(Method::POST, "allocations")
             .await?
             .json(Value::Object(req.body.clone()));
-        let a: Allocation = self.session.send_json(r).await?;
+        let name = req.body.get("name").and_then(Value::as_str);
+        let resource_class = req.body.get("resource_class").and_then(Value::as_str);
+        let find = name.map(|name| {
+            move || async move {
+                match self.get_allocation(name).await {
+                    Ok(a) if a.resource_class.as_deref() == resource_class => Ok(Some(a)),
+                    // Someone else's allocation of that name: the retry's 409 will say so.
+                    Ok(_) => Ok(None),
+                    Err(e) if e.is_not_found() => Ok(None),
+                    Err(e) => Err(e),
+                }
+            }
+        });
+        let a: Allocation = self.session.create_json(r, find).await?;
         tracing::info!(allocation = %a.uuid, state = %a.state, "allocation created");
         Ok(a)
     }

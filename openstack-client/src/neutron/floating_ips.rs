@@ -33,6 +33,16 @@ pub struct FloatingIp {
     /// Tags.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Creation time (RFC 3339; Neutron's standard attribute).
+    #[serde(default)]
+    pub created_at: Option<String>,
+}
+
+impl FloatingIp {
+    /// [`FloatingIp::created_at`] as a time.
+    pub fn created(&self) -> Option<std::time::SystemTime> {
+        self.created_at.as_deref().and_then(crate::identity::parse_rfc3339)
+    }
 }
 
 /// Filters for finding floating IPs (a sweeper finds its own by description or tag).
@@ -71,6 +81,11 @@ struct One {
 
 impl Neutron {
     /// Allocate a floating IP on an external network, optionally attached to a port right away.
+    ///
+    /// A non-empty `description` is taken as unique (imagekit names the run and server in it): when
+    /// the answer is lost, the floating IP with that exact description on that network (and port)
+    /// is the one this call made, and is returned instead of allocating again. With an empty one,
+    /// a request whose answer was lost is not sent again and the error is returned.
     pub async fn create_floating_ip(
         &self,
         network_id: &str,
@@ -82,7 +97,28 @@ impl Neutron {
             body["port_id"] = json!(p);
         }
         let r = ApiRequest::new(Method::POST, self.url("floatingips").await?).json(json!({"floatingip": body}));
-        let one: One = self.session.send_json(r).await?;
+        let find = (!description.is_empty()).then_some(|| async {
+            let found: Vec<FloatingIp> = self
+                .list_floating_ips(&ListFloatingIps::new().description(description))
+                .await?
+                .into_iter()
+                .filter(|f| {
+                    f.description == description
+                        && f.floating_network_id == network_id
+                        && (port_id.is_none() || f.port_id.as_deref() == port_id)
+                })
+                .collect();
+            match found.len() {
+                0 => Ok(None),
+                1 => Ok(found.into_iter().next().map(|floatingip| One { floatingip })),
+                _ => Err(crate::Error::Ambiguous {
+                    kind: "floating IP",
+                    name: description.to_string(),
+                    ids: found.into_iter().map(|f| f.id).collect(),
+                }),
+            }
+        });
+        let one: One = self.session.create_json(r, find).await?;
         tracing::info!(fip = %one.floatingip.id, address = %one.floatingip.floating_ip_address, "floating IP created");
         Ok(one.floatingip)
     }

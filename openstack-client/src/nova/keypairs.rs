@@ -45,12 +45,24 @@ struct One {
 
 impl Nova {
     /// Import a public key (`ssh-ed25519 AAAA…`) under a name.
+    ///
+    /// The name is the keypair's key: when the answer is lost, a keypair of that name with the same
+    /// public key is the one this call imported, and is returned instead of importing again.
     pub async fn import_keypair(&self, name: &str, public_key: &str) -> Result<Keypair> {
         let r = self
             .request(Method::POST, "os-keypairs")
             .await?
             .json(json!({"keypair": {"name": name, "public_key": public_key}}));
-        let k: One = self.session.send_json(r).await?;
+        let find = || async {
+            match self.get_keypair(name).await {
+                Ok(k) if k.public_key.trim() == public_key.trim() => Ok(Some(One { keypair: k })),
+                // Another key under this name: the retry's 409 will say so.
+                Ok(_) => Ok(None),
+                Err(e) if e.is_not_found() => Ok(None),
+                Err(e) => Err(e),
+            }
+        };
+        let k: One = self.session.create_json(r, Some(find)).await?;
         tracing::info!(keypair = name, "keypair imported");
         Ok(k.keypair)
     }

@@ -449,6 +449,21 @@ struct One {
     server: Server,
 }
 
+/// How far Nova's clock may be behind ours when a lost create is looked for.
+const CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// `s` as a regular expression matching exactly `s` (Nova's `name` filter is a regex).
+fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if r"\.^$|?*+()[]{}".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 impl Nova {
     /// Create a server (`BUILD`); follow with [`Nova::wait_for_active`]. Network names are resolved
     /// through Neutron first, and user data is size-checked, so a bad request never reaches Nova.
@@ -467,7 +482,31 @@ impl Nova {
         }
         let body = req.body(&resolved)?;
         let r = self.request(Method::POST, "servers").await?.json(body);
-        let created: One = self.session.send_json(r).await?;
+        // A server that an attempt whose answer was lost created is found by its name — Nova's
+        // filter is a regular expression, hence the escaped, anchored pattern, and the exact
+        // comparison after it — and, against an older namesake, by having been created since
+        // this call began (give or take clock skew).
+        let started = std::time::SystemTime::now();
+        let find = || async {
+            let pattern = format!("^{}$", regex_escape(req.name()));
+            let found: Vec<Server> = self
+                .list_servers(&ListServers::new().name(pattern))
+                .await?
+                .into_iter()
+                .filter(|s| s.name == req.name())
+                .filter(|s| s.created_at().is_none_or(|c| c + CLOCK_SKEW >= started))
+                .collect();
+            match found.len() {
+                0 => Ok(None),
+                1 => Ok(found.into_iter().next().map(|server| One { server })),
+                _ => Err(Error::Ambiguous {
+                    kind: "server",
+                    name: req.name().to_string(),
+                    ids: found.into_iter().map(|s| s.id.to_string()).collect(),
+                }),
+            }
+        };
+        let created: One = self.session.create_json(r, Some(find)).await?;
         tracing::info!(server = %created.server.id, name = req.name(), "server created");
         Ok(created.server)
     }
@@ -689,6 +728,15 @@ impl Server {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_become_regexes_that_match_only_themselves() {
+        assert_eq!(regex_escape("vm-1"), "vm-1");
+        assert_eq!(
+            regex_escape(r"imagekit (a.b) [x]+*?^$|{2}\"),
+            r"imagekit \(a\.b\) \[x\]\+\*\?\^\$\|\{2\}\\"
+        );
+    }
 
     #[test]
     fn servers_from_the_api_samples_decode() {
