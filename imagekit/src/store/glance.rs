@@ -97,10 +97,13 @@ impl ImageStore for GlanceStore {
         for t in &image.tags {
             req = req.tag(t);
         }
+        // The id is chosen here and journaled before the POST: if the answer to the create is
+        // lost, or the process dies right after it, resume and sweep still know the image.
+        let id = req.chosen_id().clone();
+        created(id.as_str())?;
         let record = self.glance.create(&req).await?;
         let id = record.id.clone();
         let result = async {
-            created(id.as_str())?;
             self.glance
                 .upload(
                     &id,
@@ -169,5 +172,45 @@ impl ImageStore for GlanceStore {
             Err(openstack_client::Error::Api { status: 404, .. }) => Ok(()),
             other => Ok(other?),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::Mutex;
+
+    use openstack_client::testing::{MockOpenStack, Service};
+    use openstack_client::{RetryPolicy, Session};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_image_id_is_reported_before_the_create_so_a_lost_answer_leaves_it_known() {
+        let cloud = MockOpenStack::start_behind_proxy().await;
+        cloud.drop_answer_to_next(Service::Image, "POST", "v2/images");
+        // No retries: the run dies with the answer lost, as a crash right after the POST would.
+        let session = Session::builder(cloud.credentials())
+            .region("RegionOne")
+            .retry(RetryPolicy::none())
+            .build()
+            .unwrap();
+        let store = GlanceStore::new("mock", Glance::new(session));
+        let heard = Mutex::new(Vec::new());
+        let record = |id: &str| {
+            heard.lock().unwrap().push(id.to_string());
+            Ok(())
+        };
+        let data = ImageData {
+            reader: Box::pin(std::io::Cursor::new(vec![0u8; 16])),
+            length: 16,
+        };
+        store
+            .create_and_upload(&NewImage::new("lost", "raw"), data, &record)
+            .await
+            .unwrap_err();
+        let images = cloud.images();
+        assert_eq!(images.len(), 1, "the create was carried out");
+        assert_eq!(*heard.lock().unwrap(), [images[0]["id"].as_str().unwrap()]);
     }
 }

@@ -1,8 +1,10 @@
 //! Image stores: where cloud images are uploaded, renamed and published — Glance (one cloud per
 //! store) or, for runs that need no cloud, a local directory.
 //!
-//! The upload reports the new image's id through a callback *before* any byte moves, so the run
-//! journal records it first: a crash mid-upload leaves a resource `sweep` knows about.
+//! The upload reports the new image's id through a callback *before* any byte moves — for Glance,
+//! before the image is even created, as its id is chosen client-side — so the run journal
+//! records it first: a crash mid-upload, or a lost answer to the create, leaves a resource
+//! `sweep` knows about.
 
 mod glance;
 mod local;
@@ -159,8 +161,10 @@ pub struct ImageQuery {
 pub trait ImageStore: Send + Sync + fmt::Debug {
     /// A short name for reports and the journal (`cloud:prod`, `local:/srv/images`).
     fn name(&self) -> String;
-    /// Creates an image, reports its id through `created` before uploading, uploads `data`,
-    /// verifies it, and returns the active image. On failure the image is deleted.
+    /// Creates an image, reports its id through `created` before uploading (before creating it,
+    /// when the store chooses the id itself, as Glance does), uploads `data`, verifies it, and
+    /// returns the active image. On failure the image is deleted. An id reported for an image
+    /// that was then never created is harmless: deleting it finds nothing.
     async fn create_and_upload(
         &self,
         image: &NewImage,
