@@ -195,9 +195,8 @@ impl LocalCommandBuilder {
             path: log_path.clone(),
             source: e,
         })?;
-        let mut child = tokio::process::Command::new(&self.program)
-            .args(&self.args)
-            .env("IMAGEKIT_NAME", &spec.name)
+        let mut cmd = supervised(&self.program, &self.args);
+        cmd.env("IMAGEKIT_NAME", &spec.name)
             .env("IMAGEKIT_VERSION", &spec.version)
             .env("IMAGEKIT_RELEASE", release)
             .env("IMAGEKIT_ARCH", arch)
@@ -206,19 +205,21 @@ impl LocalCommandBuilder {
             .stdin(std::process::Stdio::null())
             .stdout(log)
             .stderr(log2)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| Error::Io {
-                path: self.program.clone(),
-                source: e,
-            })?;
-        let status = match tokio::time::timeout(self.timeout, child.wait()).await {
+            .kill_on_drop(true);
+        let mut child = GroupChild(cmd.spawn().map_err(|e| Error::Io {
+            path: self.program.clone(),
+            source: e,
+        })?);
+        let status = match tokio::time::timeout(self.timeout, child.0.wait()).await {
             Ok(s) => s.map_err(|e| Error::Io {
                 path: self.program.clone(),
                 source: e,
             })?,
             Err(_) => {
-                let _ = child.kill().await;
+                // The whole group: `virt-install` or `qemu` started by a build script must not
+                // outlive the build.
+                child.kill_group();
+                let _ = child.0.wait().await;
                 let _ = tokio::fs::remove_file(&partial).await;
                 return Err(Error::BuildFailed {
                     what: format!("{nvr} {arch} {format}"),
@@ -257,6 +258,70 @@ impl LocalCommandBuilder {
             checksum: Some(ArtifactChecksum::sha256(&sha256)),
             url: None,
         })
+    }
+}
+
+/// The shell script that supervises a build command: on SIGTERM (the parent-death signal set by
+/// `setpriv`) it SIGKILLs its whole process group, that is the command and everything it started.
+const SUPERVISOR: &str = r#"trap 'kill -KILL 0' TERM
+"$@" &
+wait $!"#;
+
+/// A build command, run so that none of its processes outlives imagekit:
+/// - in its own process group (`process_group(0)`), so a timeout or a cancelled build kills the
+///   command *and* what it started (`virt-install`, `qemu`), not only the direct child;
+/// - under a tiny supervisor, `setpriv --pdeathsig TERM -- sh -c SUPERVISOR`, so that a SIGKILLed
+///   imagekit (no destructor runs) still takes the group down: the kernel sends the supervisor
+///   SIGTERM when imagekit dies, and the supervisor kills its group. `PR_SET_PDEATHSIG` itself
+///   would need `prctl` between fork and exec, which is unsafe code (forbidden in this workspace),
+///   and it is not inherited by grandchildren anyway — hence the supervisor.
+///
+/// Caveats: a command that leaves the group (`setsid`) escapes; the parent-death signal fires when
+/// the *thread* that spawned the supervisor exits, which tokio's worker threads only do at runtime
+/// shutdown. Without `setpriv` (util-linux) the supervisor runs without a parent-death signal:
+/// timeouts and cancellation still kill the group.
+fn supervised(program: &Path, args: &[String]) -> tokio::process::Command {
+    let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
+    let mut cmd = match setpriv {
+        Some(setpriv) => {
+            let mut c = tokio::process::Command::new(setpriv);
+            c.args(["--pdeathsig", "TERM", "--", "/bin/sh"]);
+            c
+        }
+        None => tokio::process::Command::new("/bin/sh"),
+    };
+    cmd.args(["-c", SUPERVISOR, "imagekit-build"])
+        .arg(program)
+        .args(args)
+        .process_group(0);
+    cmd
+}
+
+/// A supervised build command (see [`supervised`]) whose process group is killed when it is
+/// dropped before it was waited for: a cancelled build leaves no process behind.
+struct GroupChild(tokio::process::Child);
+
+impl GroupChild {
+    /// SIGKILLs the whole process group. Only while the leader is not reaped (`id()` is `Some`):
+    /// until then its pid, which is the group id, cannot be reused by another process group.
+    fn kill_group(&mut self) {
+        if let Some(pgid) = self.0.id() {
+            // `kill(2)` on a negative pid without unsafe code or a new dependency: procps `kill`.
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pgid}")])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
+impl Drop for GroupChild {
+    fn drop(&mut self) {
+        self.kill_group();
     }
 }
 

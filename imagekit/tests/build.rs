@@ -290,3 +290,109 @@ async fn koji_on_the_simulated_hub_builds_two_arches_whose_images_upload_verifie
     assert_eq!(hub.builds().len(), 1);
     assert!(hub.open_tasks().is_empty());
 }
+
+/// Polls until `pid` has exited (gone, or a zombie nobody reaped yet), at most `within`.
+fn gone_within(pid: u32, within: Duration) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let dead = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            // "PID (comm) STATE …": the state follows the last ')'.
+            Ok(stat) => stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with(['Z', 'X']),
+        };
+        if dead {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until `file` holds a pid (written by a build script), at most ten seconds.
+fn pid_in(file: &std::path::Path) -> u32 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(file)
+            && text.ends_with('\n')
+            && let Ok(pid) = text.trim().parse()
+        {
+            return pid;
+        }
+        assert!(std::time::Instant::now() < deadline, "{} never written", file.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test]
+async fn a_build_timeout_kills_what_the_build_command_started_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    // Like a script that starts `virt-install` in the background and waits for it.
+    let prog = script(
+        dir.path(),
+        r#"sleep 300 &
+echo $! > "$(dirname "$0")/grandchild"
+wait"#,
+    );
+    let e = LocalCommandBuilder::new(&prog, vec![], &out, Duration::from_millis(500))
+        .build(&BuildSpec::new("img", "1", &["x86_64"], &["raw"]), None, &|_| Ok(()))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("killed"), "{e}");
+    let grandchild = pid_in(&dir.path().join("grandchild"));
+    assert!(
+        gone_within(grandchild, Duration::from_secs(10)),
+        "the build command's background process {grandchild} survived the timeout"
+    );
+}
+
+#[test]
+fn a_sigkilled_imagekit_build_takes_its_build_command_and_what_it_started_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let prog = script(
+        dir.path(),
+        r#"sleep 300 &
+echo $! > "$(dirname "$0")/grandchild"
+echo $$ > "$(dirname "$0")/command"
+wait"#,
+    );
+    let mut imagekit = std::process::Command::new(env!("CARGO_BIN_EXE_imagekit"))
+        .env("IMAGEKIT_JOURNAL", dir.path().join("journal.sqlite"))
+        .current_dir(dir.path())
+        .args([
+            "build",
+            "--name",
+            "img",
+            "--version",
+            "1",
+            "--arch",
+            "x86_64",
+            "--format",
+            "raw",
+        ])
+        .arg("--command")
+        .arg(&prog)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let command = pid_in(&dir.path().join("command"));
+    let grandchild = pid_in(&dir.path().join("grandchild"));
+    imagekit.kill().unwrap(); // SIGKILL: no destructor, no signal handler runs.
+    imagekit.wait().unwrap();
+    assert!(
+        gone_within(command, Duration::from_secs(10)),
+        "the build command {command} outlived a SIGKILLed imagekit"
+    );
+    assert!(
+        gone_within(grandchild, Duration::from_secs(10)),
+        "the build command's background process {grandchild} outlived a SIGKILLed imagekit"
+    );
+}
