@@ -59,13 +59,15 @@ pub enum Error {
         /// The last stage finished.
         after: String,
     },
-    /// Cancelled (Ctrl-C) while running; what it had made was deleted before it returned.
+    /// Cancelled (Ctrl-C, SIGTERM) while running; what it had made was deleted before it returned.
     #[error("cancelled during {what}; test machines were deleted{hint}")]
     Cancelled {
         /// What was running.
         what: String,
         /// How to go on, if anything.
         hint: String,
+        /// The signal that cancelled it (2 SIGINT, 15 SIGTERM): the CLI exits with 128 + it.
+        signal: i32,
     },
     /// An SSH connection or command channel failed (not a test's own failure).
     #[error("ssh {target}: {reason}")]

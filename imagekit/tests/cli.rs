@@ -201,3 +201,87 @@ fn a_store_whose_cloud_is_not_in_clouds_yaml_fails_before_anything_is_built() {
         "nothing was built"
     );
 }
+
+#[test]
+fn absurd_numbers_on_the_command_line_are_usage_errors_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path(), "");
+    // u64::MAX / 3600 + 1 hours: unchecked, `* 3600` panicked (debug) or wrapped to under an hour
+    // (release) — a `sweep --yes` would then delete what it should keep.
+    for (args, flag) in [
+        (
+            &["sweep", "alma9.toml", "--ttl-hours", "5124095576030432", "--yes"][..],
+            "--ttl-hours",
+        ),
+        (&["sweep", "alma9.toml", "--ttl-hours", "87601"][..], "--ttl-hours"),
+        (
+            &[
+                "sweep-machines",
+                "--cloud",
+                "prod",
+                "--older-than-hours",
+                "5124095576030432",
+            ][..],
+            "--older-than-hours",
+        ),
+        (
+            &[
+                "build",
+                "--command",
+                "./build.sh",
+                "--name",
+                "a",
+                "--version",
+                "1",
+                "--arch",
+                "x86_64",
+                "--format",
+                "raw",
+                "--timeout-minutes",
+                "307445734561825861",
+            ][..],
+            "--timeout-minutes",
+        ),
+        (
+            &[
+                "build",
+                "--command",
+                "./build.sh",
+                "--name",
+                "a",
+                "--version",
+                "1",
+                "--arch",
+                "x86_64",
+                "--format",
+                "raw",
+                "--skip-if-built-within-hours",
+                "2562047788015216",
+            ][..],
+            "--skip-if-built-within-hours",
+        ),
+        // No kernel boots in 0 MiB: refused now, not 20 s later as an SSH timeout.
+        (
+            &["test", "alma9.qcow2", "--suite", "suite", "--memory", "0"][..],
+            "--memory",
+        ),
+        (
+            &[
+                "test",
+                "alma9.qcow2",
+                "--suite",
+                "suite",
+                "--ssh-timeout",
+                "18446744073709551615",
+            ][..],
+            "--ssh-timeout",
+        ),
+    ] {
+        let o = imagekit(dir.path(), args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(flag) && err.contains("not in"), "{args:?}: {err}");
+    }
+    assert_eq!(images(dir.path()), 0);
+    assert!(!dir.path().join("build-runs").exists(), "nothing was built");
+}

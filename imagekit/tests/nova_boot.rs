@@ -426,3 +426,56 @@ async fn imagekit_sweep_machines_lists_then_deletes_a_killed_tests_leftovers() {
     assert!(String::from_utf8_lossy(&real.stdout).contains("deleted: server"));
     assert_eq!(cloud.leaks(), vec![]);
 }
+
+#[tokio::test]
+async fn sigterm_during_imagekit_test_on_nova_deletes_the_server_and_exits_143() {
+    // What GitLab CI sends a cancelled job: handled like Ctrl-C, reported as 128 + 15.
+    let cloud = MockOpenStack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("clouds.yaml"), cloud.clouds_yaml("mock")).unwrap();
+    std::fs::create_dir(dir.path().join("suite")).unwrap();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_imagekit"))
+        .args([
+            "test",
+            "IMAGE-UUID",
+            "--cloud",
+            "mock",
+            "--flavor",
+            "m1.tiny",
+            "--ssh-timeout",
+            "600",
+        ])
+        .arg("--suite")
+        .arg(dir.path().join("suite"))
+        .arg("--artifacts")
+        .arg(dir.path().join("out"))
+        .env("OS_CLIENT_CONFIG_FILE", dir.path().join("clouds.yaml"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !cloud.leaks().iter().any(|l| l.kind == "server") || cloud.count(Service::Compute, "GET", "servers/") < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no server booted: {:?}",
+            cloud.calls()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{stderr}");
+    assert!(stderr.contains("cancelled"), "{stderr}");
+    assert_eq!(cloud.leaks(), vec![], "deleted before the process exited");
+}

@@ -19,7 +19,8 @@
 //!
 //! Exit status: 0 done; 1 an infrastructure error (a service failed or answered garbage, a VM never
 //! came up); 2 bad input (arguments, pipeline file, configuration), nothing was changed; 3 a test
-//! failed (`imagekit test`); 4 a run stopped on purpose (`--stop-after`), resume it.
+//! failed (`imagekit test`); 4 a run stopped on purpose (`--stop-after`), resume it; 130 (Ctrl-C)
+//! or 143 (SIGTERM) cancelled, test machines deleted first.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -75,8 +76,8 @@ enum Command {
         /// Pipeline files naming the stores to sweep.
         #[arg(required = true)]
         pipelines: Vec<PathBuf>,
-        /// Only resources older than this, of runs finished longer ago.
-        #[arg(long, default_value_t = 24)]
+        /// Only resources older than this, of runs finished longer ago (at most 87600, ten years).
+        #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u64).range(0..=MAX_HOURS))]
         ttl_hours: u64,
         /// Really delete.
         #[arg(long)]
@@ -89,7 +90,7 @@ enum Command {
         #[arg(long)]
         cloud: String,
         /// Only what is older than this (younger ones may belong to running tests).
-        #[arg(long, default_value_t = 6)]
+        #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u64).range(0..=MAX_HOURS))]
         older_than_hours: u64,
         /// Really delete.
         #[arg(long)]
@@ -157,11 +158,11 @@ struct BuildArgs {
     ksurl: Option<String>,
     #[arg(long)]
     scratch: bool,
-    /// Reuse a build made within this many hours.
-    #[arg(long)]
+    /// Reuse a build made within this many hours (at most 87600, ten years).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=MAX_HOURS))]
     skip_if_built_within_hours: Option<u64>,
     /// Longest build time.
-    #[arg(long, default_value_t = 180)]
+    #[arg(long, default_value_t = 180, value_parser = clap::value_parser!(u64).range(1..=MAX_MINUTES))]
     timeout_minutes: u64,
 }
 
@@ -238,10 +239,10 @@ struct TestArgs {
     #[arg(long, default_value = "./runtests.sh")]
     runner: String,
     /// Timeout per test, seconds.
-    #[arg(long, default_value_t = 1800)]
+    #[arg(long, default_value_t = 1800, value_parser = clap::value_parser!(u64).range(1..=MAX_SECONDS))]
     test_timeout: u64,
     /// Time allowed until SSH logs in, seconds.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=MAX_SECONDS))]
     ssh_timeout: u64,
     /// The login user.
     #[arg(long, default_value = "root")]
@@ -253,15 +254,15 @@ struct TestArgs {
     #[arg(long, default_value = "imagekit-test-results")]
     artifacts: PathBuf,
     /// After a failure, keep the VM this many seconds (for debugging).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=MAX_SECONDS))]
     hold_on_failure: Option<u64>,
     /// Boot this kernel directly (with --initrd) instead of the image's bootloader.
     #[arg(long, requires = "initrd")]
     kernel: Option<PathBuf>,
     #[arg(long)]
     initrd: Option<PathBuf>,
-    /// Guest memory, MiB.
-    #[arg(long, default_value_t = 1024)]
+    /// Guest memory, MiB (64 to 1048576: below 64 no kernel boots).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(64..=1024 * 1024))]
     memory: u32,
 }
 
@@ -324,9 +325,18 @@ fn parse_rotation(s: &str) -> Result<Rotation, String> {
 /// Exit status of `imagekit test` when a test failed (the infrastructure worked).
 const TESTS_FAILED: u8 = 3;
 
-/// Exit status for an error: 2 for bad input, 4 for a planned stop, 1 for the rest.
-/// Runs `work` until it ends or Ctrl-C: then `work` is dropped (machines it booted start deleting
-/// themselves), the deletions are awaited, and the answer is [`Error::Cancelled`].
+/// Durations on the command line are bounded as in pipeline files, to ten years: wide enough for
+/// any real use, and no conversion into seconds (or a deadline) can overflow. Unchecked,
+/// `--ttl-hours 5124095576030432` (`u64::MAX / 3600 + 1`) panicked in a debug build and wrapped to
+/// a TTL of under an hour in a release one, for `sweep --yes`. Out of range is clap's usage error
+/// (exit status 2).
+const MAX_HOURS: u64 = 10 * 365 * 24;
+const MAX_MINUTES: u64 = MAX_HOURS * 60;
+const MAX_SECONDS: u64 = MAX_MINUTES * 60;
+
+/// Runs `work` until it ends, Ctrl-C or SIGTERM (what GitLab CI sends a cancelled job): then `work`
+/// is dropped (machines it booted start deleting themselves), the deletions are awaited, and the
+/// answer is [`Error::Cancelled`] with that signal.
 async fn cancellable<T>(
     work: impl std::future::Future<Output = imagekit::Result<T>>,
     compute: Option<&dyn imagekit::boot_test::Compute>,
@@ -334,30 +344,51 @@ async fn cancellable<T>(
     hint: &str,
 ) -> imagekit::Result<T> {
     let mut work = Box::pin(work);
-    tokio::select! {
+    let signal = tokio::select! {
         r = &mut work => return r,
-        _ = tokio::signal::ctrl_c() => {}
-    }
+        signal = stop_signal() => signal,
+    };
     eprintln!("interrupted: deleting test machines… (interrupt again to leave them)");
     // Dropping the work starts the cleanup of what it booted; then wait for it, unless asked twice.
     drop(work);
     if let Some(c) = compute {
         tokio::select! {
             _ = c.settle() => {}
-            _ = tokio::signal::ctrl_c() => eprintln!("left behind: `imagekit sweep-machines` (Nova) or the lease expiry (Ironic) will find them"),
+            _ = stop_signal() => eprintln!("left behind: `imagekit sweep-machines` (Nova) or the lease expiry (Ironic) will find them"),
         }
     }
     Err(Error::Cancelled {
         what: what.into(),
         hint: hint.into(),
+        signal,
     })
 }
 
+/// Waits for SIGINT (Ctrl-C) or SIGTERM and says which: its number.
+async fn stop_signal() -> i32 {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Without a SIGTERM handler (it could not be installed) only Ctrl-C stops the work.
+    let mut term = signal(SignalKind::terminate()).ok();
+    let terminated = async {
+        match term.as_mut() {
+            Some(t) => t.recv().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => 2,
+        _ = terminated => 15,
+    }
+}
+
+/// Exit status for an error: 2 for bad input, 4 for a planned stop, 128 + the signal for a
+/// cancelled run or test, 1 for the rest.
 fn exit_code(e: &Error) -> u8 {
     match e {
         Error::InvalidInput(_) | Error::Pipeline { .. } => 2,
         Error::Interrupted { .. } => 4,
-        Error::Cancelled { .. } => 130,
+        // 128 + the signal, as shells report it: 130 for Ctrl-C, 143 for SIGTERM.
+        Error::Cancelled { signal, .. } => u8::try_from(128 + signal).unwrap_or(130),
         Error::TestsFailed { .. } => TESTS_FAILED,
         Error::OpenStack(inner) if matches!(**inner, openstack_client::Error::Config(_)) => 2,
         Error::Registry(inner) if matches!(**inner, registry_client::Error::InvalidReference { .. }) => 2,
@@ -449,7 +480,7 @@ async fn sweep_cmd(cli: &Cli, pipelines: &[PathBuf], ttl_hours: u64, yes: bool) 
     }
     let stores: Vec<&dyn ImageStore> = owned.iter().map(|s| s.as_ref()).collect();
     let opts = SweepOptions {
-        ttl: Duration::from_secs(ttl_hours * 3600),
+        ttl: Duration::from_secs(ttl_hours.saturating_mul(3600)),
         dry_run: !yes,
     };
     let report = sweep(&journal, &stores, &opts).await?;
@@ -540,7 +571,7 @@ async fn run(cli: &Cli) -> imagekit::Result<String> {
             let session =
                 imagekit::openstack::Session::from_cloud(&imagekit::openstack::CloudConfig::load(Some(cloud))?)?;
             let nova = NovaCompute::new(session, NovaOptions::new(""));
-            let age = Duration::from_secs(older_than_hours * 3600);
+            let age = Duration::from_secs(older_than_hours.saturating_mul(3600));
             let found = if *yes {
                 nova.sweep(age).await?
             } else {
@@ -757,7 +788,7 @@ async fn build(cli: &Cli, a: &BuildArgs) -> imagekit::Result<String> {
     spec.kickstart = a.kickstart.clone();
     spec.ksurl = a.ksurl.clone();
     spec.scratch = a.scratch;
-    let timeout = Duration::from_secs(a.timeout_minutes * 60);
+    let timeout = Duration::from_secs(a.timeout_minutes.saturating_mul(60));
     let builder: Box<dyn Builder> = match (&a.koji_profile, &a.command) {
         (Some(profile), _) => {
             let profile = koji_client::Profile::load(profile)?;
@@ -776,7 +807,7 @@ async fn build(cli: &Cli, a: &BuildArgs) -> imagekit::Result<String> {
     };
     let since = a
         .skip_if_built_within_hours
-        .map(|h| imagekit::journal::now() - (h as i64) * 3600);
+        .map(|h| imagekit::journal::now().saturating_sub(i64::try_from(h.saturating_mul(3600)).unwrap_or(i64::MAX)));
     let bar = spinner(!cli.json, &format!("building {}-{}", a.name, a.version));
     let r = builder
         .build(&spec, since, &|task| {
@@ -913,8 +944,8 @@ async fn test_cmd(cli: &Cli, a: &TestArgs) -> imagekit::Result<(String, u8)> {
                 (None, Some(rc)) => {
                     // clap bounded both minutes to a week, so the products cannot overflow.
                     let pool = Pool::new(imagekit::openstack::ironic::Ironic::new(session), rc)
-                        .lease_ttl(Duration::from_secs(a.lease_ttl_minutes * 60))
-                        .wait_for_node(Duration::from_secs(a.wait_for_node_minutes * 60));
+                        .lease_ttl(Duration::from_secs(a.lease_ttl_minutes.saturating_mul(60)))
+                        .wait_for_node(Duration::from_secs(a.wait_for_node_minutes.saturating_mul(60)));
                     let ssh = SshAddress::NodeName {
                         domain: a.node_domain.clone(),
                         port: 22,

@@ -147,6 +147,20 @@ pub struct TestSection {
 /// The longest Ironic lease TTL, and wait for a node, a pipeline may ask for: a week, in minutes.
 pub const MAX_LEASE_MINUTES: u64 = 7 * 24 * 60;
 
+/// Bounds on the counts and durations a pipeline file may give. Wide enough for any real use,
+/// narrow enough that turning them into seconds never overflows: an unchecked `hours * 3600`
+/// panics in a debug build and wraps in a release one (to under an hour, for some values).
+/// Hours: ten years. The `imagekit` command line has the same bounds.
+pub(crate) const MAX_HOURS: u64 = 10 * 365 * 24;
+/// Minutes and seconds: the same ten years.
+pub(crate) const MAX_MINUTES: u64 = MAX_HOURS * 60;
+pub(crate) const MAX_SECONDS: u64 = MAX_MINUTES * 60;
+/// Guest memory: below 64 MiB no kernel boots (it would fail much later, as an SSH timeout);
+/// above 1 TiB is a typo.
+pub(crate) const MEMORY_MIB: std::ops::RangeInclusive<u64> = 64..=1024 * 1024;
+/// Machines at once: at least one, at most a thousand.
+pub(crate) const MAX_MACHINES: std::ops::RangeInclusive<u64> = 1..=1000;
+
 fn default_max_machines() -> usize {
     2
 }
@@ -442,6 +456,23 @@ pub struct Pipeline {
     text: String,
 }
 
+/// `Err(reason)` when `value` of `key` is outside `range` (in `unit`).
+fn check_range(
+    key: &str,
+    value: u64,
+    range: std::ops::RangeInclusive<u64>,
+    unit: &str,
+) -> std::result::Result<(), String> {
+    if range.contains(&value) {
+        return Ok(());
+    }
+    Err(format!(
+        "`{key}` must be between {} and {} {unit}, not {value}",
+        range.start(),
+        range.end()
+    ))
+}
+
 /// Byte offset → 1-based line and column.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
@@ -557,6 +588,24 @@ impl Pipeline {
                     ));
                 }
             }
+            for (key, value, range, what) in [
+                ("memory_mib", u64::from(t.memory_mib), MEMORY_MIB, "MiB"),
+                ("max_machines", t.max_machines as u64, MAX_MACHINES, "machines"),
+                (
+                    "ssh_timeout_seconds",
+                    t.ssh_timeout_seconds,
+                    1..=MAX_SECONDS,
+                    "seconds (ten years)",
+                ),
+                (
+                    "test_timeout_seconds",
+                    t.test_timeout_seconds,
+                    1..=MAX_SECONDS,
+                    "seconds (ten years)",
+                ),
+            ] {
+                check_range(key, value, range, what).map_err(|r| at(key_line("test", key), r))?;
+            }
             if t.kernel.is_some() != t.initrd.is_some() {
                 return Err(at(
                     key_line("test", "kernel"),
@@ -597,6 +646,17 @@ impl Pipeline {
                 ));
             }
             _ => {}
+        }
+        check_range(
+            "timeout_minutes",
+            b.timeout_minutes,
+            1..=MAX_MINUTES,
+            "minutes (ten years)",
+        )
+        .map_err(|r| at(key_line("build", "timeout_minutes"), r))?;
+        if let Some(h) = b.skip_if_built_within_hours {
+            check_range("skip_if_built_within_hours", h, 0..=MAX_HOURS, "hours (ten years)")
+                .map_err(|r| at(key_line("build", "skip_if_built_within_hours"), r))?;
         }
         if b.arches.is_empty() || b.formats.is_empty() {
             return Err(at(
@@ -858,6 +918,71 @@ without_tests = true
         let back = Pipeline::from_recorded(&spec).unwrap();
         assert_eq!(back.file, p.file);
         assert_eq!(back.resolve(Path::new("images")), Path::new("/srv/images"));
+    }
+
+    #[test]
+    fn absurd_durations_and_sizes_fail_at_load_with_their_line() {
+        let tested = |key: &str| {
+            GOOD.replace(
+                "[promote]",
+                &format!("[test]\nstore = \"here\"\nsuite = \"t\"\n{key}\n\n[promote]"),
+            )
+        };
+        let built = |key: &str| GOOD.replace("formats = [\"qcow2\"]", &format!("formats = [\"qcow2\"]\n{key}"));
+        for (edit, line, why) in [
+            // 600 years: no sane reuse window.
+            (
+                built("skip_if_built_within_hours = 5256000"),
+                12,
+                "`skip_if_built_within_hours` must be between 0 and 87600",
+            ),
+            // Into seconds, this one wraps a u64.
+            (
+                built("timeout_minutes = 9223372036854775807"),
+                12,
+                "`timeout_minutes` must be between 1 and",
+            ),
+            (
+                built("timeout_minutes = 0"),
+                12,
+                "`timeout_minutes` must be between 1 and",
+            ),
+            (tested("memory_mib = 0"), 25, "`memory_mib` must be between 64 and"),
+            (tested("memory_mib = 16"), 25, "`memory_mib` must be between 64 and"),
+            (
+                tested("max_machines = 0"),
+                25,
+                "`max_machines` must be between 1 and 1000",
+            ),
+            (
+                tested("ssh_timeout_seconds = 9223372036854775807"),
+                25,
+                "`ssh_timeout_seconds` must be between 1 and",
+            ),
+            (
+                tested("test_timeout_seconds = 0"),
+                25,
+                "`test_timeout_seconds` must be between 1 and",
+            ),
+        ] {
+            let e = Pipeline::parse(&edit, Some(Path::new("alma9.toml"))).unwrap_err();
+            let Error::Pipeline { line: l, reason, .. } = &e else {
+                panic!("{e:?}")
+            };
+            assert!(reason.contains(why), "{why}: {e}");
+            assert_eq!(*l, Some(line), "{why}: {e}");
+        }
+        // The bounds themselves load.
+        Pipeline::parse(
+            &built("skip_if_built_within_hours = 87600\ntimeout_minutes = 5256000"),
+            None,
+        )
+        .unwrap();
+        Pipeline::parse(
+            &tested("memory_mib = 64\nmax_machines = 1\nssh_timeout_seconds = 1"),
+            None,
+        )
+        .unwrap();
     }
 
     #[test]
