@@ -23,9 +23,10 @@
 //!   description, Ironic allocations by name, keypairs by name and public key. When the lookup
 //!   finds it, that is the result; when it cannot tell, the original error is returned; a retry
 //!   answered 409 looks once more. Every other POST (a create without a unique marker, image
-//!   members, imports, reboots, application credentials, Ironic node creation) and the
-//!   non-idempotent PUTs are not retried after a lost answer: the error goes to the caller,
-//!   who knows what the request meant.
+//!   members, imports, reboots, application credentials, Ironic node creation), the
+//!   non-idempotent PUTs (Ironic provision actions, a power reboot) and JSON patches with a
+//!   `remove` (a second one fails: the path is gone) are not retried after a lost answer: the
+//!   error goes to the caller, who knows what the request meant.
 //! - A streamed upload is never retried (its body cannot be sent again).
 //! - A 401 on an idempotent request re-authenticates once and repeats it.
 

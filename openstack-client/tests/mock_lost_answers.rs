@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use openstack_client::Error;
-use openstack_client::glance::{CreateImage, Glance};
+use openstack_client::glance::{CreateImage, Glance, PatchOp};
 use openstack_client::ironic::{CreateAllocation, Ironic};
 use openstack_client::neutron::{ListFloatingIps, Neutron};
 use openstack_client::nova::{CreateServer, ListServers, Networks, Nova};
@@ -124,4 +124,34 @@ async fn a_lost_answer_to_a_post_without_a_guard_is_not_retried() {
     let e = glance.add_member(&image.id, "other-project").await.unwrap_err();
     assert!(matches!(e, Error::Transport { .. }), "{e:?}");
     assert_eq!(cloud.count(Service::Image, "POST", &path), 1);
+}
+
+#[tokio::test]
+async fn a_patch_is_repeated_after_a_lost_answer_only_when_repeating_it_gives_the_same_result() {
+    let cloud = MockOpenStack::start_behind_proxy().await;
+    let glance = Glance::new(cloud.session());
+    let image = glance
+        .create(&CreateImage::new("patched", "qcow2").property("os_distro", "centos"))
+        .await
+        .unwrap();
+    let path = format!("v2/images/{}", image.id);
+
+    // A rename sent twice renames once.
+    cloud.drop_answer_to_next(Service::Image, "PATCH", &path);
+    let renamed = glance
+        .update(&image.id, &[PatchOp::Rename("patched again".into())])
+        .await
+        .unwrap();
+    assert_eq!(renamed.name.as_deref(), Some("patched again"));
+    assert_eq!(cloud.count(Service::Image, "PATCH", &path), 2);
+
+    // A remove sent twice would fail the second time: the lost answer is the caller's to judge.
+    cloud.drop_answer_to_next(Service::Image, "PATCH", &path);
+    let e = glance
+        .update(&image.id, &[PatchOp::RemoveProperty("os_distro".into())])
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Transport { .. }), "{e:?}");
+    assert_eq!(cloud.count(Service::Image, "PATCH", &path), 3);
+    assert!(cloud.image(image.id.as_str()).unwrap().get("os_distro").is_none());
 }

@@ -537,10 +537,13 @@ impl Glance {
                 None => self.get(id).await,
             };
         }
+        // Set-to-a-value operations give the same result when sent twice; a repeated `remove`
+        // fails with 409 (the property is gone), so a patch with one is not sent again after a
+        // lost answer.
+        let removes = patch.iter().any(|op| op["op"] == "remove");
         let req = ApiRequest::new(Method::PATCH, self.url(&format!("images/{id}")).await?)
             .body(crate::session::Body::JsonAs(Value::Array(patch), PATCH_CONTENT_TYPE))
-            // Only set-to-a-value operations: sending them twice gives the same result.
-            .idempotent(true);
+            .idempotent(!removes);
         self.session.send_json(req).await
     }
 

@@ -410,12 +410,14 @@ impl Ironic {
     /// Apply JSON-patch operations.
     pub async fn update(&self, ident: &str, ops: &[NodePatch]) -> Result<Node> {
         let patch = Value::Array(ops.iter().map(NodePatch::to_json).collect());
+        // `add` of a fixed value gives the same result when repeated; a repeated `remove` fails
+        // (the path is gone), so a patch with one is not sent again after a lost answer.
+        let removes = ops.iter().any(|op| matches!(op, NodePatch::Remove(_)));
         let req = self
             .request(Method::PATCH, &format!("nodes/{}", seg(ident)))
             .await?
             .json(patch)
-            // add/remove of fixed values: the same result when repeated.
-            .idempotent(true);
+            .idempotent(!removes);
         self.session.send_json(req).await
     }
 
