@@ -298,8 +298,9 @@ name = "{{distro}} - {{arch}}"
     );
 }
 
-#[tokio::test]
-async fn ctrl_c_during_imagekit_test_on_nova_deletes_the_server_before_exiting() {
+/// Runs `imagekit test --cloud` on the kit's Nova, sends `signal` (`-INT`, `-TERM`) once the
+/// server is up and SSH is being tried, and returns the cloud, the exit status and stderr.
+async fn signal_during_imagekit_test_on_nova(signal: &str) -> (MockOpenStack, Option<i32>, String) {
     let cloud = MockOpenStack::start().await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("clouds.yaml"), cloud.clouds_yaml("mock")).unwrap();
@@ -336,7 +337,7 @@ async fn ctrl_c_during_imagekit_test_on_nova_deletes_the_server_before_exiting()
     let pid = child.id().unwrap().to_string();
     assert!(
         std::process::Command::new("kill")
-            .args(["-INT", &pid])
+            .args([signal, &pid])
             .status()
             .unwrap()
             .success()
@@ -345,8 +346,14 @@ async fn ctrl_c_during_imagekit_test_on_nova_deletes_the_server_before_exiting()
         .await
         .unwrap()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (cloud, out.status.code(), stderr)
+}
+
+#[tokio::test]
+async fn ctrl_c_during_imagekit_test_on_nova_deletes_the_server_before_exiting() {
+    let (cloud, code, stderr) = signal_during_imagekit_test_on_nova("-INT").await;
+    assert_eq!(code, Some(130), "{stderr}");
     assert!(stderr.contains("cancelled"), "{stderr}");
     assert_eq!(cloud.leaks(), vec![], "deleted before the process exited");
 }
@@ -428,54 +435,70 @@ async fn imagekit_sweep_machines_lists_then_deletes_a_killed_tests_leftovers() {
 }
 
 #[tokio::test]
-async fn sigterm_during_imagekit_test_on_nova_deletes_the_server_and_exits_143() {
-    // What GitLab CI sends a cancelled job: handled like Ctrl-C, reported as 128 + 15.
+async fn unattached_floating_ips_imagekit_allocated_are_swept_whether_or_not_their_server_remains() {
+    use imagekit::boot_test::Leftover;
+    use imagekit::openstack::neutron::Neutron;
     let cloud = MockOpenStack::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("clouds.yaml"), cloud.clouds_yaml("mock")).unwrap();
-    std::fs::create_dir(dir.path().join("suite")).unwrap();
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_imagekit"))
-        .args([
-            "test",
-            "IMAGE-UUID",
-            "--cloud",
-            "mock",
-            "--flavor",
-            "m1.tiny",
-            "--ssh-timeout",
-            "600",
-        ])
-        .arg("--suite")
-        .arg(dir.path().join("suite"))
-        .arg("--artifacts")
-        .arg(dir.path().join("out"))
-        .env("OS_CLIENT_CONFIG_FILE", dir.path().join("clouds.yaml"))
-        .stderr(std::process::Stdio::piped())
-        .spawn()
+    cloud.set_server_address("127.0.0.1");
+    let neutron = Neutron::new(cloud.session());
+    let public = neutron.find_network("public").await.unwrap();
+    // A boot that died after allocating its floating IP, before attaching it (no server left).
+    let orphan = neutron
+        .create_floating_ip(&public.id, "imagekit boot test 0b5e7c1e-dead", None)
+        .await
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !cloud.leaks().iter().any(|l| l.kind == "server") || cloud.count(Service::Compute, "GET", "servers/") < 2 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no server booted: {:?}",
-            cloud.calls()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let pid = child.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
+    // Someone else's unattached floating IP.
+    let theirs = neutron
+        .create_floating_ip(&public.id, "web frontend", None)
+        .await
+        .unwrap();
+    // A killed test whose server is still there but whose floating IP was detached.
+    let compute = NovaCompute::new(
+        cloud.session(),
+        fast(
+            NovaOptions::new("m1.tiny")
+                .floating_ip_from("public")
+                .ssh_port(closed_port()),
+        ),
     );
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+    std::mem::forget(
+        compute
+            .boot("IMAGE-1", "imagekit-test-killed", "ssh-ed25519 AAAA x")
+            .await
+            .unwrap(),
+    );
+    let detached = neutron
+        .list_floating_ips(&imagekit::openstack::neutron::ListFloatingIps::new())
         .await
         .unwrap()
+        .into_iter()
+        .find(|f| f.port_id.is_some())
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(143), "{stderr}");
+    neutron.set_floating_ip_port(&detached.id, None).await.unwrap();
+
+    let found = compute.leftovers(Duration::ZERO).await.unwrap();
+    let mut fips: Vec<&str> = found
+        .iter()
+        .filter_map(|l| match l {
+            Leftover::FloatingIp { id, .. } => Some(id.as_str()),
+            _ => None,
+        })
+        .collect();
+    fips.sort();
+    let mut want = vec![orphan.id.as_str(), detached.id.as_str()];
+    want.sort();
+    assert_eq!(fips, want, "{found:?}");
+
+    compute.sweep(Duration::ZERO).await.unwrap();
+    let left: Vec<String> = cloud.leaks().into_iter().map(|l| l.id).collect();
+    assert_eq!(left, vec![theirs.id], "only someone else's floating IP is left");
+}
+
+#[tokio::test]
+async fn sigterm_during_imagekit_test_on_nova_deletes_the_server_and_exits_143() {
+    // What GitLab CI sends a cancelled job: handled like Ctrl-C, reported as 128 + 15.
+    let (cloud, code, stderr) = signal_during_imagekit_test_on_nova("-TERM").await;
+    assert_eq!(code, Some(143), "{stderr}");
     assert!(stderr.contains("cancelled"), "{stderr}");
     assert_eq!(cloud.leaks(), vec![], "deleted before the process exited");
 }

@@ -84,7 +84,8 @@ enum Command {
         yes: bool,
     },
     /// Find (and with --yes delete) what killed boot tests left on Nova: servers with imagekit's
-    /// boot-test metadata, with their floating IPs and ports, and imagekit's keypairs.
+    /// boot-test metadata, with their floating IPs and ports, imagekit's keypairs, and unattached
+    /// floating IPs imagekit allocated.
     SweepMachines {
         /// The clouds.yaml cloud.
         #[arg(long)]

@@ -212,6 +212,16 @@ pub enum Leftover {
         /// Its name.
         name: String,
     },
+    /// A floating IP imagekit allocated (found by its description), attached to nothing: its server
+    /// is gone, or the boot died before attaching it.
+    FloatingIp {
+        /// Its id.
+        id: String,
+        /// Its address.
+        address: String,
+        /// Its description (`imagekit boot test SERVER`).
+        description: String,
+    },
 }
 
 impl std::fmt::Display for Leftover {
@@ -219,14 +229,21 @@ impl std::fmt::Display for Leftover {
         match self {
             Leftover::Server { id, name } => write!(f, "server {id} ({name})"),
             Leftover::Keypair { name } => write!(f, "keypair {name}"),
+            Leftover::FloatingIp {
+                id,
+                address,
+                description,
+            } => write!(f, "floating IP {id} ({address}, {description})"),
         }
     }
 }
 
 impl NovaCompute {
     /// What boot tests left behind when their process died without cleaning up (a `SIGKILL`, a
-    /// lost machine): servers carrying imagekit's `boot-test` metadata and imagekit's keypairs,
-    /// created more than `older_than` ago. Younger ones may belong to tests still running.
+    /// lost machine): servers carrying imagekit's `boot-test` metadata, imagekit's keypairs, and
+    /// floating IPs imagekit allocated that are attached to nothing (whether or not their server is
+    /// still there), created more than `older_than` ago. Younger ones may belong to tests still
+    /// running.
     pub async fn leftovers(&self, older_than: Duration) -> Result<Vec<Leftover>> {
         let cutoff = std::time::SystemTime::now()
             .checked_sub(older_than)
@@ -253,11 +270,24 @@ impl NovaCompute {
                 found.push(Leftover::Keypair { name: k.name });
             }
         }
+        // Neutron filters descriptions by equality only, so list all and match the prefix here.
+        for f in self.neutron.list_floating_ips(&ListFloatingIps::new()).await? {
+            if f.description.starts_with(FIP_DESCRIPTION_PREFIX)
+                && f.port_id.is_none()
+                && f.created().is_some_and(|t| t <= cutoff)
+            {
+                found.push(Leftover::FloatingIp {
+                    id: f.id,
+                    address: f.floating_ip_address,
+                    description: f.description,
+                });
+            }
+        }
         Ok(found)
     }
 
-    /// Deletes [`NovaCompute::leftovers`]: the servers with their floating IPs and ports, and the
-    /// keypairs. Returns what it deleted.
+    /// Deletes [`NovaCompute::leftovers`]: the servers with their floating IPs and ports, the
+    /// keypairs, and the unattached floating IPs. Returns what it deleted.
     pub async fn sweep(&self, older_than: Duration) -> Result<Vec<Leftover>> {
         let found = self.leftovers(older_than).await?;
         let wait = self.wait(self.opts.delete_timeout);
@@ -274,14 +304,19 @@ impl NovaCompute {
                     clean(&self.nova, &self.neutron, &made, &wait).await?;
                 }
                 Leftover::Keypair { name } => self.nova.delete_keypair(name).await?,
+                // Already gone counts as done (a server's cleanup above may have released it).
+                Leftover::FloatingIp { id, .. } => self.neutron.delete_floating_ip(id).await?,
             }
         }
         Ok(found)
     }
 }
 
+/// Floating IPs imagekit allocates are described with this, then the server id.
+const FIP_DESCRIPTION_PREFIX: &str = "imagekit boot test ";
+
 fn fip_description(server: &ServerId) -> String {
-    format!("imagekit boot test {server}")
+    format!("{FIP_DESCRIPTION_PREFIX}{server}")
 }
 
 /// What a boot has made so far. Names are noted before the request that creates the thing, so a

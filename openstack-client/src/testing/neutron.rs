@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::{Answer, Leak, State};
+use super::{Answer, Leak, State, rfc3339_in};
 
 pub(crate) struct Network {
     id: String,
@@ -27,6 +27,7 @@ pub(crate) struct FloatingIp {
     port_id: Option<String>,
     description: String,
     tags: Vec<String>,
+    created: String,
 }
 
 #[derive(Default)]
@@ -154,7 +155,8 @@ fn fip_json(st: &State, f: &FloatingIp) -> Value {
     json!({"id": f.id, "floating_ip_address": f.address, "floating_network_id": f.network_id,
            "port_id": f.port_id, "fixed_ip_address": fixed,
            "status": if f.port_id.is_some() { "ACTIVE" } else { "DOWN" },
-           "description": f.description, "tags": f.tags, "project_id": "admin", "router_id": null})
+           "description": f.description, "tags": f.tags, "project_id": "admin", "router_id": null,
+           "created_at": f.created, "updated_at": f.created})
 }
 
 fn error(status: u16, ty: &str, message: String) -> Answer {
@@ -255,6 +257,7 @@ pub(crate) fn route(st: &mut State, method: &str, rel: &str, query: &BTreeMap<St
                 port_id,
                 description: b["description"].as_str().unwrap_or_default().to_string(),
                 tags: Vec::new(),
+                created: rfc3339_in(0),
             };
             let v = fip_json(st, &f);
             st.neutron.fips.insert(id, f);
