@@ -378,3 +378,29 @@ async fn a_lease_in_use_is_renewed_so_another_jobs_reclaim_never_takes_the_node(
     machine.destroy().await.unwrap();
     tp.assert_all_free().await;
 }
+
+/// A lease whose create answer was lost (the allocation was made) is found by its name and not
+/// made twice: one allocation, one node, and the lease is the one that exists.
+#[tokio::test]
+async fn a_lease_whose_answer_was_lost_is_taken_once() {
+    use imagekit::openstack::testing::{MockOpenStack, Service};
+    let cloud = MockOpenStack::start_behind_proxy().await;
+    cloud.add_ironic_node("rack1-n1", "bm-test");
+    cloud.add_ironic_node("rack1-n2", "bm-test");
+    let pool = Pool::new(Ironic::new(cloud.session()), "bm-test")
+        .poll(Duration::from_millis(5), Duration::from_millis(20))
+        .wait_for_node(Duration::from_secs(10));
+    cloud.drop_answer_to_next(Service::Baremetal, "POST", "v1/allocations");
+    let lease = pool.lease("run-7").await.unwrap();
+    let all = pool.ironic().list_allocations(Some("bm-test")).await.unwrap();
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0].uuid, lease.allocation());
+    pool.release(&lease).await.unwrap();
+    assert!(
+        pool.ironic()
+            .list_allocations(Some("bm-test"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

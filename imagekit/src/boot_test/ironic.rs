@@ -162,7 +162,10 @@ impl Pool {
                 tracing::warn!("reclaiming expired leases failed: {e}");
             }
             let expires_at = expiry_in(self.ttl);
+            // A unique name per attempt: a create whose answer is lost is found by it, not made twice.
+            let name = format!("imagekit-lease-{:016x}", rand::random::<u64>());
             let req = CreateAllocation::new(&self.resource_class)
+                .name(&name)
                 .extra(HOLDER, holder)
                 .extra(EXPIRES, expires_at);
             let a = self.ironic.create_allocation(&req).await?;
