@@ -16,6 +16,8 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -115,12 +117,181 @@ impl<W> HashWriter<W> {
     }
 }
 
-/// Small files (JSON documents, `repositories`) are kept in memory up to this size.
-const SMALL: u64 = 16 << 20;
+/// Limits that keep a hostile or broken archive from filling memory or disk: a few hundred KB of
+/// `.tar.xz` of zeros can expand to many GiB. Every limit is checked while reading, so the import
+/// stops as soon as one is crossed, with [`Error::LimitExceeded`] naming it, and leaves no
+/// temporary file behind.
+///
+/// ```
+/// use registry_client::archive::ArchiveLimits;
+/// // A 40 GiB image built by Koji: allow more in total, keep the rest.
+/// let limits = ArchiveLimits::default().max_total_size(64 << 30);
+/// # let _ = limits;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ArchiveLimits {
+    /// Largest entry held in memory (`manifest.json`, image configs, `repositories`, small
+    /// layers); bigger entries are spooled to disk, and a `manifest.json` or config that big is
+    /// refused. Default 16 MiB.
+    pub max_entry_in_memory: u64,
+    /// Total of all entries held in memory at once; beyond it entries are spooled. Default 64 MiB.
+    pub max_in_memory_total: u64,
+    /// Largest expansion of compressed input (gzip or xz tarball, gzip layers inside it):
+    /// decompressed bytes may not exceed this many times the compressed bytes read so far, once
+    /// past [`ArchiveLimits::expansion_floor`]. Default 100 (real images compress 2–10×).
+    pub max_expansion_ratio: u64,
+    /// Decompressed size below which the ratio is not checked (small archives of zeros are
+    /// harmless). Default 1 GiB.
+    pub expansion_floor: u64,
+    /// Largest total of decompressed tar bytes. Default 64 GiB.
+    pub max_total_size: u64,
+}
 
-/// Opens a tarball, transparently decompressing gzip or xz (recognised by content, not name).
-fn open_tarball(path: &Path) -> Result<Box<dyn Read + Send>> {
-    let mut f = BufReader::with_capacity(1 << 20, File::open(path).map_err(|e| Error::io(path, e))?);
+impl Default for ArchiveLimits {
+    fn default() -> Self {
+        ArchiveLimits {
+            max_entry_in_memory: 16 << 20,
+            max_in_memory_total: 64 << 20,
+            max_expansion_ratio: 100,
+            expansion_floor: 1 << 30,
+            max_total_size: 64 << 30,
+        }
+    }
+}
+
+impl ArchiveLimits {
+    /// Sets [`ArchiveLimits::max_entry_in_memory`].
+    pub fn max_entry_in_memory(mut self, bytes: u64) -> Self {
+        self.max_entry_in_memory = bytes;
+        self
+    }
+    /// Sets [`ArchiveLimits::max_in_memory_total`].
+    pub fn max_in_memory_total(mut self, bytes: u64) -> Self {
+        self.max_in_memory_total = bytes;
+        self
+    }
+    /// Sets [`ArchiveLimits::max_expansion_ratio`].
+    pub fn max_expansion_ratio(mut self, ratio: u64) -> Self {
+        self.max_expansion_ratio = ratio;
+        self
+    }
+    /// Sets [`ArchiveLimits::expansion_floor`].
+    pub fn expansion_floor(mut self, bytes: u64) -> Self {
+        self.expansion_floor = bytes;
+        self
+    }
+    /// Sets [`ArchiveLimits::max_total_size`].
+    pub fn max_total_size(mut self, bytes: u64) -> Self {
+        self.max_total_size = bytes;
+        self
+    }
+}
+
+/// Counts what a decompressor reads (`compressed`) and yields (`expanded`), and records the first
+/// limit crossed; the reader then fails, and the import reports this error instead of the I/O
+/// error it caused deep inside tar or a copy.
+#[derive(Default)]
+struct Meter {
+    compressed: AtomicU64,
+    expanded: AtomicU64,
+    tripped: Mutex<Option<Error>>,
+}
+
+impl Meter {
+    fn tripped(&self) -> Option<Error> {
+        self.tripped.lock().ok().and_then(|mut t| t.take())
+    }
+}
+
+/// Counts the compressed bytes read from below a decompressor.
+struct CountIn<R> {
+    inner: R,
+    meter: Arc<Meter>,
+}
+
+impl<R: Read> Read for CountIn<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.meter.compressed.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+impl<R: io::BufRead> io::BufRead for CountIn<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+    fn consume(&mut self, amt: usize) {
+        self.meter.compressed.fetch_add(amt as u64, Ordering::Relaxed);
+        self.inner.consume(amt)
+    }
+}
+
+/// Checks the decompressed output against the limits after each read.
+struct Limited<R> {
+    inner: R,
+    meter: Arc<Meter>,
+    limits: ArchiveLimits,
+    /// Whether `inner` decompresses (the ratio is checked only then).
+    compressed: bool,
+    what: PathBuf,
+}
+
+impl<R: Read> Read for Limited<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let expanded = self.meter.expanded.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+        let compressed = self.meter.compressed.load(Ordering::Relaxed);
+        let l = &self.limits;
+        let what = || self.what.display().to_string();
+        let over = if expanded > l.max_total_size {
+            Some(Error::LimitExceeded {
+                what: format!("{}: decompressed size", what()),
+                limit_name: "ArchiveLimits::max_total_size".into(),
+                limit: l.max_total_size,
+                value: expanded,
+                raise: "raise it with ArchiveLimits::max_total_size if the image is really that large".into(),
+            })
+        } else if self.compressed
+            && expanded > l.expansion_floor
+            && expanded / compressed.max(1) > l.max_expansion_ratio
+        {
+            Some(Error::LimitExceeded {
+                what: format!(
+                    "{}: {expanded} bytes decompressed from {compressed} compressed bytes (a decompression bomb?); expansion ratio",
+                    what()
+                ),
+                limit_name: "ArchiveLimits::max_expansion_ratio".into(),
+                limit: l.max_expansion_ratio,
+                value: expanded / compressed.max(1),
+                raise: format!(
+                    "checked beyond ArchiveLimits::expansion_floor = {} bytes; raise either if the archive is legitimate",
+                    l.expansion_floor
+                ),
+            })
+        } else {
+            None
+        };
+        if let Some(e) = over {
+            let msg = e.to_string();
+            if let Ok(mut t) = self.meter.tripped.lock() {
+                t.get_or_insert(e);
+            }
+            return Err(io::Error::other(msg));
+        }
+        Ok(n)
+    }
+}
+
+/// Opens a tarball, transparently decompressing gzip or xz (recognised by content, not name),
+/// behind the limits.
+fn open_tarball(path: &Path, limits: &ArchiveLimits, meter: &Arc<Meter>) -> Result<Box<dyn Read + Send>> {
+    let f = BufReader::with_capacity(1 << 20, File::open(path).map_err(|e| Error::io(path, e))?);
+    let mut f = CountIn {
+        inner: f,
+        meter: meter.clone(),
+    };
     let mut magic = [0u8; 6];
     let n = {
         let buf = io::BufRead::fill_buf(&mut f).map_err(|e| Error::io(path, e))?;
@@ -128,25 +299,50 @@ fn open_tarball(path: &Path) -> Result<Box<dyn Read + Send>> {
         magic[..n].copy_from_slice(&buf[..n]);
         n
     };
+    let limited = |inner: Box<dyn Read + Send>, compressed| -> Box<dyn Read + Send> {
+        Box::new(Limited {
+            inner,
+            meter: meter.clone(),
+            limits: *limits,
+            compressed,
+            what: path.to_path_buf(),
+        })
+    };
     Ok(if n >= 2 && magic[..2] == [0x1f, 0x8b] {
-        Box::new(flate2::read::MultiGzDecoder::new(f))
+        limited(Box::new(flate2::read::MultiGzDecoder::new(f)), true)
     } else if n == 6 && magic == [0xfd, b'7', b'z', b'X', b'Z', 0] {
-        Box::new(xz2::read::XzDecoder::new_multi_decoder(f))
+        limited(Box::new(xz2::read::XzDecoder::new_multi_decoder(f)), true)
     } else {
-        Box::new(f)
+        limited(Box::new(f), false)
     })
 }
 
 /// Converts every image of a docker archive into `layout`; the ones with `RepoTags` are named by
 /// their tags in `index.json`. Blocking (it reads and compresses); from async code, run it in
 /// `tokio::task::spawn_blocking`. On error, no partial blob is left in the layout.
+/// Uses the default [`ArchiveLimits`].
 pub fn import_docker_archive(tarball: &Path, layout: &OciLayout, format: ManifestFormat) -> Result<Vec<ImportedImage>> {
+    import_docker_archive_with(tarball, layout, format, &ArchiveLimits::default())
+}
+
+/// [`import_docker_archive`] with other [`ArchiveLimits`].
+///
+/// # Errors
+/// [`Error::LimitExceeded`] when the archive crosses a limit (nothing is left behind),
+/// [`Error::Archive`] when it is not a valid docker archive, [`Error::Io`] for the layout.
+pub fn import_docker_archive_with(
+    tarball: &Path,
+    layout: &OciLayout,
+    format: ManifestFormat,
+    limits: &ArchiveLimits,
+) -> Result<Vec<ImportedImage>> {
     let mut temps = Vec::new();
-    let result = import(tarball, layout, format, &mut temps);
+    let meter = Arc::new(Meter::default());
+    let result = import(tarball, layout, format, limits, &meter, &mut temps);
     for t in temps {
         let _ = std::fs::remove_file(t);
     }
-    result
+    result.map_err(|e| meter.tripped().unwrap_or(e))
 }
 
 fn archive_err(path: &Path, reason: impl std::fmt::Display) -> Error {
@@ -160,13 +356,16 @@ fn import(
     tarball: &Path,
     layout: &OciLayout,
     format: ManifestFormat,
+    limits: &ArchiveLimits,
+    meter: &Arc<Meter>,
     temps: &mut Vec<PathBuf>,
 ) -> Result<Vec<ImportedImage>> {
     let blobs_dir = layout.path().join("blobs/sha256");
     let mut small: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut in_memory = 0u64;
     let mut layers: HashMap<String, Layer> = HashMap::new();
     let mut spooled: HashMap<String, Spooled> = HashMap::new();
-    let mut archive = tar::Archive::new(open_tarball(tarball)?);
+    let mut archive = tar::Archive::new(open_tarball(tarball, limits, meter)?);
     let entries = archive
         .entries()
         .map_err(|e| archive_err(tarball, format!("not a tar archive: {e}")))?;
@@ -188,10 +387,14 @@ fn import(
             let layer = compress_reader(layout, &mut entry)
                 .map_err(|e| archive_err(tarball, format!("layer {name}: {e} (truncated download?)")))?;
             layers.insert(name, layer);
-        } else if size <= SMALL {
+        } else if size <= limits.max_entry_in_memory && in_memory + size <= limits.max_in_memory_total {
+            // The header's size is bounded above; `take` bounds what is read whatever it says.
             let mut buf = Vec::with_capacity(size as usize);
-            entry.read_to_end(&mut buf).map_err(read_err)?;
-            small.insert(name, buf);
+            (&mut entry).take(size).read_to_end(&mut buf).map_err(read_err)?;
+            in_memory += buf.len() as u64;
+            if let Some(old) = small.insert(name, buf) {
+                in_memory -= old.len() as u64;
+            }
         } else {
             let tmp = blobs_dir.join(format!(".import-{}-{i}", std::process::id()));
             temps.push(tmp.clone());
@@ -208,6 +411,22 @@ fn import(
             );
         }
     }
+    let too_big = |name: &str| -> Option<Error> {
+        let s = spooled.get(name)?;
+        let size = std::fs::metadata(&s.path).map(|m| m.len()).unwrap_or(u64::MAX);
+        Some(Error::LimitExceeded {
+            what: format!("{}: {name}", tarball.display()),
+            limit_name: "ArchiveLimits::max_entry_in_memory".into(),
+            limit: limits.max_entry_in_memory,
+            value: size,
+            raise: "it must be read into memory; raise ArchiveLimits::max_entry_in_memory (and max_in_memory_total) if it is legitimate".into(),
+        })
+    };
+    if !small.contains_key("manifest.json")
+        && let Some(e) = too_big("manifest.json")
+    {
+        return Err(e);
+    }
     let manifest_json = small.get("manifest.json").ok_or_else(|| {
         archive_err(
             tarball,
@@ -223,6 +442,9 @@ fn import(
     for image in images {
         let config = match small.get(&image.config) {
             Some(c) => c.clone(),
+            None if spooled.contains_key(&image.config) => {
+                return Err(too_big(&image.config).unwrap_or_else(|| archive_err(tarball, "config too large")));
+            }
             None => {
                 return Err(archive_err(
                     tarball,
@@ -235,7 +457,7 @@ fn import(
             let layer = match (layers.get(name), spooled.get(name), small.get(name)) {
                 (Some(l), _, _) => l.clone(),
                 (None, Some(s), _) => {
-                    let l = compress_spooled(tarball, layout, &s.path, &s.digest)?;
+                    let l = compress_spooled(tarball, layout, &s.path, &s.digest, limits)?;
                     layers.insert(name.clone(), l.clone());
                     l
                 }
@@ -314,13 +536,34 @@ fn import(
 }
 
 /// A layer that was spooled as read: already gzip (kept as is) or a tar (compressed now).
-fn compress_spooled(tarball: &Path, layout: &OciLayout, path: &Path, raw_digest: &str) -> Result<Layer> {
+fn compress_spooled(
+    tarball: &Path,
+    layout: &OciLayout,
+    path: &Path,
+    raw_digest: &str,
+    limits: &ArchiveLimits,
+) -> Result<Layer> {
     let mut f = BufReader::with_capacity(1 << 20, File::open(path).map_err(|e| Error::io(path, e))?);
     let head = io::BufRead::fill_buf(&mut f).map_err(|e| Error::io(path, e))?;
     if head.starts_with(&[0x1f, 0x8b]) {
+        // Only hashed, never stored, but a gzip bomb inside the archive would still burn CPU.
+        let meter = Arc::new(Meter::default());
+        let mut gunzip = Limited {
+            inner: flate2::read::MultiGzDecoder::new(CountIn {
+                inner: f,
+                meter: meter.clone(),
+            }),
+            meter: meter.clone(),
+            limits: *limits,
+            compressed: true,
+            what: tarball.to_path_buf(),
+        };
         let mut d = HashWriter::new(io::sink());
-        io::copy(&mut flate2::read::MultiGzDecoder::new(f), &mut d)
-            .map_err(|e| archive_err(tarball, format!("layer {} is not valid gzip: {e}", path.display())))?;
+        io::copy(&mut gunzip, &mut d).map_err(|e| {
+            meter
+                .tripped()
+                .unwrap_or_else(|| archive_err(tarball, format!("layer {} is not valid gzip: {e}", path.display())))
+        })?;
         let size = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
         std::fs::rename(path, layout.blob_path(raw_digest)?).map_err(|e| Error::io(path, e))?;
         return Ok(Layer {

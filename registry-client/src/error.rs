@@ -117,6 +117,22 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// Input beyond one of the client's safety limits (an archive that expands too far, an entry or
+    /// a response body too large to hold in memory, too many pages). The message says which limit
+    /// was hit, its value, and how to raise it when the input is legitimate.
+    #[error("{what}: {value} is over the limit {limit_name} = {limit}; {raise}")]
+    LimitExceeded {
+        /// What was being read (file, entry or URL).
+        what: String,
+        /// The limit's name (`ArchiveLimits::max_total_size`, `manifest body`, …).
+        limit_name: String,
+        /// The limit's value (bytes, ratio or count, as its name says).
+        limit: u64,
+        /// The value seen when reading stopped (at least this much).
+        value: u64,
+        /// How to raise the limit, or why it cannot be.
+        raise: String,
+    },
     /// None of the image's platforms matches the ones asked for.
     #[error("{reference}: no platform {wanted}; the image has {available}")]
     PlatformNotFound {

@@ -55,7 +55,7 @@ mod registry;
 pub mod testing;
 pub mod transfer;
 
-pub use archive::{ImportedImage, ManifestFormat};
+pub use archive::{ArchiveLimits, ImportedImage, ManifestFormat};
 pub use blob::BlobStream;
 pub use client::{Client, ClientBuilder, RetryPolicy, UploadOptions};
 pub use credentials::{Credential, DockerConfig};
