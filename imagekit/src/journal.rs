@@ -330,12 +330,72 @@ fn parse_json(s: Option<String>) -> Value {
 
 impl Journal {
     /// Opens (and creates if needed) the journal at `path`.
+    ///
+    /// The journal records run specs and evidence, so what imagekit creates is private to the user:
+    /// missing parent directories are made 0700 and a new file 0600 (SQLite gives its `-wal` and
+    /// `-shm` files the database file's mode). Existing directories and files keep their modes.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when the path cannot hold a journal (it is a directory or another
+    /// non-file, or its directory cannot be created); [`Error::Journal`] when SQLite fails.
     pub fn open(path: &Path) -> Result<Journal> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
         let p = Some(path.to_path_buf());
+        let bad_path = |reason: String| Error::InvalidInput(format!("run journal {}: {reason}", path.display()));
         if let Some(parent) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| db_err(&p, e))?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(|e| bad_path(format!("cannot create its directory {}: {e}", parent.display())))?;
+        }
+        match std::fs::metadata(path) {
+            Ok(m) if !m.is_file() => return Err(bad_path("not a regular file".into())),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                match std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(path)
+                {
+                    Ok(_) => {}
+                    // Another process created it meanwhile: SQLite opens theirs.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(bad_path(format!("cannot create it: {e}"))),
+                }
+            }
+            Err(e) => return Err(bad_path(e.to_string())),
         }
         let conn = Connection::open(path).map_err(|e| db_err(&p, e))?;
+        Journal::init(conn, p)
+    }
+
+    /// Opens the journal at `path` only if it exists; never creates one (for commands that only
+    /// read runs or go on with them: `results`, `resume`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] "no journal at PATH" when there is no file there.
+    pub fn open_existing(path: &Path) -> Result<Journal> {
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => {
+                return Err(Error::InvalidInput(format!(
+                    "run journal {}: not a regular file",
+                    path.display()
+                )));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::InvalidInput(format!("no journal at {}", path.display())));
+            }
+            Err(e) => return Err(Error::InvalidInput(format!("run journal {}: {e}", path.display()))),
+        }
+        let p = Some(path.to_path_buf());
+        // Without SQLITE_OPEN_CREATE: a file removed since the check is an error, not a new journal.
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+            | rusqlite::OpenFlags::SQLITE_OPEN_URI
+            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| db_err(&p, e))?;
         Journal::init(conn, p)
     }
 

@@ -285,3 +285,208 @@ fn absurd_numbers_on_the_command_line_are_usage_errors_naming_the_flag() {
     assert_eq!(images(dir.path()), 0);
     assert!(!dir.path().join("build-runs").exists(), "nothing was built");
 }
+
+fn imagekit_with(dir: &Path, env: &[(&str, &Path)], args: &[&str]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_imagekit"));
+    c.env("IMAGEKIT_JOURNAL", dir.join("journal.sqlite"))
+        .env("HOME", dir.join("home"))
+        .env_remove("DOCKER_CONFIG")
+        .env_remove("OS_CLOUD")
+        .env_remove("OS_CLIENT_CONFIG_FILE")
+        .env_remove("OS_CLIENT_SECURE_FILE")
+        .current_dir(dir);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.args(args).output().unwrap()
+}
+
+#[test]
+fn bad_configuration_and_unusable_files_exit_2_naming_the_culprit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(d, "");
+    std::fs::create_dir_all(d.join("home/.koji")).unwrap();
+    std::fs::write(d.join("home/.koji/config"), "[koji\nserver = \n").unwrap();
+    std::fs::create_dir_all(d.join("good-home/.koji")).unwrap();
+    std::fs::write(
+        d.join("good-home/.koji/config"),
+        "[koji]\nserver = http://127.0.0.1:1/kojihub\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(d.join("docker")).unwrap();
+    std::fs::write(d.join("docker/config.json"), "{\"auths\": ").unwrap();
+    std::fs::create_dir_all(d.join("a-directory")).unwrap();
+    let koji_build = |profile: &'static str| -> Vec<&'static str> {
+        vec![
+            "build",
+            "--koji-profile",
+            profile,
+            "--name",
+            "a",
+            "--version",
+            "1",
+            "--arch",
+            "x86_64",
+            "--format",
+            "raw",
+        ]
+    };
+    let home = d.join("home");
+    let good_home = d.join("good-home");
+    let docker = d.join("docker");
+    let missing = d.join("missing.yaml");
+    let a_dir = d.join("a-directory");
+    // (what, environment, arguments, what the message must name)
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a Path)>, Vec<&'a str>, &'a str);
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "malformed koji config",
+            vec![("HOME", &home)],
+            koji_build("koji"),
+            ".koji/config",
+        ),
+        (
+            "unknown koji profile",
+            vec![("HOME", &good_home)],
+            koji_build("nope"),
+            "\"nope\"",
+        ),
+        (
+            "malformed docker config",
+            vec![("DOCKER_CONFIG", &docker)],
+            vec!["push", "127.0.0.1:1/a/b:1", "127.0.0.1:1/c/d"],
+            "config.json",
+        ),
+        (
+            "malformed docker config (promote)",
+            vec![("DOCKER_CONFIG", &docker)],
+            vec![
+                "promote",
+                "container",
+                "127.0.0.1:1/a/b",
+                "--from",
+                "test",
+                "--tag",
+                "latest",
+            ],
+            "config.json",
+        ),
+        ("missing pipeline file", vec![], vec!["run", "nope.toml"], "nope.toml"),
+        (
+            "pipeline is a directory",
+            vec![],
+            vec!["run", "a-directory"],
+            "a-directory",
+        ),
+        (
+            "missing clouds.yaml",
+            vec![("OS_CLIENT_CONFIG_FILE", &missing)],
+            vec!["sweep-machines", "--cloud", "prod"],
+            "missing.yaml",
+        ),
+        (
+            "clouds.yaml is a directory",
+            vec![("OS_CLIENT_CONFIG_FILE", &a_dir)],
+            vec!["sweep-machines", "--cloud", "prod"],
+            "a-directory",
+        ),
+        (
+            "journal is a directory",
+            vec![],
+            vec!["--journal", "a-directory", "run", "alma9.toml"],
+            "a-directory",
+        ),
+        (
+            "journal under a file",
+            vec![],
+            vec!["--journal", "build.sh/journal.sqlite", "run", "alma9.toml"],
+            "build.sh",
+        ),
+    ];
+    for (what, env, args, culprit) in cases {
+        let o = imagekit_with(d, &env, &args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{what}: {args:?}: {err}");
+        assert!(err.contains(culprit), "{what}: the message names {culprit}: {err}");
+    }
+    // Permissions mean nothing to root (tests often run as root in containers).
+    std::fs::write(d.join("secret.toml"), PIPELINE).unwrap();
+    std::fs::set_permissions(
+        d.join("secret.toml"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o000),
+    )
+    .unwrap();
+    if std::fs::read(d.join("secret.toml")).is_err() {
+        let o = imagekit_with(d, &[], &["run", "secret.toml"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains("secret.toml"), "{err}");
+    }
+    assert_eq!(images(d), 0);
+    assert!(!d.join("build-runs").exists(), "nothing was built");
+}
+
+#[test]
+fn results_and_resume_without_a_journal_say_so_and_create_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(d, "");
+    let journal = d.join("journal.sqlite");
+    for args in [
+        &["results"][..],
+        &["results", "20261124t101500-3fa2c1"],
+        &["results", "not-a-run"],
+        &["resume", "20261124t101500-3fa2c1"],
+        &["resume", "not-a-run"],
+        &["--journal", "sub/dir/j.sqlite", "results"],
+    ] {
+        let o = imagekit(d, args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        if !args.contains(&"not-a-run") {
+            assert!(err.contains("no journal at"), "{args:?}: {err}");
+        }
+        assert!(!journal.exists(), "{args:?} created a journal");
+        assert!(!d.join("sub").exists(), "{args:?} created a journal directory");
+    }
+    // With a journal, an unknown run is still bad input and the journal is kept as it was.
+    let o = imagekit(d, &["run", "alma9.toml", "--stop-after", "upload"]);
+    assert_eq!(o.status.code(), Some(4), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = imagekit(d, &["resume", "20261124t101500-3fa2c1"]);
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn a_fifo_as_the_pipeline_file_fails_fast_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fifo = d.join("pipe.toml");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_imagekit"))
+        .env("IMAGEKIT_JOURNAL", d.join("journal.sqlite"))
+        .current_dir(d)
+        .args(["run", "pipe.toml"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("imagekit run on a FIFO still blocked after 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("pipe.toml") && err.contains("not a regular file"), "{err}");
+    assert!(!d.join("journal.sqlite").exists());
+}

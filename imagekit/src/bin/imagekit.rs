@@ -391,9 +391,41 @@ fn exit_code(e: &Error) -> u8 {
         // 128 + the signal, as shells report it: 130 for Ctrl-C, 143 for SIGTERM.
         Error::Cancelled { signal, .. } => u8::try_from(128 + signal).unwrap_or(130),
         Error::TestsFailed { .. } => TESTS_FAILED,
-        Error::OpenStack(inner) if matches!(**inner, openstack_client::Error::Config(_)) => 2,
-        Error::Registry(inner) if matches!(**inner, registry_client::Error::InvalidReference { .. }) => 2,
+        Error::OpenStack(inner) if is_openstack_config_error(inner) => 2,
+        Error::Koji(inner) if is_koji_config_error(inner) => 2,
+        Error::Registry(inner)
+            if matches!(
+                **inner,
+                registry_client::Error::InvalidReference { .. } | registry_client::Error::Config { .. }
+            ) =>
+        {
+            2
+        }
         _ => 1,
+    }
+}
+
+/// clouds.yaml / secure.yaml that are missing a cloud, malformed or unreadable, or a `cacert` they
+/// name that cannot be read: the user's configuration, found before any request is sent.
+fn is_openstack_config_error(e: &openstack_client::Error) -> bool {
+    match e {
+        openstack_client::Error::Config(_) => true,
+        // openstack-client reads clouds.yaml/secure.yaml as "read" and a cacert as "read cacert";
+        // image data is read under other names ("open", "stat").
+        openstack_client::Error::Io { what, .. } => what == "read" || what == "read cacert",
+        _ => false,
+    }
+}
+
+/// A Koji profile that is not defined, a configuration file that is malformed or unreadable, or a
+/// setting this build cannot honour: found before any call to the hub.
+fn is_koji_config_error(e: &koji_client::Error) -> bool {
+    match e {
+        koji_client::Error::Config { .. }
+        | koji_client::Error::ProfileNotFound { .. }
+        | koji_client::Error::FeatureDisabled { .. } => true,
+        koji_client::Error::Io { what, .. } => what == "read koji configuration",
+        _ => false,
     }
 }
 
@@ -544,7 +576,7 @@ async fn run(cli: &Cli) -> imagekit::Result<String> {
         }
         Command::Resume { run } => {
             let id = RunId::parse(run)?;
-            let journal = Journal::open(&journal_path(cli))?;
+            let journal = Journal::open_existing(&journal_path(cli))?;
             let record = journal.run(&id)?;
             let pipeline = Pipeline::from_recorded(&record.spec)?;
             let services = Services::from_pipeline(&pipeline)?;
@@ -712,8 +744,9 @@ fn run_output(cli: &Cli, report: &imagekit::pipeline::RunReport) -> imagekit::Re
 }
 
 fn results(cli: &Cli, run: Option<&str>) -> imagekit::Result<String> {
-    let journal = Journal::open(&journal_path(cli))?;
-    let Some(run) = run else {
+    let run_id = run.map(RunId::parse).transpose()?;
+    let journal = Journal::open_existing(&journal_path(cli))?;
+    let Some(id) = run_id else {
         let runs = journal.runs()?;
         if cli.json {
             return to_json(&runs);

@@ -510,10 +510,20 @@ fn locate(text: &str, section: &str, nth: usize, key: &str) -> Option<usize> {
 impl Pipeline {
     /// Loads and checks a pipeline file.
     pub fn load(path: &Path) -> Result<Pipeline> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
+        let unusable = |reason: String| Error::Pipeline {
             path: path.to_path_buf(),
-            source: e,
-        })?;
+            line: None,
+            reason,
+        };
+        // Checked before opening: opening a FIFO for reading blocks until a writer comes, forever.
+        let meta = std::fs::metadata(path).map_err(|e| unusable(format!("cannot read the pipeline file: {e}")))?;
+        if !meta.is_file() {
+            return Err(unusable(
+                "not a regular file (a pipeline is a TOML file, not a directory, FIFO or device)".into(),
+            ));
+        }
+        let text =
+            std::fs::read_to_string(path).map_err(|e| unusable(format!("cannot read the pipeline file: {e}")))?;
         let mut p = Pipeline::parse(&text, Some(path))?;
         p.path = Some(path.to_path_buf());
         Ok(p)
