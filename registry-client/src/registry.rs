@@ -90,6 +90,10 @@ struct TagList {
     tags: Option<Vec<String>>,
 }
 
+/// Most pages a paginated listing may take: far beyond any real repository's tags at the
+/// registries' page sizes, and a stop for a registry whose `next` links never end.
+pub(crate) const MAX_PAGES: usize = 10_000;
+
 /// Extracts the `rel="next"` target of a `Link` header.
 pub(crate) fn next_link(headers: &HeaderMap) -> Option<String> {
     for value in headers.get_all(reqwest::header::LINK) {
@@ -110,13 +114,22 @@ pub(crate) fn next_link(headers: &HeaderMap) -> Option<String> {
 }
 
 impl Client {
-    /// Resolves a `Location` or `Link` target against the registry's base URL.
-    pub(crate) fn absolute(&self, reference: &Reference, location: &str) -> String {
-        if location.starts_with("http://") || location.starts_with("https://") {
-            location.to_string()
-        } else {
-            format!("{}{}", self.base_url(reference), location)
+    /// Resolves a `Location` or `Link` target as a browser would (RFC 3986): against the URL of
+    /// the request that answered it, so absolute URLs, `//host/...`, `/path` and `../path` all
+    /// land where the registry meant.
+    pub(crate) fn absolute(request_url: &str, location: &str) -> Result<String> {
+        let bad = |reason: String| Error::Protocol {
+            url: request_url.to_string(),
+            reason,
+        };
+        let base = url::Url::parse(request_url).map_err(|e| bad(format!("not a URL: {e}")))?;
+        let target = base
+            .join(location)
+            .map_err(|e| bad(format!("Location/Link target {location:?} does not resolve: {e}")))?;
+        if !matches!(target.scheme(), "http" | "https") {
+            return Err(bad(format!("Location/Link target {target} is not HTTP(S)")));
         }
+        Ok(target.into())
     }
 
     /// Fetches a manifest or index exactly as stored, checking its digest against the reference's
@@ -271,7 +284,18 @@ impl Client {
             url.push_str(&format!("?n={n}"));
         }
         let mut out = Vec::new();
-        for _ in 0..100_000 {
+        let mut seen = std::collections::HashSet::new();
+        loop {
+            if seen.len() >= MAX_PAGES {
+                return Err(Error::LimitExceeded {
+                    what: format!("tag list of {repository}: pages"),
+                    limit_name: "MAX_PAGES".into(),
+                    limit: MAX_PAGES as u64,
+                    value: seen.len() as u64,
+                    raise: "a fixed bound on Link pagination; ask for larger pages (page_size)".into(),
+                });
+            }
+            seen.insert(url.clone());
             let call = Call::new(
                 Method::GET,
                 url.clone(),
@@ -292,14 +316,21 @@ impl Client {
             })?;
             out.extend(page.tags.unwrap_or_default());
             match next {
-                Some(n) => url = self.absolute(repository, &n),
+                Some(n) => {
+                    let next = Client::absolute(&url, &n)?;
+                    if seen.contains(&next) {
+                        return Err(Error::Protocol {
+                            url,
+                            reason: format!(
+                                "Link rel=\"next\" points back to {next}, a page already read: the registry's pagination loops"
+                            ),
+                        });
+                    }
+                    url = next;
+                }
                 None => return Ok(out),
             }
         }
-        Err(Error::Protocol {
-            url,
-            reason: "tag list pagination does not end".into(),
-        })
     }
 
     /// What an image is: per platform, its manifest digest, created time, labels, layers and size.
@@ -432,7 +463,7 @@ impl Client {
                 url: url.clone(),
                 reason: format!("HTTP {status} without a Location header for the upload"),
             })?;
-        Ok(UploadStart::Session(self.absolute(repository, location)))
+        Ok(UploadStart::Session(Client::absolute(&url, location)?))
     }
 
     /// [`Client::start_upload`] in a task of its own: if the caller goes away while the POST is in
@@ -533,7 +564,7 @@ impl Client {
                 let response = self.execute(&call).await?;
                 let response = Client::check(&Method::PATCH, &session, response, None).await?;
                 if let Some(l) = response.headers().get(LOCATION).and_then(|v| v.to_str().ok()) {
-                    session = self.absolute(repository, l);
+                    session = Client::absolute(&session, l)?;
                 }
                 offset = end + 1;
             }
@@ -702,6 +733,27 @@ mod tests {
         assert_eq!(next_link(&h).as_deref(), Some("/v2/cern/alma9/tags/list?last=b&n=2"));
         h.insert(reqwest::header::LINK, HeaderValue::from_static(r#"</x>; rel="prev""#));
         assert_eq!(next_link(&h), None);
+    }
+
+    #[test]
+    fn location_and_link_targets_resolve_like_a_browser() {
+        let base = "http://reg.example:5000/v2/cern/alma9/blobs/uploads/?mount=a&from=b";
+        for (location, expected) in [
+            ("https://other.example/up/1", "https://other.example/up/1"),
+            (
+                "/v2/cern/alma9/blobs/uploads/s1?_state=x",
+                "http://reg.example:5000/v2/cern/alma9/blobs/uploads/s1?_state=x",
+            ),
+            (
+                "../uploads/s2",
+                "http://reg.example:5000/v2/cern/alma9/blobs/uploads/s2",
+            ),
+            ("s3", "http://reg.example:5000/v2/cern/alma9/blobs/uploads/s3"),
+            ("//cdn.example/u/s4", "http://cdn.example/u/s4"),
+        ] {
+            assert_eq!(Client::absolute(base, location).unwrap(), expected, "{location}");
+        }
+        assert!(Client::absolute(base, "file:///etc/passwd").is_err());
     }
 
     #[test]

@@ -256,3 +256,88 @@ async fn a_blob_whose_digest_does_not_match_never_lands() {
     assert!(blobs.is_empty(), "no corrupt or partial blob written: {blobs:?}");
     assert!(OciLayout::open(out.path()).unwrap().tags().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_next_link_pointing_at_itself_stops_with_an_error_after_one_request() {
+    let server = MockServer::start().await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    Mock::given(method("GET"))
+        .and(path("/v2/cern/alma9/tags/list"))
+        .respond_with(move |_: &Request| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            ResponseTemplate::new(200)
+                .insert_header("link", r#"</v2/cern/alma9/tags/list?n=2>; rel="next""#)
+                .set_body_string(r#"{"name":"cern/alma9","tags":["a","b"]}"#)
+        })
+        .mount(&server)
+        .await;
+    let client = Client::builder().build().unwrap();
+    let e = client
+        .tags(&reference(&server, "cern/alma9"), Some(2))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Protocol { .. }), "{e:?}");
+    assert!(e.to_string().contains("loops"), "{e}");
+    assert!(
+        calls.load(Ordering::SeqCst) <= 3,
+        "{} requests",
+        calls.load(Ordering::SeqCst)
+    );
+}
+
+#[tokio::test]
+async fn a_pagination_cycle_between_two_pages_stops_with_an_error() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v2/cern/alma9/tags/list"))
+        .and(query_param("last", "b"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("link", r#"</v2/cern/alma9/tags/list?n=2>; rel="next""#)
+                .set_body_string(r#"{"tags":["c"]}"#),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v2/cern/alma9/tags/list"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("link", r#"<list?n=2&last=b>; rel="next""#)
+                .set_body_string(r#"{"tags":["a","b"]}"#),
+        )
+        .mount(&server)
+        .await;
+    let client = Client::builder().build().unwrap();
+    let e = client
+        .tags(&reference(&server, "cern/alma9"), Some(2))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("loops"), "{e}");
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_relative_upload_location_resolves_against_the_request_url() {
+    let server = MockServer::start().await;
+    empty_repository(&server).await;
+    let (dir, _) = small_layout(1000);
+    Mock::given(method("POST"))
+        .and(path("/v2/dst/img/blobs/uploads/"))
+        .respond_with(ResponseTemplate::new(202).insert_header("location", "../uploads/session-7?_state=s"))
+        .mount(&server)
+        .await;
+    Mock::given(method("PUT"))
+        .and(path("/v2/dst/img/blobs/uploads/session-7"))
+        .respond_with(ResponseTemplate::new(201))
+        .mount(&server)
+        .await;
+    let client = Client::builder().build().unwrap();
+    let src = ImageLocation::Layout {
+        dir: dir.path().to_path_buf(),
+        tag: "v1".into(),
+    };
+    let dst = ImageLocation::Registry(reference(&server, "dst/img:v1"));
+    let report = client.copy(&src, &dst, &CopyOptions::default()).await.unwrap();
+    assert_eq!(report.blobs_uploaded, 2);
+}
