@@ -763,7 +763,6 @@ fn results(cli: &Cli, run: Option<&str>) -> imagekit::Result<String> {
         }
         return Ok(out.trim_end().to_string());
     };
-    let id = RunId::parse(run)?;
     let record = journal.run(&id)?;
     let stages = journal.stages(&id)?;
     let promotions = journal.promotions(Some(&id))?;
