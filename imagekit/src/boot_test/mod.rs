@@ -340,11 +340,23 @@ fn file_name(name: &str) -> String {
         .collect()
 }
 
+/// Writes an artifact 0600: console logs and test output can hold secrets (a cloud-init dump, a
+/// token echoed by a test), so only the user reads them.
 fn write(path: &Path, data: &[u8]) -> Result<PathBuf> {
-    std::fs::write(path, data).map_err(|e| Error::Io {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let io = |e| Error::Io {
         path: path.to_path_buf(),
         source: e,
-    })?;
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    f.write_all(data).map_err(io)?;
     Ok(path.to_path_buf())
 }
 
@@ -358,10 +370,14 @@ pub async fn boot_test(
     suite: &Suite,
     opts: &BootTestOptions,
 ) -> Result<TestReport> {
-    std::fs::create_dir_all(opts.artifacts.join("tests")).map_err(|e| Error::Io {
-        path: opts.artifacts.clone(),
-        source: e,
-    })?;
+    // Directories made here are 0700 (what they hold is evidence and may hold secrets); ones that
+    // exist keep their modes.
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(opts.artifacts.join("tests"))
+        .map_err(|e| Error::Io {
+            path: opts.artifacts.clone(),
+            source: e,
+        })?;
     let started = Instant::now();
     let mut report = TestReport {
         image: image.to_string(),

@@ -43,9 +43,24 @@ impl LocalStore {
         let path = self.meta_path(&image.id)?;
         let tmp = path.with_extension("json.tmp");
         let text = serde_json::to_vec_pretty(image).map_err(|e| Error::InvalidInput(e.to_string()))?;
-        tokio::fs::write(&tmp, text).await.map_err(|e| io(&tmp, e))?;
+        let mut file = private_file(&tmp).await?;
+        file.write_all(&text).await.map_err(|e| io(&tmp, e))?;
+        file.flush().await.map_err(|e| io(&tmp, e))?;
+        drop(file);
         tokio::fs::rename(&tmp, &path).await.map_err(|e| io(&path, e))
     }
+}
+
+/// Creates (or truncates) `path` as a file only the user can read: 0600 when new.
+async fn private_file(path: &Path) -> Result<tokio::fs::File> {
+    tokio::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .await
+        .map_err(|e| io(path, e))
 }
 
 /// Ids are 32 hex digits; anything else could name a file outside the store.
@@ -75,7 +90,12 @@ impl ImageStore for LocalStore {
         mut data: ImageData,
         created: &(dyn for<'a> Fn(&'a str) -> Result<()> + Send + Sync),
     ) -> Result<StoredImage> {
-        tokio::fs::create_dir_all(&self.root)
+        // Unreleased images and their metadata are the user's: directories made here are 0700,
+        // files 0600; a directory that exists keeps its mode.
+        tokio::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.root)
             .await
             .map_err(|e| io(&self.root, e))?;
         let mut record = StoredImage {
@@ -99,7 +119,7 @@ impl ImageStore for LocalStore {
         let tmp = path.with_extension("img.partial");
         let result = async {
             created(&record.id)?;
-            let mut file = tokio::fs::File::create(&tmp).await.map_err(|e| io(&tmp, e))?;
+            let mut file = private_file(&tmp).await?;
             let mut hasher = Sha512::new();
             let mut buf = vec![0u8; 1 << 20];
             let mut total = 0u64;
