@@ -203,11 +203,7 @@ pub(crate) async fn fetch_token(
         source,
     })?;
     let status = response.status();
-    let body = response.bytes().await.map_err(|source| Error::Transport {
-        method: method.into(),
-        url: url.to_string(),
-        source,
-    })?;
+    let body = crate::client::read_body(method, url.as_str(), response, crate::client::TOKEN_BODY).await?;
     if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
         return Err(Error::Unauthorized {
             registry: registry.to_string(),

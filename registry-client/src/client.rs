@@ -259,6 +259,78 @@ struct OciError {
 }
 
 /// A short, printable message from an error body: the OCI `errors[].message`, else the start of the text.
+/// Caps on the response bodies read into memory, by kind of answer (blobs stream and are not
+/// capped). A server that sends more is refused with [`Error::LimitExceeded`] before the excess is
+/// read; error bodies are only cut, since they serve for a message.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyCap {
+    pub(crate) kind: &'static str,
+    pub(crate) max: u64,
+}
+
+/// Token service answers: a token or two and their lifetimes.
+pub(crate) const TOKEN_BODY: BodyCap = BodyCap {
+    kind: "token response",
+    max: 1 << 20,
+};
+/// Manifests and indexes: distribution itself refuses manifests over 4 MiB.
+pub(crate) const MANIFEST_BODY: BodyCap = BodyCap {
+    kind: "manifest",
+    max: 4 << 20,
+};
+/// One page of a tag list (about 100,000 tags when a registry sends them all at once).
+pub(crate) const TAG_LIST_BODY: BodyCap = BodyCap {
+    kind: "tag list page",
+    max: 4 << 20,
+};
+/// Error answers: enough for any OCI error document; the rest is dropped.
+pub(crate) const ERROR_BODY: BodyCap = BodyCap {
+    kind: "error body",
+    max: 64 << 10,
+};
+
+/// Reads a response body into memory, chunk by chunk, failing once it passes `cap` (or at once
+/// when `Content-Length` already says it will).
+pub(crate) async fn read_body(method: &str, url: &str, mut response: Response, cap: BodyCap) -> Result<Bytes> {
+    let too_large = |value: u64| Error::LimitExceeded {
+        what: format!("{method} {url}: {} body", cap.kind),
+        limit_name: format!("{} body size", cap.kind),
+        limit: cap.max,
+        value,
+        raise: "a fixed bound of the client: the registry sent far more than such an answer ever holds".into(),
+    };
+    if let Some(len) = response.content_length()
+        && len > cap.max
+    {
+        return Err(too_large(len));
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(|source| Error::Transport {
+        method: method.to_string(),
+        url: url.to_string(),
+        source,
+    })? {
+        if (body.len() + chunk.len()) as u64 > cap.max {
+            return Err(too_large((body.len() + chunk.len()) as u64));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// The first [`ERROR_BODY`] bytes of an error answer (empty when it cannot be read).
+pub(crate) async fn error_body(mut response: Response) -> Bytes {
+    let mut body = bytes::BytesMut::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = (ERROR_BODY.max as usize).saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() as u64 >= ERROR_BODY.max {
+            break;
+        }
+    }
+    body.freeze()
+}
+
 pub(crate) fn short_message(body: &[u8]) -> String {
     if let Ok(e) = serde_json::from_slice::<OciErrors>(body)
         && !e.errors.is_empty()
@@ -500,7 +572,7 @@ impl Client {
                     attempt -= 1;
                     continue;
                 }
-                let body = response.bytes().await.unwrap_or_default();
+                let body = error_body(response).await;
                 return Err(Error::Unauthorized {
                     registry: call.registry.clone(),
                     scope: call.scope.to_string(),
@@ -585,7 +657,7 @@ impl Client {
             });
         }
         let wait = retry_after(response.headers());
-        let body = response.bytes().await.unwrap_or_default();
+        let body = error_body(response).await;
         Err(Error::Http {
             method: method.to_string(),
             url: url.to_string(),

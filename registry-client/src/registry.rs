@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::Scope;
 use crate::blob::{BlobStream, Verified, recorded_or};
-use crate::client::{Call, Client};
+use crate::client::{Call, Client, MANIFEST_BODY, TAG_LIST_BODY, read_body};
 use crate::error::{Error, Result};
 use crate::manifest::{ACCEPT as MANIFEST_ACCEPT, Descriptor, Manifest, Parsed, platform_string};
 use crate::reference::Reference;
@@ -151,11 +151,7 @@ impl Client {
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let body = response.bytes().await.map_err(|source| Error::Transport {
-            method: "GET".into(),
-            url: url.clone(),
-            source,
-        })?;
+        let body = read_body("GET", &url, response, MANIFEST_BODY).await?;
         let manifest = Manifest::from_bytes(body, content_type.as_deref())?;
         for expected in [reference.digest().map(str::to_string), header_digest]
             .into_iter()
@@ -305,11 +301,7 @@ impl Client {
             let response = self.execute(&call).await?;
             let response = Client::check(&Method::GET, &url, response, Some(("repository", repository))).await?;
             let next = next_link(response.headers());
-            let body = response.bytes().await.map_err(|source| Error::Transport {
-                method: "GET".into(),
-                url: url.clone(),
-                source,
-            })?;
+            let body = read_body("GET", &url, response, TAG_LIST_BODY).await?;
             let page: TagList = serde_json::from_slice(&body).map_err(|e| Error::Protocol {
                 url: url.clone(),
                 reason: format!("tag list is not JSON {{\"tags\": [...]}}: {e}"),

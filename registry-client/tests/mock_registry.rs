@@ -341,3 +341,34 @@ async fn a_relative_upload_location_resolves_against_the_request_url() {
     let report = client.copy(&src, &dst, &CopyOptions::default()).await.unwrap();
     assert_eq!(report.blobs_uploaded, 2);
 }
+
+#[tokio::test]
+async fn a_manifest_of_8_mib_is_refused_by_the_4_mib_cap() {
+    let server = MockServer::start().await;
+    let mut huge =
+        br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","annotations":{"x":""#.to_vec();
+    huge.resize(8 << 20, b'a');
+    huge.extend_from_slice(br#""}}"#);
+    Mock::given(method("GET"))
+        .and(path("/v2/cern/alma9/manifests/big"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("content-type", OCI_MANIFEST)
+                .set_body_bytes(huge),
+        )
+        .mount(&server)
+        .await;
+    let client = Client::builder().build().unwrap();
+    let e = client
+        .get_manifest(&reference(&server, "cern/alma9:big"))
+        .await
+        .unwrap_err();
+    match &e {
+        Error::LimitExceeded { limit, value, .. } => {
+            assert_eq!(*limit, 4 << 20);
+            assert!(*value > 4 << 20, "{value}");
+        }
+        other => panic!("expected LimitExceeded, got {other:?}"),
+    }
+    assert!(e.to_string().contains("manifest"), "{e}");
+}
