@@ -24,6 +24,11 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 use crate::reference::DOCKER_HUB;
 
+/// What docker-credential-helpers print on stdout (exit 1) when they hold nothing for a server.
+const HELPER_NOT_FOUND: &str = "credentials not found in native keychain";
+/// How much of a failing helper's stderr goes into the error.
+const HELPER_STDERR_MAX: usize = 512;
+
 /// How to authenticate to one registry.
 #[derive(Clone)]
 #[non_exhaustive]
@@ -257,21 +262,26 @@ impl DockerConfig {
             .wait_with_output()
             .map_err(|e| fail(format!("did not finish: {e}")))?;
         if !out.status.success() {
-            let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
-            let msg = if msg.is_empty() {
-                String::from_utf8_lossy(&out.stdout).trim().to_string()
-            } else {
-                msg
-            };
             // Docker treats "no credentials for this server" as anonymous access, not an error.
-            if msg.contains("credentials not found") {
+            // The standard helpers say so on stdout; that exact message is all we look for there:
+            // stdout is otherwise never shown, since a failing helper may still have printed the
+            // secret.
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            if stdout.trim() == HELPER_NOT_FOUND || stderr.contains("credentials not found") {
                 return Ok(Credential::Anonymous);
             }
-            return Err(fail(format!(
-                "exited with {}: {}",
-                out.status,
-                msg.chars().take(200).collect::<String>()
-            )));
+            let mut reason = format!("exited with {}", out.status);
+            if stderr.is_empty() {
+                reason.push_str(" and nothing on stderr (its stdout is withheld: it may hold a secret)");
+            } else {
+                reason.push_str(": ");
+                reason.extend(stderr.chars().take(HELPER_STDERR_MAX));
+                if stderr.chars().count() > HELPER_STDERR_MAX {
+                    reason.push('…');
+                }
+            }
+            return Err(fail(reason));
         }
         #[derive(Deserialize)]
         struct HelperAnswer {
@@ -357,6 +367,41 @@ mod tests {
             missing.credential_for("docker.io").unwrap(),
             Credential::Anonymous
         ));
+    }
+
+    #[test]
+    fn a_failing_helper_never_has_its_stdout_in_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let helper = dir.path().join("docker-credential-leaky");
+        // Prints the secret, then fails: with nothing on stderr for one server, a long stderr for
+        // the other.
+        std::fs::write(
+            &helper,
+            "#!/bin/sh\nread server\n\
+             echo '{\"ServerURL\":\"x\",\"Username\":\"robot\",\"Secret\":\"s3cr3t-from-stdout\"}'\n\
+             case \"$server\" in\n\
+             quiet.example) exit 2;;\n\
+             *) head -c 5000 /dev/zero | tr '\\0' e >&2; exit 1;;\nesac\n",
+        )
+        .unwrap();
+        let mut perm = std::fs::metadata(&helper).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+        std::fs::set_permissions(&helper, perm).unwrap();
+        let cfg = DockerConfig::from_json(r#"{"credsStore": "leaky"}"#)
+            .unwrap()
+            .with_helper_dirs(vec![dir.path().to_path_buf()]);
+        let e = cfg.credential_for("quiet.example").unwrap_err();
+        let msg = format!("{e} {e:?}");
+        assert!(!msg.contains("s3cr3t"), "{msg}");
+        assert!(matches!(e, Error::CredentialHelper { .. }), "{e:?}");
+        assert!(msg.contains("exit status: 2") && msg.contains("withheld"), "{msg}");
+        let e = cfg.credential_for("loud.example").unwrap_err();
+        let msg = e.to_string();
+        assert!(!msg.contains("s3cr3t"), "{msg}");
+        assert!(
+            msg.contains(&"e".repeat(512)) && !msg.contains(&"e".repeat(513)),
+            "{msg}"
+        );
     }
 
     #[test]
