@@ -673,6 +673,39 @@ impl Client {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_chunked_body_without_length_is_cut_off_past_its_cap() {
+        use std::io::{Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // 8 MiB in 64 KiB chunks, no Content-Length: only the streaming check can stop it.
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut req = [0u8; 4096];
+            let _ = s.read(&mut req);
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n");
+            let chunk = vec![b'a'; 64 << 10];
+            for _ in 0..128 {
+                if s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).is_err()
+                    || s.write_all(&chunk).is_err()
+                    || s.write_all(b"\r\n").is_err()
+                {
+                    return;
+                }
+            }
+            let _ = s.write_all(b"0\r\n\r\n");
+        });
+        let url = format!("http://{addr}/v2/x/manifests/big");
+        let response = reqwest::get(&url).await.unwrap();
+        assert_eq!(response.content_length(), None);
+        let e = read_body("GET", &url, response, MANIFEST_BODY).await.unwrap_err();
+        assert!(
+            matches!(e, Error::LimitExceeded { limit, value, .. } if limit == 4 << 20 && value > 4 << 20 && value <= (4 << 20) + (1 << 20)),
+            "{e:?}"
+        );
+        server.join().unwrap();
+    }
+
     #[test]
     fn retry_after_takes_seconds_and_http_dates() {
         let mut h = HeaderMap::new();
