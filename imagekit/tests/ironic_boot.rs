@@ -233,16 +233,33 @@ async fn a_deployed_node_has_the_image_and_the_key_and_is_never_shared() {
 #[tokio::test]
 async fn a_crashed_jobs_lease_expires_and_the_next_job_reclaims_the_node() {
     let Some(tp) = TestPool::enroll(1).await else { return };
-    let crashed = IronicCompute::new(
-        tp.pool().lease_ttl(Duration::from_secs(1)),
-        IronicOptions::new(SshAddress::Fixed("127.0.0.1".into(), 2222)).deploy_wait(quick()),
-    );
-    let machine = crashed
-        .boot("http://images.example.org/cc9.qcow2", "crashed", "ssh-ed25519 AAAA x")
-        .await
-        .unwrap();
-    // The job dies: no destroy, no drop handler.
-    std::mem::forget(machine);
+    // The job runs in a process of its own, here a runtime on a thread with its own client, and
+    // dies: no destroy, no drop handler, and its lease's heartbeat stops with it.
+    let rc = tp.resource_class.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let clouds = common::clouds_file().unwrap();
+            let pool = Pool::new(Ironic::new(common::session(&clouds, "imagekit-admin")), &rc)
+                .poll(Duration::from_millis(200), Duration::from_secs(1))
+                .lease_ttl(Duration::from_secs(1));
+            let crashed = IronicCompute::new(
+                pool,
+                IronicOptions::new(SshAddress::Fixed("127.0.0.1".into(), 2222)).deploy_wait(quick()),
+            );
+            let machine = crashed
+                .boot("http://images.example.org/cc9.qcow2", "crashed", "ssh-ed25519 AAAA x")
+                .await
+                .unwrap();
+            std::mem::forget(machine);
+        });
+        // Dropping the runtime ends every task it ran: the crash.
+    })
+    .join()
+    .unwrap();
     // Not expired yet: nothing to reclaim, and the node is taken.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let reclaimed = tp.pool().reclaim_expired().await.unwrap();
