@@ -50,9 +50,7 @@ impl Guest {
             dir: dir.to_path_buf(),
             authorized_keys: sshd.join("authorized_keys"),
             user,
-            ssh_port: std::fs::read_to_string(sshd.join("port"))
-                .map(|p| p.trim().parse().unwrap())
-                .unwrap_or(2222),
+            ssh_port: common::sshd_port(&sshd),
             destroyed_at: Arc::default(),
         })
     }

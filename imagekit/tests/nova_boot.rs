@@ -273,16 +273,14 @@ name = "{{distro}} - {{arch}}"
     let pipeline = Pipeline::load(&dir.path().join("p.toml")).unwrap();
     let compute = std::sync::Arc::new(NovaCompute::new(
         cloud.session(),
-        fast(NovaOptions::new("m1.tiny").ssh_port(2222)),
+        fast(NovaOptions::new("m1.tiny").ssh_port(common::sshd_port(&sshd))),
     ));
     let services = Services::from_pipeline(&pipeline).unwrap().compute(compute);
     let journal = Journal::open(&dir.path().join("j.sqlite")).unwrap();
-    let started = std::time::Instant::now();
     let report = Runner::new(&pipeline, &services, &journal)
         .run(&RunOptions::default())
         .await
         .unwrap();
-    let took = started.elapsed();
     assert!(report.images.iter().all(|i| i.promoted), "{:?}", report.images);
     let results = journal.test_results(&report.run_id).unwrap();
     assert_eq!(results.len(), 4, "2 images × 2 scenarios: {results:?}");
@@ -291,10 +289,28 @@ name = "{{distro}} - {{arch}}"
     assert_eq!(images.len(), 2);
     assert_eq!(cloud.count(Service::Compute, "POST", "servers"), 2);
     assert_eq!(cloud.leaks(), vec![]);
-    // Each image's suite sleeps 2 s in all; sequential testing would take over 4 s.
+    // At once, not one after the other: both servers were created before either was deleted.
+    // (Each suite sleeps 2 s, so the second creation cannot slip in after a whole first test.)
+    let calls = cloud.calls();
+    let is = |c: &imagekit::testing::Call, method: &str, server: bool| {
+        c.service == Service::Compute
+            && c.method == method
+            && if server {
+                c.path.starts_with("servers/") && c.path.matches('/').count() == 1
+            } else {
+                c.path == "servers"
+            }
+    };
+    let second_create = calls
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| is(c, "POST", false))
+        .nth(1)
+        .map(|(i, _)| i);
+    let first_delete = calls.iter().position(|c| is(c, "DELETE", true));
     assert!(
-        took < Duration::from_secs(4),
-        "images tested one after the other? {took:?}"
+        second_create.unwrap() < first_delete.unwrap(),
+        "images tested one after the other: {calls:?}"
     );
 }
 

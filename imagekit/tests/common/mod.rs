@@ -29,6 +29,14 @@ pub fn clouds_file() -> Option<PathBuf> {
     peer("IMAGEKIT_OPENSTACK_CLOUDS", "real Keystone/Glance")
 }
 
+/// The port of the sshd that `dev/ssh-peer` started in `dir` (2222 unless it says otherwise).
+pub fn sshd_port(dir: &std::path::Path) -> u16 {
+    std::fs::read_to_string(dir.join("port"))
+        .ok()
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or(2222)
+}
+
 /// A session on one cloud of that clouds.yaml (`imagekit-admin`, `imagekit-demo`).
 pub fn session(clouds: &std::path::Path, cloud: &str) -> Session {
     let sources = ConfigSources {
