@@ -155,7 +155,8 @@ async fn a_retry_after_in_the_past_retries_at_once_and_the_bound_still_holds() {
     let koji = client(&hub);
     let started = std::time::Instant::now();
     let err = koji.get_koji_version().await.unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    // At once: not the policy's 5-minute cap (a generous bound, so a loaded machine does not flake).
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
     assert!(matches!(err, Error::Http { status: 429, .. }), "{err}");
     assert_eq!(err.retry_after(), Some(Duration::ZERO));
     assert_eq!(hub.calls_of("getKojiVersion").len(), 5, "one try and four retries");
