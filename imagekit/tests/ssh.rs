@@ -28,7 +28,11 @@ fn sshd() -> Option<(Target, SshKey)> {
     f.write_all(format!("{}\n", key.public_openssh()).as_bytes()).unwrap();
     let user = std::fs::read_to_string(std::path::Path::new(&dir).join("user")).unwrap();
     let user = user.trim();
-    Some((Target::new("127.0.0.1", 2222, user), key))
+    let port = std::fs::read_to_string(std::path::Path::new(&dir).join("port"))
+        .ok()
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or(2222);
+    Some((Target::new("127.0.0.1", port, user), key))
 }
 
 #[tokio::test]
@@ -84,7 +88,9 @@ async fn commands_report_exit_status_output_and_timeouts() {
     assert_eq!(big.stdout.len(), 1 << 20);
     assert_eq!(big.dropped_bytes, 5_000_000 - (1 << 20));
 
-    let marker = format!("sleep 6{}", std::process::id() % 10);
+    // A command line no other process on the machine has (other runs, other tests), so that pgrep
+    // below finds only this one.
+    let marker = format!("sleep 60.{:09}", rand::random::<u32>() % 1_000_000_000);
     let started = Instant::now();
     let hang = s
         .run(&Command::shell(&marker).timeout(Duration::from_millis(800)))
@@ -106,7 +112,14 @@ async fn commands_report_exit_status_output_and_timeouts() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(left.is_empty(), "still running: {left}");
+    if !left.is_empty() {
+        let ps = s
+            .run(&Command::shell("ps -eo pid,ppid,pgid,sid,etime,args"))
+            .await
+            .map(|r| String::from_utf8_lossy(&r.stdout).into_owned())
+            .unwrap_or_default();
+        panic!("still running: {left}\n{ps}");
+    }
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "killed late: {:?}",
