@@ -788,38 +788,9 @@ fn parse_retry_after(v: &str, now: std::time::SystemTime) -> Option<Duration> {
         // All digits: only an overflow can fail the parse, and that means "very long".
         return Some(Duration::from_secs(v.parse().unwrap_or(u64::MAX)));
     }
-    let when = http_date_to_unix(v)?;
-    let now = now.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
-    Some(Duration::from_secs(when.saturating_sub(now)))
-}
-
-/// `Sun, 06 Nov 1994 08:49:37 GMT` (IMF-fixdate, the form RFC 9110 requires senders to use) →
-/// seconds since the epoch.
-fn http_date_to_unix(s: &str) -> Option<u64> {
-    let parts: Vec<&str> = s.split_whitespace().collect();
-    let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
-        return None;
-    };
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let month = i64::try_from(MONTHS.iter().position(|m| m == month)?).ok()? + 1;
-    let (day, year): (i64, i64) = (day.parse().ok()?, year.parse().ok()?);
-    if !(1..=31).contains(&day) || !(1970..=9999).contains(&year) {
-        return None;
-    }
-    let hms: Vec<i64> = time.split(':').map(|x| x.parse().ok()).collect::<Option<_>>()?;
-    let [h, m, sec] = hms.as_slice() else { return None };
-    // Days from the civil date (Howard Hinnant's algorithm); the ranges above keep it far from overflow.
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days.checked_mul(86_400)?.checked_add(h * 3600 + m * 60 + sec)?;
-    u64::try_from(secs).ok()
+    let when = httpdate::parse_http_date(v).ok()?;
+    // A date in the past means "now".
+    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(method: &str, v: Value) -> Result<T> {
