@@ -119,6 +119,13 @@ pub(crate) fn exactly_one<T>(
     }
 }
 
+/// One JSON-pointer reference token (RFC 6901): `~` → `~0`, then `/` → `~1`, so a key holding
+/// either names itself and not a nested path. Used by every JSON patch this crate sends (Glance
+/// image properties, Ironic `extra` items).
+pub(crate) fn pointer_escape(k: &str) -> String {
+    k.replace('~', "~0").replace('/', "~1")
+}
+
 /// A random (version 4) UUID, for ids a client chooses before it creates something (a Glance
 /// image). The bits come from std's randomly keyed SipHash over a process-wide counter and the
 /// clock: unique and unpredictable enough for ids, without a dependency for 16 random bytes.
@@ -154,6 +161,13 @@ pub(crate) fn random_uuid() -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn pointer_tokens_escape_tilde_before_slash() {
+        assert_eq!(super::pointer_escape("a/b~c"), "a~1b~0c");
+        assert_eq!(super::pointer_escape("~1"), "~01");
+        assert_eq!(super::pointer_escape("plain"), "plain");
+    }
+
     #[test]
     fn random_uuids_are_version_4_and_differ() {
         let a = super::random_uuid();

@@ -91,3 +91,26 @@ async fn a_500_is_not_retried_on_a_create_whatever_its_message() {
     assert_eq!(e.status(), Some(500));
     assert!(e.to_string().contains("database is locked"), "{e}");
 }
+
+#[tokio::test]
+async fn allocation_extra_keys_are_escaped_as_json_pointer_tokens() {
+    let (server, session) = cloud().await;
+    // A key with "/" and "~" names one `extra` item, not a nested path (RFC 6901: "~" → "~0",
+    // "/" → "~1").
+    Mock::given(method("PATCH"))
+        .and(path("/baremetal/v1/allocations/alloc-1"))
+        .and(wiremock::matchers::body_json(
+            json!([{"op": "add", "path": "/extra/team~1ci~0nightly", "value": "x"}]),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"uuid": "alloc-1", "name": "alloc-1", "state": "active", "resource_class": "baremetal",
+                   "extra": {"team/ci~nightly": "x"}}),
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Ironic::new(session)
+        .set_allocation_extra("alloc-1", "team/ci~nightly", "x")
+        .await
+        .unwrap();
+}

@@ -387,13 +387,13 @@ impl PatchOp {
             PatchOp::Rename(n) => json!({"op": "replace", "path": "/name", "value": n}),
             PatchOp::SetProperty(k, v) => {
                 let op = if has(k) { "replace" } else { "add" };
-                json!({"op": op, "path": format!("/{}", pointer_escape(k)), "value": v})
+                json!({"op": op, "path": format!("/{}", crate::util::pointer_escape(k)), "value": v})
             }
             PatchOp::RemoveProperty(k) => {
                 if current.is_some() && !has(k) {
                     return None;
                 }
-                json!({"op": "remove", "path": format!("/{}", pointer_escape(k))})
+                json!({"op": "remove", "path": format!("/{}", crate::util::pointer_escape(k))})
             }
             PatchOp::Visibility(v) => json!({"op": "replace", "path": "/visibility", "value": v.as_str()}),
             PatchOp::MinDisk(n) => json!({"op": "replace", "path": "/min_disk", "value": n}),
@@ -407,11 +407,6 @@ impl PatchOp {
     fn needs_current(&self) -> bool {
         matches!(self, PatchOp::SetProperty(..) | PatchOp::RemoveProperty(_))
     }
-}
-
-/// JSON pointer escaping (RFC 6901).
-fn pointer_escape(k: &str) -> String {
-    k.replace('~', "~0").replace('/', "~1")
 }
 
 const PATCH_CONTENT_TYPE: &str = "application/openstack-images-v2.1-json-patch";

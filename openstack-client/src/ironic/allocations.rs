@@ -133,9 +133,10 @@ impl Ironic {
         self.session.collect_pages(r, "allocations").await
     }
 
-    /// Set one `extra` item (API 1.57+).
+    /// Set one `extra` item (API 1.57+). The key may hold `/` or `~`: it is escaped as a JSON
+    /// pointer token (RFC 6901), so it names one item.
     pub async fn set_allocation_extra(&self, ident: &str, key: &str, value: impl Into<Value>) -> Result<Allocation> {
-        let patch = json!([{"op": "add", "path": format!("/extra/{key}"), "value": value.into()}]);
+        let patch = json!([{"op": "add", "path": format!("/extra/{}", crate::util::pointer_escape(key)), "value": value.into()}]);
         let r = self
             .request(Method::PATCH, &format!("allocations/{}", seg(ident)))
             .await?
