@@ -1,7 +1,7 @@
 //! Keystone v3: credentials, tokens and the service catalog.
 
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -325,8 +325,10 @@ fn aliases(t: &str) -> Vec<&str> {
 #[non_exhaustive]
 pub struct Token {
     value: SecretString,
-    /// When Keystone says it expires.
-    pub expires_at: SystemTime,
+    /// When Keystone says it expires. `None` when its `expires_at` could not be read or is outside
+    /// what this platform's clock can represent: such a token counts as expiring at once, so the
+    /// session authenticates again before each use rather than trusting a time it cannot know.
+    pub expires_at: Option<SystemTime>,
     /// Its catalog.
     pub catalog: Catalog,
     /// Project id, for project-scoped tokens.
@@ -357,9 +359,11 @@ impl Token {
         &self.value
     }
 
-    /// Time left before expiry (zero when expired).
+    /// Time left before expiry (zero when expired, or when the expiry is unknown).
     pub fn remaining(&self) -> Duration {
-        self.expires_at.duration_since(SystemTime::now()).unwrap_or_default()
+        self.expires_at
+            .and_then(|t| t.duration_since(SystemTime::now()).ok())
+            .unwrap_or_default()
     }
 }
 
@@ -438,8 +442,7 @@ pub(crate) async fn authenticate(http: &reqwest::Client, creds: &Credentials) ->
     let t = parsed.token;
     Ok(Token {
         value: SecretString::from(value),
-        expires_at: parse_rfc3339(&t.expires_at)
-            .ok_or_else(|| decode(format!("expires_at {:?} is not a timestamp", t.expires_at)))?,
+        expires_at: expiry(&t.expires_at),
         catalog: Catalog(t.catalog),
         project_id: t.project.as_ref().and_then(|p| p.id.clone()),
         project_name: t.project.and_then(|p| p.name),
@@ -448,65 +451,47 @@ pub(crate) async fn authenticate(http: &reqwest::Client, creds: &Credentials) ->
     })
 }
 
-/// `2015-11-07T02:58:43.578887Z` (or with an offset) → `SystemTime`.
-pub(crate) fn parse_rfc3339(s: &str) -> Option<SystemTime> {
-    let s = s.trim();
-    let (date, rest) = s.split_once(['T', ' '])?;
-    let mut d = date.split('-');
-    let (y, m, day): (i64, i64, i64) = (
-        d.next()?.parse().ok()?,
-        d.next()?.parse().ok()?,
-        d.next()?.parse().ok()?,
-    );
-    let (time, offset_secs) = if let Some(t) = rest.strip_suffix('Z') {
-        (t, 0)
-    } else if let Some(i) = rest.rfind(['+', '-']).filter(|&i| i >= 8) {
-        let (t, off) = rest.split_at(i);
-        let sign = if off.starts_with('-') { -1 } else { 1 };
-        let (oh, om) = off[1..].split_once(':').unwrap_or((&off[1..3.min(off.len())], "0"));
-        (
-            t,
-            sign * (oh.parse::<i64>().ok()? * 3600 + om.parse::<i64>().ok()? * 60),
-        )
-    } else {
-        (rest, 0)
-    };
-    let mut t = time.split(':');
-    let (hh, mm): (i64, i64) = (t.next()?.parse().ok()?, t.next()?.parse().ok()?);
-    let sec: f64 = t.next().unwrap_or("0").parse().ok()?;
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) {
-        return None;
+/// A token's `expires_at`; `None` (with a warning) when it cannot be read or represented.
+fn expiry(expires_at: &str) -> Option<SystemTime> {
+    let t = crate::time::parse_timestamp(expires_at);
+    if t.is_none() {
+        tracing::warn!(
+            expires_at = %crate::error::truncate(expires_at, 64),
+            "Keystone's token expiry is not a usable timestamp; authenticating again before each use"
+        );
     }
-    // Days from civil (Howard Hinnant's algorithm).
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + hh * 3600 + mm * 60 - offset_secs;
-    let secs = u64::try_from(secs).ok()?;
-    Some(
-        UNIX_EPOCH
-            + Duration::from_secs(secs)
-            + Duration::from_secs_f64(sec.fract().max(0.0))
-            + Duration::from_secs(sec.trunc() as u64),
-    )
+    t
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
 
     #[test]
-    fn timestamps_parse() {
-        let t = parse_rfc3339("2015-11-07T02:58:43.578887Z").unwrap();
-        let secs = t.duration_since(UNIX_EPOCH).unwrap().as_secs();
-        assert_eq!(secs, 1_446_865_123);
-        let t2 = parse_rfc3339("2015-11-07T03:58:43+01:00").unwrap();
-        assert_eq!(t2.duration_since(UNIX_EPOCH).unwrap().as_secs(), 1_446_865_123);
-        assert!(parse_rfc3339("yesterday").is_none());
+    fn a_token_with_an_unreadable_or_unrepresentable_expiry_counts_as_expiring_now() {
+        let token = |expires_at: Option<SystemTime>| Token {
+            value: SecretString::from("t"),
+            expires_at,
+            catalog: Catalog::default(),
+            project_id: None,
+            project_name: None,
+            user_id: None,
+            roles: Vec::new(),
+        };
+        assert_eq!(token(None).remaining(), Duration::ZERO);
+        let later = SystemTime::now().checked_add(Duration::from_secs(3600));
+        assert!(token(later).remaining() > Duration::from_secs(3500));
+        assert_eq!(token(Some(UNIX_EPOCH)).remaining(), Duration::ZERO);
+        for odd in [
+            "2026-11-24T10:35:00+٠١:٠٠",
+            "2026-11-24T10:35:inf",
+            "99999-01-01T00:00:00Z",
+            "292277026596-12-04T15:30:07Z",
+            "02-31T99:99",
+        ] {
+            assert_eq!(token(expiry(odd)).remaining(), Duration::ZERO, "{odd}");
+        }
     }
 
     #[test]

@@ -50,6 +50,7 @@ pub mod nova;
 pub mod session;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod time;
 pub mod wait;
 
 pub use config::{CloudConfig, ConfigSources, Interface};

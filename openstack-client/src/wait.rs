@@ -74,7 +74,7 @@ where
                 last_state: last,
             });
         }
-        tokio::time::sleep(interval.min(opts.timeout - waited)).await;
-        interval = (interval * 2).min(opts.max_interval);
+        tokio::time::sleep(interval.min(opts.timeout.saturating_sub(waited))).await;
+        interval = interval.saturating_mul(2).min(opts.max_interval);
     }
 }

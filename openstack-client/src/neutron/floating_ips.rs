@@ -41,7 +41,7 @@ pub struct FloatingIp {
 impl FloatingIp {
     /// [`FloatingIp::created_at`] as a time.
     pub fn created(&self) -> Option<std::time::SystemTime> {
-        self.created_at.as_deref().and_then(crate::identity::parse_rfc3339)
+        self.created_at.as_deref().and_then(crate::time::parse_timestamp)
     }
 }
 

@@ -29,7 +29,7 @@ pub struct Keypair {
 impl Keypair {
     /// [`Keypair::created_at`] as a time.
     pub fn created(&self) -> Option<std::time::SystemTime> {
-        self.created_at.as_deref().and_then(crate::identity::parse_rfc3339)
+        self.created_at.as_deref().and_then(crate::time::parse_timestamp)
     }
 }
 

@@ -494,7 +494,12 @@ impl Nova {
                 .await?
                 .into_iter()
                 .filter(|s| s.name == req.name())
-                .filter(|s| s.created_at().is_none_or(|c| c + CLOCK_SKEW >= started))
+                // Checked: a created time near the end of representable time must not panic.
+                .filter(|s| {
+                    s.created_at()
+                        .and_then(|c| c.checked_add(CLOCK_SKEW))
+                        .is_none_or(|c| c >= started)
+                })
                 .collect();
             match found.len() {
                 0 => Ok(None),
@@ -716,7 +721,7 @@ impl Nova {
 impl Server {
     /// When it was created (`None` when Nova did not say, or said something unreadable).
     pub fn created_at(&self) -> Option<std::time::SystemTime> {
-        self.created.as_deref().and_then(crate::identity::parse_rfc3339)
+        self.created.as_deref().and_then(crate::time::parse_timestamp)
     }
 
     /// The admin password Nova generated, when the create answer had one.

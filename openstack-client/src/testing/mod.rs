@@ -36,7 +36,7 @@ mod proxy;
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use wiremock::matchers::any;
@@ -125,6 +125,8 @@ pub(crate) struct State {
     faults: BTreeMap<Service, Faults>,
     calls: Vec<Call>,
     authorized_keys: Option<PathBuf>,
+    /// `expires_at` of the tokens Keystone issues, verbatim (`None`: an hour from now).
+    token_expires_at: Option<String>,
     pub(crate) nova: nova::Nova,
     pub(crate) neutron: neutron::Neutron,
     pub(crate) glance: glance::Glance,
@@ -328,36 +330,25 @@ fn identity(st: &mut State, method: &str, rel: &str, body: &Value) -> Answer {
         entry("image", format!("{}/image", st.base)),
         entry("baremetal", format!("{}/baremetal", st.base)),
     ]);
-    doc["token"]["expires_at"] = json!(rfc3339_in(3600));
+    doc["token"]["expires_at"] = json!(st.token_expires_at.clone().unwrap_or_else(|| rfc3339_in(3600)));
     doc["token"]["issued_at"] = json!(rfc3339_in(0));
     Answer::json(201, doc).header("X-Subject-Token", &token)
 }
 
 /// RFC 3339 UTC for a time `secs` from now (negative: in the past), as OpenStack writes times:
-/// handy for token expiries and `created` fields in fixtures.
+/// handy for token expiries and `created` fields in fixtures. Beyond chrono's range (about
+/// ±262,000 years) it stops at the range's end, so odd expiries can be made too.
 pub fn rfc3339_in(secs: i64) -> String {
-    let t = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-        + secs;
-    let (days, rem) = (t.div_euclid(86_400), t.rem_euclid(86_400));
-    // Civil date from days since the epoch (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+    let now = Utc::now();
+    let delta = TimeDelta::try_seconds(secs).unwrap_or(if secs < 0 { TimeDelta::MIN } else { TimeDelta::MAX });
+    now.checked_add_signed(delta)
+        .unwrap_or(if secs < 0 {
+            DateTime::<Utc>::MIN_UTC
+        } else {
+            DateTime::<Utc>::MAX_UTC
+        })
+        .to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -398,6 +389,7 @@ impl MockOpenStack {
             faults: BTreeMap::new(),
             calls: Vec::new(),
             authorized_keys: None,
+            token_expires_at: None,
             nova: nova::Nova::default(),
             neutron: neutron::Neutron::default(),
             glance: glance::Glance::default(),
@@ -548,6 +540,13 @@ impl MockOpenStack {
             .or_default()
             .drop
             .push((method.to_string(), path.to_string()));
+        self
+    }
+
+    /// Tokens issued from now on carry this `expires_at`, verbatim — odd values included (a huge
+    /// year, a non-ASCII offset, `inf` seconds); `None` goes back to an hour from issue.
+    pub fn set_token_expires_at(&self, expires_at: Option<&str>) -> &Self {
+        self.state().token_expires_at = expires_at.map(str::to_string);
         self
     }
 
