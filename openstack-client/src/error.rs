@@ -28,8 +28,10 @@ pub enum Error {
         /// `Retry-After`, when the service sent one.
         retry_after: Option<Duration>,
     },
-    /// No answer: connection refused, reset, TLS failure, read timeout.
-    #[error("{method} {url}: {source}")]
+    /// No answer: connection refused, reset, TLS failure, read timeout. The text ends with the
+    /// root cause of the error chain (`Connection refused (os error 111)`), which reqwest's own
+    /// message leaves out.
+    #[error("{method} {url}: {}", with_root_cause(source))]
     Transport {
         /// HTTP method.
         method: String,
@@ -189,6 +191,22 @@ pub enum Error {
     /// A caller's argument is unusable.
     #[error("invalid input: {0}")]
     InvalidInput(String),
+}
+
+/// `e`'s message, followed by the innermost error of its source chain when that says more (the OS
+/// error behind reqwest's "error sending request").
+fn with_root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let top = e.to_string();
+    let mut root = e;
+    while let Some(next) = root.source() {
+        root = next;
+    }
+    let cause = root.to_string();
+    if std::ptr::addr_eq(root, e) || cause.is_empty() || top.contains(&cause) {
+        top
+    } else {
+        format!("{top}: {cause}")
+    }
 }
 
 fn request_id_suffix(id: &Option<String>) -> String {

@@ -790,8 +790,7 @@ pub(crate) async fn api_error(method: &Method, url: &Url, resp: reqwest::Respons
     let retry_after = h
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+        .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
     let body = resp.bytes().await.unwrap_or_default();
     Error::Api {
         method: method.to_string(),
@@ -801,6 +800,19 @@ pub(crate) async fn api_error(method: &Method, url: &Url, resp: reqwest::Respons
         request_id,
         retry_after,
     }
+}
+
+/// A `Retry-After` value as a delay: delta-seconds, or an HTTP date in any of the three forms
+/// clients must accept (IMF-fixdate, RFC 850, asctime), of which a past one means "now". Whether
+/// a delay is obeyed or too long to wait for is the [`RetryPolicy`]'s `max_retry_after`, for both
+/// forms alike.
+pub(crate) fn parse_retry_after(v: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 fn last_segment_is_version(u: &Url) -> bool {
@@ -832,6 +844,37 @@ pub(crate) fn join(base: &Url, rel: &str) -> Url {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_all_three_date_forms() {
+        use std::time::{SystemTime, UNIX_EPOCH};
+        // Sun, 06 Nov 1994 08:49:37 GMT
+        let now = UNIX_EPOCH + Duration::from_secs(784_111_777);
+        let at = |s: &str| parse_retry_after(s, now - Duration::from_secs(30));
+        assert_eq!(at("Sun, 06 Nov 1994 08:49:37 GMT"), Some(Duration::from_secs(30)));
+        assert_eq!(at("Sunday, 06-Nov-94 08:49:37 GMT"), Some(Duration::from_secs(30)));
+        assert_eq!(at("Sun Nov  6 08:49:37 1994"), Some(Duration::from_secs(30)));
+        assert_eq!(at(" 7 "), Some(Duration::from_secs(7)));
+        // A date in the past: now.
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", SystemTime::now()),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            parse_retry_after("18446744073709551615", now),
+            Some(Duration::from_secs(u64::MAX))
+        );
+        for bad in [
+            "",
+            "soon",
+            "-1",
+            "1.5",
+            "Sun, 06 Nov 1994 08:49:37 CET",
+            "Sun, 31 Feb 1994 08:49:37 GMT",
+        ] {
+            assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn joining_keeps_path_prefixes() {

@@ -109,7 +109,8 @@ pub struct Call {
 #[derive(Default)]
 struct Faults {
     fail: Vec<(u16, u32)>,
-    throttle: Option<(u32, u64)>,
+    /// (how many, the `Retry-After` value).
+    throttle: Option<(u32, String)>,
     delay: Option<Duration>,
     /// (method, path): carry out the next such request, then lose its answer.
     drop: Vec<(String, String)>,
@@ -252,14 +253,14 @@ fn route(st: &mut State, service: Service, method: &str, rel: &str, req: &Reques
                 json!({"error": {"code": status, "message": "injected failure"}}),
             );
         }
-        if let Some((n, secs)) = f.throttle.as_mut() {
-            let secs = *secs;
+        if let Some((n, retry_after)) = f.throttle.as_mut() {
+            let retry_after = retry_after.clone();
             *n -= 1;
             if *n == 0 {
                 f.throttle = None;
             }
             return Answer::json(429, json!({"error": {"code": 429, "message": "Too many requests"}}))
-                .header("Retry-After", &secs.to_string());
+                .header("Retry-After", &retry_after);
         }
     }
     let body: Value = if service == Service::Image {
@@ -513,8 +514,15 @@ impl MockOpenStack {
 
     /// The next `n` requests to `service` answer 429 with `Retry-After: secs`.
     pub fn throttle(&self, service: Service, n: u32, retry_after_secs: u64) -> &Self {
+        self.throttle_until(service, n, &retry_after_secs.to_string())
+    }
+
+    /// The next `n` requests to `service` answer 429 with this `Retry-After` value verbatim: an
+    /// HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`, or the RFC 850 and asctime forms) or anything
+    /// else a peer might send.
+    pub fn throttle_until(&self, service: Service, n: u32, retry_after: &str) -> &Self {
         if n > 0 {
-            self.state().faults.entry(service).or_default().throttle = Some((n, retry_after_secs));
+            self.state().faults.entry(service).or_default().throttle = Some((n, retry_after.to_string()));
         }
         self
     }
