@@ -188,6 +188,35 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// An answer was larger than this client reads for its kind (see
+    /// [`AnswerKind`](crate::session::AnswerKind)): a broken or hostile peer.
+    #[error("{method} {url}: the {what} answer is larger than {limit} bytes; not read")]
+    BodyTooLarge {
+        /// HTTP method.
+        method: String,
+        /// Request URL.
+        url: String,
+        /// The kind of answer (`token`, `resource`, `list page`).
+        what: &'static str,
+        /// The cap, in bytes.
+        limit: u64,
+    },
+    /// A listing's `next` link pointed at a page already fetched: the service would loop forever.
+    #[error("listing {url}: the next link {next} points at a page already fetched (a loop); stopped")]
+    PaginationLoop {
+        /// The listing's first page.
+        url: String,
+        /// The repeated link.
+        next: String,
+    },
+    /// A listing went on for more pages than any real one has.
+    #[error("listing {url}: more than {limit} pages; stopped")]
+    TooManyPages {
+        /// The listing's first page.
+        url: String,
+        /// The page cap.
+        limit: usize,
+    },
     /// A caller's argument is unusable.
     #[error("invalid input: {0}")]
     InvalidInput(String),

@@ -415,18 +415,16 @@ pub(crate) async fn authenticate(http: &reqwest::Client, creds: &Credentials) ->
         .get("x-subject-token")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let body = resp.bytes().await.map_err(|source| Error::Transport {
-        method: "POST".into(),
-        url: url.to_string(),
-        source,
-    })?;
     if matches!(status, 400 | 401 | 403 | 404) {
+        let body = crate::session::read_error_body(resp).await;
         return Err(Error::Auth {
             auth_url: creds.auth_url.to_string(),
             status,
             message: service_message(&body),
         });
     }
+    let body =
+        crate::session::read_capped(&reqwest::Method::POST, &url, resp, crate::session::AnswerKind::Token).await?;
     let decode = |reason: String| Error::Decode {
         method: "POST".into(),
         url: url.to_string(),

@@ -120,11 +120,8 @@ pub(crate) async fn fetch_document(http: &reqwest::Client, url: &Url) -> Result<
     if !(200..400).contains(&resp.status().as_u16()) {
         return Err(crate::session::api_error(&reqwest::Method::GET, url, resp).await);
     }
-    let body = resp.bytes().await.map_err(|source| Error::Transport {
-        method: "GET".into(),
-        url: url.to_string(),
-        source,
-    })?;
+    let body =
+        crate::session::read_capped(&reqwest::Method::GET, url, resp, crate::session::AnswerKind::Resource).await?;
     serde_json::from_slice(&body).map_err(|e| Error::Decode {
         method: "GET".into(),
         url: url.to_string(),

@@ -276,6 +276,8 @@ pub(crate) struct ApiRequest {
     pub idempotent: bool,
     /// Answers that mean "nothing happened, try again" for this service (Ironic's 409 NodeLocked).
     pub retry_if: Option<fn(&Error) -> bool>,
+    /// What kind of JSON answer is expected, for its size cap.
+    pub answer: AnswerKind,
 }
 
 impl ApiRequest {
@@ -288,7 +290,13 @@ impl ApiRequest {
             headers: Vec::new(),
             idempotent,
             retry_if: None,
+            answer: AnswerKind::Resource,
         }
+    }
+    /// The answer is one page of a listing (a larger size cap).
+    pub fn page(mut self) -> Self {
+        self.answer = AnswerKind::Page;
+        self
     }
     pub fn json(mut self, v: Value) -> Self {
         self.body = Body::Json(v);
@@ -317,6 +325,7 @@ impl ApiRequest {
             headers: self.headers.clone(),
             idempotent: true,
             retry_if: self.retry_if,
+            answer: AnswerKind::Page,
         }
     }
     /// Mark a non-GET request as safe to repeat (JSON-patch `replace`, actions that are no-ops twice).
@@ -536,8 +545,9 @@ impl Session {
     {
         let method = req.method.clone();
         let url = req.url.clone();
+        let kind = req.answer;
         match self.send_or_find(req, find).await? {
-            Sent::Answer(resp) => decode_json(&method, &url, resp).await,
+            Sent::Answer(resp) => decode_json(&method, &url, resp, kind).await,
             Sent::Found(t) => Ok(t),
         }
     }
@@ -652,11 +662,13 @@ impl Session {
             };
         }
     }
-    /// GET a collection and every following page (`<key>_links` or `next`), decoding each page's
-    /// `key` array. Stops at a page without a next link, or an empty one.
+    /// GET a collection and every following page (`<key>_links` or `next`, resolved against the
+    /// page's URL), decoding each page's `key` array. Stops at a page without a next link, or an
+    /// empty one; a `next` seen before, or more than [`MAX_PAGES`] pages, is an error.
     pub(crate) async fn collect_pages<T: DeserializeOwned>(&self, first: ApiRequest, key: &str) -> Result<Vec<T>> {
         let links_key = format!("{key}_links");
-        let mut req = first;
+        let mut req = first.page();
+        let mut pages = PageGuard::new(&req.url);
         let mut all = Vec::new();
         loop {
             let url = req.url.clone();
@@ -670,8 +682,11 @@ impl Session {
                 })?;
             let empty = page.is_empty();
             all.extend(page);
-            match next_link(&doc, &links_key) {
-                Some(next) if !empty => req = template.next_page(next),
+            match next_link(&doc, &links_key, &url) {
+                Some(next) if !empty => {
+                    pages.follow(&next)?;
+                    req = template.next_page(next);
+                }
                 _ => return Ok(all),
             }
         }
@@ -681,8 +696,9 @@ impl Session {
     pub(crate) async fn send_json<T: DeserializeOwned>(&self, req: ApiRequest) -> Result<T> {
         let method = req.method.clone();
         let url = req.url.clone();
+        let kind = req.answer;
         let resp = self.send(req).await?;
-        decode_json(&method, &url, resp).await
+        decode_json(&method, &url, resp, kind).await
     }
 }
 
@@ -753,26 +769,156 @@ where
 }
 
 /// The `rel: next` href in a `…_links` array (Nova `servers_links`, Neutron `networks_links`), or a
-/// plain `next` string (Ironic).
-pub(crate) fn next_link(doc: &Value, links_key: &str) -> Option<Url> {
-    if let Some(s) = doc.get("next").and_then(Value::as_str) {
-        return Url::parse(s).ok();
-    }
-    doc.get(links_key)?
-        .as_array()?
-        .iter()
-        .find(|l| l.get("rel").and_then(Value::as_str) == Some("next"))
-        .and_then(|l| l.get("href")?.as_str())
-        .and_then(|h| Url::parse(h).ok())
+/// plain `next` string (Ironic), resolved against the page's URL (absolute, `//host/…`, `/path`
+/// and relative forms alike).
+pub(crate) fn next_link(doc: &Value, links_key: &str, page: &Url) -> Option<Url> {
+    let href = match doc.get("next").and_then(Value::as_str) {
+        Some(s) => s,
+        None => doc
+            .get(links_key)?
+            .as_array()?
+            .iter()
+            .find(|l| l.get("rel").and_then(Value::as_str) == Some("next"))
+            .and_then(|l| l.get("href")?.as_str())?,
+    };
+    page.join(href).ok()
 }
 
-/// Read a JSON answer; a body that is not the expected JSON is a [`Error::Decode`] quoting its start.
-pub(crate) async fn decode_json<T: DeserializeOwned>(method: &Method, url: &Url, resp: reqwest::Response) -> Result<T> {
-    let body = resp.bytes().await.map_err(|source| Error::Transport {
+/// The most pages one listing follows: 10,000 pages are millions of resources, far beyond any
+/// cloud this client serves; a service still sending `next` links then is broken.
+pub const MAX_PAGES: usize = 10_000;
+
+/// Watches a listing's `next` links: a link seen before is a loop (a peer whose `next` points at
+/// itself or back), and more than [`MAX_PAGES`] pages is too many. Both end the listing with an
+/// error naming its first page.
+pub(crate) struct PageGuard {
+    first: String,
+    seen: std::collections::HashSet<String>,
+}
+
+impl PageGuard {
+    pub(crate) fn new(first: &Url) -> Self {
+        PageGuard {
+            first: first.to_string(),
+            seen: std::collections::HashSet::from([first.to_string()]),
+        }
+    }
+
+    /// Before following `next`.
+    pub(crate) fn follow(&mut self, next: &Url) -> Result<()> {
+        if self.seen.len() >= MAX_PAGES {
+            return Err(Error::TooManyPages {
+                url: self.first.clone(),
+                limit: MAX_PAGES,
+            });
+        }
+        if !self.seen.insert(next.to_string()) {
+            return Err(Error::PaginationLoop {
+                url: self.first.clone(),
+                next: next.to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What kind of JSON answer a body is. Each has a size cap, so a peer cannot make the client read
+/// (and hold, several times over while decoding) an answer of any size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AnswerKind {
+    /// Keystone's token answer, with its service catalog: 8 MiB.
+    Token,
+    /// One resource, an action's answer or a version document: 4 MiB.
+    Resource,
+    /// One page of a listing: 16 MiB.
+    Page,
+}
+
+impl AnswerKind {
+    /// The most bytes read for this kind of answer.
+    pub const fn limit(self) -> u64 {
+        match self {
+            AnswerKind::Token => 8 << 20,
+            AnswerKind::Resource => 4 << 20,
+            AnswerKind::Page => 16 << 20,
+        }
+    }
+
+    /// Its name in errors.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AnswerKind::Token => "token",
+            AnswerKind::Resource => "resource",
+            AnswerKind::Page => "list page",
+        }
+    }
+}
+
+/// How much of an error answer is read: enough for any service's message; the rest is dropped.
+pub const ERROR_BODY_LIMIT: usize = 64 << 10;
+
+/// Read a whole answer of `kind`, refusing one larger than its cap with [`Error::BodyTooLarge`]
+/// (at once when `Content-Length` says so, else as soon as the streamed bytes pass the cap).
+pub(crate) async fn read_capped(
+    method: &Method,
+    url: &Url,
+    mut resp: reqwest::Response,
+    kind: AnswerKind,
+) -> Result<bytes::Bytes> {
+    let limit = kind.limit();
+    let too_large = || Error::BodyTooLarge {
         method: method.to_string(),
         url: url.to_string(),
-        source,
-    })?;
+        what: kind.as_str(),
+        limit,
+    };
+    let declared = resp.content_length();
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    // Within the cap (checked just above), so the capacity is bounded too.
+    let mut buf = Vec::with_capacity(usize::try_from(declared.unwrap_or(0)).unwrap_or(0));
+    loop {
+        let chunk = resp.chunk().await.map_err(|source| Error::Transport {
+            method: method.to_string(),
+            url: url.to_string(),
+            source,
+        })?;
+        let Some(chunk) = chunk else {
+            return Ok(buf.into());
+        };
+        if u64::try_from(buf.len().saturating_add(chunk.len())).unwrap_or(u64::MAX) > limit {
+            return Err(too_large());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+}
+
+/// The first [`ERROR_BODY_LIMIT`] bytes of an error answer (less when the connection fails).
+pub(crate) async fn read_error_body(mut resp: reqwest::Response) -> Vec<u8> {
+    let mut buf = Vec::new();
+    while buf.len() < ERROR_BODY_LIMIT {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = ERROR_BODY_LIMIT - buf.len();
+                buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            _ => break,
+        }
+    }
+    buf
+}
+
+/// Read a JSON answer of `kind` (within its size cap); a body that is not the expected JSON is a
+/// [`Error::Decode`] quoting its start.
+pub(crate) async fn decode_json<T: DeserializeOwned>(
+    method: &Method,
+    url: &Url,
+    resp: reqwest::Response,
+    kind: AnswerKind,
+) -> Result<T> {
+    let body = read_capped(method, url, resp, kind).await?;
     serde_json::from_slice(&body).map_err(|e| Error::Decode {
         method: method.to_string(),
         url: url.to_string(),
@@ -791,7 +937,7 @@ pub(crate) async fn api_error(method: &Method, url: &Url, resp: reqwest::Respons
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
-    let body = resp.bytes().await.unwrap_or_default();
+    let body = read_error_body(resp).await;
     Error::Api {
         method: method.to_string(),
         url: url.to_string(),
@@ -844,6 +990,44 @@ pub(crate) fn join(base: &Url, rel: &str) -> Url {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn page_guards_stop_loops_and_endless_listings() {
+        let first = Url::parse("http://h/v2/images").unwrap();
+        let mut g = PageGuard::new(&first);
+        let page = |n: usize| Url::parse(&format!("http://h/v2/images?marker={n}")).unwrap();
+        g.follow(&page(1)).unwrap();
+        assert!(matches!(g.follow(&page(1)), Err(Error::PaginationLoop { .. })));
+        assert!(matches!(g.follow(&first), Err(Error::PaginationLoop { .. })));
+        let mut g = PageGuard::new(&first);
+        for n in 1..MAX_PAGES {
+            g.follow(&page(n)).unwrap();
+        }
+        let e = g.follow(&page(MAX_PAGES)).unwrap_err();
+        assert!(matches!(e, Error::TooManyPages { limit: 10_000, .. }), "{e}");
+    }
+
+    #[test]
+    fn next_links_resolve_against_the_page() {
+        let page = Url::parse("http://h:8774/compute/v2.1/servers/detail?limit=1").unwrap();
+        let doc = |href: &str| serde_json::json!({"servers_links": [{"rel": "next", "href": href}]});
+        let at = |href: &str| next_link(&doc(href), "servers_links", &page).unwrap().to_string();
+        assert_eq!(
+            at("detail?marker=a"),
+            "http://h:8774/compute/v2.1/servers/detail?marker=a"
+        );
+        assert_eq!(
+            at("/compute/v2.1/servers/detail?marker=a"),
+            "http://h:8774/compute/v2.1/servers/detail?marker=a"
+        );
+        assert_eq!(at("//other:1/x?marker=a"), "http://other:1/x?marker=a");
+        assert_eq!(at("https://other/x"), "https://other/x");
+        let ironic = serde_json::json!({"next": "http://i/v1/nodes?marker=b"});
+        assert_eq!(
+            next_link(&ironic, "nodes_links", &page).unwrap().as_str(),
+            "http://i/v1/nodes?marker=b"
+        );
+    }
 
     #[test]
     fn retry_after_reads_seconds_and_all_three_date_forms() {

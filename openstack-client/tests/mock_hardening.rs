@@ -3,8 +3,48 @@
 //! peers that echo requests (secrets included) in their error bodies, refused connections.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use openstack_client::glance::{Glance, ListImages};
+use std::time::Duration;
+
+use openstack_client::glance::{Glance, ImageId, ListImages};
+use openstack_client::ironic::{Ironic, ListNodes};
+use openstack_client::nova::{ListServers, Nova};
 use openstack_client::testing::MockOpenStack;
+use openstack_client::{Error, Session};
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+mod common;
+use common::{catalog_entry, fixture};
+
+/// A wiremock cloud: Keystone (tokens for `hunter2`), Glance at `/image/v2`, Nova at
+/// `/compute/v2.1` and Ironic at `/baremetal`, with their version documents.
+async fn cloud() -> (MockServer, Session) {
+    let server = MockServer::start().await;
+    let uri = server.uri();
+    common::mock_keystone(
+        &server,
+        json!([
+            catalog_entry("image", &format!("{uri}/image/v2")),
+            catalog_entry("compute", &format!("{uri}/compute/v2.1")),
+            catalog_entry("baremetal", &format!("{uri}/baremetal")),
+        ]),
+        3600,
+    )
+    .await;
+    Mock::given(method("GET"))
+        .and(path("/compute/v2.1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("nova/versions_v21-version-get-resp.json")))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/baremetal"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("ironic/api-root-response.json")))
+        .mount(&server)
+        .await;
+    let session = common::mock_session(&server);
+    (server, session)
+}
 
 #[tokio::test]
 async fn a_token_with_an_odd_expiry_is_used_and_renewed_before_each_use_never_a_panic() {
@@ -81,4 +121,182 @@ async fn a_date_form_retry_after_is_honoured_and_a_past_date_means_now() {
 fn httpdate_in(secs: i64) -> String {
     let t = chrono::Utc::now() + chrono::TimeDelta::seconds(secs);
     t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+}
+
+/// Fails instead of hanging when a listing never ends (as it did before loops were detected).
+async fn bounded<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(20), f)
+        .await
+        .expect("the listing ended")
+}
+
+#[tokio::test]
+async fn a_glance_next_link_back_to_a_fetched_page_is_a_loop_error() {
+    let (server, session) = cloud().await;
+    let mut page = fixture("glance/images-list-response.json");
+    page["next"] = json!("/v2/images?marker=m1");
+    Mock::given(method("GET"))
+        .and(path("/image/v2/images"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page))
+        .mount(&server)
+        .await;
+    let e = bounded(Glance::new(session).list(&ListImages::new()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::PaginationLoop { next, .. } if next.ends_with("/image/v2/images?marker=m1")),
+        "{e:?}"
+    );
+    assert_eq!(
+        server
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.url.path() == "/image/v2/images")
+            .count(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_nova_servers_link_to_itself_relative_or_scheme_relative_is_a_loop_error() {
+    for scheme_relative in [false, true] {
+        let (server, session) = cloud().await;
+        let host = server.uri().trim_start_matches("http:").to_string();
+        let href = if scheme_relative {
+            format!("{host}/compute/v2.1/servers/detail?marker=m1")
+        } else {
+            "detail?marker=m1".to_string()
+        };
+        let mut page = fixture("nova/servers_servers-details-resp.json");
+        page["servers_links"] = json!([{"rel": "next", "href": href}]);
+        Mock::given(method("GET"))
+            .and(path("/compute/v2.1/servers/detail"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(page))
+            .mount(&server)
+            .await;
+        let e = bounded(Nova::new(session.clone()).list_servers(&ListServers::new()))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::PaginationLoop { next, .. } if next == &format!("{}/compute/v2.1/servers/detail?marker=m1", server.uri())),
+            "{href}: {e:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_ironic_next_to_itself_is_a_loop_error() {
+    let (server, session) = cloud().await;
+    let mut page = fixture("ironic/nodes-list-details-response.json");
+    page["next"] = json!(format!("{}/baremetal/v1/nodes/detail?limit=1&marker=n1", server.uri()));
+    Mock::given(method("GET"))
+        .and(path("/baremetal/v1/nodes/detail"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page))
+        .mount(&server)
+        .await;
+    let e = bounded(Ironic::new(session).list(&ListNodes::new())).await.unwrap_err();
+    assert!(matches!(e, Error::PaginationLoop { .. }), "{e:?}");
+}
+
+/// `{"padding": "xxxx…"}` of about `n` bytes.
+fn padded(mut v: Value, n: usize) -> Value {
+    v["padding"] = json!("x".repeat(n));
+    v
+}
+
+#[tokio::test]
+async fn a_token_answer_over_its_cap_is_refused_with_a_typed_error() {
+    let server = MockServer::start().await;
+    let body = padded(
+        fixture("keystone/admin_auth-password-project-scoped-response.json"),
+        9 << 20,
+    );
+    Mock::given(method("POST"))
+        .and(path("/identity/v3/auth/tokens"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .insert_header("X-Subject-Token", "tok")
+                .set_body_json(body),
+        )
+        .mount(&server)
+        .await;
+    let e = common::mock_session(&server).token().await.unwrap_err();
+    assert!(
+        matches!(&e, Error::BodyTooLarge { what: "token", limit, .. } if *limit == 8 << 20),
+        "{e}"
+    );
+    assert!(e.to_string().contains("/identity/v3/auth/tokens"), "{e}");
+}
+
+#[tokio::test]
+async fn a_resource_answer_over_its_cap_is_refused_and_a_huge_error_body_is_cut() {
+    let (server, session) = cloud().await;
+    let image = padded(fixture("glance/image-show-response.json"), 5 << 20);
+    Mock::given(method("GET"))
+        .and(path("/image/v2/images/big"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(image))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/image/v2/images/err"))
+        .respond_with(ResponseTemplate::new(400).set_body_string("y".repeat(8 << 20)))
+        .mount(&server)
+        .await;
+    let glance = Glance::new(session);
+    let e = glance.get(&ImageId::from("big")).await.unwrap_err();
+    assert!(matches!(&e, Error::BodyTooLarge { what: "resource", .. }), "{e}");
+    assert!(e.to_string().contains("/image/v2/images/big"), "{e}");
+    let e = glance.get(&ImageId::from("err")).await.unwrap_err();
+    assert_eq!(e.status(), Some(400));
+    assert!(e.to_string().len() < 4096, "{} bytes", e.to_string().len());
+}
+
+#[tokio::test]
+async fn a_chunked_answer_without_length_is_cut_at_its_cap() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = sent.clone();
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 64 << 10];
+        let _ = sock.read(&mut buf).await;
+        let head = "HTTP/1.1 201 Created\r\nX-Subject-Token: tok\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+        if sock.write_all(head.as_bytes()).await.is_err() {
+            return;
+        }
+        let chunk = vec![b' '; 1 << 20];
+        // Endless whitespace: valid JSON so far, never finished.
+        for _ in 0..64 {
+            let frame = [
+                format!("{:x}\r\n", chunk.len()).into_bytes(),
+                chunk.clone(),
+                b"\r\n".to_vec(),
+            ]
+            .concat();
+            if sock.write_all(&frame).await.is_err() {
+                return;
+            }
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let creds = openstack_client::Credentials::password(
+        format!("http://127.0.0.1:{port}/identity/v3").parse().unwrap(),
+        "admin",
+        "pw".to_string().into(),
+        "admin",
+    );
+    let session = Session::builder(creds)
+        .retry(openstack_client::RetryPolicy::none())
+        .build()
+        .unwrap();
+    let e = session.token().await.unwrap_err();
+    assert!(matches!(&e, Error::BodyTooLarge { what: "token", .. }), "{e}");
+    assert!(
+        sent.load(std::sync::atomic::Ordering::SeqCst) < 64,
+        "the client stopped reading"
+    );
 }

@@ -449,22 +449,31 @@ impl Glance {
     /// One page: the first (`next = None`) or the one a previous page's `next` points to.
     pub async fn list_page(&self, query: &ListImages, next: Option<&str>) -> Result<ImagePage> {
         let url = match next {
-            None => {
-                let mut u = self.url("images").await?;
-                u.query_pairs_mut().extend_pairs(query.params.iter());
-                u
-            }
+            None => self.first_page_url(query).await?,
             Some(link) => self.next_url(link).await?,
         };
-        self.session.send_json(ApiRequest::new(Method::GET, url)).await
+        self.page_at(url).await
+    }
+
+    async fn first_page_url(&self, query: &ListImages) -> Result<Url> {
+        let mut u = self.url("images").await?;
+        u.query_pairs_mut().extend_pairs(query.params.iter());
+        Ok(u)
+    }
+
+    async fn page_at(&self, url: Url) -> Result<ImagePage> {
+        self.session.send_json(ApiRequest::new(Method::GET, url).page()).await
     }
 
     /// Resolve a `next` link (`/v2/images?marker=…`) against the endpoint, keeping its path prefix
     /// (`https://cloud/image/v2` + `/v2/images?…` → `https://cloud/image/v2/images?…`).
     async fn next_url(&self, link: &str) -> Result<Url> {
         let base = self.session.image_url().await?;
-        if link.starts_with("http://") || link.starts_with("https://") {
-            return Url::parse(link).map_err(|e| Error::InvalidInput(format!("next link {link:?}: {e}")));
+        // Absolute (`https://…`) and scheme-relative (`//host/…`) links name their own place.
+        if link.starts_with("//") || Url::parse(link).is_ok() {
+            return base
+                .join(link)
+                .map_err(|e| Error::InvalidInput(format!("next link {link:?}: {e}")));
         }
         let (path, query) = link.split_once('?').unwrap_or((link, ""));
         // Drop the version segment the link starts with: the endpoint already ends with it.
@@ -484,26 +493,35 @@ impl Glance {
         self.list_stream(query).try_collect().await
     }
 
-    /// Matching images as a stream; pages are fetched as it is consumed.
+    /// Matching images as a stream; pages are fetched as it is consumed. A `next` link to a page
+    /// already fetched ends it with [`Error::PaginationLoop`], more than
+    /// [`MAX_PAGES`](crate::session::MAX_PAGES) pages with [`Error::TooManyPages`].
     pub fn list_stream(&self, query: &ListImages) -> impl Stream<Item = Result<Image>> + Send + '_ {
         use futures::TryStreamExt;
         enum St {
             Start,
-            Next(String),
+            Next(Url, crate::session::PageGuard),
             Done,
         }
         let query = query.clone();
         futures::stream::try_unfold(St::Start, move |st| {
             let query = query.clone();
             async move {
-                let link = match st {
+                let (page, mut guard) = match st {
                     St::Done => return Ok::<_, Error>(None),
-                    St::Start => None,
-                    St::Next(l) => Some(l),
+                    St::Start => {
+                        let url = self.first_page_url(&query).await?;
+                        let guard = crate::session::PageGuard::new(&url);
+                        (self.page_at(url).await?, guard)
+                    }
+                    St::Next(url, guard) => (self.page_at(url).await?, guard),
                 };
-                let page = self.list_page(&query, link.as_deref()).await?;
                 let next = match page.next {
-                    Some(n) if !page.images.is_empty() => St::Next(n),
+                    Some(n) if !page.images.is_empty() => {
+                        let url = self.next_url(&n).await?;
+                        guard.follow(&url)?;
+                        St::Next(url, guard)
+                    }
                     _ => St::Done,
                 };
                 Ok(Some((futures::stream::iter(page.images.into_iter().map(Ok)), next)))

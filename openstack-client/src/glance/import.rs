@@ -139,7 +139,7 @@ impl Glance {
     /// The tasks of an image (`GET /v2/images/{id}/tasks`, API 2.12+), newest last.
     pub async fn tasks(&self, id: &ImageId) -> Result<Vec<ImageTask>> {
         let url = self.url(&format!("images/{id}/tasks")).await?;
-        let t: Tasks = self.session.send_json(ApiRequest::new(Method::GET, url)).await?;
+        let t: Tasks = self.session.send_json(ApiRequest::new(Method::GET, url).page()).await?;
         Ok(t.tasks)
     }
 }

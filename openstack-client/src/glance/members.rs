@@ -68,7 +68,7 @@ impl Glance {
     /// The projects an image is shared with.
     pub async fn members(&self, id: &ImageId) -> Result<Vec<Member>> {
         let url = self.url(&format!("images/{id}/members")).await?;
-        let m: Members = self.session.send_json(ApiRequest::new(Method::GET, url)).await?;
+        let m: Members = self.session.send_json(ApiRequest::new(Method::GET, url).page()).await?;
         Ok(m.members)
     }
 

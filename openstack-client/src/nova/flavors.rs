@@ -37,7 +37,7 @@ struct Flavors {
 impl Nova {
     /// All flavors (details).
     pub async fn list_flavors(&self) -> Result<Vec<Flavor>> {
-        let r = self.request(Method::GET, "flavors/detail").await?;
+        let r = self.request(Method::GET, "flavors/detail").await?.page();
         let f: Flavors = self.session.send_json(r).await?;
         Ok(f.flavors)
     }

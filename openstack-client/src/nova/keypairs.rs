@@ -78,7 +78,7 @@ impl Nova {
 
     /// The project user's keypairs (names and public keys).
     pub async fn list_keypairs(&self) -> Result<Vec<Keypair>> {
-        let r = self.request(Method::GET, "os-keypairs").await?;
+        let r = self.request(Method::GET, "os-keypairs").await?.page();
         let l: Listed = self.session.send_json(r).await?;
         Ok(l.keypairs.into_iter().map(|k| k.keypair).collect())
     }
