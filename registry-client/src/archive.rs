@@ -80,9 +80,10 @@ struct Layer {
     diff_id: String,
 }
 
-/// A file kept on disk as read, for entries we could not classify while streaming.
+/// A file kept on disk as read, for entries we could not classify while streaming (removed when
+/// dropped, unless persisted as a blob).
 struct Spooled {
-    path: PathBuf,
+    file: tempfile::TempPath,
     digest: String,
 }
 
@@ -336,12 +337,9 @@ pub fn import_docker_archive_with(
     format: ManifestFormat,
     limits: &ArchiveLimits,
 ) -> Result<Vec<ImportedImage>> {
-    let mut temps = Vec::new();
     let meter = Arc::new(Meter::default());
-    let result = import(tarball, layout, format, limits, &meter, &mut temps);
-    for t in temps {
-        let _ = std::fs::remove_file(t);
-    }
+    // Temporary files are `tempfile`s: removed when dropped, whatever way the import ends.
+    let result = import(tarball, layout, format, limits, &meter);
     result.map_err(|e| meter.tripped().unwrap_or(e))
 }
 
@@ -358,7 +356,6 @@ fn import(
     format: ManifestFormat,
     limits: &ArchiveLimits,
     meter: &Arc<Meter>,
-    temps: &mut Vec<PathBuf>,
 ) -> Result<Vec<ImportedImage>> {
     let blobs_dir = layout.path().join("blobs/sha256");
     let mut small: HashMap<String, Vec<u8>> = HashMap::new();
@@ -396,24 +393,23 @@ fn import(
                 in_memory -= old.len() as u64;
             }
         } else {
-            let tmp = blobs_dir.join(format!(".import-{}-{i}", std::process::id()));
-            temps.push(tmp.clone());
-            let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+            let tmp = blob_temp(&blobs_dir, ".import-")?;
+            let (file, tmp) = tmp.into_parts();
             let mut w = HashWriter::new(BufWriter::with_capacity(1 << 20, file));
             io::copy(&mut entry, &mut w).map_err(read_err)?;
             w.flush().map_err(|e| Error::io(&tmp, e))?;
             spooled.insert(
                 name,
                 Spooled {
-                    path: tmp,
+                    file: tmp,
                     digest: w.digest(),
                 },
             );
         }
     }
-    let too_big = |name: &str| -> Option<Error> {
+    let too_big = |spooled: &HashMap<String, Spooled>, name: &str| -> Option<Error> {
         let s = spooled.get(name)?;
-        let size = std::fs::metadata(&s.path).map(|m| m.len()).unwrap_or(u64::MAX);
+        let size = std::fs::metadata(&s.file).map(|m| m.len()).unwrap_or(u64::MAX);
         Some(Error::LimitExceeded {
             what: format!("{}: {name}", tarball.display()),
             limit_name: "ArchiveLimits::max_entry_in_memory".into(),
@@ -423,7 +419,7 @@ fn import(
         })
     };
     if !small.contains_key("manifest.json")
-        && let Some(e) = too_big("manifest.json")
+        && let Some(e) = too_big(&spooled, "manifest.json")
     {
         return Err(e);
     }
@@ -443,7 +439,9 @@ fn import(
         let config = match small.get(&image.config) {
             Some(c) => c.clone(),
             None if spooled.contains_key(&image.config) => {
-                return Err(too_big(&image.config).unwrap_or_else(|| archive_err(tarball, "config too large")));
+                return Err(
+                    too_big(&spooled, &image.config).unwrap_or_else(|| archive_err(tarball, "config too large"))
+                );
             }
             None => {
                 return Err(archive_err(
@@ -454,14 +452,17 @@ fn import(
         };
         let mut image_layers = Vec::new();
         for name in &image.layers {
-            let layer = match (layers.get(name), spooled.get(name), small.get(name)) {
+            let layer = match (layers.get(name), spooled.contains_key(name), small.get(name)) {
                 (Some(l), _, _) => l.clone(),
-                (None, Some(s), _) => {
-                    let l = compress_spooled(tarball, layout, &s.path, &s.digest, limits)?;
+                (None, true, _) => {
+                    let Some(s) = spooled.remove(name) else {
+                        return Err(archive_err(tarball, format!("layer {name} vanished")));
+                    };
+                    let l = compress_spooled(tarball, layout, s, limits)?;
                     layers.insert(name.clone(), l.clone());
                     l
                 }
-                (None, None, Some(bytes)) => {
+                (None, false, Some(bytes)) => {
                     let l = compress_small(layout, bytes)?;
                     layers.insert(name.clone(), l.clone());
                     l
@@ -536,13 +537,9 @@ fn import(
 }
 
 /// A layer that was spooled as read: already gzip (kept as is) or a tar (compressed now).
-fn compress_spooled(
-    tarball: &Path,
-    layout: &OciLayout,
-    path: &Path,
-    raw_digest: &str,
-    limits: &ArchiveLimits,
-) -> Result<Layer> {
+fn compress_spooled(tarball: &Path, layout: &OciLayout, spooled: Spooled, limits: &ArchiveLimits) -> Result<Layer> {
+    let Spooled { file, digest } = spooled;
+    let (path, raw_digest): (&Path, &str) = (&file, &digest);
     let mut f = BufReader::with_capacity(1 << 20, File::open(path).map_err(|e| Error::io(path, e))?);
     let head = io::BufRead::fill_buf(&mut f).map_err(|e| Error::io(path, e))?;
     if head.starts_with(&[0x1f, 0x8b]) {
@@ -565,11 +562,13 @@ fn compress_spooled(
                 .unwrap_or_else(|| archive_err(tarball, format!("layer {} is not valid gzip: {e}", path.display())))
         })?;
         let size = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
-        std::fs::rename(path, layout.blob_path(raw_digest)?).map_err(|e| Error::io(path, e))?;
+        let blob = layout.blob_path(raw_digest)?;
+        drop(gunzip);
+        file.persist(&blob).map_err(|e| Error::io(&blob, e.error))?;
         return Ok(Layer {
             blob: Descriptor {
                 media_type: String::new(),
-                digest: raw_digest.to_string(),
+                digest,
                 size,
             },
             diff_id: d.digest(),
@@ -582,30 +581,34 @@ fn compress_small(layout: &OciLayout, bytes: &[u8]) -> Result<Layer> {
     compress_reader(layout, &mut &bytes[..])
 }
 
+/// A temporary file in the layout's blob directory (so it can become a blob by a rename), with a
+/// unique name, removed when dropped unless persisted.
+fn blob_temp(blobs_dir: &Path, prefix: &str) -> Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempfile_in(blobs_dir)
+        .map_err(|e| Error::io(blobs_dir, e))
+}
+
 fn compress_reader(layout: &OciLayout, reader: &mut dyn Read) -> Result<Layer> {
     let blobs_dir = layout.path().join("blobs/sha256");
-    let tmp = blobs_dir.join(format!(".compress-{}-{}", std::process::id(), rand::random::<u64>()));
-    let result = (|| {
-        let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        let gz = flate2::write::GzEncoder::new(
-            HashWriter::new(BufWriter::with_capacity(1 << 20, file)),
-            flate2::Compression::default(),
-        );
-        let mut plain = HashWriter::new(gz);
-        io::copy(reader, &mut plain).map_err(|e| Error::io(&tmp, e))?;
-        let diff_id = plain.digest();
-        let mut compressed = plain.inner.finish().map_err(|e| Error::io(&tmp, e))?;
-        compressed.flush().map_err(|e| Error::io(&tmp, e))?;
-        let blob = Descriptor {
-            media_type: String::new(),
-            digest: compressed.digest(),
-            size: compressed.count,
-        };
-        std::fs::rename(&tmp, layout.blob_path(&blob.digest)?).map_err(|e| Error::io(&tmp, e))?;
-        Ok(Layer { blob, diff_id })
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    let (file, tmp) = blob_temp(&blobs_dir, ".compress-")?.into_parts();
+    let gz = flate2::write::GzEncoder::new(
+        HashWriter::new(BufWriter::with_capacity(1 << 20, file)),
+        flate2::Compression::default(),
+    );
+    let mut plain = HashWriter::new(gz);
+    io::copy(reader, &mut plain).map_err(|e| Error::io(&tmp, e))?;
+    let diff_id = plain.digest();
+    let mut compressed = plain.inner.finish().map_err(|e| Error::io(&tmp, e))?;
+    compressed.flush().map_err(|e| Error::io(&tmp, e))?;
+    let blob = Descriptor {
+        media_type: String::new(),
+        digest: compressed.digest(),
+        size: compressed.count,
+    };
+    drop(compressed);
+    let path = layout.blob_path(&blob.digest)?;
+    tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
+    Ok(Layer { blob, diff_id })
 }

@@ -164,22 +164,19 @@ impl OciLayout {
 
     async fn write_checked(&self, blob: &Descriptor, mut verified: Verified) -> Result<()> {
         let path = self.blob_path(&blob.digest)?;
-        let tmp = path.with_extension(format!("partial-{}-{}", std::process::id(), rand::random::<u32>()));
-        // Removes the partial file however this ends: an error, or the future dropped midway
-        // (a sibling transfer failed and the copy was abandoned).
-        let mut guard = PartialFile(Some(tmp.clone()));
-        // Created synchronously: `tokio::fs::File::create` runs on a blocking thread that finishes
-        // even when this future is dropped, and would then create the file after the guard had
-        // already cleaned up (CI saw a `.partial` left that way).
-        let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        let mut file = tokio::fs::File::from_std(file);
+        // Removed however this ends unless persisted: an error, or the future dropped midway (a
+        // sibling transfer failed and the copy was abandoned). Created synchronously:
+        // `tokio::fs::File::create` runs on a blocking thread that finishes even when this future
+        // is dropped, and would then create the file after the cleanup (CI saw a leftover that way).
+        let tmp = temp_beside(&path)?;
+        let std_file = tmp.as_file().try_clone().map_err(|e| Error::io(tmp.path(), e))?;
+        let mut file = tokio::fs::File::from_std(std_file);
         while let Some(chunk) = verified.next().await {
-            file.write_all(&chunk?).await.map_err(|e| Error::io(&tmp, e))?;
+            file.write_all(&chunk?).await.map_err(|e| Error::io(tmp.path(), e))?;
         }
-        file.flush().await.map_err(|e| Error::io(&tmp, e))?;
+        file.flush().await.map_err(|e| Error::io(tmp.path(), e))?;
         drop(file);
-        tokio::fs::rename(&tmp, &path).await.map_err(|e| Error::io(&path, e))?;
-        guard.0 = None;
+        tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
         Ok(())
     }
 
@@ -265,24 +262,32 @@ impl OciLayout {
     }
 }
 
-/// A partial blob file, removed when dropped unless it was renamed into place (`None`).
-struct PartialFile(Option<PathBuf>);
-
-impl Drop for PartialFile {
-    fn drop(&mut self) {
-        if let Some(p) = &self.0 {
-            let _ = std::fs::remove_file(p);
-        }
-    }
+/// A new temporary file beside `path` (same directory, so the final rename stays on one file
+/// system), with a unique name: writers in one process or several never share it, and it is
+/// removed when dropped unless persisted.
+pub(crate) fn temp_beside(path: &Path) -> Result<tempfile::NamedTempFile> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let prefix = format!(
+        ".{}.",
+        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+    );
+    tempfile::Builder::new()
+        .prefix(&prefix)
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(dir, e))
 }
 
-/// Writes a file through a temporary name and a rename, so readers never see half of it.
+/// Writes a file through a temporary file and a rename, so readers never see half of it; on any
+/// error the temporary file is removed.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    let mut tmp = temp_beside(path)?;
+    tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -333,6 +338,46 @@ mod tests {
         assert!(r.is_err(), "still writing when abandoned");
         let left: Vec<_> = std::fs::read_dir(dir.path().join("blobs/sha256")).unwrap().collect();
         assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn concurrent_writers_of_one_file_in_one_process_all_succeed_and_leave_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("index.json");
+        let contents: Vec<Vec<u8>> = (0..8u8).map(|i| vec![b'a' + i; 64 << 10]).collect();
+        std::thread::scope(|s| {
+            for c in &contents {
+                let target = &target;
+                s.spawn(move || {
+                    for _ in 0..40 {
+                        write_atomic(target, c).unwrap();
+                    }
+                });
+            }
+        });
+        let last = std::fs::read(&target).unwrap();
+        assert!(contents.contains(&last), "a whole file, one writer's");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("index.json")]);
+    }
+
+    #[test]
+    fn a_failed_atomic_write_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // The target is a non-empty directory: the final rename fails.
+        let target = dir.path().join("index.json");
+        std::fs::create_dir(&target).unwrap();
+        std::fs::write(target.join("keep"), b"x").unwrap();
+        let e = write_atomic(&target, b"{}").unwrap_err();
+        assert!(matches!(e, Error::Io { .. }), "{e:?}");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("index.json")]);
     }
 
     #[test]
