@@ -15,7 +15,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use secrecy::SecretString;
@@ -28,6 +29,9 @@ use crate::reference::DOCKER_HUB;
 const HELPER_NOT_FOUND: &str = "credentials not found in native keychain";
 /// How much of a failing helper's stderr goes into the error.
 const HELPER_STDERR_MAX: usize = 512;
+/// How long a credential helper may take by default: helpers answer in milliseconds, or wait for
+/// something that will not come (a GUI prompt, a locked keychain, gpg-agent in a CI job).
+pub const DEFAULT_HELPER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How to authenticate to one registry.
 #[derive(Clone)]
@@ -87,6 +91,7 @@ pub struct DockerConfig {
     raw: RawConfig,
     path: PathBuf,
     helper_dirs: Option<Vec<PathBuf>>,
+    helper_timeout: Duration,
 }
 
 impl fmt::Debug for DockerConfig {
@@ -96,6 +101,7 @@ impl fmt::Debug for DockerConfig {
             .field("registries", &self.raw.auths.keys().collect::<Vec<_>>())
             .field("creds_store", &self.raw.creds_store)
             .field("cred_helpers", &self.raw.cred_helpers)
+            .field("helper_timeout", &self.helper_timeout)
             .finish()
     }
 }
@@ -146,12 +152,20 @@ impl DockerConfig {
             raw,
             path: PathBuf::from("config.json"),
             helper_dirs: None,
+            helper_timeout: DEFAULT_HELPER_TIMEOUT,
         })
     }
 
     /// Look for `docker-credential-*` programs only in these directories (default: `PATH`).
     pub fn with_helper_dirs(mut self, dirs: Vec<PathBuf>) -> Self {
         self.helper_dirs = Some(dirs);
+        self
+    }
+
+    /// How long a credential helper may take to answer before it is killed and
+    /// [`Error::CredentialHelperTimeout`] returned (default [`DEFAULT_HELPER_TIMEOUT`], 30 s).
+    pub fn with_helper_timeout(mut self, timeout: Duration) -> Self {
+        self.helper_timeout = timeout;
         self
     }
 
@@ -246,21 +260,24 @@ impl DockerConfig {
             registry: registry.into(),
             reason,
         };
-        let mut child = Command::new(self.helper_program(helper))
+        let child = Command::new(self.helper_program(helper))
             .arg("get")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| fail(format!("cannot run it ({e}); is it installed and on PATH?")))?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin
-                .write_all(server.as_bytes())
-                .map_err(|e| fail(format!("cannot write to it: {e}")))?;
-        }
-        let out = child
-            .wait_with_output()
-            .map_err(|e| fail(format!("did not finish: {e}")))?;
+        let out = match wait_with_timeout(child, server, self.helper_timeout) {
+            Ok(Some(out)) => out,
+            Ok(None) => {
+                return Err(Error::CredentialHelperTimeout {
+                    helper: helper.into(),
+                    registry: registry.into(),
+                    timeout: self.helper_timeout,
+                });
+            }
+            Err(e) => return Err(fail(format!("did not finish: {e}"))),
+        };
         if !out.status.success() {
             // Docker treats "no credentials for this server" as anonymous access, not an error.
             // The standard helpers say so on stdout; that exact message is all we look for there:
@@ -303,6 +320,75 @@ impl DockerConfig {
             }
         })
     }
+}
+
+/// What a helper printed and how it ended.
+struct HelperOutput {
+    status: ExitStatus,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+/// Writes `input` to the child's stdin, collects its output, and waits at most `timeout` for it
+/// to exit; `None` when it did not (it is killed then). Output is read on threads of their own,
+/// so a helper that writes much cannot block on a full pipe, and one that never closes its
+/// pipes (a grandchild keeping them open) cannot block us.
+fn wait_with_timeout(mut child: Child, input: &str, timeout: Duration) -> std::io::Result<Option<HelperOutput>> {
+    let deadline = Instant::now().checked_add(timeout);
+    let reader = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        if let Some(mut p) = pipe {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = p.read_to_end(&mut buf);
+                let _ = tx.send(buf);
+            });
+        }
+        rx
+    };
+    let stdout = reader(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    );
+    let stderr = reader(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    );
+    if let Some(mut stdin) = child.stdin.take() {
+        // A helper that exits without reading its input is judged by its exit status.
+        let _ = stdin.write_all(input.as_bytes());
+    }
+    let mut pause = Duration::from_millis(1);
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        let left = deadline.map_or(pause, |d| d.saturating_duration_since(now));
+        std::thread::sleep(pause.min(left));
+        pause = (pause * 2).min(Duration::from_millis(50));
+    };
+    // The helper is gone; its pipes close unless it left a child holding them.
+    let collect = |rx: std::sync::mpsc::Receiver<Vec<u8>>| {
+        let left = deadline.map_or(Duration::from_secs(1), |d| {
+            d.saturating_duration_since(Instant::now()).max(Duration::from_secs(1))
+        });
+        rx.recv_timeout(left).unwrap_or_default()
+    };
+    Ok(Some(HelperOutput {
+        status,
+        stdout: collect(stdout),
+        stderr: collect(stderr),
+    }))
 }
 
 #[cfg(test)]
@@ -401,6 +487,46 @@ mod tests {
         assert!(
             msg.contains(&"e".repeat(512)) && !msg.contains(&"e".repeat(513)),
             "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_hung_credential_helper_is_killed_after_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let helper = dir.path().join("docker-credential-hung");
+        let pid_file = dir.path().join("pid");
+        // Records its pid, then never answers (exec: the shell itself is the sleeping process).
+        std::fs::write(
+            &helper,
+            format!("#!/bin/sh\necho $$ > {}\nexec sleep 60\n", pid_file.display()),
+        )
+        .unwrap();
+        let mut perm = std::fs::metadata(&helper).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+        std::fs::set_permissions(&helper, perm).unwrap();
+        let cfg = DockerConfig::from_json(r#"{"credsStore": "hung"}"#)
+            .unwrap()
+            .with_helper_dirs(vec![dir.path().to_path_buf()])
+            .with_helper_timeout(Duration::from_millis(300));
+        let started = Instant::now();
+        let e = cfg.credential_for("registry.example").unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+        assert!(
+            matches!(&e, Error::CredentialHelperTimeout { helper, registry, .. } if helper == "hung" && registry == "registry.example"),
+            "{e:?}"
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.contains("docker-credential-hung") && msg.contains("killed") && msg.contains("with_helper_timeout"),
+            "{msg}"
+        );
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        let alive = std::path::Path::new("/proc").join(pid.trim()).join("stat");
+        let state = std::fs::read_to_string(&alive).unwrap_or_default();
+        // Gone, or at most a zombie awaiting its reaper (it was reaped by `wait`, so normally gone).
+        assert!(
+            state.is_empty() || state.split_whitespace().nth(2) == Some("Z"),
+            "the helper still runs: {state}"
         );
     }
 

@@ -36,6 +36,21 @@ pub enum Error {
         /// What went wrong (its stderr, never its stdout, which holds the secret).
         reason: String,
     },
+    /// A credential helper that did not answer in time; it was killed.
+    #[error(
+        "credential helper docker-credential-{helper} for {registry} did not answer within {timeout:?} and was killed; \
+         it may be waiting for a password prompt, a locked keychain or gpg-agent (`pass`): run \
+         `echo {registry} | docker-credential-{helper} get` by hand to see, or raise the limit with \
+         DockerConfig::with_helper_timeout"
+    )]
+    CredentialHelperTimeout {
+        /// Helper name (`pass`, `secretservice`, `ecr-login`, …).
+        helper: String,
+        /// The registry asked about.
+        registry: String,
+        /// How long it was given.
+        timeout: Duration,
+    },
     /// The registry refused our credentials, or wants some and we have none.
     #[error("{registry}: not authorized for {scope}: {reason}")]
     Unauthorized {
@@ -70,8 +85,10 @@ pub enum Error {
         /// The repository.
         reference: String,
     },
-    /// The connection failed, timed out or broke mid-body.
-    #[error("{method} {url}: {source}")]
+    /// The connection failed, timed out or broke mid-body. The message ends with the root cause
+    /// (`Connection refused (os error 111)`, `dns error: …`, `operation timed out`), which
+    /// reqwest's own message ("error sending request") leaves out.
+    #[error("{method} {url}: {}", with_root_cause(source))]
     Transport {
         /// The request method.
         method: String,
@@ -160,6 +177,23 @@ pub enum Error {
         /// What was wrong with the answer.
         reason: String,
     },
+}
+
+/// `error`'s message followed by the messages of its causes that add something, down to the root
+/// (`error sending request for url (…): client error (Connect): tcp connect error: Connection
+/// refused (os error 111)`); a cause already contained in the text so far is skipped.
+fn with_root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        let m = c.to_string();
+        if !m.is_empty() && !text.contains(&m) {
+            text.push_str(": ");
+            text.push_str(&m);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 impl Error {
