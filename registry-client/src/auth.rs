@@ -125,8 +125,59 @@ struct TokenResponse {
     token: Option<String>,
     #[serde(default)]
     access_token: Option<String>,
+    /// Kept as any JSON: token services send integers, floats, strings or nonsense here, and a
+    /// lifetime we cannot read is not worth failing the request for (the default applies).
     #[serde(default)]
-    expires_in: Option<u64>,
+    expires_in: Option<serde_json::Value>,
+}
+
+/// The lifetime assumed when a token answer gives none we can use: Docker's default.
+pub(crate) const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+/// The shortest lifetime we plan with (a token used at once is still worth having).
+pub(crate) const MIN_TOKEN_LIFETIME: Duration = Duration::from_secs(10);
+/// The longest lifetime we trust a token for, whatever `expires_in` says (up to `u64::MAX`
+/// seconds, from a broken or hostile token service): an hour. A token that is still good
+/// after that is simply fetched again; one that stops working earlier is refreshed on 401.
+pub(crate) const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// How long to use a token for, from the answer's `expires_in`: whole or fractional seconds,
+/// as a number or a numeric string; anything else (negative, NaN, huge, not a number) gives
+/// [`DEFAULT_TOKEN_LIFETIME`]. The result lies in [`MIN_TOKEN_LIFETIME`]..=[`MAX_TOKEN_LIFETIME`].
+pub(crate) fn token_lifetime(expires_in: Option<&serde_json::Value>) -> Duration {
+    let secs: Option<f64> = match expires_in {
+        Some(serde_json::Value::Number(n)) => n.as_f64(),
+        Some(serde_json::Value::String(s)) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    let lifetime = match secs {
+        // Capped before the conversion, and `try_from_secs_f64` refuses instead of panicking.
+        Some(s) if s.is_finite() && s >= 0.0 => {
+            Duration::try_from_secs_f64(s.min(MAX_TOKEN_LIFETIME.as_secs_f64())).unwrap_or(DEFAULT_TOKEN_LIFETIME)
+        }
+        _ => DEFAULT_TOKEN_LIFETIME,
+    };
+    lifetime.clamp(MIN_TOKEN_LIFETIME, MAX_TOKEN_LIFETIME)
+}
+
+/// Reads a token service's answer: the token (`token`, else `access_token`) and how long to
+/// use it before fetching another (90 % of its lifetime, so no request starts with a token
+/// about to expire).
+pub(crate) fn parse_token_answer(url: &str, body: &[u8]) -> Result<(SecretString, Duration)> {
+    let parsed: TokenResponse = serde_json::from_slice(body).map_err(|e| Error::Protocol {
+        url: url.to_string(),
+        reason: format!("token response is not the expected JSON: {e}"),
+    })?;
+    let value = parsed
+        .token
+        .filter(|t| !t.is_empty())
+        .or(parsed.access_token)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| Error::Protocol {
+            url: url.to_string(),
+            reason: "token response has neither `token` nor `access_token`".into(),
+        })?;
+    let lifetime = token_lifetime(parsed.expires_in.as_ref());
+    Ok((SecretString::from(value), lifetime - lifetime / 10))
 }
 
 /// Per-client authentication state: the challenge each registry answered with, cached tokens
@@ -212,7 +263,7 @@ pub(crate) async fn fetch_token(
                 "the token service {url} refused {} (HTTP {status}): {}; check the credentials for {registry} \
                  (docker login, ~/.docker/config.json or the ones given to the client)",
                 describe(credential),
-                crate::client::short_message(&body)
+                crate::client::error_message(&body, &crate::redact::credential_secrets(credential))
             ),
         });
     }
@@ -222,29 +273,17 @@ pub(crate) async fn fetch_token(
             url: url.to_string(),
             status: status.as_u16(),
             code: None,
-            message: crate::client::short_message(&body),
+            message: crate::client::error_message(&body, &crate::redact::credential_secrets(credential)),
             retry_after: None,
         });
     }
-    let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| Error::Protocol {
-        url: url.to_string(),
-        reason: format!("token response is not the expected JSON: {e}"),
-    })?;
-    let value = parsed
-        .token
-        .filter(|t| !t.is_empty())
-        .or(parsed.access_token)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| Error::Protocol {
-            url: url.to_string(),
-            reason: "token response has neither `token` nor `access_token`".into(),
-        })?;
-    // Docker's default lifetime is 60 s; renew a little early so no request starts with a token
-    // about to expire.
-    let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(60).max(10));
+    let (value, use_for) = parse_token_answer(url.as_str(), &body)?;
+    let now = Instant::now();
     Ok(Token {
-        value: SecretString::from(value),
-        renew_at: Instant::now() + lifetime.mul_f32(0.9),
+        value,
+        // `use_for` is at most an hour, but an Instant near its platform's end could still
+        // overflow: then the token is used once and fetched again.
+        renew_at: now.checked_add(use_for).unwrap_or(now),
     })
 }
 
@@ -285,6 +324,30 @@ mod tests {
             "a Bearer challenge needs a realm"
         );
         assert_eq!(parse_challenge("Negotiate"), None);
+    }
+
+    #[test]
+    fn token_lifetimes_from_outside_are_bounded_and_never_panic() {
+        let life = |v: serde_json::Value| token_lifetime(Some(&v));
+        assert_eq!(life(serde_json::json!(300)), Duration::from_secs(300));
+        assert_eq!(life(serde_json::json!(u64::MAX)), MAX_TOKEN_LIFETIME);
+        assert_eq!(life(serde_json::json!(1e300)), MAX_TOKEN_LIFETIME);
+        assert_eq!(life(serde_json::json!(0)), MIN_TOKEN_LIFETIME);
+        assert_eq!(life(serde_json::json!(-5)), DEFAULT_TOKEN_LIFETIME);
+        assert_eq!(life(serde_json::json!(i64::MIN)), DEFAULT_TOKEN_LIFETIME);
+        assert_eq!(life(serde_json::json!(90.5)), Duration::from_secs_f64(90.5));
+        assert_eq!(life(serde_json::json!("120")), Duration::from_secs(120));
+        assert_eq!(life(serde_json::json!("inf")), DEFAULT_TOKEN_LIFETIME);
+        assert_eq!(life(serde_json::json!("NaN")), DEFAULT_TOKEN_LIFETIME);
+        assert_eq!(life(serde_json::json!("soon")), DEFAULT_TOKEN_LIFETIME);
+        assert_eq!(life(serde_json::json!({"s": 1})), DEFAULT_TOKEN_LIFETIME);
+        assert_eq!(token_lifetime(None), DEFAULT_TOKEN_LIFETIME);
+        let (_, use_for) = parse_token_answer(
+            "u",
+            br#"{"token":"t","expires_in":18446744073709551615,"issued_at":"+999999-99"}"#,
+        )
+        .unwrap();
+        assert_eq!(use_for, MAX_TOKEN_LIFETIME - MAX_TOKEN_LIFETIME / 10);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use tokio::sync::Mutex;
 use crate::auth::{AuthState, Challenge, Scope, basic_header, fetch_token, parse_challenge};
 use crate::credentials::{Credential, DockerConfig};
 use crate::error::{Error, Result};
+use crate::redact::{KnownSecrets, bound, redact};
 use crate::reference::Reference;
 
 /// How often and how patiently requests are retried on 429, 5xx and broken connections.
@@ -152,7 +153,8 @@ impl ClientBuilder {
                 self.user_agent
                     .unwrap_or_else(|| format!("imagekit/{}", env!("CARGO_PKG_VERSION"))),
             )
-            // Blob GETs redirect to storage; never send our Authorization header along.
+            // Blob GETs redirect to storage or a CDN. reqwest drops the Authorization header when
+            // a redirect leaves the origin (scheme, host or port), as Docker and containerd do.
             .redirect(reqwest::redirect::Policy::limited(5))
             .build()
             .map_err(|source| Error::Transport {
@@ -160,6 +162,10 @@ impl ClientBuilder {
                 url: "-".into(),
                 source,
             })?;
+        let mut secrets = KnownSecrets::default();
+        for c in self.explicit.values() {
+            secrets.add_credential(c);
+        }
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
@@ -167,6 +173,7 @@ impl ClientBuilder {
                 explicit: self.explicit,
                 docker_config: self.docker_config.map(Arc::new),
                 resolved: Mutex::default(),
+                secrets: std::sync::Mutex::new(secrets),
                 plain_http: self.plain_http,
                 retry: self.retry,
                 upload: self.upload,
@@ -197,6 +204,8 @@ pub(crate) struct Inner {
     explicit: HashMap<String, Credential>,
     docker_config: Option<Arc<DockerConfig>>,
     resolved: Mutex<HashMap<String, Credential>>,
+    /// Every secret this client has held, to keep them out of error text copied from peers.
+    secrets: std::sync::Mutex<KnownSecrets>,
     plain_http: HashSet<String>,
     pub(crate) retry: RetryPolicy,
     pub(crate) upload: UploadOptions,
@@ -218,6 +227,8 @@ pub(crate) struct Call {
     pub(crate) method: Method,
     pub(crate) url: String,
     pub(crate) registry: String,
+    /// The image the call is for: its registry's origin is the only one credentials go to.
+    pub(crate) reference: Reference,
     pub(crate) scope: Scope,
     pub(crate) headers: HeaderMap,
     pub(crate) body: Option<Bytes>,
@@ -229,6 +240,7 @@ impl Call {
             method,
             url,
             registry: reference.registry().to_string(),
+            reference: reference.clone(),
             scope,
             headers: HeaderMap::new(),
             body: None,
@@ -258,7 +270,6 @@ struct OciError {
     message: Option<String>,
 }
 
-/// A short, printable message from an error body: the OCI `errors[].message`, else the start of the text.
 /// Caps on the response bodies read into memory, by kind of answer (blobs stream and are not
 /// capped). A server that sends more is refused with [`Error::LimitExceeded`] before the excess is
 /// read; error bodies are only cut, since they serve for a message.
@@ -331,29 +342,31 @@ pub(crate) async fn error_body(mut response: Response) -> Bytes {
     body.freeze()
 }
 
-pub(crate) fn short_message(body: &[u8]) -> String {
-    if let Ok(e) = serde_json::from_slice::<OciErrors>(body)
-        && !e.errors.is_empty()
-    {
-        return e
+/// The message of an error answer, the one way peer text enters this crate's errors: the OCI
+/// `errors[].message` (else the body's text), with the `known` secrets and anything that looks
+/// like a secret redacted (a proxy may echo our request, `Authorization` included), cut to
+/// [`crate::redact::DISPLAY_MAX`] bytes.
+pub(crate) fn error_message(body: &[u8], known: &[secrecy::SecretString]) -> String {
+    let text = match serde_json::from_slice::<OciErrors>(body) {
+        Ok(e) if !e.errors.is_empty() => e
             .errors
             .iter()
             .map(|e| e.message.clone().or(e.code.clone()).unwrap_or_default())
             .collect::<Vec<_>>()
-            .join("; ");
-    }
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
+            .join("; "),
+        _ => String::from_utf8_lossy(body).trim().to_string(),
+    };
     if text.is_empty() {
         return "(empty body)".into();
     }
-    text.chars().take(300).collect()
+    bound(&redact(&text, known))
 }
 
-fn oci_code(body: &[u8]) -> Option<String> {
+fn oci_code(body: &[u8], known: &[secrecy::SecretString]) -> Option<String> {
     serde_json::from_slice::<OciErrors>(body)
         .ok()
         .and_then(|e| e.errors.into_iter().find_map(|e| e.code))
+        .map(|c| bound(&redact(&c, known)))
 }
 
 /// Parses `Retry-After`: delta-seconds or an HTTP date.
@@ -395,6 +408,22 @@ impl Client {
         format!("{scheme}://{host}")
     }
 
+    /// Whether `url` is on the registry's own origin (scheme, host and port of
+    /// [`Client::base_url`]). Credentials go there only: an upload session `Location`, a `Link`
+    /// or a redirect may point at a storage backend, a CDN or anything a compromised or
+    /// misconfigured registry names, and those get requests without `Authorization`, as from
+    /// Docker and containerd.
+    pub(crate) fn is_registry_origin(&self, url: &str, reference: &Reference) -> bool {
+        match (url::Url::parse(url), url::Url::parse(&self.base_url(reference))) {
+            (Ok(u), Ok(base)) => {
+                u.scheme() == base.scheme()
+                    && u.host_str() == base.host_str()
+                    && u.port_or_known_default() == base.port_or_known_default()
+            }
+            _ => false,
+        }
+    }
+
     /// `/v2/<repository>` of a reference.
     pub(crate) fn repo_url(&self, reference: &Reference) -> String {
         format!("{}/v2/{}", self.base_url(reference), reference.repository())
@@ -420,6 +449,9 @@ impl Client {
                 registry: registry.to_string(),
                 reason: e.to_string(),
             })??;
+        if let Ok(mut s) = self.inner.secrets.lock() {
+            s.add_credential(&c);
+        }
         resolved.insert(registry.to_string(), c.clone());
         Ok(c)
     }
@@ -463,10 +495,23 @@ impl Client {
                 )
                 .await?;
                 let header = format!("Bearer {}", secrecy::ExposeSecret::expose_secret(&token.value));
+                if let Ok(mut s) = self.inner.secrets.lock() {
+                    s.add_token(&token.value);
+                }
                 tokens.insert(key, token);
                 Ok(Some(header))
             }
         }
+    }
+
+    /// The secrets this client holds, for redaction.
+    fn known_secrets(&self) -> Vec<secrecy::SecretString> {
+        self.inner.secrets.lock().map(|s| s.all()).unwrap_or_default()
+    }
+
+    /// [`error_message`] with every secret this client holds.
+    pub(crate) fn error_text(&self, body: &[u8]) -> String {
+        error_message(body, &self.known_secrets())
     }
 
     /// Forgets the token for (registry, scope): the registry said it is no longer good.
@@ -503,6 +548,7 @@ impl Client {
     /// status, except 401 which becomes [`Error::Unauthorized`].
     pub(crate) async fn execute(&self, call: &Call) -> Result<Response> {
         let policy = &self.inner.retry;
+        let own_origin = self.is_registry_origin(&call.url, &call.reference);
         let mut attempt = 0u32;
         let mut auth_retries = 0u32;
         loop {
@@ -512,7 +558,7 @@ impl Client {
                 .http
                 .request(call.method.clone(), &call.url)
                 .headers(call.headers.clone());
-            if let Some(h) = self.authorization(&call.registry, &call.scope).await? {
+            if own_origin && let Some(h) = self.authorization(&call.registry, &call.scope).await? {
                 rb = rb.header(reqwest::header::AUTHORIZATION, h);
             }
             if let Some(b) = &call.body {
@@ -539,6 +585,23 @@ impl Client {
                 }
             };
             let status = response.status();
+            if status == StatusCode::UNAUTHORIZED && !own_origin {
+                // Another host's challenge says nothing about the registry's: neither learnt
+                // nor answered with the registry's credentials.
+                let body = error_body(response).await;
+                return Err(Error::Unauthorized {
+                    registry: call.registry.clone(),
+                    scope: call.scope.to_string(),
+                    reason: format!(
+                        "{} {} answered 401: {}; that URL is not on the registry's own host, and the \
+                         credentials for {} are only ever sent to it",
+                        call.method,
+                        call.url,
+                        self.error_text(&body),
+                        call.registry
+                    ),
+                });
+            }
             if status == StatusCode::UNAUTHORIZED {
                 auth_retries += 1;
                 self.drop_token(&call.registry, &call.scope).await;
@@ -554,7 +617,7 @@ impl Client {
                         "{} {} answered 401: {}; check the credentials for {}",
                         call.method,
                         call.url,
-                        short_message(&body),
+                        self.error_text(&body),
                         call.registry
                     ),
                 });
@@ -581,13 +644,15 @@ impl Client {
         &self,
         method: Method,
         url: &str,
-        registry: &str,
+        reference: &Reference,
         scope: &Scope,
         headers: HeaderMap,
         body: reqwest::Body,
     ) -> Result<Response> {
+        let registry = reference.registry();
+        let own_origin = self.is_registry_origin(url, reference);
         let mut rb = self.inner.http.request(method.clone(), url).headers(headers).body(body);
-        if let Some(h) = self.authorization(registry, scope).await? {
+        if own_origin && let Some(h) = self.authorization(registry, scope).await? {
             rb = rb.header(reqwest::header::AUTHORIZATION, h);
         }
         let response = rb.send().await.map_err(|source| Error::Transport {
@@ -595,7 +660,7 @@ impl Client {
             url: url.to_string(),
             source,
         })?;
-        if response.status() == StatusCode::UNAUTHORIZED {
+        if response.status() == StatusCode::UNAUTHORIZED && own_origin {
             // The token expired mid-transfer: forget it so the caller's retry fetches a new one.
             self.drop_token(registry, scope).await;
             self.learn_challenge(registry, &response).await;
@@ -613,6 +678,7 @@ impl Client {
 
     /// Turns a non-2xx answer into [`Error::Http`] (or [`Error::NotFound`] for 404 with `what`).
     pub(crate) async fn check(
+        &self,
         method: &Method,
         url: &str,
         response: Response,
@@ -636,8 +702,8 @@ impl Client {
             method: method.to_string(),
             url: url.to_string(),
             status: status.as_u16(),
-            code: oci_code(&body),
-            message: short_message(&body),
+            code: oci_code(&body, &self.known_secrets()),
+            message: self.error_text(&body),
             retry_after: wait,
         })
     }
@@ -725,9 +791,14 @@ mod tests {
     #[test]
     fn error_bodies_give_short_messages() {
         let body = br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"x"}}]}"#;
-        assert_eq!(short_message(body), "manifest unknown");
-        assert_eq!(oci_code(body).as_deref(), Some("MANIFEST_UNKNOWN"));
-        assert_eq!(short_message(b"  "), "(empty body)");
-        assert_eq!(short_message(&[b'x'; 1000]).len(), 300);
+        assert_eq!(error_message(body, &[]), "manifest unknown");
+        assert_eq!(oci_code(body, &[]).as_deref(), Some("MANIFEST_UNKNOWN"));
+        assert_eq!(error_message(b"  ", &[]), "(empty body)");
+        assert_eq!(error_message(&[b'x'; 1000], &[]).len(), 1000);
+        let long = error_message(&[b'x'; 10_000], &[]);
+        assert!(
+            long.starts_with(&"x".repeat(2048)) && long.ends_with("[7952 more bytes cut]"),
+            "{long}"
+        );
     }
 }

@@ -49,6 +49,7 @@ pub mod credentials;
 pub mod error;
 pub mod layout;
 pub mod manifest;
+mod redact;
 pub mod reference;
 mod registry;
 #[cfg(feature = "testing")]

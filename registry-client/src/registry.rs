@@ -140,7 +140,9 @@ impl Client {
             .header(ACCEPT, MANIFEST_ACCEPT);
         let response = self.execute(&call).await?;
         let what = format!("manifest {}", reference.target());
-        let response = Client::check(&Method::GET, &url, response, Some((&what, reference))).await?;
+        let response = self
+            .check(&Method::GET, &url, response, Some((&what, reference)))
+            .await?;
         let content_type = response
             .headers()
             .get(CONTENT_TYPE)
@@ -182,7 +184,7 @@ impl Client {
         if response.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        let response = Client::check(&Method::HEAD, &url, response, None).await?;
+        let response = self.check(&Method::HEAD, &url, response, None).await?;
         let header = |name: &str| {
             response
                 .headers()
@@ -208,7 +210,7 @@ impl Client {
             .header(CONTENT_TYPE, manifest.media_type())
             .body(manifest.bytes().clone());
         let response = self.execute(&call).await?;
-        let response = Client::check(&Method::PUT, &url, response, None).await?;
+        let response = self.check(&Method::PUT, &url, response, None).await?;
         if let Some(d) = response
             .headers()
             .get("docker-content-digest")
@@ -268,7 +270,8 @@ impl Client {
             });
         }
         let what = format!("manifest {digest}");
-        Client::check(&Method::DELETE, &url, response, Some((&what, reference))).await?;
+        self.check(&Method::DELETE, &url, response, Some((&what, reference)))
+            .await?;
         Ok(())
     }
 
@@ -299,7 +302,9 @@ impl Client {
                 Scope::pull(repository.repository()),
             );
             let response = self.execute(&call).await?;
-            let response = Client::check(&Method::GET, &url, response, Some(("repository", repository))).await?;
+            let response = self
+                .check(&Method::GET, &url, response, Some(("repository", repository)))
+                .await?;
             let next = next_link(response.headers());
             let body = read_body("GET", &url, response, TAG_LIST_BODY).await?;
             let page: TagList = serde_json::from_slice(&body).map_err(|e| Error::Protocol {
@@ -398,7 +403,7 @@ impl Client {
         if response.status() == StatusCode::NOT_FOUND {
             return Ok(false);
         }
-        Client::check(&Method::HEAD, &url, response, None).await?;
+        self.check(&Method::HEAD, &url, response, None).await?;
         Ok(true)
     }
 
@@ -413,7 +418,9 @@ impl Client {
         );
         let response = self.execute(&call).await?;
         let what = format!("blob {}", blob.digest);
-        let response = Client::check(&Method::GET, &url, response, Some((&what, repository))).await?;
+        let response = self
+            .check(&Method::GET, &url, response, Some((&what, repository)))
+            .await?;
         let u = url.clone();
         let raw = response.bytes_stream().map_err(move |source| Error::Transport {
             method: "GET".into(),
@@ -446,7 +453,7 @@ impl Client {
         if mount.is_some() && status == StatusCode::CREATED {
             return Ok(UploadStart::Mounted);
         }
-        let response = Client::check(&Method::POST, &url, response, None).await?;
+        let response = self.check(&Method::POST, &url, response, None).await?;
         let location = response
             .headers()
             .get(LOCATION)
@@ -507,10 +514,10 @@ impl Client {
                 headers.insert(CONTENT_LENGTH, HeaderValue::from(blob.size));
                 let body = reqwest::Body::wrap_stream(verified);
                 match self
-                    .execute_streaming(Method::PUT, &url, repository.registry(), &scope, headers, body)
+                    .execute_streaming(Method::PUT, &url, repository, &scope, headers, body)
                     .await
                 {
-                    Ok(r) => Client::check(&Method::PUT, &url, r, None).await.map(drop),
+                    Ok(r) => self.check(&Method::PUT, &url, r, None).await.map(drop),
                     Err(e) => Err(e),
                 }
             }
@@ -554,7 +561,7 @@ impl Client {
                     .header(CONTENT_RANGE, &format!("{offset}-{end}"))
                     .body(piece);
                 let response = self.execute(&call).await?;
-                let response = Client::check(&Method::PATCH, &session, response, None).await?;
+                let response = self.check(&Method::PATCH, &session, response, None).await?;
                 if let Some(l) = response.headers().get(LOCATION).and_then(|v| v.to_str().ok()) {
                     session = Client::absolute(&session, l)?;
                 }
@@ -564,7 +571,7 @@ impl Client {
         let url = with_digest(&session, &blob.digest);
         let call = Call::new(Method::PUT, url.clone(), repository, scope);
         let response = self.execute(&call).await?;
-        Client::check(&Method::PUT, &url, response, None).await.map(drop)
+        self.check(&Method::PUT, &url, response, None).await.map(drop)
     }
 
     /// Puts a blob into the repository unless it is there: HEAD, then mount from `mount_from` when

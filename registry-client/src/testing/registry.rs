@@ -46,6 +46,8 @@ struct State {
     throttle: Option<(u32, u64)>,
     delay: Option<Duration>,
     corrupt_blob_gets: u32,
+    /// (requests left, status) of the echo fault.
+    echo: Option<(u32, u16)>,
     calls: Vec<RegistryCall>,
     next_upload: u64,
 }
@@ -166,8 +168,35 @@ impl Respond for Router {
     }
 }
 
+/// The request as a misconfigured proxy echoes it: request line, headers and body, verbatim.
+fn echo(status: u16, req: &Request) -> Reply {
+    let mut target = req.url.path().to_string();
+    if let Some(q) = req.url.query() {
+        target.push('?');
+        target.push_str(q);
+    }
+    let mut text = format!("{} {target} HTTP/1.1\r\n", req.method).into_bytes();
+    for (name, value) in req.headers.iter() {
+        text.extend_from_slice(name.as_str().as_bytes());
+        text.extend_from_slice(b": ");
+        text.extend_from_slice(value.as_bytes());
+        text.extend_from_slice(b"\r\n");
+    }
+    text.extend_from_slice(b"\r\n");
+    text.extend_from_slice(&req.body);
+    reply(status).raw(text, "text/plain")
+}
+
 fn handle(st: &mut State, base: &str, req: &Request) -> Reply {
     let path = req.url.path();
+    if let Some((n, status)) = st.echo.as_mut() {
+        let status = *status;
+        *n -= 1;
+        if *n == 0 {
+            st.echo = None;
+        }
+        return echo(status, req);
+    }
     if path == "/token" {
         return token(st, req);
     }
@@ -512,6 +541,17 @@ impl MockRegistry {
     /// Every answer waits this long.
     pub fn set_delay(&self, d: Option<Duration>) -> &Self {
         lock(&self.state).delay = d;
+        self
+    }
+
+    /// The next `n` requests (the token endpoint's included) are answered with `status` and a
+    /// body echoing the request verbatim — request line, headers (`Authorization` too) and body —
+    /// as a misconfigured proxy or debugging endpoint would. For tests that no secret reaches
+    /// errors, logs or reports.
+    pub fn echo_next(&self, n: u32, status: u16) -> &Self {
+        if n > 0 {
+            lock(&self.state).echo = Some((n, status));
+        }
         self
     }
 
