@@ -116,6 +116,18 @@ pub struct BuildInfo {
     pub tag_name: Option<String>,
 }
 
+impl BuildInfo {
+    /// When the build was created (`creation_ts`); `None` when absent or not a representable time.
+    pub fn created_at(&self) -> Option<std::time::SystemTime> {
+        crate::tasks::epoch_time(self.creation_ts)
+    }
+
+    /// When the build completed (`completion_ts`); `None` when absent or not a representable time.
+    pub fn completed_at(&self) -> Option<std::time::SystemTime> {
+        crate::tasks::epoch_time(self.completion_ts)
+    }
+}
+
 /// An archive (image file, tarball) of a build, with its checksum.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[non_exhaustive]

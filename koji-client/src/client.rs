@@ -197,7 +197,8 @@ impl RetryPolicy {
 #[derive(Clone)]
 pub(crate) struct Session {
     id: i64,
-    key: SecretString,
+    /// Shared with the redaction registry, which forgets it when the session is dropped.
+    key: Arc<SecretString>,
     callnum: u64,
     header_auth: bool,
 }
@@ -227,9 +228,13 @@ pub struct ClientBuilder {
     retry: RetryPolicy,
     user_agent: String,
     fsync_downloads: bool,
+    max_response_body: usize,
 }
 
 impl ClientBuilder {
+    /// The default of [`ClientBuilder::max_response_body`]: 64 MiB.
+    pub const DEFAULT_MAX_RESPONSE_BODY: usize = crate::body::DEFAULT_MAX_RESPONSE_BODY;
+
     /// Start from the hub's XML-RPC URL (for example `https://koji.fedoraproject.org/kojihub`).
     pub fn new(hub: impl Into<String>) -> Self {
         ClientBuilder {
@@ -244,6 +249,7 @@ impl ClientBuilder {
             retry: RetryPolicy::default(),
             user_agent: concat!("imagekit-koji/", env!("CARGO_PKG_VERSION")).into(),
             fsync_downloads: true,
+            max_response_body: Self::DEFAULT_MAX_RESPONSE_BODY,
         }
     }
 
@@ -350,6 +356,19 @@ impl ClientBuilder {
         self
     }
 
+    /// The largest XML-RPC answer read from the hub, in bytes (default
+    /// [`ClientBuilder::DEFAULT_MAX_RESPONSE_BODY`], 64 MiB). A larger answer fails with
+    /// [`Error::BodyTooLarge`] as soon as its `Content-Length` or its arrived bytes pass the limit,
+    /// so a runaway answer never costs more than this (plus its decoding) in memory. Raise it for
+    /// very large listings, or narrow them with `queryOpts`.
+    ///
+    /// Error answers are read only up to 64 KiB whatever this says, and task outputs stream to disk
+    /// without a limit.
+    pub fn max_response_body(mut self, bytes: usize) -> Self {
+        self.max_response_body = bytes;
+        self
+    }
+
     /// Build the client. Nothing is sent until the first call.
     ///
     /// # Errors
@@ -391,6 +410,17 @@ impl ClientBuilder {
                     .map_err(|e| Error::InvalidInput(format!("cannot build the HTTP client: {e}")))?
             }
         };
+        // Secrets a peer could echo back into an error, kept redacted while this client lives.
+        let mut secrets = Vec::new();
+        if let Auth::Password { password, .. } = &self.auth {
+            secrets.push(Arc::new(password.clone()));
+        }
+        for url in std::iter::once(&hub).chain(topurl.as_ref()) {
+            if let Some(pw) = url.password() {
+                secrets.push(Arc::new(SecretString::from(pw.to_string())));
+            }
+        }
+        secrets.iter().for_each(crate::redact::remember);
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
@@ -400,6 +430,8 @@ impl ClientBuilder {
                 auth: self.auth,
                 retry: self.retry,
                 fsync_downloads: self.fsync_downloads,
+                max_response_body: self.max_response_body,
+                _secrets: secrets,
                 session: Mutex::new(None),
             }),
         })
@@ -439,6 +471,9 @@ pub(crate) struct Inner {
     auth: Auth,
     pub(crate) retry: RetryPolicy,
     pub(crate) fsync_downloads: bool,
+    pub(crate) max_response_body: usize,
+    /// Kept alive for the redaction registry (see `crate::redact`).
+    _secrets: Vec<Arc<SecretString>>,
     session: Mutex<Option<Session>>,
 }
 
@@ -604,20 +639,11 @@ impl Client {
         })?;
         let status = resp.status();
         let retry_after = retry_after(status.as_u16(), resp.headers());
-        let text = resp.text().await.map_err(|source| Error::Transport {
-            method: method.into(),
-            url: url.to_string(),
-            source,
-        })?;
         if !status.is_success() {
-            return Err(Error::Http {
-                method: method.into(),
-                url: url.to_string(),
-                status: status.as_u16(),
-                body: text.trim().chars().take(300).collect(),
-                retry_after,
-            });
+            let body = crate::body::read_error_body(resp).await;
+            return Err(Error::http(method, url.as_str(), status.as_u16(), &body, retry_after));
         }
+        let text = read_answer(resp, method, url, self.inner.max_response_body).await?;
         xmlrpc::decode_response(method, &text)
     }
 
@@ -672,7 +698,7 @@ impl Client {
                     Some(f) => Ok(Err(f)),
                     None => Err(Error::Decode {
                         method: "multiCall".into(),
-                        reason: format!("entry is neither [result] nor a fault: {other:?}"),
+                        reason: crate::redact::peer_text(&format!("entry is neither [result] nor a fault: {other:?}")),
                     }),
                 },
             })
@@ -749,9 +775,11 @@ impl Client {
             .and_then(serde_json::Value::as_bool)
             .unwrap_or(true);
         tracing::debug!(session_id = id, "koji login succeeded");
+        let key = Arc::new(SecretString::from(key.to_string()));
+        crate::redact::remember(&key);
         *self.inner.session.lock().await = Some(Session {
             id,
-            key: SecretString::from(key.to_string()),
+            key,
             callnum: 0,
             header_auth,
         });
@@ -793,10 +821,28 @@ fn parse_retry_after(v: &str, now: std::time::SystemTime) -> Option<Duration> {
     Some(when.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
+/// A successful answer's body as text, at most `limit` bytes.
+pub(crate) async fn read_answer(resp: reqwest::Response, method: &str, url: &Url, limit: usize) -> Result<String> {
+    match crate::body::read_capped(resp, limit).await {
+        Ok(bytes) => Ok(crate::body::into_text(bytes)),
+        Err(crate::body::BodyError::TooLarge) => Err(Error::BodyTooLarge {
+            method: method.into(),
+            url: url.to_string(),
+            limit,
+        }),
+        Err(crate::body::BodyError::Read(source)) => Err(Error::Transport {
+            method: method.into(),
+            url: url.to_string(),
+            source,
+        }),
+    }
+}
+
 pub(crate) fn decode<T: DeserializeOwned>(method: &str, v: Value) -> Result<T> {
+    // serde's messages quote the value that did not fit, which came from the hub.
     xmlrpc::from_value(v).map_err(|reason| Error::Decode {
         method: method.into(),
-        reason,
+        reason: crate::redact::peer_text(&reason),
     })
 }
 
@@ -842,7 +888,7 @@ mod tests {
         };
         let s = Session {
             id: 7,
-            key: SecretString::from("1-abc".to_string()),
+            key: Arc::new(SecretString::from("1-abc".to_string())),
             callnum: 0,
             header_auth: true,
         };
@@ -881,6 +927,15 @@ mod tests {
         assert_eq!(
             parse_retry_after("99999999999999999999", now),
             Some(Duration::from_secs(u64::MAX))
+        );
+        assert_eq!(
+            parse_retry_after("18446744073709551616", now),
+            Some(Duration::from_secs(u64::MAX)),
+            "one past u64::MAX saturates"
+        );
+        assert!(
+            parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now).is_some_and(|d| d > Duration::from_secs(1 << 37)),
+            "the latest HTTP date is a long wait, not an overflow"
         );
         for junk in [
             "",

@@ -387,25 +387,19 @@ impl Client {
             }
             206 => match content_range(resp.headers()) {
                 Some((start, total)) => Ok(Some((resp, start, total))),
-                None => Err(Error::Http {
-                    method: "GET".into(),
-                    url: url.to_string(),
-                    status: 206,
-                    body: "a partial answer without a usable Content-Range".into(),
-                    retry_after: None,
-                }),
+                None => Err(Error::http(
+                    "GET",
+                    url.as_str(),
+                    206,
+                    "a partial answer without a usable Content-Range",
+                    None,
+                )),
             },
             416 => Ok(None),
             s => {
                 let retry_after = crate::client::retry_after(s, resp.headers());
-                let body: String = resp.text().await.unwrap_or_default().chars().take(200).collect();
-                Err(Error::Http {
-                    method: "GET".into(),
-                    url: url.to_string(),
-                    status: s,
-                    body,
-                    retry_after,
-                })
+                let body = crate::body::read_error_body(resp).await;
+                Err(Error::http("GET", url.as_str(), s, &body, retry_after))
             }
         }
     }
@@ -547,7 +541,7 @@ impl Client {
                 other => {
                     return Err(Error::Decode {
                         method: "downloadTaskOutput".into(),
-                        reason: format!("expected a base64 string, got {other:?}"),
+                        reason: crate::redact::peer_text(&format!("expected a base64 string, got {other:?}")),
                     });
                 }
             };

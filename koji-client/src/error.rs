@@ -148,11 +148,15 @@ pub struct Fault {
 
 impl Fault {
     /// A fault from its code and message.
+    ///
+    /// The message is treated as text from a peer: credentials in it (session keys, passwords,
+    /// `Authorization` values, and any secret a client of this process holds) are replaced by
+    /// `[REDACTED]`, and it is cut to 2 KiB, saying how much was left out.
     pub fn new(code: i32, message: impl Into<String>) -> Self {
         Fault {
             code,
             kind: FaultKind::from_code(code),
-            message: message.into(),
+            message: crate::redact::peer_text(&message.into()),
         }
     }
 }
@@ -181,6 +185,8 @@ pub enum Error {
         fault: Fault,
     },
     /// The hub (or download server) answered with an HTTP error status.
+    ///
+    /// Build it with [`Error::http`], which redacts and bounds the body.
     #[error("koji {method}: HTTP {status} from {url}{}", body_hint(.body))]
     Http {
         /// The XML-RPC method, or `GET` for a download.
@@ -189,13 +195,14 @@ pub enum Error {
         url: String,
         /// The status code.
         status: u16,
-        /// The start of the answer's body, for diagnosis.
+        /// The start of the answer's body, for diagnosis (credentials redacted, at most 2 KiB).
         body: String,
         /// The wait a 429 or 503 answer asked for in `Retry-After` (seconds or an HTTP date), if any.
         retry_after: Option<Duration>,
     },
-    /// The connection failed or timed out before an answer came.
-    #[error("koji {method}: cannot reach {url}: {source}")]
+    /// The connection failed or timed out before an answer came. The message ends with the root
+    /// cause (`Connection refused`, `dns error`, a TLS failure), which `reqwest` alone leaves out.
+    #[error("koji {method}: cannot reach {url}: {}", with_root_cause(.source))]
     Transport {
         /// The XML-RPC method, or `GET` for a download.
         method: String,
@@ -204,6 +211,20 @@ pub enum Error {
         /// The underlying error.
         #[source]
         source: reqwest::Error,
+    },
+    /// An answer was larger than the client accepts (see [`crate::ClientBuilder::max_response_body`]);
+    /// the rest of it was not read.
+    #[error(
+        "koji {method}: the answer from {url} is larger than the client's limit of {}; narrow the query (for example a `limit` in `queryOpts`) or raise the limit with `ClientBuilder::max_response_body`",
+        human_bytes(*.limit)
+    )]
+    BodyTooLarge {
+        /// The XML-RPC method.
+        method: String,
+        /// The URL requested.
+        url: String,
+        /// The limit, in bytes.
+        limit: usize,
     },
     /// The answer was not valid XML-RPC (truncated, HTML, garbage).
     #[error(
@@ -334,6 +355,31 @@ fn body_hint(body: &str) -> String {
     }
 }
 
+/// `source`'s message, followed by the innermost cause of its chain when that says more: reqwest's
+/// "error sending request for url (…)" hides "Connection refused (os error 111)" three levels down.
+fn with_root_cause(source: &reqwest::Error) -> String {
+    let top = source.to_string();
+    let mut root: &(dyn std::error::Error + 'static) = source;
+    while let Some(next) = root.source() {
+        root = next;
+    }
+    let cause = root.to_string();
+    if cause.is_empty() || top.contains(&cause) {
+        top
+    } else {
+        format!("{top}: {cause}")
+    }
+}
+
+/// `n` bytes as `64 MiB`, `64 KiB`, or `1000 bytes`.
+fn human_bytes(n: usize) -> String {
+    match n {
+        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
+        n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{} KiB", n >> 10),
+        n => format!("{n} bytes"),
+    }
+}
+
 fn fault_hint(fault: &Option<Fault>) -> String {
     match fault {
         Some(f) => format!(": {f}"),
@@ -353,6 +399,24 @@ fn join_paths(paths: &[PathBuf]) -> String {
 }
 
 impl Error {
+    /// An [`Error::Http`] whose `body` is the peer's text, redacted and bounded like fault messages
+    /// (see [`Fault::new`]).
+    pub(crate) fn http(
+        method: impl Into<String>,
+        url: impl Into<String>,
+        status: u16,
+        body: &str,
+        retry_after: Option<Duration>,
+    ) -> Self {
+        Error::Http {
+            method: method.into(),
+            url: url.into(),
+            status,
+            body: crate::redact::peer_text(body),
+            retry_after,
+        }
+    }
+
     /// Whether repeating the same request may succeed: connection errors, HTTP 429 and 5xx,
     /// truncated downloads, and the hub's `ServerOffline` fault.
     pub fn is_retryable(&self) -> bool {

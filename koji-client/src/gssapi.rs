@@ -10,11 +10,14 @@
 //! The service is `HTTP@<hub host>`, which MIT Kerberos maps to `HTTP/<host>@REALM` (canonicalising
 //! the host name unless `dns_canonicalize_hostname = false`).
 
+use std::sync::Arc;
+
 use base64::Engine as _;
 use libgssapi::context::{ClientCtx, CtxFlags};
 use libgssapi::credential::{Cred, CredUsage};
 use libgssapi::name::Name;
 use libgssapi::oid::{GSS_MECH_KRB5, GSS_NT_HOSTBASED_SERVICE, GSS_NT_KRB5_PRINCIPAL};
+use secrecy::{ExposeSecret, SecretString};
 use sha2::Digest as _;
 
 use crate::client::{Client, KerberosAuth};
@@ -110,15 +113,17 @@ pub(crate) async fn login(client: &Client, auth: &KerberosAuth, renew: bool) -> 
         vec![]
     };
     let body = xmlrpc::encode_call("sslLogin", &[], &kwargs)?;
+    // The token is redacted from whatever the hub answers while this login runs.
+    let token = Arc::new(SecretString::from(
+        base64::engine::general_purpose::STANDARD.encode(token),
+    ));
+    crate::redact::remember(&token);
     let resp = client
         .inner
         .http
         .post(url.clone())
         .header("Content-Type", "text/xml")
-        .header(
-            "Authorization",
-            format!("Negotiate {}", base64::engine::general_purpose::STANDARD.encode(token)),
-        )
+        .header("Authorization", format!("Negotiate {}", token.expose_secret()))
         .body(body)
         .send()
         .await
@@ -128,20 +133,11 @@ pub(crate) async fn login(client: &Client, auth: &KerberosAuth, renew: bool) -> 
             source,
         })?;
     let status = resp.status();
-    let text = resp.text().await.map_err(|source| Error::Transport {
-        method: "sslLogin".into(),
-        url: url.to_string(),
-        source,
-    })?;
     if !status.is_success() {
-        return Err(Error::Http {
-            method: "sslLogin".into(),
-            url: url.to_string(),
-            status: status.as_u16(),
-            body: text.chars().take(300).collect(),
-            retry_after: None,
-        });
+        let body = crate::body::read_error_body(resp).await;
+        return Err(Error::http("sslLogin", url.as_str(), status.as_u16(), &body, None));
     }
+    let text = crate::client::read_answer(resp, "sslLogin", &url, client.inner.max_response_body).await?;
     let v = xmlrpc::decode_response("sslLogin", &text)?;
     crate::client::decode("sslLogin", v)
 }

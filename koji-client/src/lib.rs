@@ -57,6 +57,7 @@
 //! # Ok(()) }
 //! ```
 
+mod body;
 mod builds;
 mod client;
 mod config;
@@ -65,6 +66,7 @@ mod error;
 #[cfg(feature = "gssapi")]
 mod gssapi;
 mod images;
+mod redact;
 mod stream;
 mod tasks;
 #[cfg(feature = "testing")]

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -159,7 +160,37 @@ pub struct TaskInfo {
     pub result: Option<serde_json::Value>,
 }
 
+/// A `*_ts` value from the hub (seconds since the epoch, a double) as a time: `None` when the hub
+/// sent none, or a value no clock can hold (NaN, infinite, beyond `SystemTime`'s range either way).
+///
+/// The one conversion of hub timestamps in this crate: `UNIX_EPOCH + Duration::from_secs_f64(ts)`
+/// panics on exactly the values a broken or hostile hub can send.
+pub(crate) fn epoch_time(ts: Option<f64>) -> Option<SystemTime> {
+    let ts = ts?;
+    let magnitude = Duration::try_from_secs_f64(ts.abs()).ok()?;
+    if ts >= 0.0 {
+        UNIX_EPOCH.checked_add(magnitude)
+    } else {
+        UNIX_EPOCH.checked_sub(magnitude)
+    }
+}
+
 impl TaskInfo {
+    /// When the task was created (`create_ts`); `None` when absent or not a representable time.
+    pub fn created_at(&self) -> Option<SystemTime> {
+        epoch_time(self.create_ts)
+    }
+
+    /// When the task started (`start_ts`); `None` when absent or not a representable time.
+    pub fn started_at(&self) -> Option<SystemTime> {
+        epoch_time(self.start_ts)
+    }
+
+    /// When the task finished (`completion_ts`); `None` when absent or not a representable time.
+    pub fn completed_at(&self) -> Option<SystemTime> {
+        epoch_time(self.completion_ts)
+    }
+
     /// The fault in `result`, for a failed task listed with its result.
     pub fn fault(&self) -> Option<Fault> {
         let r = self.result.as_ref()?;
@@ -369,6 +400,29 @@ pub(crate) fn entry_result(entry: std::result::Result<Value, Fault>) -> std::res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hub_timestamps_no_clock_can_hold_are_none_not_a_panic() {
+        // Each of these panics in `UNIX_EPOCH + Duration::from_secs_f64(ts)`.
+        for odd in [
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            1e300,
+            -1e300,
+            f64::MAX,
+            f64::MIN,
+        ] {
+            assert_eq!(epoch_time(Some(odd)), None, "{odd}");
+        }
+        assert_eq!(epoch_time(None), None);
+        assert_eq!(
+            epoch_time(Some(1_764_000_000.5)),
+            Some(UNIX_EPOCH + Duration::from_millis(1_764_000_000_500))
+        );
+        assert_eq!(epoch_time(Some(-1.0)), UNIX_EPOCH.checked_sub(Duration::from_secs(1)));
+        assert_eq!(epoch_time(Some(-0.0)), Some(UNIX_EPOCH));
+    }
 
     #[test]
     fn unknown_task_states_are_kept_not_panicked_on() {

@@ -53,7 +53,7 @@ pub(crate) fn decode_response(method: &str, body: &str) -> Result<Value> {
             fault,
         });
     }
-    let snippet: String = body.trim().chars().take(120).collect();
+    let snippet = crate::redact::peer_text_within(body, 120);
     let reason = if body.trim().is_empty() {
         "empty body".to_string()
     } else if !body.contains("</methodResponse>") {

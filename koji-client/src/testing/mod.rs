@@ -44,6 +44,10 @@ pub enum Answer {
     RetryAfter(u16, String),
     /// A raw body with status 200 (garbage, truncated XML, HTML).
     Raw(String),
+    /// An answer that echoes the request, headers and body verbatim, as a hub in debug mode or a proxy
+    /// error page does: with status 200, a fault (1000) whose message is the echo; with any other
+    /// status, an HTTP error whose body is the echo.
+    Echo(u16),
 }
 
 impl Answer {
@@ -245,6 +249,16 @@ impl Respond for RpcResponder {
         let delay = st.delay;
         drop(st);
         let t = match answer {
+            Answer::Echo(status) => {
+                let echo = echo_request(req);
+                if status == 200 {
+                    ResponseTemplate::new(200)
+                        .insert_header("content-type", "text/xml")
+                        .set_body_string(xml_fault(1000, &echo))
+                } else {
+                    ResponseTemplate::new(status).set_body_string(echo)
+                }
+            }
             Answer::Value(v) => ResponseTemplate::new(200)
                 .insert_header("content-type", "text/xml")
                 .set_body_string(xml_response(&v)),
@@ -262,6 +276,17 @@ impl Respond for RpcResponder {
             None => t,
         }
     }
+}
+
+/// The request as a debugging hub prints it: method and path, header lines, a blank line, the body.
+fn echo_request(req: &Request) -> String {
+    let mut out = format!("{} {}\n", req.method, req.url.path());
+    for (name, value) in &req.headers {
+        out.push_str(&format!("{name}: {}\n", String::from_utf8_lossy(value.as_bytes())));
+    }
+    out.push('\n');
+    out.push_str(&String::from_utf8_lossy(&req.body));
+    out
 }
 
 fn lookup(
@@ -317,6 +342,7 @@ fn multicall_answer(st: &mut HubState, args: &[serde_json::Value], headers: &BTr
                 serde_json::json!({"faultCode": 1000, "faultString": format!("HTTP {s}")})
             }
             Answer::Raw(r) => serde_json::json!({"faultCode": 1000, "faultString": r}),
+            Answer::Echo(_) => serde_json::json!({"faultCode": 1000, "faultString": "echo"}),
         });
     }
     Answer::Value(serde_json::Value::Array(out))
@@ -431,6 +457,17 @@ impl MockHub {
         lock(&self.state)
             .rpc_faults
             .extend(std::iter::repeat_n(Answer::Http(status), n));
+        self
+    }
+
+    /// The next `n` XML-RPC calls, whatever their method, echo the request (headers, including
+    /// `Koji-Session-Key`, and body, including a login's password) in their answer: a fault when
+    /// `status` is 200, else an HTTP error with that status (see [`Answer::Echo`]). For tests that no
+    /// secret reaches an error message.
+    pub fn echo_next_calls(&self, n: usize, status: u16) -> &Self {
+        lock(&self.state)
+            .rpc_faults
+            .extend(std::iter::repeat_n(Answer::Echo(status), n));
         self
     }
 
