@@ -279,12 +279,17 @@ async fn basic_credentials_echoed_by_a_registry_never_reach_errors() {
     assert!(matches!(client.get_manifest(&r).await, Err(Error::NotFound { .. })));
     let secrets = [PASSWORD, &b64("bot", PASSWORD)];
     for status in [400, 401, 403, 500, 502] {
+        // A manifest GET (long Accept header first) and a tag list GET (Authorization first).
         registry.echo_next(1, status);
         let e = client.get_manifest(&r).await.unwrap_err();
         assert!(
             e.to_string().contains("HTTP/1.1"),
             "HTTP {status}: the echo is in the error: {e}"
         );
+        assert_clean(&e, &secrets);
+        registry.echo_next(1, status);
+        let e = client.tags(&r, None).await.unwrap_err();
+        assert!(e.to_string().contains("HTTP/1.1"), "HTTP {status}: {e}");
         assert_clean(&e, &secrets);
     }
 }
