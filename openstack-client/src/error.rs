@@ -346,7 +346,7 @@ impl Error {
 
 /// The service's message from an error body: Keystone `{"error": {"message"}}`, Glance/Nova
 /// `{"<kind>": {"message"}}` or `{"message"}`, Ironic `{"error_message": "<JSON with faultstring>"}`,
-/// or the text of an HTML page. At most 500 characters.
+/// or the text of an HTML page; whole (the mapper redacts, then bounds it).
 pub(crate) fn service_message(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let msg = match serde_json::from_slice::<serde_json::Value>(body) {
@@ -354,12 +354,11 @@ pub(crate) fn service_message(body: &[u8]) -> String {
         Err(_) if text.contains('<') => html_text(&text),
         Err(_) => text.trim().to_string(),
     };
-    let msg = if msg.is_empty() {
+    if msg.is_empty() {
         "(empty body)".to_string()
     } else {
         msg
-    };
-    truncate(&msg, 500)
+    }
 }
 
 fn json_message(v: &serde_json::Value) -> Option<String> {
@@ -438,7 +437,6 @@ mod tests {
             "409 Conflict 409 Conflict Image is not active"
         );
         assert_eq!(service_message(b""), "(empty body)");
-        assert!(service_message(&[b'x'; 2000]).chars().count() <= 501);
     }
 
     #[test]

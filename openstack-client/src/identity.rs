@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use url::Url;
 
 use crate::config::Interface;
-use crate::error::{Error, Result, service_message};
+use crate::error::{Error, Result};
 
 /// A domain, by id or by name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -394,7 +394,11 @@ struct IdName {
 }
 
 /// `POST /v3/auth/tokens`.
-pub(crate) async fn authenticate(http: &reqwest::Client, creds: &Credentials) -> Result<Token> {
+pub(crate) async fn authenticate(
+    http: &reqwest::Client,
+    creds: &Credentials,
+    secrets: &crate::redact::Secrets,
+) -> Result<Token> {
     let url = creds.tokens_url();
     let resp = http
         .post(url.clone())
@@ -406,37 +410,50 @@ pub(crate) async fn authenticate(http: &reqwest::Client, creds: &Credentials) ->
             url: url.to_string(),
             source,
         })?;
-    let status = resp.status().as_u16();
-    if !(200..300).contains(&status) && !matches!(status, 400 | 401 | 403 | 404) {
-        return Err(crate::session::api_error(&reqwest::Method::POST, &url, resp).await);
+    if !resp.status().is_success() {
+        // The one error mapper (bounded, secrets redacted); a refusal of the credentials says so.
+        return Err(
+            match crate::session::api_error(&reqwest::Method::POST, &url, resp, secrets).await {
+                Error::Api {
+                    status: status @ (400 | 401 | 403 | 404),
+                    message,
+                    ..
+                } => Error::Auth {
+                    auth_url: creds.auth_url.to_string(),
+                    status,
+                    message,
+                },
+                other => other,
+            },
+        );
     }
     let header = resp
         .headers()
         .get("x-subject-token")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    if matches!(status, 400 | 401 | 403 | 404) {
-        let body = crate::session::read_error_body(resp).await;
-        return Err(Error::Auth {
-            auth_url: creds.auth_url.to_string(),
-            status,
-            message: service_message(&body),
-        });
-    }
     let body =
         crate::session::read_capped(&reqwest::Method::POST, &url, resp, crate::session::AnswerKind::Token).await?;
+    let token = parse_token(&url, header, &body, secrets)?;
+    secrets.add_token(token.secret());
+    Ok(token)
+}
+
+/// Keystone's token answer: the `X-Subject-Token` header's value and the JSON body.
+pub(crate) fn parse_token(
+    url: &Url,
+    header: Option<String>,
+    body: &[u8],
+    secrets: &crate::redact::Secrets,
+) -> Result<Token> {
     let decode = |reason: String| Error::Decode {
         method: "POST".into(),
         url: url.to_string(),
         reason,
     };
     let value = header.ok_or_else(|| decode("no X-Subject-Token header in Keystone's answer".into()))?;
-    let parsed: TokenBody = serde_json::from_slice(&body).map_err(|e| {
-        decode(format!(
-            "{e}; body starts {:?}",
-            crate::error::truncate(&String::from_utf8_lossy(&body), 120)
-        ))
-    })?;
+    let parsed: TokenBody =
+        serde_json::from_slice(body).map_err(|e| decode(crate::session::decode_reason(&e, body, secrets)))?;
     let t = parsed.token;
     Ok(Token {
         value: SecretString::from(value),

@@ -47,6 +47,7 @@ pub mod ironic;
 pub mod microversion;
 pub mod neutron;
 pub mod nova;
+mod redact;
 pub mod session;
 #[cfg(feature = "testing")]
 pub mod testing;

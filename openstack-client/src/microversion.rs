@@ -110,7 +110,11 @@ pub(crate) async fn discover(
 }
 
 /// GET a version document (no token needed, but harmless).
-pub(crate) async fn fetch_document(http: &reqwest::Client, url: &Url) -> Result<Value> {
+pub(crate) async fn fetch_document(
+    http: &reqwest::Client,
+    url: &Url,
+    secrets: &crate::redact::Secrets,
+) -> Result<Value> {
     let resp = http.get(url.clone()).send().await.map_err(|source| Error::Transport {
         method: "GET".into(),
         url: url.to_string(),
@@ -118,7 +122,7 @@ pub(crate) async fn fetch_document(http: &reqwest::Client, url: &Url) -> Result<
     })?;
     // Glance answers 300 Multiple Choices at its root: a document all the same.
     if !(200..400).contains(&resp.status().as_u16()) {
-        return Err(crate::session::api_error(&reqwest::Method::GET, url, resp).await);
+        return Err(crate::session::api_error(&reqwest::Method::GET, url, resp, secrets).await);
     }
     let body =
         crate::session::read_capped(&reqwest::Method::GET, url, resp, crate::session::AnswerKind::Resource).await?;

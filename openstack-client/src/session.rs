@@ -47,6 +47,7 @@ use url::Url;
 use crate::config::{CloudConfig, Interface};
 use crate::error::{Error, Result, service_message, truncate};
 use crate::identity::{Credentials, Token, authenticate};
+use crate::redact::Secrets;
 
 /// How many times, and how far apart, requests are retried (which ones: see the
 /// [module docs](self#retries)). Exponential backoff with jitter; `Retry-After` is honoured.
@@ -198,6 +199,7 @@ impl SessionBuilder {
                     .map_err(|e| Error::InvalidInput(format!("cannot build the HTTP client: {e}")))?
             }
         };
+        let secrets = Secrets::of(&self.creds);
         Ok(Session {
             inner: Arc::new(Inner {
                 http,
@@ -211,6 +213,7 @@ impl SessionBuilder {
                 retry: self.retry,
                 reauth_margin: self.reauth_margin,
                 upload_margin: self.upload_margin,
+                secrets,
             }),
         })
     }
@@ -228,6 +231,8 @@ struct Inner {
     retry: RetryPolicy,
     reauth_margin: Duration,
     upload_margin: Duration,
+    /// The credential's secret and the tokens issued: redacted from every error text.
+    secrets: Secrets,
 }
 
 /// An authenticated OpenStack session, shared by the service clients. Cheap to clone.
@@ -412,7 +417,7 @@ impl Session {
             .with_retries("Keystone", || async {
                 let span = tracing::debug_span!("keystone_auth", auth_url = %self.inner.creds.auth_url);
                 let _e = span.enter();
-                authenticate(&self.inner.http, &self.inner.creds).await
+                authenticate(&self.inner.http, &self.inner.creds, &self.inner.secrets).await
             })
             .await?;
         self.inner.auth_count.fetch_add(1, Ordering::Relaxed);
@@ -498,7 +503,7 @@ impl Session {
         // Unauthenticated (Glance answers 300 here), but transient failures are retried like any GET.
         let doc = self
             .with_retries("version document", || {
-                crate::microversion::fetch_document(&self.inner.http, base)
+                crate::microversion::fetch_document(&self.inner.http, base, &self.inner.secrets)
             })
             .await?;
         let decode = |reason: String| Error::Decode {
@@ -547,7 +552,7 @@ impl Session {
         let url = req.url.clone();
         let kind = req.answer;
         match self.send_or_find(req, find).await? {
-            Sent::Answer(resp) => decode_json(&method, &url, resp, kind).await,
+            Sent::Answer(resp) => decode_json(&method, &url, resp, kind, &self.inner.secrets).await,
             Sent::Found(t) => Ok(t),
         }
     }
@@ -653,7 +658,7 @@ impl Session {
                     *reauthed = true;
                     continue;
                 }
-                Ok(resp) => Err(api_error(&req.method, &req.url, resp).await),
+                Ok(resp) => Err(api_error(&req.method, &req.url, resp, &self.inner.secrets).await),
                 Err(source) => Err(Error::Transport {
                     method: req.method.to_string(),
                     url: req.url.to_string(),
@@ -678,7 +683,7 @@ impl Session {
                 serde_json::from_value(doc.get(key).cloned().unwrap_or_default()).map_err(|e| Error::Decode {
                     method: "GET".into(),
                     url: url.to_string(),
-                    reason: format!("{key}: {e}"),
+                    reason: self.inner.secrets.scrub(&format!("{key}: {e}")),
                 })?;
             let empty = page.is_empty();
             all.extend(page);
@@ -698,7 +703,7 @@ impl Session {
         let url = req.url.clone();
         let kind = req.answer;
         let resp = self.send(req).await?;
-        decode_json(&method, &url, resp, kind).await
+        decode_json(&method, &url, resp, kind, &self.inner.secrets).await
     }
 }
 
@@ -917,17 +922,28 @@ pub(crate) async fn decode_json<T: DeserializeOwned>(
     url: &Url,
     resp: reqwest::Response,
     kind: AnswerKind,
+    secrets: &Secrets,
 ) -> Result<T> {
     let body = read_capped(method, url, resp, kind).await?;
     serde_json::from_slice(&body).map_err(|e| Error::Decode {
         method: method.to_string(),
         url: url.to_string(),
-        reason: format!("{e}; body starts {:?}", truncate(&String::from_utf8_lossy(&body), 120)),
+        reason: decode_reason(&e, &body, secrets),
     })
 }
 
-/// Turn an error answer into [`Error::Api`] with the service's message and request id.
-pub(crate) async fn api_error(method: &Method, url: &Url, resp: reqwest::Response) -> Error {
+/// Why a body did not decode, with its start — secrets redacted from both (serde quotes values).
+pub(crate) fn decode_reason(e: &serde_json::Error, body: &[u8], secrets: &Secrets) -> String {
+    let head = &body[..body.len().min(ERROR_BODY_LIMIT)];
+    let start = truncate(&secrets.scrub(&String::from_utf8_lossy(head)), 120);
+    secrets.scrub(&format!("{e}; body starts {start:?}"))
+}
+
+/// Turn an error answer into [`Error::Api`] with the service's message and request id: the crate's
+/// one HTTP error mapper. The message is the service's own, with the session's secrets and
+/// anything secret-looking redacted (a peer may echo the request), and bounded (see
+/// [`crate::redact`]).
+pub(crate) async fn api_error(method: &Method, url: &Url, resp: reqwest::Response, secrets: &Secrets) -> Error {
     let status = resp.status().as_u16();
     let h = resp.headers();
     let request_id = ["x-openstack-request-id", "x-compute-request-id", "openstack-request-id"]
@@ -942,7 +958,7 @@ pub(crate) async fn api_error(method: &Method, url: &Url, resp: reqwest::Respons
         method: method.to_string(),
         url: url.to_string(),
         status,
-        message: service_message(&body),
+        message: secrets.scrub(&service_message(&body)),
         request_id,
         retry_after,
     }

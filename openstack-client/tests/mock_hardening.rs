@@ -300,3 +300,67 @@ async fn a_chunked_answer_without_length_is_cut_at_its_cap() {
         "the client stopped reading"
     );
 }
+
+#[tokio::test]
+async fn a_peer_echoing_requests_leaks_no_password_or_token_into_errors() {
+    use openstack_client::testing::Service;
+    const PASSWORD: &str = "Tr0ub4dor&3-horse";
+    let cloud = MockOpenStack::start().await;
+    cloud.set_password(PASSWORD);
+
+    // Keystone echoes the authentication request: the password is in its body. As a refusal
+    // (Error::Auth) and as a server error (Error::Api).
+    for status in [401, 500] {
+        cloud.echo_next(Service::Identity, 1, status);
+        let session = openstack_client::Session::builder(cloud.credentials())
+            .retry(openstack_client::RetryPolicy::none())
+            .build()
+            .unwrap();
+        let e = session.token().await.unwrap_err();
+        assert_eq!(e.status(), Some(status), "{e}");
+        for text in [e.to_string(), format!("{e:?}")] {
+            assert!(
+                text.contains("POST /identity/v3/auth/tokens HTTP/1.1"),
+                "the echo is kept: {text}"
+            );
+            assert!(!text.contains(PASSWORD), "{text}");
+            assert!(!text.contains("horse"), "{text}");
+        }
+    }
+
+    // Glance echoes a request that carries the token.
+    let session = cloud.session();
+    let glance = Glance::new(session.clone());
+    glance.list(&ListImages::new()).await.unwrap();
+    let token = session.token().await.unwrap();
+    let token = secrecy::ExposeSecret::expose_secret(token.secret()).to_string();
+    cloud.echo_next(Service::Image, 1, 400);
+    let e = glance.get(&ImageId::from("some-image")).await.unwrap_err();
+    assert_eq!(e.status(), Some(400), "{e}");
+    for text in [e.to_string(), format!("{e:?}")] {
+        assert!(text.contains("GET /image/v2/images/some-image HTTP/1.1"), "{text}");
+        assert!(text.to_lowercase().contains("x-auth-token: [redacted]"), "{text}");
+        assert!(!text.contains(&token), "{text}");
+        assert!(!text.contains("mock-token"), "{text}");
+        assert!(!text.contains(PASSWORD), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn a_long_error_body_is_bounded_and_says_how_much_was_cut() {
+    use openstack_client::testing::Service;
+    let cloud = MockOpenStack::start().await;
+    let glance = Glance::new(cloud.session());
+    glance.list(&ListImages::new()).await.unwrap();
+    // The echo of a listing with a long, non-ASCII query (cut on a character boundary).
+    cloud.echo_next(Service::Image, 1, 400);
+    let e = glance
+        .list(&ListImages::new().filter("os_distro", "é".repeat(3000)))
+        .await
+        .unwrap_err();
+    let Error::Api { message, .. } = &e else {
+        panic!("{e:?}")
+    };
+    assert!(message.ends_with("more bytes not shown)"), "{message}");
+    assert!(message.len() < 2048 + 64, "{} bytes", message.len());
+}

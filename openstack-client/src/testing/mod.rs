@@ -108,6 +108,8 @@ pub struct Call {
 
 #[derive(Default)]
 struct Faults {
+    /// (status, how many): answer with the request echoed back.
+    echo: Vec<(u16, u32)>,
     fail: Vec<(u16, u32)>,
     /// (how many, the `Retry-After` value).
     throttle: Option<(u32, String)>,
@@ -242,6 +244,14 @@ impl Answer {
 
 fn route(st: &mut State, service: Service, method: &str, rel: &str, req: &Request) -> Answer {
     if let Some(f) = st.faults.get_mut(&service) {
+        if let Some((status, n)) = f.echo.first_mut() {
+            let status = *status;
+            *n -= 1;
+            if *n == 0 {
+                f.echo.remove(0);
+            }
+            return Answer::bytes(status, echo(req));
+        }
         if let Some((status, n)) = f.fail.first_mut() {
             let status = *status;
             *n -= 1;
@@ -294,6 +304,24 @@ fn route(st: &mut State, service: Service, method: &str, rel: &str, req: &Reques
         Service::Baremetal => ironic::route(st, method, rel, &pairs, &body),
         Service::Identity => Answer::empty(404),
     }
+}
+
+/// The request as a misconfigured proxy echoes it: request line, every header, the body, verbatim.
+fn echo(req: &Request) -> Vec<u8> {
+    let target = match req.url.query() {
+        Some(q) => format!("{}?{q}", req.url.path()),
+        None => req.url.path().to_string(),
+    };
+    let mut out = format!("{} {target} HTTP/1.1\r\n", req.method).into_bytes();
+    for (k, v) in &req.headers {
+        out.extend_from_slice(k.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&req.body);
+    out
 }
 
 fn identity(st: &mut State, method: &str, rel: &str, body: &Value) -> Answer {
@@ -434,6 +462,13 @@ impl MockOpenStack {
         Credentials::password(self.auth_url(), &st.user, st.password.clone().into(), "admin")
     }
 
+    /// The password the mock's user has from now on (default `secret`); [`MockOpenStack::credentials`]
+    /// and [`MockOpenStack::session`] use it.
+    pub fn set_password(&self, password: &str) -> &Self {
+        self.state().password = password.to_string();
+        self
+    }
+
     /// A session on the mock, with retries fast enough for tests.
     pub fn session(&self) -> Session {
         Session::builder(self.credentials())
@@ -503,6 +538,18 @@ impl MockOpenStack {
     }
 
     // ---- faults ----
+
+    /// The next `n` requests to `service` (Keystone's authentication included, with
+    /// [`Service::Identity`]) are answered with `status` and a body that echoes the request — its
+    /// request line, all its headers and its body, verbatim — as a misconfigured proxy or a debug
+    /// error page would: passwords, application credential secrets and `X-Auth-Token`s included.
+    /// For tests that no secret reaches an error.
+    pub fn echo_next(&self, service: Service, n: u32, status: u16) -> &Self {
+        if n > 0 {
+            self.state().faults.entry(service).or_default().echo.push((status, n));
+        }
+        self
+    }
 
     /// The next `n` requests to `service` fail with `status`.
     pub fn fail_next(&self, service: Service, n: u32, status: u16) -> &Self {
