@@ -185,8 +185,25 @@ impl LocalCommandBuilder {
     async fn run_one(&self, spec: &BuildSpec, release: &str, arch: &str, format: &str) -> Result<Artifact> {
         let nvr = format!("{}-{}-{release}", spec.name, spec.version);
         let dest = self.output.join(format!("{nvr}.{arch}.{format}"));
-        let partial = self.output.join(format!(".{nvr}.{arch}.{format}.partial"));
-        let log_path = self.output.join(format!("{nvr}.{arch}.{format}.log"));
+        // A name of its own for every build, so that two runs building the same image (two
+        // pipelines in one checkout, a run and its resume) never write into each other's file.
+        // Removed when dropped: a failed, timed-out or cancelled build leaves no partial image.
+        let partial = tempfile::Builder::new()
+            .prefix(&format!(".{nvr}.{arch}.{format}."))
+            .suffix(".partial")
+            .tempfile_in(&self.output)
+            .map_err(|e| Error::Io {
+                path: self.output.clone(),
+                source: e,
+            })?
+            .into_temp_path();
+        let log_path = partial.with_extension("log");
+        let log_path = self.output.join(
+            log_path
+                .file_name()
+                .map(|n| n.to_string_lossy().trim_start_matches('.').to_string())
+                .unwrap_or_else(|| format!("{nvr}.{arch}.{format}.log")),
+        );
         let log = std::fs::File::create(&log_path).map_err(|e| Error::Io {
             path: log_path.clone(),
             source: e,
@@ -201,7 +218,7 @@ impl LocalCommandBuilder {
             .env("IMAGEKIT_RELEASE", release)
             .env("IMAGEKIT_ARCH", arch)
             .env("IMAGEKIT_FORMAT", format)
-            .env("IMAGEKIT_OUTPUT", &partial)
+            .env("IMAGEKIT_OUTPUT", &*partial)
             .stdin(std::process::Stdio::null())
             .stdout(log)
             .stderr(log2)
@@ -220,7 +237,6 @@ impl LocalCommandBuilder {
                 // outlive the build.
                 child.kill_group();
                 let _ = child.0.wait().await;
-                let _ = tokio::fs::remove_file(&partial).await;
                 return Err(Error::BuildFailed {
                     what: format!("{nvr} {arch} {format}"),
                     reason: format!(
@@ -232,7 +248,6 @@ impl LocalCommandBuilder {
             }
         };
         if !status.success() {
-            let _ = tokio::fs::remove_file(&partial).await;
             let tail = tail_of(&log_path, 2000);
             return Err(Error::BuildFailed {
                 what: format!("{nvr} {arch} {format}"),
@@ -246,9 +261,16 @@ impl LocalCommandBuilder {
             what: format!("{nvr} {arch} {format}"),
             reason: format!("the build command succeeded but wrote no image to IMAGEKIT_OUTPUT ({e})"),
         })?;
-        tokio::fs::rename(&partial, &dest).await.map_err(|e| Error::Io {
+        // IMAGEKIT_OUTPUT exists (empty) before the command runs: empty means nothing was written.
+        if size == 0 {
+            return Err(Error::BuildFailed {
+                what: format!("{nvr} {arch} {format}"),
+                reason: "the build command succeeded but wrote no image to IMAGEKIT_OUTPUT (it is empty)".into(),
+            });
+        }
+        partial.persist(&dest).map_err(|e| Error::Io {
             path: dest.clone(),
-            source: e,
+            source: e.error,
         })?;
         Ok(Artifact {
             arch: arch.into(),
