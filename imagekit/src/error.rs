@@ -59,11 +59,14 @@ pub enum Error {
         /// The last stage finished.
         after: String,
     },
-    /// Cancelled (Ctrl-C, SIGTERM) while running; what it had made was deleted before it returned.
-    #[error("cancelled during {what}; test machines were deleted{hint}")]
+    /// Cancelled (Ctrl-C, SIGTERM) while running; what it had made was cleaned up before it
+    /// returned, as `cleanup` says.
+    #[error("cancelled during {what}{cleanup}{hint}")]
     Cancelled {
         /// What was running.
         what: String,
+        /// What was cleaned up (`; 2 test machines deleted`), or empty when there was nothing.
+        cleanup: String,
         /// How to go on, if anything.
         hint: String,
         /// The signal that cancelled it (2 SIGINT, 15 SIGTERM): the CLI exits with 128 + it.
@@ -104,6 +107,17 @@ pub enum Error {
         failed: usize,
         /// The JUnit reports with failures.
         reports: Vec<String>,
+    },
+    /// Someone else holds what this needs: a run being executed by another process, or the
+    /// promotion of the same line.
+    #[error("{what} is locked by {holder}: {hint}")]
+    Locked {
+        /// The lock (`run:…`, `promote:…`).
+        what: String,
+        /// Who holds it (name, pid, host, since when).
+        holder: String,
+        /// What to do.
+        hint: String,
     },
     /// Arguments that cannot work, found before anything was changed.
     #[error("{0}")]

@@ -59,11 +59,10 @@ impl RunId {
         }
     }
     fn generate(now: i64) -> RunId {
-        let (y, m, d, hh, mm, ss) = civil(now);
-        RunId(format!(
-            "{y:04}{m:02}{d:02}t{hh:02}{mm:02}{ss:02}-{:06x}",
-            rand::random::<u32>() & 0xff_ffff
-        ))
+        let stamp = chrono::DateTime::from_timestamp(now, 0)
+            .unwrap_or_default()
+            .format("%Y%m%dt%H%M%S");
+        RunId(format!("{stamp}-{:06x}", rand::random::<u32>() & 0xff_ffff))
     }
 }
 
@@ -73,35 +72,22 @@ impl fmt::Display for RunId {
     }
 }
 
-/// Seconds since the epoch → (year, month, day, hour, minute, second), UTC.
-fn civil(t: i64) -> (i64, i64, i64, i64, i64, i64) {
-    let days = t.div_euclid(86_400);
-    let secs = t.rem_euclid(86_400);
-    // Howard Hinnant's days-to-civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day, secs / 3600, secs % 3600 / 60, secs % 60)
-}
-
-/// Unix seconds as RFC 3339 UTC (`2026-11-24T10:15:00Z`).
+/// Unix seconds as RFC 3339 UTC (`2026-11-24T10:15:00Z`). A time chrono cannot represent (beyond
+/// about ±262,000 years) is written as the nearest one it can, never a panic.
 pub fn rfc3339(t: i64) -> String {
-    let (y, m, d, hh, mm, ss) = civil(t);
-    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
+    let clamped = t.clamp(
+        chrono::DateTime::<chrono::Utc>::MIN_UTC.timestamp(),
+        chrono::DateTime::<chrono::Utc>::MAX_UTC.timestamp(),
+    );
+    chrono::DateTime::from_timestamp(clamped, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// Now as RFC 3339 UTC with nanoseconds (`2026-11-24T10:15:00.123456789Z`): sorts in the order
 /// things happened, even within one second.
 pub fn precise_now() -> String {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = rfc3339(d.as_secs() as i64);
-    format!("{}.{:09}Z", &secs[..secs.len() - 1], d.subsec_nanos())
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
 /// Now, in unix seconds.
@@ -122,6 +108,9 @@ pub enum Status {
     Done,
     /// Finished badly.
     Failed,
+    /// Stopped by Ctrl-C or SIGTERM (or its future was dropped) before it finished; resume it to
+    /// go on.
+    Cancelled,
     /// A state this version does not know (written by a newer imagekit).
     Unknown(String),
 }
@@ -132,6 +121,7 @@ impl Status {
             Status::Running => "running",
             Status::Done => "done",
             Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
             Status::Unknown(s) => s,
         }
     }
@@ -140,6 +130,7 @@ impl Status {
             "running" => Status::Running,
             "done" => Status::Done,
             "failed" => Status::Failed,
+            "cancelled" => Status::Cancelled,
             _ => Status::Unknown(s),
         }
     }
@@ -298,6 +289,9 @@ CREATE TABLE IF NOT EXISTS promotions (
     run_id TEXT NOT NULL REFERENCES runs(id), stage TEXT NOT NULL, kind TEXT NOT NULL,
     location TEXT NOT NULL, target TEXT NOT NULL, names TEXT NOT NULL, evidence TEXT NOT NULL,
     at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS locks (
+    name TEXT PRIMARY KEY, holder TEXT NOT NULL, token TEXT NOT NULL, host TEXT NOT NULL,
+    pid INTEGER NOT NULL, proc_start INTEGER NOT NULL, acquired_at INTEGER NOT NULL, expires_at INTEGER);
 ";
 
 /// The run journal. Writes are short transactions; one file can be shared by several processes
@@ -659,8 +653,9 @@ impl Journal {
         })
     }
 
-    /// Records a promotion and its evidence.
-    pub fn record_promotion(&self, run: &RunId, stage: &str, p: &Promoted<'_>) -> Result<()> {
+    /// Records a promotion and its evidence, once: `false` when this run's stage had already
+    /// recorded the same target (a resumed stage), which is then left as it was.
+    pub fn record_promotion(&self, run: &RunId, stage: &str, p: &Promoted<'_>) -> Result<bool> {
         let t = now();
         let Promoted {
             kind,
@@ -670,15 +665,17 @@ impl Journal {
             evidence,
         } = *p;
         let names = Value::from(names.to_vec()).to_string();
-        self.with(|c| {
+        let inserted = self.with(|c| {
             Self::heartbeat(c, run, t)?;
+            // Once per (run, stage, target): a resumed stage that records it again changes nothing.
             c.execute(
                 "INSERT INTO promotions (run_id, stage, kind, location, target, names, evidence, at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE NOT EXISTS \
+                 (SELECT 1 FROM promotions WHERE run_id = ?1 AND stage = ?2 AND target = ?5)",
                 params![run.0, stage, kind, location, target, names, json_text(evidence), t],
             )
         })?;
-        Ok(())
+        Ok(inserted == 1)
     }
 
     /// Records one test's verdict (`passed`, `failed`, `timed_out`, `error`, or `infrastructure`).
@@ -745,6 +742,193 @@ impl Journal {
             })?
             .collect()
         })
+    }
+}
+
+/// Who holds a [`Journal::try_lock`] lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct LockHolder {
+    /// What the holder said it is (a run id, `imagekit promote image`).
+    pub holder: String,
+    /// The host it runs on.
+    pub host: String,
+    /// Its process id there.
+    pub pid: u32,
+    /// Unix seconds.
+    pub acquired_at: i64,
+    /// Unix seconds after which the lock no longer counts, if it has a lifetime.
+    pub expires_at: Option<i64>,
+}
+
+impl fmt::Display for LockHolder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} (pid {} on {}, since {})",
+            self.holder,
+            self.pid,
+            self.host,
+            rfc3339(self.acquired_at)
+        )
+    }
+}
+
+/// A lock taken in the journal; released when dropped (or when its process dies, or at its expiry).
+#[must_use = "the lock is released when this is dropped"]
+#[derive(Debug)]
+pub struct JournalLock<'a> {
+    journal: &'a Journal,
+    name: String,
+    token: String,
+}
+
+impl JournalLock<'_> {
+    /// The lock's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for JournalLock<'_> {
+    fn drop(&mut self) {
+        // Only our own row: a lock broken as stale and taken by another process stays theirs.
+        let released = self.journal.with(|c| {
+            c.execute(
+                "DELETE FROM locks WHERE name = ?1 AND token = ?2",
+                params![self.name, self.token],
+            )
+        });
+        if let Err(e) = released {
+            tracing::warn!(lock = %self.name, error = %e, "could not release a journal lock; it is freed when this process exits");
+        }
+    }
+}
+
+/// This process as a lock holder: host, pid, and the pid's start time (so a reused pid is not
+/// mistaken for the holder).
+fn this_process() -> (String, u32, i64) {
+    let pid = std::process::id();
+    (host_name(), pid, process_start(pid).unwrap_or(0))
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// The start time of `pid` in clock ticks since boot (`/proc/PID/stat`, field 22), or `None` when
+/// there is no such process.
+fn process_start(pid: u32) -> Option<i64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count from the last ')'.
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+impl Journal {
+    /// Takes the lock `name` for `holder` unless a live holder has it: `Ok(Err(holder))` says who.
+    ///
+    /// A lock is dead, and taken over, when its `ttl` has passed, or when its holder ran on this
+    /// host and that process is gone (a SIGKILLed `imagekit` frees its locks at once). Locks of
+    /// processes on other hosts sharing the journal are only freed by their expiry.
+    ///
+    /// ```
+    /// use imagekit::journal::Journal;
+    /// let journal = Journal::in_memory().unwrap();
+    /// let lock = journal.try_lock("promote:cloud:prod:ALMA9", "run-1", None).unwrap().unwrap();
+    /// let busy = journal.try_lock("promote:cloud:prod:ALMA9", "run-2", None).unwrap().unwrap_err();
+    /// assert_eq!(busy.holder, "run-1");
+    /// drop(lock);
+    /// assert!(journal.try_lock("promote:cloud:prod:ALMA9", "run-2", None).unwrap().is_ok());
+    /// ```
+    pub fn try_lock(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Option<std::time::Duration>,
+    ) -> Result<std::result::Result<JournalLock<'_>, LockHolder>> {
+        let t = now();
+        let (host, pid, start) = this_process();
+        let token = format!("{:032x}", rand::random::<u128>());
+        let expires_at = ttl.map(|d| t.saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)));
+        let busy = self.with(|c| {
+            // IMMEDIATE: the check and the insert are one step for every process sharing the file.
+            let tx = rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)?;
+            let current = tx
+                .query_row(
+                    "SELECT holder, host, pid, proc_start, acquired_at, expires_at FROM locks WHERE name = ?1",
+                    params![name],
+                    |r| {
+                        Ok((
+                            LockHolder {
+                                holder: r.get(0)?,
+                                host: r.get(1)?,
+                                pid: r.get(2)?,
+                                acquired_at: r.get(4)?,
+                                expires_at: r.get(5)?,
+                            },
+                            r.get::<_, i64>(3)?,
+                        ))
+                    },
+                )
+                .optional()?;
+            if let Some((h, h_start)) = current {
+                let expired = h.expires_at.is_some_and(|e| e <= t);
+                let gone = h.host == host && process_start(h.pid) != Some(h_start);
+                if !expired && !gone {
+                    return Ok(Some(h));
+                }
+                tracing::warn!(lock = name, holder = %h, "taking over a lock whose holder is gone or expired");
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO locks (name, holder, token, host, pid, proc_start, acquired_at, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![name, holder, token, host, pid, start, t, expires_at],
+            )?;
+            tx.commit()?;
+            Ok(None)
+        })?;
+        Ok(match busy {
+            Some(h) => Err(h),
+            None => Ok(JournalLock {
+                journal: self,
+                name: name.to_string(),
+                token,
+            }),
+        })
+    }
+
+    /// Like [`Journal::try_lock`], but waits for a busy lock (polling with backoff) up to `wait`.
+    ///
+    /// # Errors
+    /// [`Error::Locked`] naming the holder when the lock is still busy after `wait`.
+    pub async fn lock(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Option<std::time::Duration>,
+        wait: std::time::Duration,
+    ) -> Result<JournalLock<'_>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut pause = std::time::Duration::from_millis(50);
+        loop {
+            match self.try_lock(name, holder, ttl)? {
+                Ok(lock) => return Ok(lock),
+                Err(h) if tokio::time::Instant::now() + pause > deadline => {
+                    return Err(Error::Locked {
+                        what: name.to_string(),
+                        holder: h.to_string(),
+                        hint: format!("still held after waiting {wait:?}; try again once it is done"),
+                    });
+                }
+                Err(_) => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(2));
+                }
+            }
+        }
     }
 }
 

@@ -24,7 +24,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::journal::{now, precise_now, rfc3339};
-use crate::store::{ImageChange, ImageQuery, ImageStore, StoredImage};
+use crate::store::{ImageChange, ImageQuery, ImageStore, NewImage, StoredImage};
 
 /// The property naming the production line an image belongs to (its production name).
 pub const LINE: &str = "imagekit_line";
@@ -166,25 +166,39 @@ pub async fn plan(
             image.id, image.name, image.status
         )));
     }
+    let already = image.properties.get(LINE) == Some(&policy.production_name)
+        && image.properties.get(STATE).map(String::as_str) == Some("production")
+        && image.properties.get(PROMOTED_BY).map(String::as_str) == Some(run_id);
     let at = precise_now();
-    let mut steps = vec![Step {
-        image_id: image.id.clone(),
-        name: image.name.clone(),
-        action: format!(
-            "rename to {:?}, {}, record run {run_id}",
-            policy.production_name, policy.visibility
-        ),
-        changes: vec![
-            ImageChange::Rename(policy.production_name.clone()),
-            ImageChange::Visibility(policy.visibility.clone()),
-            ImageChange::Hidden(false),
-            ImageChange::SetProperty(LINE.into(), policy.production_name.clone()),
-            ImageChange::SetProperty(STATE.into(), "production".into()),
-            ImageChange::SetProperty(PROMOTED_AT.into(), at),
-            ImageChange::SetProperty(PROMOTED_BY.into(), run_id.into()),
-            ImageChange::SetProperty(EVIDENCE.into(), evidence.to_string()),
-        ],
-        delete: false,
+    let mut steps = vec![if already {
+        // Promoted by this very run before (a resumed stage): keep its record and time.
+        Step {
+            image_id: image.id.clone(),
+            name: image.name.clone(),
+            action: format!("already promoted by run {run_id}: unchanged"),
+            changes: Vec::new(),
+            delete: false,
+        }
+    } else {
+        Step {
+            image_id: image.id.clone(),
+            name: image.name.clone(),
+            action: format!(
+                "rename to {:?}, {}, record run {run_id}",
+                policy.production_name, policy.visibility
+            ),
+            changes: vec![
+                ImageChange::Rename(policy.production_name.clone()),
+                ImageChange::Visibility(policy.visibility.clone()),
+                ImageChange::Hidden(false),
+                ImageChange::SetProperty(LINE.into(), policy.production_name.clone()),
+                ImageChange::SetProperty(STATE.into(), "production".into()),
+                ImageChange::SetProperty(PROMOTED_AT.into(), at),
+                ImageChange::SetProperty(PROMOTED_BY.into(), run_id.into()),
+                ImageChange::SetProperty(EVIDENCE.into(), evidence.to_string()),
+            ],
+            delete: false,
+        }
     }];
     let line = |state: &str| ImageQuery {
         name: None,
@@ -268,4 +282,168 @@ pub async fn apply(store: &dyn ImageStore, plan: &Plan) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The property naming the production line a lock marker locks.
+pub const LOCK_LINE: &str = "imagekit_lock_line";
+/// Who holds a lock marker (a run id, `imagekit promote image`).
+pub const LOCK_HOLDER: &str = "imagekit_lock_holder";
+/// When a lock marker stops counting (unix seconds): a holder that crashed frees the line then.
+pub const LOCK_EXPIRES: &str = "imagekit_lock_expires";
+/// `host pid start-ticks` of the holder: a holder on the same host that is gone frees the line at once.
+pub const LOCK_PROCESS: &str = "imagekit_lock_process";
+
+/// How long a promotion lock lives unless released: far longer than any promotion (a few metadata
+/// changes), short enough that a crashed holder does not block a line for long.
+pub const LOCK_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The promotion of one line held in an image store, so that promoters that share no journal
+/// (two people, two CI jobs) still take turns. Release it with [`LineLock::release`]; one that is
+/// dropped (a cancelled promotion) stays until its holder's process is gone or [`LOCK_TTL`] passes.
+#[derive(Debug)]
+#[must_use = "release the lock when the promotion is done"]
+pub struct LineLock<'a> {
+    store: &'a dyn ImageStore,
+    marker: String,
+}
+
+impl LineLock<'_> {
+    /// Frees the line.
+    pub async fn release(self) -> Result<()> {
+        self.store.delete(&self.marker).await
+    }
+}
+
+/// Takes the promotion lock of `line` in `store`, waiting up to `wait` while another holds it.
+///
+/// Stores offer no compare-and-set, so this is the create-then-look protocol: the promoter creates
+/// a marker (a data-less image record tagged with the line), then lists the line's markers. Alone,
+/// it holds the line. Not alone, it deletes its marker and tries again after a random pause. Two
+/// promoters cannot both find themselves alone: whoever lists second created its marker before
+/// listing, after the first one's marker existed. Markers whose holder is gone or expired are
+/// deleted by whoever finds them.
+///
+/// # Errors
+/// [`Error::Locked`] naming the holder when the line is still locked after `wait`; the store's
+/// errors otherwise (nothing of ours is left behind then, beyond a marker that expires).
+pub async fn lock_line<'a>(
+    store: &'a dyn ImageStore,
+    line: &str,
+    holder: &str,
+    wait: std::time::Duration,
+) -> Result<LineLock<'a>> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut pause = std::time::Duration::from_millis(50);
+    let me = process_tag(std::process::id());
+    loop {
+        let expires = now().saturating_add(LOCK_TTL.as_secs() as i64);
+        let marker = NewImage::new(format!("imagekit promotion lock: {line}"), "raw")
+            .property(LOCK_LINE, line)
+            .property(LOCK_HOLDER, holder)
+            .property(LOCK_EXPIRES, expires.to_string())
+            .property(LOCK_PROCESS, me.clone().unwrap_or_default());
+        let mine = store.create_record(&marker).await?;
+        let query = ImageQuery {
+            name: None,
+            properties: [(LOCK_LINE.to_string(), line.to_string())].into(),
+        };
+        let listed = match store.list(&query).await {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = store.delete(&mine.id).await;
+                return Err(e);
+            }
+        };
+        let mut other = None;
+        for m in listed.into_iter().filter(|m| m.id != mine.id) {
+            if marker_is_dead(&m) {
+                tracing::warn!(line, marker = %m.id, holder = ?m.properties.get(LOCK_HOLDER), "deleting a dead promotion lock");
+                if let Err(e) = store.delete(&m.id).await {
+                    tracing::warn!(marker = %m.id, error = %e, "could not delete a dead promotion lock");
+                }
+                continue;
+            }
+            other = Some(m);
+        }
+        let Some(other) = other else {
+            return Ok(LineLock { store, marker: mine.id });
+        };
+        store.delete(&mine.id).await?;
+        if tokio::time::Instant::now() + pause > deadline {
+            return Err(Error::Locked {
+                what: format!("the promotion of {line:?} in {}", store.name()),
+                holder: other
+                    .properties
+                    .get(LOCK_HOLDER)
+                    .cloned()
+                    .unwrap_or_else(|| other.id.clone()),
+                hint: format!(
+                    "still held after waiting {wait:?}; try again when it is done (a crashed holder's \
+                     lock, image {}, expires by itself)",
+                    other.id
+                ),
+            });
+        }
+        // Random, so that two promoters who saw each other do not meet again.
+        let jitter = rand::random_range(0.5..1.5);
+        tokio::time::sleep(pause.mul_f64(jitter)).await;
+        pause = (pause * 2).min(std::time::Duration::from_secs(2));
+    }
+}
+
+/// `host pid start` of a process on this host, when /proc says.
+fn process_tag(pid: u32) -> Option<String> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let start = stat[stat.rfind(')')? + 1..].split_whitespace().nth(19)?.to_string();
+    Some(format!("{} {pid} {start}", host.trim()))
+}
+
+/// A marker past its expiry, or whose holder ran on this host and is gone.
+fn marker_is_dead(m: &StoredImage) -> bool {
+    let expired = m
+        .properties
+        .get(LOCK_EXPIRES)
+        .and_then(|e| e.parse::<i64>().ok())
+        .is_none_or(|e| e <= now());
+    let gone = m.properties.get(LOCK_PROCESS).is_some_and(|tag| {
+        let mut parts = tag.split(' ');
+        match (parts.next(), parts.next().and_then(|p| p.parse::<u32>().ok())) {
+            (Some(host), Some(pid))
+                if process_tag(std::process::id()).is_some_and(|me| me.starts_with(&format!("{host} "))) =>
+            {
+                process_tag(pid).as_deref() != Some(tag.as_str())
+            }
+            _ => false,
+        }
+    });
+    expired || gone
+}
+
+/// Promotes `candidate` while holding the line's lock in the store: plans against the store as it
+/// is once the lock is held (a promoter that waited re-plans, so it rotates the image promoted
+/// meanwhile), applies, and releases the lock. Two promoters of one line never both end up with a
+/// production image.
+///
+/// # Errors
+/// As [`plan`], [`apply`] and [`lock_line`]. The lock is released on every error.
+pub async fn promote(
+    store: &dyn ImageStore,
+    candidate: &str,
+    policy: &PromotePolicy,
+    run_id: &str,
+    evidence: &Value,
+    wait: std::time::Duration,
+) -> Result<Plan> {
+    let lock = lock_line(store, &policy.production_name, run_id, wait).await?;
+    let result = async {
+        let steps = plan(store, candidate, policy, run_id, evidence).await?;
+        apply(store, &steps).await?;
+        Ok::<_, Error>(steps)
+    }
+    .await;
+    let released = lock.release().await;
+    let steps = result?;
+    released?;
+    Ok(steps)
 }

@@ -136,7 +136,7 @@ impl<C: Compute> Compute for CloudInit<C> {
         writeln!(f, "{public_key}").unwrap();
         self.inner.boot(image, name, public_key).await
     }
-    async fn settle(&self) {
+    async fn settle(&self) -> usize {
         self.inner.settle().await
     }
 }

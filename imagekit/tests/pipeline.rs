@@ -336,3 +336,154 @@ without_tests = true
     assert!(report.skipped_stages.contains(&"build".to_string()));
     glance.delete(&after[0].id).await.unwrap();
 }
+
+/// What a SIGKILL right after the promotion was recorded, before its stage was marked done,
+/// leaves: the stage `running` and the run `running`, with the promotion in the journal.
+fn as_if_killed_after_recording_the_promotions(journal_path: &Path, run: &imagekit::journal::RunId) {
+    let db = rusqlite::Connection::open(journal_path).unwrap();
+    db.execute(
+        "UPDATE stages SET status = 'running', output = NULL, finished_at = NULL WHERE run_id = ?1 AND key LIKE 'promote/%'",
+        [run.as_str()],
+    )
+    .unwrap();
+    db.execute(
+        "UPDATE runs SET status = 'running', finished_at = NULL WHERE id = ?1",
+        [run.as_str()],
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_promotion_recorded_before_a_crash_is_not_done_again_on_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = local_pipeline(dir.path());
+    let services = Services::from_pipeline(&pipeline).unwrap();
+    let journal_path = dir.path().join("journal.sqlite");
+    let journal = Journal::open(&journal_path).unwrap();
+    let runner = Runner::new(&pipeline, &services, &journal);
+    let report = runner.run(&RunOptions::default()).await.unwrap();
+    let run = report.run_id.clone();
+    let promoted_at = |images: &[imagekit::store::StoredImage]| {
+        let mut v: Vec<String> = images
+            .iter()
+            .map(|i| i.properties[imagekit::promote::PROMOTED_AT].clone())
+            .collect();
+        v.sort();
+        v
+    };
+    let before = promoted_at(&all_images(dir.path()).await);
+    as_if_killed_after_recording_the_promotions(&journal_path, &run);
+
+    runner.resume(&run, &RunOptions::default()).await.unwrap();
+    assert_eq!(
+        journal.promotions(Some(&run)).unwrap().len(),
+        2,
+        "one row per image, not two"
+    );
+    assert_eq!(
+        promoted_at(&all_images(dir.path()).await),
+        before,
+        "the images keep their promotion time"
+    );
+    assert_eq!(journal.run(&run).unwrap().status, Status::Done);
+}
+
+#[tokio::test]
+async fn a_run_being_executed_cannot_be_resumed_by_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = local_pipeline(dir.path());
+    let services = Services::from_pipeline(&pipeline).unwrap();
+    let journal = Journal::open(&dir.path().join("journal.sqlite")).unwrap();
+    let runner = Runner::new(&pipeline, &services, &journal);
+    let run = stopped_after(&runner, "build").await;
+    // Another process (here: this one, alive) executes the run.
+    let other = Journal::open(&dir.path().join("journal.sqlite")).unwrap();
+    let held = other
+        .try_lock(&format!("run:{run}"), run.as_str(), None)
+        .unwrap()
+        .unwrap();
+    let e = runner.resume(&run, &RunOptions::default()).await.unwrap_err();
+    assert!(matches!(e, Error::Locked { .. }), "{e:?}");
+    assert!(e.to_string().contains(&format!("pid {}", std::process::id())), "{e}");
+    assert_eq!(all_images(dir.path()).await.len(), 0, "nothing uploaded");
+    drop(held);
+    runner.resume(&run, &RunOptions::default()).await.unwrap();
+    assert_eq!(all_images(dir.path()).await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_cancelled_run_is_recorded_as_cancelled_not_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = local_pipeline(dir.path());
+    // A build that waits until told: the run is cancelled in the middle of it.
+    std::fs::write(
+        dir.path().join("build.sh"),
+        "#!/bin/sh\ntouch \"$(dirname \"$0\")/building\"\nwhile [ ! -e \"$(dirname \"$0\")/go\" ]; do sleep 0.05; done\nprintf x > \"$IMAGEKIT_OUTPUT\"\n",
+    )
+    .unwrap();
+    let services = Services::from_pipeline(&pipeline).unwrap();
+    let journal = Journal::open(&dir.path().join("journal.sqlite")).unwrap();
+    let runner = Runner::new(&pipeline, &services, &journal);
+    let building = dir.path().join("building");
+    let opts = RunOptions::default();
+    let cancelled = tokio::select! {
+        r = runner.run(&opts) => panic!("the run ended: {r:?}"),
+        _ = async { while !building.exists() { tokio::time::sleep(std::time::Duration::from_millis(20)).await } } => true,
+    };
+    assert!(cancelled);
+    let runs = journal.runs().unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].status, Status::Cancelled);
+    let stages = journal.stages(&runs[0].id).unwrap();
+    assert_eq!(stages[0].status, Status::Failed);
+    assert!(stages[0].error.as_deref().unwrap().contains("cancelled"), "{stages:?}");
+    // The lock went with it: the run resumes.
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    runner.resume(&runs[0].id, &RunOptions::default()).await.unwrap();
+    assert_eq!(journal.run(&runs[0].id).unwrap().status, Status::Done);
+}
+
+#[tokio::test]
+async fn two_runs_of_one_pipeline_at_once_build_into_files_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = local_pipeline(dir.path());
+    // Slow writers: with one shared partial file, the first rename takes the file from under the
+    // second build.
+    std::fs::write(
+        dir.path().join("build.sh"),
+        "#!/bin/sh\nset -e\nprintf 'image ' > \"$IMAGEKIT_OUTPUT\"\nsleep 0.3\nprintf '%s' \"$IMAGEKIT_ARCH\" >> \"$IMAGEKIT_OUTPUT\"\n",
+    )
+    .unwrap();
+    let services = Services::from_pipeline(&pipeline).unwrap();
+    let journal = Journal::open(&dir.path().join("journal.sqlite")).unwrap();
+    let runner = Runner::new(&pipeline, &services, &journal);
+    let opts = RunOptions {
+        stop_after: Some("build".into()),
+        ..Default::default()
+    };
+    let (a, b) = tokio::join!(runner.run(&opts), runner.run(&opts));
+    for r in [a, b] {
+        assert!(matches!(r, Err(Error::Interrupted { .. })), "{r:?}");
+    }
+    let out = dir.path().join("out");
+    let mut left: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".partial"))
+        .collect();
+    left.sort();
+    assert!(left.is_empty(), "partial files left: {left:?}");
+    let image = left_image(&out, ".x86_64.raw");
+    assert_eq!(std::fs::read_to_string(image).unwrap(), "image x86_64");
+}
+
+fn left_image(dir: &Path, suffix: &str) -> std::path::PathBuf {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            let n = p.file_name().unwrap().to_string_lossy();
+            n.ends_with(suffix) && !n.starts_with('.')
+        })
+        .unwrap_or_else(|| panic!("no *{suffix} in {}", dir.display()))
+}

@@ -32,7 +32,7 @@ use imagekit::build::{BuildSpec, Builder, KojiBuilder, LocalCommandBuilder};
 use imagekit::container::{RemoteRegistry, promote as promote_container, push};
 use imagekit::journal::{Journal, RunId, rfc3339};
 use imagekit::pipeline::{Pipeline, RunOptions, Runner, Services, SweepOptions, sweep};
-use imagekit::promote::{PromotePolicy, Rotation, apply, plan};
+use imagekit::promote::{PromotePolicy, Rotation, plan, promote as promote_image};
 use imagekit::store::{GlanceStore, ImageStore, LocalStore};
 use imagekit::template::Template;
 use imagekit::upload::{Artifact, NAME_VARIABLES, Progress, UploadSpec, upload_with_progress};
@@ -323,6 +323,9 @@ fn parse_rotation(s: &str) -> Result<Rotation, String> {
     }
 }
 
+/// How long `imagekit promote image` waits for another promotion of the same line.
+const PROMOTION_WAIT: Duration = Duration::from_secs(600);
+
 /// Exit status of `imagekit test` when a test failed (the infrastructure worked).
 const TESTS_FAILED: u8 = 3;
 
@@ -349,17 +352,21 @@ async fn cancellable<T>(
         r = &mut work => return r,
         signal = stop_signal() => signal,
     };
-    eprintln!("interrupted: deleting test machines… (interrupt again to leave them)");
+    eprintln!("interrupted: cleaning up… (interrupt again to leave what is left)");
     // Dropping the work starts the cleanup of what it booted; then wait for it, unless asked twice.
     drop(work);
+    let mut cleanup = String::new();
     if let Some(c) = compute {
         tokio::select! {
-            _ = c.settle() => {}
+            n = c.settle() => if n > 0 {
+                cleanup = format!("; {n} test machine(s) deleted");
+            },
             _ = stop_signal() => eprintln!("left behind: `imagekit sweep-machines` (Nova) or the lease expiry (Ironic) will find them"),
         }
     }
     Err(Error::Cancelled {
         what: what.into(),
+        cleanup,
         hint: hint.into(),
         signal,
     })
@@ -642,10 +649,13 @@ async fn run(cli: &Cli) -> imagekit::Result<String> {
                 .keep(*keep)
                 .delete_beyond_keep(*delete_beyond_keep);
             let evidence = json!({"evidence": evidence, "by": "imagekit promote image"});
-            let steps = plan(store.as_ref(), image, &policy, "cli", &evidence).await?;
-            if !dry_run {
-                apply(store.as_ref(), &steps).await?;
-            }
+            let steps = if *dry_run {
+                plan(store.as_ref(), image, &policy, "cli", &evidence).await?
+            } else {
+                // Holds the line's lock in the store: a promotion of the same line by someone else
+                // (another person, a pipeline) waits, then re-plans.
+                promote_image(store.as_ref(), image, &policy, "cli", &evidence, PROMOTION_WAIT).await?
+            };
             if cli.json {
                 return to_json(&json!({"dry_run": dry_run, "plan": steps}));
             }
@@ -899,20 +909,49 @@ async fn upload_cmd(cli: &Cli, a: &UploadArgs) -> imagekit::Result<String> {
         on_start: std::sync::Arc::new(move |n| b1.set_length(n)),
         on_bytes: std::sync::Arc::new(move |n| b2.inc(n)),
     };
-    let image = upload_with_progress(
-        koji.as_ref(),
-        &artifact,
-        store.as_ref(),
-        &spec,
-        &|id| {
-            tracing::info!(id, "image created");
-            Ok(())
-        },
-        Some(&progress),
+    // The id the store reported before creating the image: on Ctrl-C or SIGTERM it is deleted,
+    // as nothing journals a one-off upload.
+    let created = std::sync::Mutex::new(None::<String>);
+    let image = cancellable(
+        upload_with_progress(
+            koji.as_ref(),
+            &artifact,
+            store.as_ref(),
+            &spec,
+            &|id| {
+                tracing::info!(id, "image created");
+                if let Ok(mut c) = created.lock() {
+                    *c = Some(id.to_string());
+                }
+                Ok(())
+            },
+            Some(&progress),
+        ),
+        None,
+        "the upload",
+        "",
     )
     .await;
     bar.finish_and_clear();
-    let image = image?;
+    let image = match image {
+        Err(Error::Cancelled { what, hint, signal, .. }) => {
+            let id = created.lock().ok().and_then(|mut c| c.take());
+            let cleanup = match id {
+                None => String::new(),
+                Some(id) => match store.delete(&id).await {
+                    Ok(()) => format!("; the unfinished image {id} was deleted"),
+                    Err(e) => format!("; the unfinished image {id} could not be deleted ({e}): delete it by hand"),
+                },
+            };
+            return Err(Error::Cancelled {
+                what,
+                cleanup,
+                hint,
+                signal,
+            });
+        }
+        other => other?,
+    };
     if cli.json {
         return to_json(&image);
     }

@@ -537,8 +537,8 @@ impl Compute for IronicCompute {
             }
         }
     }
-    async fn settle(&self) {
-        self.background.settle().await;
+    async fn settle(&self) -> usize {
+        self.background.settle().await
     }
     fn for_run(&self, run: &str) -> Option<Arc<dyn Compute>> {
         let mut c = self.clone();

@@ -44,18 +44,20 @@ impl Background {
             }
         }
     }
-    /// Waits for every cleanup started so far.
-    pub(crate) async fn settle(&self) {
+    /// Waits for every cleanup started so far; says how many there were.
+    pub(crate) async fn settle(&self) -> usize {
+        let mut done = 0;
         loop {
             let batch: Vec<_> = match self.0.lock() {
                 Ok(mut v) => v.drain(..).collect(),
-                Err(_) => return,
+                Err(_) => return done,
             };
             if batch.is_empty() {
-                return;
+                return done;
             }
             for h in batch {
                 let _ = h.await;
+                done += 1;
             }
         }
     }
@@ -82,8 +84,11 @@ pub trait Compute: Send + Sync + std::fmt::Debug {
     /// Boots `image` as `name` with `public_key` authorized. On error nothing it made is left.
     async fn boot(&self, image: &str, name: &str, public_key: &str) -> Result<Box<dyn Machine>>;
     /// Waits until the cleanup of machines dropped without [`Machine::destroy`] (a cancelled boot
-    /// test) has finished. Call it after cancelling, before the program exits.
-    async fn settle(&self) {}
+    /// test) has finished, and says how many machines were cleaned up. Call it after cancelling,
+    /// before the program exits.
+    async fn settle(&self) -> usize {
+        0
+    }
     /// This compute for one run: backends that record who holds a machine (the holder of an
     /// Ironic lease) record `run`. `None` (the default) when the backend records nothing.
     fn for_run(&self, _run: &str) -> Option<std::sync::Arc<dyn Compute>> {

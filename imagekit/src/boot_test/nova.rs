@@ -500,7 +500,7 @@ impl Compute for NovaCompute {
             },
         }
     }
-    async fn settle(&self) {
-        self.background.settle().await;
+    async fn settle(&self) -> usize {
+        self.background.settle().await
     }
 }

@@ -17,7 +17,7 @@ use crate::build::{BuildResult, Builder, KojiBuilder, LocalCommandBuilder};
 use crate::container::{ContainerRegistry, LayoutRegistry, RemoteRegistry};
 use crate::error::{Error, Result};
 use crate::journal::{Journal, Promoted, RunId, StageStart, Status, rfc3339};
-use crate::promote::{PromotePolicy, apply, plan};
+use crate::promote::{PromotePolicy, promote};
 use crate::store::{GlanceStore, ImageStore, LocalStore, StoredImage};
 use crate::template::Template;
 use crate::upload::{Artifact, UploadSpec, upload};
@@ -288,6 +288,58 @@ pub struct Runner<'a> {
     journal: &'a Journal,
 }
 
+/// Records in the journal that a run (or one of its stages) was dropped before it ended: the
+/// future was cancelled (Ctrl-C, SIGTERM, a caller's `timeout`), so no code after the await
+/// point runs, but destructors do.
+struct Cancelled<'a> {
+    journal: &'a Journal,
+    run: &'a RunId,
+    stage: Option<&'a str>,
+    armed: bool,
+}
+
+impl<'a> Cancelled<'a> {
+    fn run(journal: &'a Journal, run: &'a RunId) -> Self {
+        Cancelled {
+            journal,
+            run,
+            stage: None,
+            armed: true,
+        }
+    }
+    fn stage(journal: &'a Journal, run: &'a RunId, key: &'a str) -> Self {
+        Cancelled {
+            journal,
+            run,
+            stage: Some(key),
+            armed: true,
+        }
+    }
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Cancelled<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let recorded = match self.stage {
+            Some(key) => self
+                .journal
+                .fail_stage(self.run, key, "cancelled before it finished", true),
+            None => self.journal.finish_run(self.run, Status::Cancelled),
+        };
+        if let Err(e) = recorded {
+            tracing::warn!(run = %self.run, error = %e, "could not record the cancellation in the journal");
+        }
+    }
+}
+
+/// How long a promotion waits for another promotion of the same line to finish.
+const PROMOTION_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// The resource kind of uploaded images in the journal.
 pub const IMAGE_RESOURCE: &str = "image";
 /// The resource kind of build tasks in the journal (so a crashed run re-attaches to its task).
@@ -325,7 +377,22 @@ impl<'a> Runner<'a> {
     }
 
     async fn execute(&self, run: &RunId, opts: &RunOptions) -> Result<RunReport> {
+        // One process at a time executes a run: two `resume`s of one run would each clean up
+        // (delete) what they take for the other's interrupted uploads.
+        let _lock = self
+            .journal
+            .try_lock(&format!("run:{run}"), run.as_str(), None)?
+            .map_err(|holder| Error::Locked {
+                what: format!("run {run}"),
+                holder: holder.to_string(),
+                hint: "it is being executed; wait for it to end (`imagekit results` shows it), or stop that process"
+                    .into(),
+            })?;
+        // Dropped before the end (Ctrl-C, SIGTERM, a caller's timeout): the run is marked
+        // cancelled, not left `running`.
+        let mut cancelled = Cancelled::run(self.journal, run);
         let result = self.stages(run, opts).await;
+        cancelled.disarm();
         match &result {
             Ok(_) => self.journal.finish_run(run, Status::Done)?,
             Err(Error::Interrupted { .. }) => {}
@@ -375,7 +442,10 @@ impl<'a> Runner<'a> {
             StageStart::Started { attempt } if attempt > 1 => self.clean_up_stage(run, key).await?,
             StageStart::Started { .. } => {}
         }
-        match f().await {
+        let mut cancelled = Cancelled::stage(self.journal, run, key);
+        let outcome = f().await;
+        cancelled.disarm();
+        match outcome {
             Ok(v) => {
                 let out = serde_json::to_value(&v).map_err(|e| Error::InvalidInput(e.to_string()))?;
                 self.journal.complete_stage(run, key, &out)?;
@@ -599,8 +669,36 @@ impl<'a> Runner<'a> {
                 .ok_or_else(|| Error::InvalidInput(format!("no store {store_name}")))?;
             let promoted: StoredImage = self
                 .stage(run, &key, &input, &mut skipped, || async {
-                    let steps = plan(store.as_ref(), &image.id, &policy, run.as_str(), &evidence).await?;
-                    apply(store.as_ref(), &steps).await?;
+                    // Recorded by an attempt that died before the stage was marked done: the
+                    // promotion happened; doing it again would stamp a new time and record it twice.
+                    let recorded = self
+                        .journal
+                        .promotions(Some(run))?
+                        .into_iter()
+                        .any(|p| p.stage == key && p.target == image.id);
+                    if recorded {
+                        return store.get(&image.id).await;
+                    }
+                    // Promoters sharing this journal take turns here; others (another journal,
+                    // another machine) through the lock marker in the store, taken by `promote`.
+                    let _line = self
+                        .journal
+                        .lock(
+                            &format!("promote:{}:{}", store.name(), policy.production_name),
+                            run.as_str(),
+                            Some(crate::promote::LOCK_TTL),
+                            PROMOTION_WAIT,
+                        )
+                        .await?;
+                    promote(
+                        store.as_ref(),
+                        &image.id,
+                        &policy,
+                        run.as_str(),
+                        &evidence,
+                        PROMOTION_WAIT,
+                    )
+                    .await?;
                     self.journal.keep_resource(IMAGE_RESOURCE, &store.name(), &image.id)?;
                     let names = [policy.production_name.clone()];
                     self.journal.record_promotion(

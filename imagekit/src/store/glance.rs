@@ -75,6 +75,21 @@ fn visibility(v: &str) -> Result<Visibility> {
     }
 }
 
+/// The create request for `image` (its id chosen client-side, see [`CreateImage::chosen_id`]).
+fn create_request(image: &NewImage) -> Result<CreateImage> {
+    let mut req = CreateImage::new(&image.name, &image.disk_format).container_format("bare");
+    if !image.visibility.is_empty() {
+        req = req.visibility(visibility(&image.visibility)?);
+    }
+    for (k, v) in &image.properties {
+        req = req.property(k, v);
+    }
+    for t in &image.tags {
+        req = req.tag(t);
+    }
+    Ok(req)
+}
+
 #[async_trait]
 impl ImageStore for GlanceStore {
     fn name(&self) -> String {
@@ -87,16 +102,7 @@ impl ImageStore for GlanceStore {
         data: ImageData,
         created: &(dyn for<'a> Fn(&'a str) -> Result<()> + Send + Sync),
     ) -> Result<StoredImage> {
-        let mut req = CreateImage::new(&image.name, &image.disk_format).container_format("bare");
-        if !image.visibility.is_empty() {
-            req = req.visibility(visibility(&image.visibility)?);
-        }
-        for (k, v) in &image.properties {
-            req = req.property(k, v);
-        }
-        for t in &image.tags {
-            req = req.tag(t);
-        }
+        let req = create_request(image)?;
         // The id is chosen here and journaled before the POST: if the answer to the create is
         // lost, or the process dies right after it, resume and sweep still know the image.
         let id = req.chosen_id().clone();
@@ -130,6 +136,10 @@ impl ImageStore for GlanceStore {
                 Err(e)
             }
         }
+    }
+
+    async fn create_record(&self, image: &NewImage) -> Result<StoredImage> {
+        Ok(stored(self.glance.create(&create_request(image)?).await?))
     }
 
     async fn list(&self, query: &ImageQuery) -> Result<Vec<StoredImage>> {

@@ -39,15 +39,71 @@ impl LocalStore {
         Ok(self.root.join(format!("{}.json", checked_id(id)?)))
     }
 
-    async fn write_meta(&self, image: &StoredImage) -> Result<()> {
+    /// Writes the metadata whole or not at all: a unique temporary file in the store, renamed
+    /// over the old one. Two writers never share a temporary name, and an error leaves no
+    /// temporary file behind. Synchronous on purpose (the file is small): with no await point
+    /// inside, a cancelled upload cannot have a write land after its cleanup.
+    fn write_meta(&self, image: &StoredImage) -> Result<()> {
+        use std::io::Write as _;
         let path = self.meta_path(&image.id)?;
-        let tmp = path.with_extension("json.tmp");
         let text = serde_json::to_vec_pretty(image).map_err(|e| Error::InvalidInput(e.to_string()))?;
-        let mut file = private_file(&tmp).await?;
-        file.write_all(&text).await.map_err(|e| io(&tmp, e))?;
-        file.flush().await.map_err(|e| io(&tmp, e))?;
-        drop(file);
-        tokio::fs::rename(&tmp, &path).await.map_err(|e| io(&path, e))
+        // NamedTempFile is created 0600: metadata stays the user's.
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".meta-")
+            .suffix(".tmp")
+            .tempfile_in(&self.root)
+            .map_err(|e| io(&self.root, e))?;
+        tmp.write_all(&text).map_err(|e| io(tmp.path(), e))?;
+        tmp.persist(&path).map_err(|e| io(&path, e.error))?;
+        Ok(())
+    }
+
+    async fn create_root(&self) -> Result<()> {
+        // Unreleased images and their metadata are the user's: directories made here are 0700,
+        // files 0600; a directory that exists keeps its mode.
+        tokio::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.root)
+            .await
+            .map_err(|e| io(&self.root, e))
+    }
+
+    fn new_record(image: &NewImage) -> StoredImage {
+        StoredImage {
+            id: new_id(),
+            name: image.name.clone(),
+            status: "queued".into(),
+            visibility: if image.visibility.is_empty() {
+                "private".into()
+            } else {
+                image.visibility.clone()
+            },
+            hidden: false,
+            properties: image.properties.clone(),
+            tags: image.tags.clone(),
+            size: None,
+            sha512: None,
+            created_at: Some(rfc3339(now())),
+        }
+    }
+}
+
+/// Files of an upload under way, removed if the upload does not finish — by an error, or because
+/// its future was dropped (Ctrl-C): nothing unjournaled stays behind.
+struct Uncommitted(Vec<PathBuf>);
+
+impl Uncommitted {
+    fn commit(mut self) {
+        self.0.clear();
+    }
+}
+
+impl Drop for Uncommitted {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
     }
 }
 
@@ -90,33 +146,12 @@ impl ImageStore for LocalStore {
         mut data: ImageData,
         created: &(dyn for<'a> Fn(&'a str) -> Result<()> + Send + Sync),
     ) -> Result<StoredImage> {
-        // Unreleased images and their metadata are the user's: directories made here are 0700,
-        // files 0600; a directory that exists keeps its mode.
-        tokio::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.root)
-            .await
-            .map_err(|e| io(&self.root, e))?;
-        let mut record = StoredImage {
-            id: new_id(),
-            name: image.name.clone(),
-            status: "queued".into(),
-            visibility: if image.visibility.is_empty() {
-                "private".into()
-            } else {
-                image.visibility.clone()
-            },
-            hidden: false,
-            properties: image.properties.clone(),
-            tags: image.tags.clone(),
-            size: None,
-            sha512: None,
-            created_at: Some(rfc3339(now())),
-        };
-        self.write_meta(&record).await?;
+        self.create_root().await?;
+        let mut record = LocalStore::new_record(image);
         let path = self.data_path(&record.id)?;
         let tmp = path.with_extension("img.partial");
+        let guard = Uncommitted(vec![tmp.clone(), path.clone(), self.meta_path(&record.id)?]);
+        self.write_meta(&record)?;
         let result = async {
             created(&record.id)?;
             let mut file = private_file(&tmp).await?;
@@ -143,20 +178,21 @@ impl ImageStore for LocalStore {
             Ok(hex::encode(hasher.finalize()))
         }
         .await;
-        match result {
-            Ok(sha512) => {
-                record.status = "active".into();
-                record.size = Some(data.length);
-                record.sha512 = Some(sha512);
-                self.write_meta(&record).await?;
-                Ok(record)
-            }
-            Err(e) => {
-                let _ = tokio::fs::remove_file(&tmp).await;
-                let _ = self.delete(&record.id).await;
-                Err(e)
-            }
-        }
+        // On an error the guard deletes the partial data and the record.
+        let sha512 = result?;
+        record.status = "active".into();
+        record.size = Some(data.length);
+        record.sha512 = Some(sha512);
+        self.write_meta(&record)?;
+        guard.commit();
+        Ok(record)
+    }
+
+    async fn create_record(&self, image: &NewImage) -> Result<StoredImage> {
+        self.create_root().await?;
+        let record = LocalStore::new_record(image);
+        self.write_meta(&record)?;
+        Ok(record)
     }
 
     async fn list(&self, query: &ImageQuery) -> Result<Vec<StoredImage>> {
@@ -172,7 +208,12 @@ impl ImageStore for LocalStore {
             if checked_id(id).is_err() {
                 continue;
             }
-            let image = self.get(id).await?;
+            let image = match self.get(id).await {
+                Ok(image) => image,
+                // Deleted since the directory was read (a lock marker released, a sweep).
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e),
+            };
             let name_ok = query.name.as_ref().is_none_or(|n| *n == image.name);
             let props_ok = query.properties.iter().all(|(k, v)| image.properties.get(k) == Some(v));
             if name_ok && props_ok {
@@ -211,7 +252,7 @@ impl ImageStore for LocalStore {
                 }
             }
         }
-        self.write_meta(&image).await?;
+        self.write_meta(&image)?;
         Ok(image)
     }
 

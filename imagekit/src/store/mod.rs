@@ -171,6 +171,15 @@ pub trait ImageStore: Send + Sync + fmt::Debug {
         data: ImageData,
         created: &(dyn for<'a> Fn(&'a str) -> Result<()> + Send + Sync),
     ) -> Result<StoredImage>;
+    /// Creates an image record without data (`queued` in Glance): what a promotion lock marker
+    /// is. The default uploads zero bytes; stores that can hold a record alone override it.
+    async fn create_record(&self, image: &NewImage) -> Result<StoredImage> {
+        let empty = ImageData {
+            reader: Box::pin(tokio::io::empty()),
+            length: 0,
+        };
+        self.create_and_upload(image, empty, &|_| Ok(())).await
+    }
     /// Images matching the query, hidden ones included.
     async fn list(&self, query: &ImageQuery) -> Result<Vec<StoredImage>>;
     /// One image.
