@@ -490,3 +490,108 @@ fn a_fifo_as_the_pipeline_file_fails_fast_with_exit_2() {
     assert!(err.contains("pipe.toml") && err.contains("not a regular file"), "{err}");
     assert!(!d.join("journal.sqlite").exists());
 }
+
+/// Sends `signal` to `pid` (as a terminal's Ctrl-C or a CI runner's cancel would).
+fn send(signal: &str, pid: u32) {
+    let ok = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+fn wait_for(path: &Path) {
+    for _ in 0..400 {
+        if path.exists() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("{} never appeared", path.display());
+}
+
+#[test]
+fn ctrl_c_during_an_upload_to_a_local_store_leaves_no_file_behind() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    // 4 GiB, sparse: far longer to hash and copy than it takes to interrupt.
+    let big = std::fs::File::create(dir.path().join("big.raw")).unwrap();
+    big.set_len(4 << 30).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_imagekit"))
+        .env("RUST_LOG", "imagekit=info")
+        .current_dir(dir.path())
+        .args(["upload", "--local-store", "images", "--file", "big.raw"])
+        .args(["--arch", "x86_64", "--format", "raw", "--name", "ALMA9 TEST"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The store reported the image: its record exists and the data is being written.
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "ended early: {seen}");
+        seen += &line;
+        if line.contains("image created") {
+            break;
+        }
+    }
+    send("INT", child.id());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{seen}{rest}");
+    assert!(rest.contains("cancelled during the upload"), "{rest}");
+    assert!(rest.contains("was deleted"), "{rest}");
+    assert!(!rest.contains("test machine"), "no machine was involved: {rest}");
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("images"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left in the store: {left:?}");
+}
+
+#[test]
+fn ctrl_c_during_a_run_records_it_cancelled_and_a_second_resume_meanwhile_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(
+        dir.path(),
+        "while [ ! -e \"$(dirname \"$0\")/go\" ]; do sleep 0.05; done",
+    );
+    let start = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_imagekit"))
+            .env("IMAGEKIT_JOURNAL", dir.path().join("journal.sqlite"))
+            .current_dir(dir.path())
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let child = start(&["run", "alma9.toml"]);
+    wait_for(&dir.path().join("build-runs"));
+    let runs = json_out(&imagekit(dir.path(), &["--json", "results"]));
+    let run = runs[0]["id"].as_str().unwrap().to_string();
+
+    // While it runs, another process may not execute it.
+    let o = imagekit(dir.path(), &["resume", &run]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("run {run} is locked by")), "{err}");
+    assert!(err.contains(&format!("pid {}", child.id())), "{err}");
+
+    send("INT", child.id());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(!err.contains("test machine"), "there were none: {err}");
+    let detail = json_out(&imagekit(dir.path(), &["--json", "results", &run]));
+    assert_eq!(detail["run"]["status"], "cancelled", "{detail}");
+
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    let o = imagekit(dir.path(), &["resume", &run]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(images(dir.path()), 2);
+}
