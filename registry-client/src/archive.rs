@@ -463,7 +463,7 @@ fn import(
                     l
                 }
                 (None, false, Some(bytes)) => {
-                    let l = compress_small(layout, bytes)?;
+                    let l = compress_small(tarball, name, layout, bytes, limits)?;
                     layers.insert(name.clone(), l.clone());
                     l
                 }
@@ -539,31 +539,13 @@ fn import(
 /// A layer that was spooled as read: already gzip (kept as is) or a tar (compressed now).
 fn compress_spooled(tarball: &Path, layout: &OciLayout, spooled: Spooled, limits: &ArchiveLimits) -> Result<Layer> {
     let Spooled { file, digest } = spooled;
-    let (path, raw_digest): (&Path, &str) = (&file, &digest);
+    let path: &Path = &file;
     let mut f = BufReader::with_capacity(1 << 20, File::open(path).map_err(|e| Error::io(path, e))?);
     let head = io::BufRead::fill_buf(&mut f).map_err(|e| Error::io(path, e))?;
-    if head.starts_with(&[0x1f, 0x8b]) {
-        // Only hashed, never stored, but a gzip bomb inside the archive would still burn CPU.
-        let meter = Arc::new(Meter::default());
-        let mut gunzip = Limited {
-            inner: flate2::read::MultiGzDecoder::new(CountIn {
-                inner: f,
-                meter: meter.clone(),
-            }),
-            meter: meter.clone(),
-            limits: *limits,
-            compressed: true,
-            what: tarball.to_path_buf(),
-        };
-        let mut d = HashWriter::new(io::sink());
-        io::copy(&mut gunzip, &mut d).map_err(|e| {
-            meter
-                .tripped()
-                .unwrap_or_else(|| archive_err(tarball, format!("layer {} is not valid gzip: {e}", path.display())))
-        })?;
+    if head.starts_with(&GZIP_MAGIC) {
+        let diff_id = gunzipped_digest(tarball, &path.display().to_string(), f, limits)?;
         let size = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
-        let blob = layout.blob_path(raw_digest)?;
-        drop(gunzip);
+        let blob = layout.blob_path(&digest)?;
         file.persist(&blob).map_err(|e| Error::io(&blob, e.error))?;
         return Ok(Layer {
             blob: Descriptor {
@@ -571,13 +553,51 @@ fn compress_spooled(tarball: &Path, layout: &OciLayout, spooled: Spooled, limits
                 digest,
                 size,
             },
-            diff_id: d.digest(),
+            diff_id,
         });
     }
     compress_reader(layout, &mut f)
 }
 
-fn compress_small(layout: &OciLayout, bytes: &[u8]) -> Result<Layer> {
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// The digest of a gzip layer's content (its `diff_id`), decompressed behind the limits: the
+/// content is only hashed, never stored, but a gzip bomb inside the archive would still burn CPU.
+fn gunzipped_digest(tarball: &Path, what: &str, gz: impl Read, limits: &ArchiveLimits) -> Result<String> {
+    let meter = Arc::new(Meter::default());
+    let mut gunzip = Limited {
+        inner: flate2::read::MultiGzDecoder::new(CountIn {
+            inner: BufReader::new(gz),
+            meter: meter.clone(),
+        }),
+        meter: meter.clone(),
+        limits: *limits,
+        compressed: true,
+        what: tarball.to_path_buf(),
+    };
+    let mut d = HashWriter::new(io::sink());
+    io::copy(&mut gunzip, &mut d).map_err(|e| {
+        meter
+            .tripped()
+            .unwrap_or_else(|| archive_err(tarball, format!("layer {what} is not valid gzip: {e}")))
+    })?;
+    Ok(d.digest())
+}
+
+/// A layer small enough to be held in memory: already gzip (kept as is, like a spooled one) or a
+/// tar (compressed now).
+fn compress_small(
+    tarball: &Path,
+    name: &str,
+    layout: &OciLayout,
+    bytes: &[u8],
+    limits: &ArchiveLimits,
+) -> Result<Layer> {
+    if bytes.starts_with(&GZIP_MAGIC) {
+        let diff_id = gunzipped_digest(tarball, name, bytes, limits)?;
+        let blob = layout.write_blob_bytes(bytes)?;
+        return Ok(Layer { blob, diff_id });
+    }
     compress_reader(layout, &mut &bytes[..])
 }
 
