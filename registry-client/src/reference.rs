@@ -124,6 +124,58 @@ fn check_digest(input: &str, digest: &str) -> Result<()> {
     Ok(())
 }
 
+/// The registry part: `host[:port]`, where the host is DNS labels (letters, digits, inner `-`)
+/// separated by dots, or an IPv6 address in brackets; the port is 1–65535. Anything else
+/// (`?`, `#`, `@`, spaces, `_`) would change the meaning of the API URL built from it.
+fn check_registry(input: &str, registry: &str) -> Result<()> {
+    let bad = |why: &str| invalid(input, format!("registry {registry:?}: {why}"));
+    let (host, port) = if let Some(rest) = registry.strip_prefix('[') {
+        let (v6, after) = rest
+            .split_once(']')
+            .ok_or_else(|| bad("an IPv6 address needs its closing `]`"))?;
+        v6.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| bad("not an IPv6 address in brackets"))?;
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':').ok_or_else(|| bad("only `:PORT` may follow `]`"))?),
+        };
+        (None, port)
+    } else {
+        match registry.split_once(':') {
+            Some((h, p)) => (Some(h), Some(p)),
+            None => (Some(registry), None),
+        }
+    };
+    if let Some(host) = host {
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        if !host.split('.').all(label_ok) {
+            return Err(bad(
+                "the host must be DNS labels of letters, digits and inner `-`, separated by dots",
+            ));
+        }
+    }
+    if let Some(port) = port
+        && (port.is_empty()
+            || port.len() > 5
+            || !port.bytes().all(|b| b.is_ascii_digit())
+            || !(1..=65535).contains(&port.parse::<u32>().unwrap_or(0)))
+    {
+        return Err(bad("the port must be a number from 1 to 65535"));
+    }
+    // The API URL is built from it: a host a URL cannot hold (`a.0`, whose numeric last label
+    // makes it an invalid IPv4 address) is refused here rather than at the first request.
+    if url::Url::parse(&format!("https://{registry}/")).map_or(true, |u| u.host_str().is_none()) {
+        return Err(bad("not a host name or address a URL can hold"));
+    }
+    Ok(())
+}
+
 /// One path component: lower-case alphanumerics separated by `.`, `_`, `__` or runs of `-`.
 fn check_component(input: &str, c: &str) -> Result<()> {
     let bad = || {
@@ -197,6 +249,7 @@ impl FromStr for Reference {
             }
             _ => (DOCKER_HUB.to_string(), name.to_string()),
         };
+        check_registry(input, &registry)?;
         let registry = match registry.as_str() {
             "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => DOCKER_HUB.to_string(),
             _ => registry,
@@ -254,6 +307,8 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(parse(input).to_string(), want, "{input}");
         }
+        assert_eq!(parse("[::1]:5000/a").registry(), "[::1]:5000");
+        assert_eq!(parse("Reg-1.Example.org/a").registry(), "Reg-1.Example.org");
         let r = parse(&format!("localhost:5001/cc7@{D}"));
         assert_eq!((r.tag(), r.digest()), (None, Some(D)));
         assert_eq!(r.target(), D);
@@ -281,6 +336,17 @@ mod tests {
             ("a/b@md5:0123", "not sha256"),
             ("a/b-", "lower-case"),
             ("a/b.-c", "lower-case"),
+            ("reg.example?x=/a", "registry"),
+            ("reg.example#/a", "registry"),
+            ("user@reg.example/a", "digest"),
+            ("reg_1.example/a", "registry"),
+            ("reg.example:0/a", "port"),
+            ("reg.example:99999/a", "port"),
+            ("reg.example:/a", "port"),
+            ("[::1/a", "registry"),
+            ("[::g]:5000/a", "registry"),
+            ("reg.0/a", "registry"),
+            ("10.0.0.256:5000/a", "registry"),
         ];
         for (input, why) in cases {
             let e = input.parse::<Reference>().unwrap_err();
