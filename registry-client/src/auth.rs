@@ -350,6 +350,71 @@ mod tests {
         assert_eq!(use_for, MAX_TOKEN_LIFETIME - MAX_TOKEN_LIFETIME / 10);
     }
 
+    mod fuzz {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        fn config() -> ProptestConfig {
+            ProptestConfig {
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            }
+        }
+
+        /// Any JSON scalar or small container, as token services put in `expires_in` & co.
+        fn odd_value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<u64>().prop_map(|n| n.to_string()),
+                any::<i64>().prop_map(|n| n.to_string()),
+                any::<f64>().prop_map(|f| f.to_string()),
+                "-?[0-9]{1,40}(\\.[0-9]{0,10})?([eE][-+]?[0-9]{1,4})?",
+                any::<String>().prop_map(|s| serde_json::Value::String(s).to_string()),
+                Just("null".to_string()),
+                Just("[]".to_string()),
+                Just("{}".to_string()),
+                Just("true".to_string()),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            /// Token answers: no panic; a token and a use-by within the documented bounds, or a
+            /// typed error.
+            #[test]
+            fn fuzz_token_answers(
+                token in prop_oneof![Just("\"t\"".to_string()), odd_value()],
+                expires_in in odd_value(),
+                issued_at in odd_value(),
+                key in prop::sample::select(vec!["token", "access_token", "expires_in", "x"]),
+                raw in any::<Vec<u8>>(),
+            ) {
+                let doc = format!(r#"{{"{key}":{token},"expires_in":{expires_in},"issued_at":{issued_at}}}"#);
+                for body in [doc.as_bytes(), &raw[..]] {
+                    match parse_token_answer("u", body) {
+                        Ok((_, use_for)) => prop_assert!(use_for >= MIN_TOKEN_LIFETIME / 2 && use_for <= MAX_TOKEN_LIFETIME),
+                        Err(e) => prop_assert!(matches!(e, Error::Protocol { .. }), "{e:?}"),
+                    }
+                }
+            }
+
+            /// `WWW-Authenticate` values: no panic; a Bearer challenge always has its realm.
+            #[test]
+            fn fuzz_challenges(
+                header in prop_oneof![
+                    any::<String>(),
+                    "(Bearer|bearer|Basic|BASIC|Negotiate)?[ ,]{0,2}((realm|service|scope|error)=(\"[^\"]{0,12}\"?|[a-z:/.,]{0,12})[ ,]{0,2}){0,4}",
+                    "[a-zA-Z =\",\\\\]{0,40}",
+                ]
+            ) {
+                if let Some(Challenge::Bearer { realm, .. }) = parse_challenge(&header) {
+                    prop_assert!(header.to_ascii_lowercase().contains("realm"), "{header:?} gave realm {realm:?}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn scopes_join_with_spaces() {
         let s = Scope::push("cern/alma9").and_pull("cern/base");

@@ -755,6 +755,55 @@ mod tests {
         assert!(Client::absolute(base, "file:///etc/passwd").is_err());
     }
 
+    mod fuzz {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        fn config() -> ProptestConfig {
+            ProptestConfig {
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            }
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            /// `Link` headers: no panic; a `next` target, when found, resolves to an HTTP(S) URL
+            /// or is refused with a typed error.
+            #[test]
+            fn fuzz_link_headers(
+                values in prop::collection::vec(
+                    prop_oneof![
+                        any::<Vec<u8>>(),
+                        "(<[^>]{0,30}>?)?(; ?rel=\"?(next|prev|last)\"?)?(, ?<[^>]{0,20}>; rel=next)?".prop_map(String::into_bytes),
+                        "[<>;=, \"a-z/:?&.]{0,40}".prop_map(String::into_bytes),
+                    ],
+                    0..3,
+                ),
+                base in prop_oneof![
+                    Just("http://reg.example:5000/v2/a/tags/list?n=2".to_string()),
+                    Just("https://[::1]/v2/a/b/tags/list".to_string()),
+                    "[a-z:/.?]{0,20}",
+                ],
+            ) {
+                let mut h = HeaderMap::new();
+                for v in &values {
+                    if let Ok(v) = HeaderValue::from_bytes(v) {
+                        h.append(reqwest::header::LINK, v);
+                    }
+                }
+                if let Some(next) = next_link(&h) {
+                    match Client::absolute(&base, &next) {
+                        Ok(u) => prop_assert!(u.starts_with("http://") || u.starts_with("https://"), "{u}"),
+                        Err(e) => prop_assert!(matches!(e, Error::Protocol { .. }), "{e:?}"),
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn upload_urls_get_the_digest_appended() {
         assert_eq!(
