@@ -164,7 +164,11 @@ impl Vm {
         let image = std::fs::canonicalize(&spec.image).map_err(|e| io(&spec.image, e))?;
         let suffix: String = format!("{:08x}", rand::random::<u32>());
         let dir = config.work_dir.join(format!("imagekit-vm-{}-{suffix}", spec.name));
-        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        // 0700: the VM's QMP socket controls the VM, and its console may show what the guest
+        // prints; neither is for other users of the machine.
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(&dir)
+            .map_err(|e| io(&dir, e))?;
         // From here on, a failure removes the directory (the Vm's drop does).
         let mut vm = Vm {
             dir: dir.clone(),

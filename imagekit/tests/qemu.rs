@@ -55,8 +55,13 @@ async fn two_vms_boot_from_one_base_answer_ssh_and_leave_nothing_behind() {
         assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), name);
     }
     assert!(a.console(100_000).contains("imagekit-tiny-guest: ready"));
-    let pid_dirs: Vec<_> = std::fs::read_dir(work.path()).unwrap().collect();
+    let pid_dirs: Vec<_> = std::fs::read_dir(work.path()).unwrap().map(|d| d.unwrap()).collect();
     assert_eq!(pid_dirs.len(), 2);
+    for d in &pid_dirs {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = d.metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}: its QMP socket and console are private", d.path().display());
+    }
     sa.close().await.unwrap();
     sb.close().await.unwrap();
     a.destroy().await.unwrap();
