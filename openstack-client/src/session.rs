@@ -451,6 +451,12 @@ impl Session {
         }
     }
 
+    /// A peer's text (a fault message, a `last_error`) as it may go into an error: the session's
+    /// secrets and secret-looking values redacted, bounded (see [`crate::redact`]).
+    pub(crate) fn scrub(&self, text: &str) -> String {
+        self.inner.secrets.scrub(text)
+    }
+
     /// Forget `stale` (a token a service rejected) so the next call authenticates again. Another
     /// caller may already have replaced it, in which case nothing happens.
     pub async fn invalidate(&self, stale: &Arc<Token>) {

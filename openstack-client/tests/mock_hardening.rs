@@ -364,3 +364,36 @@ async fn a_long_error_body_is_bounded_and_says_how_much_was_cut() {
     assert!(message.ends_with("more bytes not shown)"), "{message}");
     assert!(message.len() < 2048 + 64, "{} bytes", message.len());
 }
+
+#[tokio::test]
+async fn a_fault_message_is_redacted_and_bounded_too() {
+    use openstack_client::WaitOptions;
+    use openstack_client::nova::CreateServer;
+    const PASSWORD: &str = "c0rrect-b4ttery";
+    let cloud = MockOpenStack::start().await;
+    cloud.set_password(PASSWORD);
+    // A fault that quotes what it was given, at length.
+    cloud.fail_next_boot(&format!(
+        "Build of instance failed: {{\"auth\": {{\"password\": \"{PASSWORD}\"}}}} {}",
+        "trace ".repeat(2000)
+    ));
+    let nova = Nova::new(cloud.session());
+    let s = nova.create_server(&CreateServer::new("t", "img", "1")).await.unwrap();
+    let e = nova
+        .wait_for_active(
+            &s.id,
+            &WaitOptions::timeout(Duration::from_secs(10))
+                .with_interval(Duration::from_millis(5), Duration::from_millis(10)),
+        )
+        .await
+        .unwrap_err();
+    let Error::Failed { reason, .. } = &e else {
+        panic!("{e:?}")
+    };
+    assert!(reason.starts_with("Build of instance failed"), "{reason}");
+    assert!(!format!("{e} {e:?}").contains(PASSWORD), "{e}");
+    assert!(
+        reason.ends_with("more bytes not shown)") && reason.len() < 2048 + 64,
+        "{reason}"
+    );
+}

@@ -172,7 +172,10 @@ impl Ironic {
                     kind: "allocation",
                     id: a.uuid.clone(),
                     state: a.state.clone(),
-                    reason: a.last_error.clone().unwrap_or_else(|| "no last_error recorded".into()),
+                    reason: a
+                        .last_error
+                        .as_deref()
+                        .map_or_else(|| "no last_error recorded".into(), |e| self.session.scrub(e)),
                 }),
                 other => Ok(Poll::Pending(other.to_string())),
             }

@@ -360,15 +360,15 @@ pub struct Validation {
     pub reason: Option<String>,
 }
 
-fn failure(node: &Node) -> Error {
+fn failure(node: &Node, session: &crate::Session) -> Error {
     Error::Failed {
         kind: "node",
         id: node.uuid.to_string(),
         state: node.provision_state.to_string(),
         reason: node
             .last_error
-            .clone()
-            .unwrap_or_else(|| "no last_error recorded".into()),
+            .as_deref()
+            .map_or_else(|| "no last_error recorded".into(), |e| session.scrub(e)),
     }
 }
 
@@ -469,7 +469,7 @@ impl Ironic {
                 return Ok(Poll::Ready(node));
             }
             if node.provision_state.is_failure() && node.provision_state != target {
-                return Err(failure(&node));
+                return Err(failure(&node, &self.session));
             }
             let state = node.provision_state.to_string();
             let since = {
@@ -537,7 +537,7 @@ impl Ironic {
                     kind: "node",
                     id: node.uuid.to_string(),
                     state: "power error".into(),
-                    reason: node.last_error.clone().unwrap_or_default(),
+                    reason: self.session.scrub(node.last_error.as_deref().unwrap_or_default()),
                 }),
                 (Some(p), None) if *p == want => Ok(Poll::Ready(node)),
                 (p, _) => Ok(Poll::Pending(p.as_ref().map_or("unknown".into(), |p| p.to_string()))),

@@ -578,7 +578,7 @@ impl Nova {
                         kind: "server",
                         id: id.to_string(),
                         state: "ERROR".into(),
-                        reason,
+                        reason: self.session.scrub(&reason),
                     })
                 }
                 ServerStatus::Deleted | ServerStatus::SoftDeleted => Err(Error::Failed {
