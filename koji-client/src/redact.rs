@@ -158,15 +158,20 @@ fn value_span(b: &[u8], at: usize) -> Option<(usize, usize)> {
     while j < b.len() && matches!(b[j], b'"' | b'\'' | b' ' | b'\t') {
         j += 1;
     }
-    // An XML-RPC member: the value is the next <value> element, within a few bytes.
+    // An XML-RPC member: the value is the <value> element right after the name (blanks between).
     for (name_end, open, close) in [
         (&b"</name>"[..], &b"<value>"[..], &b"</value>"[..]),
         (b"&lt;/name&gt;", b"&lt;value&gt;", b"&lt;/value&gt;"),
     ] {
         if b[j..].starts_with(name_end) {
-            let from = j + name_end.len();
-            let near = &b[from..b.len().min(from + 64 + open.len())];
-            let start = from + find(near, open)? + open.len();
+            let mut from = j + name_end.len();
+            while from < b.len() && b[from].is_ascii_whitespace() {
+                from += 1;
+            }
+            if !b[from..].starts_with(open) {
+                return None;
+            }
+            let start = from + open.len();
             let end = find(&b[start..], close).map_or(b.len(), |e| start + e);
             return (end > start).then_some((start, end));
         }
@@ -229,6 +234,7 @@ mod tests {
             (r#"{"user": "bot", "password": "hunter22"}"#, "hunter22"),
             ("{'Koji-Session-Key': '7-xyz9', 'x': 1}", "7-xyz9"),
             ("GET /x?session-id=7&session-key=7-qqq9&callnum=3", "7-qqq9"),
+            ("token</name>\nKoji-Session-Key: 7-www9\n<value>x</value>", "7-www9"),
             (
                 "<member><name>password</name><value><string>hunter22</string></value></member>",
                 "hunter22",

@@ -304,7 +304,7 @@ impl Client {
             .map(|(k, v)| {
                 k.parse::<i64>().map(|id| (TaskId(id), v)).map_err(|_| Error::Decode {
                     method: "getTaskDescendents".into(),
-                    reason: format!("key {k:?} is not a task id"),
+                    reason: crate::redact::peer_text(&format!("key {k:?} is not a task id")),
                 })
             })
             .collect()

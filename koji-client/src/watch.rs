@@ -170,11 +170,15 @@ impl TaskWatcher {
         if self.tasks.is_empty() {
             return "no answer yet".into();
         }
-        self.tasks
-            .values()
-            .map(|t| format!("{} {} {}", t.id, t.method, t.state))
-            .collect::<Vec<_>>()
-            .join(", ")
+        // Method names come from the hub, and a tree can hold thousands of tasks: bounded as peer text.
+        crate::redact::peer_text(
+            &self
+                .tasks
+                .values()
+                .map(|t| format!("{} {} {}", t.id, t.method, t.state))
+                .collect::<Vec<_>>()
+                .join(", "),
+        )
     }
 
     /// One round: refresh unfinished tasks, discover children. Returns what changed.
