@@ -6,9 +6,10 @@
 //! fault) as they are polled, deleted servers answer 404, floating IPs attach to the server's port;
 //! Ironic nodes walk the provision state machine (or end in `deploy failed` with `last_error`) and
 //! allocations reserve free nodes. Faults can be injected per service (failures, latency,
-//! 429 with `Retry-After`, expired tokens, and — behind [`MockOpenStack::start_behind_proxy`] —
-//! answers lost after the request was carried out), and [`MockOpenStack::leaks`] lists what was created and
-//! not deleted.
+//! 429 with `Retry-After` in seconds or as a date, expired tokens, tokens with odd `expires_at`,
+//! error bodies that echo the request with its secrets ([`MockOpenStack::echo_next`]), and —
+//! behind [`MockOpenStack::start_behind_proxy`] — answers lost after the request was carried
+//! out), and [`MockOpenStack::leaks`] lists what was created and not deleted.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
