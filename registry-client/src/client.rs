@@ -51,7 +51,8 @@ impl RetryPolicy {
         }
         let base = self.initial_delay.saturating_mul(1 << retry.saturating_sub(1).min(16));
         let base = base.min(self.max_delay);
-        base.mul_f64(rand::random_range(0.75..1.25))
+        // Checked: a policy with a huge `max_delay` must not make `mul_f64` panic.
+        Duration::try_from_secs_f64(base.as_secs_f64() * rand::random_range(0.75..1.25)).unwrap_or(base)
     }
 }
 
@@ -59,7 +60,7 @@ impl RetryPolicy {
 #[derive(Debug, Clone)]
 pub struct UploadOptions {
     /// `None` (the default): one streamed PUT per blob. `Some(n)`: PATCH chunks of at most `n`
-    /// bytes, for registries or proxies that cap the request size.
+    /// bytes, for registries or proxies that cap the request size (`Some(0)` is taken as 1).
     pub chunk_size: Option<usize>,
     /// How many blobs move at the same time.
     pub max_concurrency: usize,
@@ -786,6 +787,17 @@ mod tests {
         assert!(d4 >= Duration::from_secs(3) && d4 <= Duration::from_secs(5), "{d4:?}");
         assert!(p.delay(30, None) <= Duration::from_secs(25));
         assert_eq!(p.delay(1, Some(Duration::from_secs(2))), Duration::from_secs(2));
+        let unbounded = RetryPolicy {
+            initial_delay: Duration::MAX,
+            max_delay: Duration::MAX,
+            ..RetryPolicy::default()
+        };
+        for retry in [1, 2, 30, u32::MAX] {
+            assert!(
+                unbounded.delay(retry, None) >= Duration::from_secs(u64::MAX / 2),
+                "no panic"
+            );
+        }
     }
 
     #[test]

@@ -540,8 +540,11 @@ impl Client {
         chunk: usize,
     ) -> Result<()> {
         let scope = Scope::push(repository.repository());
+        // `Some(0)` would send empty chunks forever: one byte is the least that makes progress.
+        let chunk = chunk.max(1);
         let mut offset = 0u64;
-        let mut buf = BytesMut::with_capacity(chunk);
+        // Preallocated up to 8 MiB only: a huge chunk size is a bound, not a promise of data.
+        let mut buf = BytesMut::with_capacity(chunk.min(8 << 20));
         let mut finished = false;
         while !finished {
             while buf.len() < chunk {

@@ -250,6 +250,33 @@ async fn blob_redirects_and_links_to_another_host_get_no_authorization() {
     assert_eq!(paths, vec!["/blob", "/tags"]);
 }
 
+// ---- odd settings ----
+
+#[tokio::test]
+async fn a_zero_chunk_size_uploads_in_one_byte_chunks_instead_of_looping_forever() {
+    let registry = MockRegistry::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let layout = OciLayout::create(dir.path()).unwrap();
+    let m = common::layout_image(&layout, "amd64", 1, 20);
+    layout.put_manifest(Some("v1"), &m).unwrap();
+    let client = Client::builder()
+        .upload(UploadOptions {
+            chunk_size: Some(0),
+            ..UploadOptions::default()
+        })
+        .build()
+        .unwrap();
+    let from: ImageLocation = format!("oci:{}:v1", dir.path().display()).parse().unwrap();
+    let to: ImageLocation = format!("{}/cern/alma9:v1", registry.host()).parse().unwrap();
+    let options = CopyOptions::default();
+    let copy = client.copy(&from, &to, &options);
+    tokio::time::timeout(std::time::Duration::from_secs(60), copy)
+        .await
+        .expect("the upload ends")
+        .unwrap();
+    assert_eq!(registry.tags("cern/alma9"), vec!["v1"]);
+}
+
 // ---- secrets echoed by peers ----
 
 fn b64(user: &str, password: &str) -> String {
