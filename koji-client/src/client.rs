@@ -26,7 +26,8 @@ pub enum Auth {
     Password {
         /// The user name.
         user: String,
-        /// The password (never logged or printed).
+        /// The password (never logged or printed; while the client lives, it is also redacted from
+        /// any error text a peer sends back, when it is at least 4 bytes long).
         password: SecretString,
     },
     /// `sslLogin` posted to `{hub}/ssllogin` with a TLS client certificate (a PEM file holding the

@@ -185,8 +185,6 @@ pub enum Error {
         fault: Fault,
     },
     /// The hub (or download server) answered with an HTTP error status.
-    ///
-    /// Build it with [`Error::http`], which redacts and bounds the body.
     #[error("koji {method}: HTTP {status} from {url}{}", body_hint(.body))]
     Http {
         /// The XML-RPC method, or `GET` for a download.

@@ -15,6 +15,15 @@
 //! - builds, tags, targets, and "already built today?" ([`Client::find_existing_image_build`]);
 //! - any other hub method through [`Client::call`] and [`Client::multicall`].
 //!
+//! What it refuses to trust from peers:
+//! - answer sizes: an XML-RPC answer is read up to [`ClientBuilder::max_response_body`] (64 MiB by
+//!   default, else [`Error::BodyTooLarge`]), an error page up to 64 KiB;
+//! - their words: fault strings, error pages and values quoted in errors are redacted (session keys,
+//!   the session id, passwords, `Authorization` values, any secret this process's clients hold) and
+//!   cut to 2 KiB, so a hub or proxy echoing the request cannot put a secret into a log;
+//! - their times: `*_ts` doubles become times only through checked conversions
+//!   ([`TaskInfo::created_at`], [`BuildInfo::created_at`]); NaN, infinities and absurd values are `None`.
+//!
 //! # Example: `koji image-build --wait` then `koji download-task`
 //!
 //! ```no_run
