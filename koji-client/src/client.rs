@@ -633,16 +633,15 @@ impl Client {
         for (k, v) in headers {
             req = req.header(*k, v);
         }
-        let resp = req.send().await.map_err(|source| Error::Transport {
-            method: method.into(),
-            url: url.to_string(),
-            source,
-        })?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|source| Error::transport(method, url, source))?;
         let status = resp.status();
         let retry_after = retry_after(status.as_u16(), resp.headers());
         if !status.is_success() {
             let body = crate::body::read_error_body(resp).await;
-            return Err(Error::http(method, url.as_str(), status.as_u16(), &body, retry_after));
+            return Err(Error::http(method, url, status.as_u16(), &body, retry_after));
         }
         let text = read_answer(resp, method, url, self.inner.max_response_body).await?;
         xmlrpc::decode_response(method, &text)
@@ -828,14 +827,10 @@ pub(crate) async fn read_answer(resp: reqwest::Response, method: &str, url: &Url
         Ok(bytes) => Ok(crate::body::into_text(bytes)),
         Err(crate::body::BodyError::TooLarge) => Err(Error::BodyTooLarge {
             method: method.into(),
-            url: url.to_string(),
+            url: crate::redact::shown_url(url),
             limit,
         }),
-        Err(crate::body::BodyError::Read(source)) => Err(Error::Transport {
-            method: method.into(),
-            url: url.to_string(),
-            source,
-        }),
+        Err(crate::body::BodyError::Read(source)) => Err(Error::transport(method, url, source)),
     }
 }
 

@@ -375,11 +375,10 @@ impl Client {
         if offset > 0 {
             req = req.header(reqwest::header::RANGE, format!("bytes={offset}-"));
         }
-        let resp = req.send().await.map_err(|source| Error::Transport {
-            method: "GET".into(),
-            url: url.to_string(),
-            source,
-        })?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|source| Error::transport("GET", url, source))?;
         match resp.status().as_u16() {
             200 => {
                 let total = resp.content_length();
@@ -389,7 +388,7 @@ impl Client {
                 Some((start, total)) => Ok(Some((resp, start, total))),
                 None => Err(Error::http(
                     "GET",
-                    url.as_str(),
+                    url,
                     206,
                     "a partial answer without a usable Content-Range",
                     None,
@@ -399,7 +398,7 @@ impl Client {
             s => {
                 let retry_after = crate::client::retry_after(s, resp.headers());
                 let body = crate::body::read_error_body(resp).await;
-                Err(Error::http("GET", url.as_str(), s, &body, retry_after))
+                Err(Error::http("GET", url, s, &body, retry_after))
             }
         }
     }

@@ -398,20 +398,30 @@ fn join_paths(paths: &[PathBuf]) -> String {
 
 impl Error {
     /// An [`Error::Http`] whose `body` is the peer's text, redacted and bounded like fault messages
-    /// (see [`Fault::new`]).
+    /// (see [`Fault::new`]), and whose URL shows no password.
     pub(crate) fn http(
         method: impl Into<String>,
-        url: impl Into<String>,
+        url: &url::Url,
         status: u16,
         body: &str,
         retry_after: Option<Duration>,
     ) -> Self {
         Error::Http {
             method: method.into(),
-            url: url.into(),
+            url: crate::redact::shown_url(url),
             status,
             body: crate::redact::peer_text(body),
             retry_after,
+        }
+    }
+
+    /// An [`Error::Transport`]: the URL without a password, in the message only once (reqwest's own
+    /// message would repeat it, password included).
+    pub(crate) fn transport(method: impl Into<String>, url: &url::Url, source: reqwest::Error) -> Self {
+        Error::Transport {
+            method: method.into(),
+            url: crate::redact::shown_url(url),
+            source: source.without_url(),
         }
     }
 

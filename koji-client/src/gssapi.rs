@@ -127,15 +127,11 @@ pub(crate) async fn login(client: &Client, auth: &KerberosAuth, renew: bool) -> 
         .body(body)
         .send()
         .await
-        .map_err(|source| Error::Transport {
-            method: "sslLogin".into(),
-            url: url.to_string(),
-            source,
-        })?;
+        .map_err(|source| Error::transport("sslLogin", &url, source))?;
     let status = resp.status();
     if !status.is_success() {
         let body = crate::body::read_error_body(resp).await;
-        return Err(Error::http("sslLogin", url.as_str(), status.as_u16(), &body, None));
+        return Err(Error::http("sslLogin", &url, status.as_u16(), &body, None));
     }
     let text = crate::client::read_answer(resp, "sslLogin", &url, client.inner.max_response_body).await?;
     let v = xmlrpc::decode_response("sslLogin", &text)?;

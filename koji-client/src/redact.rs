@@ -68,6 +68,17 @@ fn known_secrets() -> Vec<Arc<SecretString>> {
     known.iter().filter_map(Weak::upgrade).collect()
 }
 
+/// A URL as errors show it: without a password in its user info (`https://bot:pw@hub/` shows as
+/// `https://bot@hub/`).
+pub(crate) fn shown_url(url: &url::Url) -> String {
+    let mut shown = url.clone();
+    if shown.password().is_some() {
+        // Fails only for URLs that cannot have user info, which then have no password either.
+        let _ = shown.set_password(None);
+    }
+    shown.to_string()
+}
+
 /// Peer text, redacted and bounded to [`PEER_TEXT_LIMIT`] bytes (see the module docs).
 pub(crate) fn peer_text(text: &str) -> String {
     peer_text_within(text, PEER_TEXT_LIMIT)

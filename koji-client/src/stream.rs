@@ -90,14 +90,14 @@ impl Client {
             .to_string();
         let (resp, _, total) = self.get_from(url, 0).await?.ok_or_else(|| Error::Http {
             method: "GET".into(),
-            url: url.to_string(),
+            url: crate::redact::shown_url(url),
             status: 416,
             body: String::new(),
             retry_after: None,
         })?;
         let length = total.ok_or_else(|| Error::Http {
             method: "GET".into(),
-            url: url.to_string(),
+            url: crate::redact::shown_url(url),
             status: 200,
             body: "no Content-Length: the file server must say how long the file is".into(),
             retry_after: None,

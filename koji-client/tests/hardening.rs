@@ -241,13 +241,16 @@ async fn a_refused_connection_says_refused() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let koji = client(&format!("http://127.0.0.1:{port}/kojihub"))
+    // A password in the hub URL (basic auth through a proxy) is not shown either.
+    let koji = client(&format!("http://bot:Url-Secret-9@127.0.0.1:{port}/kojihub"))
         .topurl(format!("http://127.0.0.1:{port}/kojifiles"))
         .build()
         .unwrap();
     let err = koji.call("getAPIVersion", vec![], vec![]).await.unwrap_err();
     assert!(matches!(err, Error::Transport { .. }), "{err:?}");
     assert!(err.to_string().to_ascii_lowercase().contains("refused"), "{err}");
+    assert!(err.to_string().contains(&format!("http://bot@127.0.0.1:{port}/kojihub")), "{err}");
+    assert!(!format!("{err}{err:?}").contains("Url-Secret-9"), "{err:?}");
 
     let dir = tempfile::tempdir().unwrap();
     let url = koji_client::task_output_url(koji.topurl().unwrap(), TaskId(42), "DEFAULT", "a.qcow2").unwrap();
