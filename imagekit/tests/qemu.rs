@@ -60,7 +60,12 @@ async fn two_vms_boot_from_one_base_answer_ssh_and_leave_nothing_behind() {
     for d in &pid_dirs {
         use std::os::unix::fs::PermissionsExt as _;
         let mode = d.metadata().unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o700, "{}: its QMP socket and console are private", d.path().display());
+        assert_eq!(
+            mode,
+            0o700,
+            "{}: its QMP socket and console are private",
+            d.path().display()
+        );
     }
     sa.close().await.unwrap();
     sb.close().await.unwrap();

@@ -48,6 +48,8 @@ struct State {
     corrupt_blob_gets: u32,
     /// (requests left, status) of the echo fault.
     echo: Option<(u32, u16)>,
+    /// Whether the echo fault skips requests without credentials.
+    echo_authorized_only: bool,
     calls: Vec<RegistryCall>,
     next_upload: u64,
 }
@@ -189,7 +191,10 @@ fn echo(status: u16, req: &Request) -> Reply {
 
 fn handle(st: &mut State, base: &str, req: &Request) -> Reply {
     let path = req.url.path();
-    if let Some((n, status)) = st.echo.as_mut() {
+    // A HEAD answer has no body to echo into: such requests go through too.
+    let echoed = !st.echo_authorized_only
+        || (req.headers.contains_key("authorization") && req.method != wiremock::http::Method::HEAD);
+    if let Some((n, status)) = st.echo.as_mut().filter(|_| echoed) {
         let status = *status;
         *n -= 1;
         if *n == 0 {
@@ -550,7 +555,22 @@ impl MockRegistry {
     /// errors, logs or reports.
     pub fn echo_next(&self, n: u32, status: u16) -> &Self {
         if n > 0 {
-            lock(&self.state).echo = Some((n, status));
+            let mut st = lock(&self.state);
+            st.echo = Some((n, status));
+            st.echo_authorized_only = false;
+        }
+        self
+    }
+
+    /// Like [`MockRegistry::echo_next`], for the next `n` requests that carry an `Authorization`
+    /// header (the token endpoint's Basic login included) and can carry a body (not `HEAD`);
+    /// anonymous requests (the first try, answered by a challenge) and `HEAD`s go through. A client sends credentials only after a challenge, so
+    /// this is how an echo of them is reached from a fresh process.
+    pub fn echo_next_authorized(&self, n: u32, status: u16) -> &Self {
+        if n > 0 {
+            let mut st = lock(&self.state);
+            st.echo = Some((n, status));
+            st.echo_authorized_only = true;
         }
         self
     }
