@@ -136,10 +136,9 @@ impl Profile {
         };
         let mut found = false;
         for file in files {
-            let text = std::fs::read_to_string(file).map_err(|source| Error::Io {
-                what: "read koji configuration".into(),
+            let text = std::fs::read_to_string(file).map_err(|e| Error::Config {
                 path: file.clone(),
-                source,
+                reason: format!("cannot be read: {e}"),
             })?;
             let ini = ini::Ini::load_from_str(&text).map_err(|e| Error::Config {
                 path: file.clone(),

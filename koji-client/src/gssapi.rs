@@ -29,10 +29,9 @@ fn client_cred(auth: &KerberosAuth) -> Result<Option<Cred>> {
     match (&auth.keytab, &auth.principal) {
         (Some(keytab), principal) => {
             // A clear error for the common mistake, before the library's vaguer one.
-            std::fs::metadata(keytab).map_err(|source| Error::Io {
-                what: "read Kerberos keytab".into(),
+            std::fs::metadata(keytab).map_err(|e| Error::Config {
                 path: keytab.clone(),
-                source,
+                reason: format!("the profile's Kerberos keytab cannot be read: {e}"),
             })?;
             // One private cache per (principal, keytab) in this process: a renewed login reuses the
             // ticket it holds, and nothing lands in the user's own cache.

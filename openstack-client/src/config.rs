@@ -393,8 +393,7 @@ fn env_auth_map(env: &BTreeMap<String, String>) -> BTreeMap<String, String> {
 }
 
 fn read_yaml(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).map_err(|source| crate::Error::Io {
-        what: "read".into(),
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Unreadable {
         path: path.to_path_buf(),
         source,
     })?;

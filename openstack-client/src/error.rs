@@ -278,6 +278,15 @@ pub enum ConfigError {
         /// What was configured.
         auth_type: String,
     },
+    /// A configuration file (clouds.yaml, secure.yaml, a `cacert`) cannot be read.
+    #[error("{}: cannot be read: {source}", path.display())]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A file is not valid YAML or has the wrong shape.
     #[error("{}: {reason}", path.display())]
     Parse {

@@ -181,8 +181,7 @@ impl SessionBuilder {
                     .connect_timeout(self.connect_timeout)
                     .read_timeout(self.read_timeout);
                 if let Some(ca) = &self.cacert {
-                    let pem = std::fs::read(ca).map_err(|source| Error::Io {
-                        what: "read cacert".into(),
+                    let pem = std::fs::read(ca).map_err(|source| crate::error::ConfigError::Unreadable {
                         path: ca.clone(),
                         source,
                     })?;

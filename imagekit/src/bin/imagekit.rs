@@ -415,25 +415,18 @@ fn exit_code(e: &Error) -> u8 {
 /// clouds.yaml / secure.yaml that are missing a cloud, malformed or unreadable, or a `cacert` they
 /// name that cannot be read: the user's configuration, found before any request is sent.
 fn is_openstack_config_error(e: &openstack_client::Error) -> bool {
-    match e {
-        openstack_client::Error::Config(_) => true,
-        // openstack-client reads clouds.yaml/secure.yaml as "read" and a cacert as "read cacert";
-        // image data is read under other names ("open", "stat").
-        openstack_client::Error::Io { what, .. } => what == "read" || what == "read cacert",
-        _ => false,
-    }
+    matches!(e, openstack_client::Error::Config(_))
 }
 
-/// A Koji profile that is not defined, a configuration file that is malformed or unreadable, or a
-/// setting this build cannot honour: found before any call to the hub.
+/// A Koji profile that is not defined, a configuration file (or keytab) that is malformed or
+/// unreadable, or a setting this build cannot honour: found before any call to the hub.
 fn is_koji_config_error(e: &koji_client::Error) -> bool {
-    match e {
+    matches!(
+        e,
         koji_client::Error::Config { .. }
-        | koji_client::Error::ProfileNotFound { .. }
-        | koji_client::Error::FeatureDisabled { .. } => true,
-        koji_client::Error::Io { what, .. } => what == "read koji configuration",
-        _ => false,
-    }
+            | koji_client::Error::ProfileNotFound { .. }
+            | koji_client::Error::FeatureDisabled { .. }
+    )
 }
 
 fn journal_path(cli: &Cli) -> PathBuf {
