@@ -249,7 +249,11 @@ async fn a_refused_connection_says_refused() {
     let err = koji.call("getAPIVersion", vec![], vec![]).await.unwrap_err();
     assert!(matches!(err, Error::Transport { .. }), "{err:?}");
     assert!(err.to_string().to_ascii_lowercase().contains("refused"), "{err}");
-    assert!(err.to_string().contains(&format!("http://bot@127.0.0.1:{port}/kojihub")), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("http://bot@127.0.0.1:{port}/kojihub")),
+        "{err}"
+    );
     assert!(!format!("{err}{err:?}").contains("Url-Secret-9"), "{err:?}");
 
     let dir = tempfile::tempdir().unwrap();
