@@ -422,9 +422,17 @@ impl Builder for LocalCommandBuilder {
         };
         let path = self.record_path(&nvr);
         let text = serde_json::to_vec_pretty(&rec).map_err(|e| Error::InvalidInput(e.to_string()))?;
-        tokio::fs::write(&path, text)
-            .await
-            .map_err(|e| Error::Io { path, source: e })?;
+        // Whole or not at all: another run reading the record never sees half of it.
+        let io = |e: std::io::Error| Error::Io {
+            path: path.clone(),
+            source: e,
+        };
+        let mut tmp = tempfile::Builder::new()
+            .prefix(&format!(".{nvr}.json."))
+            .tempfile_in(&self.output)
+            .map_err(io)?;
+        std::io::Write::write_all(&mut tmp, &text).map_err(io)?;
+        tmp.persist(&path).map_err(|e| io(e.error))?;
         Ok(BuildResult {
             nvr,
             task: None,
