@@ -12,82 +12,49 @@
 //! cargo test -p imagekit-examples --example test_my_release_bot   # the same, as tests
 //! ```
 
-/// The bot under test.
+/// The bot under test, on the one entry point (`imagekit::Imagekit`): build, upload, boot, promote
+/// every arch, then push the tested container image. TEST images are deleted on drop: any `?`
+/// below cleans up what was uploaded, and a promotion takes its image over.
 mod bot {
     use imagekit::boot_test::Compute;
-    use imagekit::build::{BuildSpec, Builder, KojiBuilder};
-    use imagekit::promote::{PromotePolicy, apply, plan};
-    use imagekit::store::ImageStore;
-    use imagekit::template::Template;
-    use imagekit::upload::{NAME_VARIABLES, UploadSpec, upload};
-    use imagekit::{Error, Result};
+    use imagekit::build::BuildSpec;
+    use imagekit::store::StoredImage;
+    use imagekit::{Error, Imagekit, Result};
 
-    /// What the bot works with.
-    pub struct Config<'a> {
-        pub koji: koji_client::Client,
-        pub watch: koji_client::WatchOptions,
-        pub store: &'a dyn ImageStore,
-        pub compute: &'a dyn Compute,
-        pub spec: BuildSpec,
-        /// `{distro} - {arch}`
-        pub production_name: String,
-        pub distro: String,
-    }
-
-    /// One promoted image.
-    #[derive(Debug)]
-    pub struct Released {
-        pub arch: String,
-        pub image_id: String,
-        pub name: String,
-    }
-
-    /// Build → upload → boot → promote, for every arch. A failure deletes the test images made so far.
-    pub async fn release(cfg: &Config<'_>) -> Result<Vec<Released>> {
-        let build = KojiBuilder::new(cfg.koji.clone(), cfg.watch.clone())
-            .build(&cfg.spec, None, &|_| Ok(()))
-            .await?;
-        let vars = [("distro".to_string(), cfg.distro.clone())].into();
-        let upload_spec = UploadSpec {
-            name: Template::parse("{distro} TEST - {arch}", NAME_VARIABLES)?,
-            vars,
-            properties: Default::default(),
-            tags: vec!["release-bot".into()],
-            visibility: "private".into(),
-        };
+    /// Releases `spec` into `store`: a smoke test on `compute` gates the promotion; then the
+    /// container image tested as `container` goes to `public` as `:latest`.
+    pub async fn release(
+        ik: &Imagekit,
+        compute: &dyn Compute,
+        spec: BuildSpec,
+        store: &str,
+        container: Option<(&str, &str)>,
+    ) -> Result<Vec<StoredImage>> {
+        let build = ik.build(spec).await?;
         let mut tested = Vec::new();
         for artifact in &build.artifacts {
-            let image = upload(Some(&cfg.koji), artifact, cfg.store, &upload_spec, &|_| Ok(())).await;
-            let outcome = match image {
-                Ok(image) => {
-                    tested.push((artifact.arch.clone(), image.id.clone()));
-                    smoke_test(cfg.compute, &image.id).await
-                }
-                Err(e) => Err(e),
-            };
-            if let Err(e) = outcome {
-                for (_, id) in &tested {
-                    let _ = cfg.store.delete(id).await;
-                }
-                return Err(e);
-            }
+            let image = ik
+                .upload(artifact)
+                .to(store)
+                .name("{distro} TEST - {arch}")
+                .var("distro", "CC9")
+                .tags(["release-bot"])
+                .await?;
+            smoke_test(compute, image.id()).await?;
+            tested.push((artifact.arch.clone(), image));
         }
-        let name = Template::parse(&cfg.production_name, NAME_VARIABLES)?;
         let mut released = Vec::new();
-        for (arch, id) in tested {
-            let vars = [("distro", cfg.distro.as_str()), ("arch", arch.as_str())].into();
-            let policy = PromotePolicy::new(name.render(&vars));
+        for (arch, image) in tested {
             let evidence = serde_json::json!({"build": build.nvr, "test": "console reached login"});
-            apply(
-                cfg.store,
-                &plan(cfg.store, &id, &policy, "release-bot", &evidence).await?,
-            )
-            .await?;
-            released.push(Released {
-                arch,
-                image_id: id,
-                name: policy.production_name,
-            });
+            let (_, image) = ik
+                .promote(image)
+                .name(format!("CC9 - {arch}"))
+                .evidence(evidence)
+                .await?;
+            released.push(image);
+        }
+        if let Some((tested, public)) = container {
+            ik.push(tested).to(public).tag("latest").await?;
         }
         Ok(released)
     }
@@ -98,13 +65,12 @@ mod bot {
         let machine = compute.boot(image, "release-bot-smoke", &key.public_openssh()).await?;
         let console = machine.console().await;
         machine.destroy().await?;
-        if console.contains("login:") {
-            Ok(())
-        } else {
-            Err(Error::Vm {
+        match console.contains("login:") {
+            true => Ok(()),
+            false => Err(Error::Vm {
                 name: image.into(),
-                reason: format!("no login prompt on the console: {console}"),
-            })
+                reason: format!("no login prompt: {console}"),
+            }),
         }
     }
 }
@@ -118,34 +84,59 @@ mod scenarios {
 
     use super::bot;
 
-    async fn run(kit: &Kit) -> imagekit::Result<Vec<bot::Released>> {
-        let store = kit.glance_store();
-        let nova = kit.nova("m1.small");
-        let mut spec = BuildSpec::new("cc9-cloud", "9.5", &["x86_64", "aarch64"], &["qcow2"]);
-        spec.target = Some("cc9-image".into());
-        spec.install_tree = Some("http://linuxsoft.example/cc9/".into());
-        spec.kickstart = Some("cc9.ks".into());
-        let cfg = bot::Config {
-            koji: kit.koji_client(),
-            watch: kit.koji_watch(),
-            store: &store,
-            compute: &nova,
-            spec,
-            production_name: "{distro} - {arch}".into(),
-            distro: "CC9".into(),
-        };
-        bot::release(&cfg).await
+    async fn run(kit: &Kit) -> imagekit::Result<Vec<imagekit::store::StoredImage>> {
+        let ik = kit.imagekit();
+        let spec = BuildSpec::new("cc9-cloud", "9.5", &["x86_64", "aarch64"], &["qcow2"])
+            .target("cc9-image")
+            .install_tree("http://linuxsoft.example/cc9/")
+            .kickstart("cc9.ks");
+        let result = bot::release(&ik, &kit.nova("m1.small"), spec, "mock", None).await;
+        // TEST images dropped on an error are deleted in the background: wait for that.
+        ik.settle().await;
+        result
     }
 
     pub async fn happy_path() {
         let kit = Kit::start().await;
         let released = run(&kit).await.unwrap();
-        let names: Vec<(&str, &str)> = released.iter().map(|r| (r.arch.as_str(), r.name.as_str())).collect();
+        let names: Vec<(&str, &str)> = released
+            .iter()
+            .map(|r| (r.properties["architecture"].as_str(), r.name.as_str()))
+            .collect();
         assert_eq!(names, [("aarch64", "CC9 - aarch64"), ("x86_64", "CC9 - x86_64")]);
-        let image = kit.cloud.image(&released[0].image_id).unwrap();
+        let image = kit.cloud.image(&released[0].id).unwrap();
         assert_eq!(
             (image["status"].as_str(), image["visibility"].as_str()),
             (Some("active"), Some("public"))
+        );
+        assert_eq!(kit.leaks(), Vec::<String>::new());
+    }
+
+    pub async fn the_tested_container_image_is_pushed_as_latest() {
+        let kit = Kit::start().await;
+        let host = kit.registry.host();
+        let layout = tempfile::tempdir().unwrap();
+        registry_client::testing::two_platform_layout(layout.path(), "test", 1000).unwrap();
+        let from = format!("oci:{}:test", layout.path().display()).parse().unwrap();
+        let tested = format!("{host}/cern/cc9:test");
+        let client = registry_client::Client::builder().build().unwrap();
+        client
+            .copy(&from, &tested.parse().unwrap(), &Default::default())
+            .await
+            .unwrap();
+        let ik = kit.imagekit();
+        let spec = BuildSpec::new("cc9-cloud", "9.5", &["x86_64"], &["qcow2"])
+            .target("cc9-image")
+            .install_tree("http://linuxsoft.example/cc9/")
+            .kickstart("cc9.ks");
+        let public = format!("{host}/public/cc9");
+        bot::release(&ik, &kit.nova("m1.small"), spec, "mock", Some((&tested, &public)))
+            .await
+            .unwrap();
+        assert_eq!(
+            kit.registry.digest_of("public/cc9", "latest"),
+            kit.registry.digest_of("cern/cc9", "test"),
+            "the tested digest, every platform"
         );
         assert_eq!(kit.leaks(), Vec::<String>::new());
     }
@@ -186,6 +177,11 @@ async fn happy_path() {
 }
 
 #[tokio::test]
+async fn the_tested_container_image_is_pushed_as_latest() {
+    scenarios::the_tested_container_image_is_pushed_as_latest().await;
+}
+
+#[tokio::test]
 async fn nova_error_deletes_the_test_images_and_promotes_nothing() {
     scenarios::nova_error_deletes_the_test_images_and_promotes_nothing().await;
 }
@@ -204,6 +200,8 @@ async fn a_failed_koji_build_uploads_nothing() {
 async fn main() {
     scenarios::happy_path().await;
     println!("ok  happy path: built, uploaded, booted, promoted, nothing left behind");
+    scenarios::the_tested_container_image_is_pushed_as_latest().await;
+    println!("ok  container: the tested digest pushed as :latest");
     scenarios::nova_error_deletes_the_test_images_and_promotes_nothing().await;
     println!("ok  Nova ERROR: test images deleted, nothing promoted, nothing left behind");
     scenarios::a_glance_503_burst_is_retried().await;

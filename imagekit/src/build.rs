@@ -69,6 +69,47 @@ impl BuildSpec {
         }
     }
 
+    /// The Koji build target (`alma9-images`).
+    pub fn target(mut self, target: impl Into<String>) -> BuildSpec {
+        self.target = Some(target.into());
+        self
+    }
+    /// The install tree URL (`https://mirror.example/alma/9.5/BaseOS/x86_64/os/`).
+    pub fn install_tree(mut self, url: impl Into<String>) -> BuildSpec {
+        self.install_tree = Some(url.into());
+        self
+    }
+    /// The kickstart file (in `ksurl`, or uploaded).
+    pub fn kickstart(mut self, file: impl Into<String>) -> BuildSpec {
+        self.kickstart = Some(file.into());
+        self
+    }
+    /// The SCM URL of the kickstart.
+    pub fn ksurl(mut self, url: impl Into<String>) -> BuildSpec {
+        self.ksurl = Some(url.into());
+        self
+    }
+    /// The release (else the builder chooses the next free one).
+    pub fn release(mut self, release: impl Into<String>) -> BuildSpec {
+        self.release = Some(release.into());
+        self
+    }
+    /// Oz's distro string (`RHEL-9.5`).
+    pub fn distro(mut self, distro: impl Into<String>) -> BuildSpec {
+        self.distro = Some(distro.into());
+        self
+    }
+    /// The disk size in GiB.
+    pub fn disk_size(mut self, gib: u32) -> BuildSpec {
+        self.disk_size = Some(gib);
+        self
+    }
+    /// A scratch build (not imported, not tagged).
+    pub fn scratch(mut self, on: bool) -> BuildSpec {
+        self.scratch = on;
+        self
+    }
+
     fn check(&self) -> Result<()> {
         let bad = |why: &str| Err(Error::InvalidInput(format!("build {}: {why}", self.name)));
         if self.name.is_empty() || self.version.is_empty() {

@@ -119,12 +119,62 @@ pub enum Error {
         /// What to do.
         hint: String,
     },
+    /// A boot test ran and did not pass: a test failed, or the machine never came up. The report
+    /// says which ([`crate::boot_test::TestReport::infrastructure_error`]).
+    #[error("boot test of {} on {}: {}", .0.image, .0.compute, boot_test_summary(.0))]
+    BootTest(Box<crate::boot_test::TestReport>),
     /// Arguments that cannot work, found before anything was changed.
     #[error("{0}")]
     InvalidInput(String),
 }
 
 impl Error {
+    /// Whether trying the same again later may succeed: a service that was unavailable, throttled
+    /// or unreachable, a wait that ran out, a lock held by someone else. Bad input, failed tests and
+    /// refused requests are not.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::OpenStack(e) => e.is_retryable(),
+            Error::Koji(e) => e.is_retryable(),
+            Error::Registry(e) => e.is_retryable(),
+            Error::Timeout { .. } | Error::Locked { .. } | Error::Ssh { .. } => true,
+            Error::BootTest(r) => r.infrastructure_error.is_some(),
+            _ => false,
+        }
+    }
+
+    /// Whether the infrastructure failed (a service, the network, a machine that never came up,
+    /// a local file) rather than what was tested or what was asked: CI marks these as errors to
+    /// retry, not as failures of the image.
+    pub fn is_infrastructure(&self) -> bool {
+        match self {
+            Error::OpenStack(e) => !matches!(**e, openstack_client::Error::Config(_)),
+            Error::Koji(e) => !matches!(
+                **e,
+                koji_client::Error::Config { .. }
+                    | koji_client::Error::ProfileNotFound { .. }
+                    | koji_client::Error::FeatureDisabled { .. }
+            ),
+            Error::Registry(e) => !matches!(
+                **e,
+                registry_client::Error::InvalidReference { .. } | registry_client::Error::Config { .. }
+            ),
+            Error::Io { .. }
+            | Error::Journal { .. }
+            | Error::Ssh { .. }
+            | Error::Vm { .. }
+            | Error::Timeout { .. }
+            | Error::Locked { .. } => true,
+            Error::BootTest(r) => r.infrastructure_error.is_some(),
+            Error::BuildFailed { .. }
+            | Error::Pipeline { .. }
+            | Error::Interrupted { .. }
+            | Error::Cancelled { .. }
+            | Error::TestsFailed { .. }
+            | Error::InvalidInput(_) => false,
+        }
+    }
+
     /// Whether this says the resource does not exist: a 404 from a service, or a missing file in a
     /// local store. Only this means "gone"; any other error (a 503, an expired token, a timeout)
     /// says nothing about the resource.
@@ -135,6 +185,13 @@ impl Error {
             Error::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
             _ => false,
         }
+    }
+}
+
+fn boot_test_summary(r: &crate::boot_test::TestReport) -> String {
+    match &r.infrastructure_error {
+        Some(e) => format!("infrastructure error: {e}"),
+        None => format!("{} of {} test(s) failed", r.failed(), r.tests.len()),
     }
 }
 

@@ -15,6 +15,7 @@
 
 pub mod boot_test;
 pub mod build;
+pub mod client;
 pub mod container;
 pub mod error;
 pub mod journal;
@@ -28,6 +29,7 @@ pub mod template;
 pub mod testing;
 pub mod upload;
 
+pub use client::Imagekit;
 pub use error::{Error, Result};
 pub use koji_client as koji;
 pub use openstack_client as openstack;

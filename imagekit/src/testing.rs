@@ -92,6 +92,21 @@ impl Kit {
         )
     }
 
+    /// An [`Imagekit`](crate::Imagekit) wired to the kit: its Koji (watched fast), its Glance as
+    /// the store `mock`, and a registry client.
+    pub fn imagekit(&self) -> crate::Imagekit {
+        crate::Imagekit::builder()
+            .koji(self.koji_client())
+            .koji_watch(self.koji_watch())
+            .store("mock", self.glance_store())
+            .registry(
+                registry_client::Client::builder()
+                    .build()
+                    .unwrap_or_else(|e| panic!("a registry client: {e}")),
+            )
+            .build()
+    }
+
     /// Everything left behind: cloud resources other than images (servers, keypairs, ports,
     /// floating IPs), Koji tasks still running, registry uploads never finished. Images are listed
     /// by [`MockOpenStack::images`]: promoted ones are meant to stay.

@@ -48,6 +48,54 @@ pub struct StoredImage {
     pub created_at: Option<String>,
 }
 
+/// Who can see an image (Glance's four visibilities; the local store records them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Visibility {
+    /// The owner's project only (the default for new images).
+    #[default]
+    Private,
+    /// The owner's project and the projects it is shared with.
+    Shared,
+    /// Everyone who knows it; not listed by default.
+    Community,
+    /// Everyone.
+    Public,
+}
+
+impl Visibility {
+    /// Glance's word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Private => "private",
+            Visibility::Shared => "shared",
+            Visibility::Community => "community",
+            Visibility::Public => "public",
+        }
+    }
+}
+
+impl fmt::Display for Visibility {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Visibility {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Visibility> {
+        match s {
+            "private" => Ok(Visibility::Private),
+            "shared" => Ok(Visibility::Shared),
+            "community" => Ok(Visibility::Community),
+            "public" => Ok(Visibility::Public),
+            _ => Err(crate::Error::InvalidInput(format!(
+                "visibility {s:?} is not private, shared, community or public"
+            ))),
+        }
+    }
+}
+
 /// An image to create.
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
