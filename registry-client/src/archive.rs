@@ -312,7 +312,7 @@ fn open_tarball(path: &Path, limits: &ArchiveLimits, meter: &Arc<Meter>) -> Resu
     Ok(if n >= 2 && magic[..2] == [0x1f, 0x8b] {
         limited(Box::new(flate2::read::MultiGzDecoder::new(f)), true)
     } else if n == 6 && magic == [0xfd, b'7', b'z', b'X', b'Z', 0] {
-        limited(Box::new(xz2::read::XzDecoder::new_multi_decoder(f)), true)
+        limited(Box::new(liblzma::read::XzDecoder::new_multi_decoder(f)), true)
     } else {
         limited(Box::new(f), false)
     })

@@ -120,7 +120,7 @@ pub fn docker_archive_for(
         Compression::None => raw,
         Compression::Gzip => gzip(&raw)?,
         Compression::Xz => {
-            let mut e = xz2::write::XzEncoder::new(Vec::new(), 1);
+            let mut e = liblzma::write::XzEncoder::new(Vec::new(), 1);
             e.write_all(&raw).map_err(tar_io)?;
             e.finish().map_err(tar_io)?
         }
