@@ -15,6 +15,8 @@
 
 pub mod boot_test;
 pub mod build;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod client;
 pub mod container;
 pub mod error;

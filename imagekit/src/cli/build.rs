@@ -1,0 +1,100 @@
+//! `imagekit build`: build images in Koji or with a local command, or reuse a recent build.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::Error;
+use crate::build::{BuildSpec, Builder, KojiBuilder, LocalCommandBuilder};
+
+use super::Cli;
+use super::shared::{MAX_HOURS, MAX_MINUTES, spinner, to_json};
+
+#[derive(clap::Args, Debug)]
+pub(super) struct BuildArgs {
+    /// Koji profile (`~/.koji/config`); without it, --command builds locally.
+    #[arg(long, conflicts_with = "command")]
+    koji_profile: Option<String>,
+    /// A local build command (gets IMAGEKIT_* variables, writes IMAGEKIT_OUTPUT).
+    #[arg(long)]
+    command: Option<PathBuf>,
+    /// Where the local builder keeps images.
+    #[arg(long, default_value = "build-output")]
+    output: PathBuf,
+    #[arg(long)]
+    name: String,
+    #[arg(long)]
+    version: String,
+    #[arg(long)]
+    release: Option<String>,
+    #[arg(long = "arch", required = true)]
+    arches: Vec<String>,
+    #[arg(long = "format", required = true)]
+    formats: Vec<String>,
+    #[arg(long)]
+    target: Option<String>,
+    #[arg(long)]
+    install_tree: Option<String>,
+    #[arg(long)]
+    kickstart: Option<String>,
+    #[arg(long)]
+    ksurl: Option<String>,
+    #[arg(long)]
+    scratch: bool,
+    /// Reuse a build made within this many hours (at most 87600, ten years).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=MAX_HOURS))]
+    skip_if_built_within_hours: Option<u64>,
+    /// Longest build time.
+    #[arg(long, default_value_t = 180, value_parser = clap::value_parser!(u64).range(1..=MAX_MINUTES))]
+    timeout_minutes: u64,
+}
+
+pub(super) async fn build(cli: &Cli, a: &BuildArgs) -> crate::Result<String> {
+    let arches: Vec<&str> = a.arches.iter().map(String::as_str).collect();
+    let formats: Vec<&str> = a.formats.iter().map(String::as_str).collect();
+    let mut spec = BuildSpec::new(&a.name, &a.version, &arches, &formats);
+    spec.release = a.release.clone();
+    spec.target = a.target.clone();
+    spec.install_tree = a.install_tree.clone();
+    spec.kickstart = a.kickstart.clone();
+    spec.ksurl = a.ksurl.clone();
+    spec.scratch = a.scratch;
+    let timeout = Duration::from_secs(a.timeout_minutes.saturating_mul(60));
+    let builder: Box<dyn Builder> = match (&a.koji_profile, &a.command) {
+        (Some(profile), _) => {
+            let profile = koji_client::Profile::load(profile)?;
+            let koji = koji_client::ClientBuilder::from_profile(&profile).build()?;
+            Box::new(KojiBuilder::new(
+                koji,
+                koji_client::WatchOptions::default().deadline(timeout),
+            ))
+        }
+        (None, Some(cmd)) => Box::new(LocalCommandBuilder::new(cmd, vec![], &a.output, timeout)),
+        (None, None) => {
+            return Err(Error::InvalidInput(
+                "give --koji-profile NAME or --command PROGRAM".into(),
+            ));
+        }
+    };
+    let since = a
+        .skip_if_built_within_hours
+        .map(|h| crate::journal::now().saturating_sub(i64::try_from(h.saturating_mul(3600)).unwrap_or(i64::MAX)));
+    let bar = spinner(!cli.json, &format!("building {}-{}", a.name, a.version));
+    let r = builder
+        .build(&spec, since, &|task| {
+            tracing::info!(task, "build started");
+            Ok(())
+        })
+        .await;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let r = r?;
+    if cli.json {
+        return to_json(&r);
+    }
+    let mut out = format!("{}{}\n", r.nvr, if r.reused { " (reused)" } else { "" });
+    for art in &r.artifacts {
+        out += &format!("  {} {} {:?}\n", art.arch, art.format, art.source);
+    }
+    Ok(out.trim_end().to_string())
+}

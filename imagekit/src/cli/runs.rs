@@ -1,0 +1,151 @@
+//! `imagekit run`, `imagekit resume` and `imagekit results`: pipelines and the run journal.
+
+use std::path::Path;
+
+use crate::journal::{Journal, RunId, rfc3339};
+use crate::pipeline::{Pipeline, RunOptions, Runner, Services};
+use serde_json::json;
+
+use super::Cli;
+use super::shared::{cancellable, journal_path, spinner, to_json};
+
+/// `imagekit run PIPELINE [--stop-after STAGE]`.
+pub(super) async fn run_cmd(cli: &Cli, pipeline: &Path, stop_after: Option<&str>) -> crate::Result<String> {
+    let human = !cli.json;
+    let pipeline = Pipeline::load(pipeline)?;
+    let services = Services::from_pipeline(&pipeline)?;
+    let journal = Journal::open(&journal_path(cli))?;
+    let bar = spinner(human, &format!("running {}", pipeline.file.name));
+    let opts = RunOptions {
+        stop_after: stop_after.map(str::to_string),
+        ..Default::default()
+    };
+    let report = cancellable(
+        Runner::new(&pipeline, &services, &journal).run(&opts),
+        services.compute.as_deref(),
+        "the run",
+        "; `imagekit results` shows the run to resume",
+    )
+    .await;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    run_output(cli, &report?)
+}
+
+/// `imagekit resume RUN`: finished stages are not repeated.
+pub(super) async fn resume_cmd(cli: &Cli, run: &str) -> crate::Result<String> {
+    let human = !cli.json;
+    let id = RunId::parse(run)?;
+    let journal = Journal::open_existing(&journal_path(cli))?;
+    let record = journal.run(&id)?;
+    let pipeline = Pipeline::from_recorded(&record.spec)?;
+    let services = Services::from_pipeline(&pipeline)?;
+    let bar = spinner(human, &format!("resuming {id}"));
+    let report = cancellable(
+        Runner::new(&pipeline, &services, &journal).resume(&id, &RunOptions::default()),
+        services.compute.as_deref(),
+        "the run",
+        "; `imagekit resume` goes on",
+    )
+    .await;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    run_output(cli, &report?)
+}
+
+fn run_output(cli: &Cli, report: &crate::pipeline::RunReport) -> crate::Result<String> {
+    if cli.json {
+        return to_json(report);
+    }
+    let mut out = format!(
+        "run {}: {} {}\n",
+        report.run_id,
+        report.build.nvr,
+        if report.build.reused { "(reused build)" } else { "" }
+    );
+    for i in &report.images {
+        out += &format!(
+            "  {:<10} {:<8} {:<6} {}  {}{}\n",
+            i.store,
+            i.arch,
+            i.format,
+            i.image.id,
+            i.image.name,
+            if i.promoted { "  [promoted]" } else { "" }
+        );
+    }
+    if !report.skipped_stages.is_empty() {
+        out += &format!("  skipped (done before): {}\n", report.skipped_stages.join(", "));
+    }
+    Ok(out.trim_end().to_string())
+}
+
+pub(super) fn results(cli: &Cli, run: Option<&str>) -> crate::Result<String> {
+    let run_id = run.map(RunId::parse).transpose()?;
+    let journal = Journal::open_existing(&journal_path(cli))?;
+    let Some(id) = run_id else {
+        let runs = journal.runs()?;
+        if cli.json {
+            return to_json(&runs);
+        }
+        let mut out = String::new();
+        for r in runs {
+            out += &format!(
+                "{}  {:<24} {:?}  started {}\n",
+                r.id,
+                r.pipeline,
+                r.status,
+                rfc3339(r.started_at)
+            );
+        }
+        return Ok(out.trim_end().to_string());
+    };
+    let record = journal.run(&id)?;
+    let stages = journal.stages(&id)?;
+    let promotions = journal.promotions(Some(&id))?;
+    let leaks = journal.live_resources(Some(&id))?;
+    let tests = journal.test_results(&id)?;
+    if cli.json {
+        return to_json(
+            &json!({"run": record, "stages": stages, "tests": tests, "promotions": promotions, "live_resources": leaks}),
+        );
+    }
+    let mut out = format!("run {} ({}) {:?}\n", record.id, record.pipeline, record.status);
+    for s in &stages {
+        out += &format!(
+            "  {:<32} {:?}{}{}\n",
+            s.key,
+            s.status,
+            if s.attempts > 1 {
+                format!(" after {} attempts", s.attempts)
+            } else {
+                String::new()
+            },
+            s.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
+        );
+    }
+    for t in &tests {
+        out += &format!(
+            "  test {:<24} {:<10} {:>6} ms{}\n",
+            t.name,
+            t.verdict,
+            t.duration_ms,
+            t.message.as_ref().map(|m| format!("  {m}")).unwrap_or_default()
+        );
+    }
+    for p in &promotions {
+        out += &format!(
+            "  promoted {} in {} as {} — evidence {}\n",
+            p.target,
+            p.location,
+            p.names.join(", "),
+            p.evidence
+        );
+    }
+    for r in &leaks {
+        out += &format!("  not cleaned up: {} {} in {}\n", r.kind, r.id, r.location);
+    }
+    Ok(out.trim_end().to_string())
+}

@@ -1,0 +1,185 @@
+//! `imagekit test`: boot an image (QEMU, Nova or Ironic) and run a test suite in it over SSH.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::Error;
+
+use super::Cli;
+use super::shared::{MAX_SECONDS, TESTS_FAILED, cancellable, spinner, to_json};
+
+#[derive(clap::Args, Debug)]
+pub(super) struct TestArgs {
+    /// The image: a qcow2 file (QEMU), or a Glance image id with --cloud.
+    image: PathBuf,
+    /// Boot on this clouds.yaml cloud: Nova with --flavor, or an Ironic pool with --resource-class.
+    #[arg(long)]
+    cloud: Option<String>,
+    /// Nova flavor (name or id).
+    #[arg(long, requires = "cloud", conflicts_with = "resource_class")]
+    flavor: Option<String>,
+    /// Nova network to attach.
+    #[arg(long, requires = "flavor")]
+    network: Option<String>,
+    /// Reach the Nova server through a floating IP from this external network.
+    #[arg(long, requires = "flavor")]
+    floating_network: Option<String>,
+    /// Lease an Ironic node of this resource class.
+    #[arg(long, requires = "cloud")]
+    resource_class: Option<String>,
+    /// Ironic nodes are reached by name with this domain appended.
+    #[arg(long, default_value = "")]
+    node_domain: String,
+    /// Ironic: the lease lasts this long unless renewed (the test renews it while it runs; a
+    /// crashed job's node is reclaimed once it has run out).
+    #[arg(long, requires = "resource_class", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(1..=crate::pipeline::MAX_LEASE_MINUTES))]
+    lease_ttl_minutes: u64,
+    /// Ironic: how long to wait for a free node of the resource class.
+    #[arg(long, requires = "resource_class", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(0..=crate::pipeline::MAX_LEASE_MINUTES))]
+    wait_for_node_minutes: u64,
+    /// The suite: a local directory (copied in) or a git URL (cloned in the guest).
+    #[arg(long)]
+    suite: String,
+    /// Scenarios: each runs as `RUNNER SCENARIO` (none: the runner once, as test "all").
+    tests: Vec<String>,
+    /// The suite's runner, relative to the suite directory.
+    #[arg(long, default_value = "./runtests.sh")]
+    runner: String,
+    /// Timeout per test, seconds.
+    #[arg(long, default_value_t = 1800, value_parser = clap::value_parser!(u64).range(1..=MAX_SECONDS))]
+    test_timeout: u64,
+    /// Time allowed until SSH logs in, seconds.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=MAX_SECONDS))]
+    ssh_timeout: u64,
+    /// The login user.
+    #[arg(long, default_value = "root")]
+    user: String,
+    /// Wait for cloud-init to finish before testing.
+    #[arg(long)]
+    cloud_init: bool,
+    /// Where reports and logs go.
+    #[arg(long, default_value = "imagekit-test-results")]
+    artifacts: PathBuf,
+    /// After a failure, keep the VM this many seconds (for debugging).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=MAX_SECONDS))]
+    hold_on_failure: Option<u64>,
+    /// Boot this kernel directly (with --initrd) instead of the image's bootloader.
+    #[arg(long, requires = "initrd")]
+    kernel: Option<PathBuf>,
+    #[arg(long)]
+    initrd: Option<PathBuf>,
+    /// Guest memory, MiB (64 to 1048576: below 64 no kernel boots).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(64..=1024 * 1024))]
+    memory: u32,
+}
+
+/// Runs `imagekit test`; the exit code is 0 (passed), 3 (a test failed) or 1 (infrastructure).
+pub(super) async fn test_cmd(cli: &Cli, a: &TestArgs) -> crate::Result<(String, u8)> {
+    use crate::boot_test::{BootTestOptions, QemuCompute, Suite, TestCase, boot_test};
+    let qemu = crate::qemu::QemuConfig {
+        kernel: a.kernel.clone(),
+        initrd: a.initrd.clone(),
+        memory_mib: a.memory,
+        ..Default::default()
+    };
+    let mut suite = if std::path::Path::new(&a.suite).is_dir() {
+        Suite::dir(a.suite.as_ref())
+    } else if a.suite.contains("://") || a.suite.ends_with(".git") {
+        Suite::git(&a.suite)
+    } else {
+        return Err(Error::InvalidInput(format!(
+            "--suite {}: not a directory or a git URL",
+            a.suite
+        )));
+    };
+    let timeout = Duration::from_secs(a.test_timeout);
+    if a.tests.is_empty() {
+        suite = suite.test(TestCase::new("all", [a.runner.clone()]).timeout(timeout));
+    }
+    for t in &a.tests {
+        suite = suite.test(TestCase::new(t, [a.runner.clone(), t.clone()]).timeout(timeout));
+    }
+    let mut opts = BootTestOptions::new(&a.artifacts);
+    opts.user = a.user.clone();
+    opts.ssh_deadline = Duration::from_secs(a.ssh_timeout);
+    opts.cloud_init = a.cloud_init;
+    opts.hold_on_failure = a.hold_on_failure.map(Duration::from_secs);
+    let image = a.image.display().to_string();
+    let compute: Box<dyn crate::boot_test::Compute> = match &a.cloud {
+        None => Box::new(QemuCompute::new(qemu)),
+        Some(cloud) => {
+            use crate::boot_test::{IronicCompute, IronicOptions, NovaCompute, NovaOptions, Pool, SshAddress};
+            let session = crate::openstack::Session::from_cloud(&crate::openstack::CloudConfig::load(Some(cloud))?)?;
+            match (&a.flavor, &a.resource_class) {
+                (Some(flavor), _) => {
+                    let mut o = NovaOptions::new(flavor);
+                    if let Some(n) = &a.network {
+                        o = o.network(n);
+                    }
+                    if let Some(n) = &a.floating_network {
+                        o = o.floating_ip_from(n);
+                    }
+                    Box::new(NovaCompute::new(session, o))
+                }
+                (None, Some(rc)) => {
+                    // clap bounded both minutes to a week, so the products cannot overflow.
+                    let pool = Pool::new(crate::openstack::ironic::Ironic::new(session), rc)
+                        .lease_ttl(Duration::from_secs(a.lease_ttl_minutes.saturating_mul(60)))
+                        .wait_for_node(Duration::from_secs(a.wait_for_node_minutes.saturating_mul(60)));
+                    let ssh = SshAddress::NodeName {
+                        domain: a.node_domain.clone(),
+                        port: 22,
+                    };
+                    Box::new(IronicCompute::new(pool, IronicOptions::new(ssh)))
+                }
+                (None, None) => {
+                    return Err(Error::InvalidInput(
+                        "--cloud needs --flavor (Nova) or --resource-class (Ironic)".into(),
+                    ));
+                }
+            }
+        }
+    };
+    let bar = spinner(!cli.json, &format!("booting {image} on {} and testing", compute.name()));
+    let report = cancellable(
+        boot_test(compute.as_ref(), &image, &suite, &opts),
+        Some(compute.as_ref()),
+        "the boot test",
+        "",
+    )
+    .await;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let report = report?;
+    let code = match (&report.infrastructure_error, report.failed()) {
+        (Some(_), _) => 1,
+        (None, 0) => 0,
+        _ => TESTS_FAILED,
+    };
+    if cli.json {
+        return Ok((to_json(&report)?, code));
+    }
+    let mut out = String::new();
+    if let Some(e) = &report.infrastructure_error {
+        out += &format!("INFRASTRUCTURE ERROR: {e}\n");
+    }
+    for t in &report.tests {
+        out += &format!(
+            "{:<9} {:<30} {:>6.1}s{}\n",
+            format!("{:?}", t.verdict).to_uppercase(),
+            t.name,
+            t.duration.as_secs_f64(),
+            t.message.as_ref().map(|m| format!("  {m}")).unwrap_or_default()
+        );
+    }
+    out += &format!(
+        "{} passed, {} failed; JUnit and logs in {}",
+        report.passed(),
+        report.failed(),
+        a.artifacts.display()
+    );
+    Ok((out, code))
+}
