@@ -23,7 +23,11 @@ pub mod error;
 pub mod journal;
 pub mod pipeline;
 pub mod promote;
-pub mod qemu;
+/// Moved: the QEMU backend is [`boot_test::qemu`], beside the Nova and Ironic backends.
+#[deprecated(note = "use imagekit::boot_test::qemu, where the QEMU backend now lives beside Nova and Ironic")]
+pub mod qemu {
+    pub use crate::boot_test::qemu::*;
+}
 pub mod ssh;
 pub mod store;
 pub mod template;

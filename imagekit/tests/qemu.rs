@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use imagekit::qemu::{QemuConfig, Vm, VmSpec};
+use imagekit::boot_test::qemu::{QemuConfig, Vm, VmSpec};
 use imagekit::ssh::{Command, SshKey};
 
 fn guest() -> Option<PathBuf> {

@@ -7,7 +7,7 @@
 //! ```no_run
 //! # async fn demo() -> imagekit::Result<()> {
 //! use imagekit::boot_test::{BootTestOptions, QemuCompute, Suite, TestCase, boot_test};
-//! let compute = QemuCompute::new(imagekit::qemu::QemuConfig::default());
+//! let compute = QemuCompute::new(imagekit::boot_test::qemu::QemuConfig::default());
 //! let suite = Suite::dir("tests/smoke".as_ref()).test(TestCase::new("mysql", ["./runtests.sh", "mysql"]));
 //! let report = boot_test(&compute, "alma9.qcow2", &suite, &BootTestOptions::new("out/alma9".as_ref())).await?;
 //! println!("{} passed, {} failed", report.passed(), report.failed());
@@ -21,13 +21,14 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::qemu::{QemuConfig, Vm, VmSpec};
 use crate::ssh::{Command, Session, SshKey};
 
 mod ironic;
 mod nova;
+pub mod qemu;
 pub use ironic::{Heartbeat, IronicCompute, IronicMachine, IronicOptions, Lease, Pool, SshAddress};
 pub use nova::{KeyInjection, Leftover, NovaCompute, NovaMachine, NovaOptions};
+pub use qemu::QemuCompute;
 
 /// Cleanups started in the background by machines dropped without [`Machine::destroy`] (a
 /// cancelled boot test); [`Compute::settle`] waits for them.
@@ -93,47 +94,6 @@ pub trait Compute: Send + Sync + std::fmt::Debug {
     /// Ironic lease) record `run`. `None` (the default) when the backend records nothing.
     fn for_run(&self, _run: &str) -> Option<std::sync::Arc<dyn Compute>> {
         None
-    }
-}
-
-/// The local QEMU backend as a [`Compute`]: `image` is the path of a qcow2 file.
-#[derive(Debug, Clone)]
-pub struct QemuCompute {
-    config: QemuConfig,
-}
-
-impl QemuCompute {
-    /// VMs run with this configuration.
-    pub fn new(config: QemuConfig) -> QemuCompute {
-        QemuCompute { config }
-    }
-}
-
-#[async_trait]
-impl Machine for Vm {
-    fn id(&self) -> String {
-        format!("qemu:127.0.0.1:{}", self.ssh_port())
-    }
-    async fn wait_ssh(&self, key: &SshKey, user: &str, deadline: Duration) -> Result<Session> {
-        Vm::wait_ssh(self, key, user, deadline).await
-    }
-    async fn console(&self) -> String {
-        Vm::console(self, 1 << 20)
-    }
-    async fn destroy(self: Box<Self>) -> Result<()> {
-        Vm::destroy(*self).await
-    }
-}
-
-#[async_trait]
-impl Compute for QemuCompute {
-    fn name(&self) -> String {
-        "qemu".into()
-    }
-    async fn boot(&self, image: &str, name: &str, public_key: &str) -> Result<Box<dyn Machine>> {
-        Ok(Box::new(
-            Vm::start(&self.config, &VmSpec::new(image.as_ref(), name, public_key)).await?,
-        ))
     }
 }
 

@@ -78,7 +78,7 @@ pub(super) struct TestArgs {
 /// Runs `imagekit test`; the exit code is 0 (passed), 3 (a test failed) or 1 (infrastructure).
 pub(super) async fn test_cmd(cli: &Cli, a: &TestArgs) -> crate::Result<(String, u8)> {
     use crate::boot_test::{BootTestOptions, QemuCompute, Suite, TestCase, boot_test};
-    let qemu = crate::qemu::QemuConfig {
+    let qemu = crate::boot_test::qemu::QemuConfig {
         kernel: a.kernel.clone(),
         initrd: a.initrd.clone(),
         memory_mib: a.memory,

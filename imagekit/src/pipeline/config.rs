@@ -845,6 +845,18 @@ impl Pipeline {
         }
     }
 
+    /// Where `[test]` boots the images of a store that keeps local files, when no other compute is
+    /// set: the local QEMU backend, with the section's kernel, initrd and memory. Glance stores boot
+    /// on Nova or Ironic ([`Services::from_pipeline`](super::Services::from_pipeline)).
+    pub(crate) fn local_compute(&self, t: &TestSection) -> Box<dyn crate::boot_test::Compute> {
+        Box::new(crate::boot_test::QemuCompute::new(crate::boot_test::qemu::QemuConfig {
+            kernel: t.kernel.as_ref().map(|k| self.resolve(k)),
+            initrd: t.initrd.as_ref().map(|i| self.resolve(i)),
+            memory_mib: t.memory_mib,
+            ..Default::default()
+        }))
+    }
+
     /// The stores uploads go to.
     pub fn upload_stores(&self) -> Vec<&StoreSection> {
         self.file

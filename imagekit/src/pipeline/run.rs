@@ -748,8 +748,9 @@ impl<'a> Runner<'a> {
         })
     }
 
-    /// Boots one image under QEMU and runs the suite; test verdicts go to the journal. A machine
-    /// that never came up fails the stage (it is retried on resume); failed tests do not.
+    /// Boots one image on the run's compute (the local one for local stores) and runs the suite;
+    /// test verdicts go to the journal. A machine that never came up fails the stage (it is retried
+    /// on resume); failed tests do not.
     async fn test_image(
         &self,
         run: &RunId,
@@ -758,7 +759,7 @@ impl<'a> Runner<'a> {
         store_name: &str,
         image: &StoredImage,
     ) -> Result<TestSummary> {
-        use crate::boot_test::{BootTestOptions, QemuCompute, Suite, TestCase, Verdict, boot_test};
+        use crate::boot_test::{BootTestOptions, Suite, TestCase, Verdict, boot_test};
         let store = self
             .services
             .stores
@@ -803,13 +804,9 @@ impl<'a> Runner<'a> {
                 let path = store
                     .local_path(&image.id)
                     .ok_or_else(|| Error::InvalidInput(format!("store {store_name} keeps no local files to boot")))?;
-                let qemu = crate::qemu::QemuConfig {
-                    kernel: t.kernel.as_ref().map(|k| self.pipeline.resolve(k)),
-                    initrd: t.initrd.as_ref().map(|i| self.pipeline.resolve(i)),
-                    memory_mib: t.memory_mib,
-                    ..Default::default()
-                };
-                boot_test(&QemuCompute::new(qemu), &path.display().to_string(), &suite, &opts).await?
+                // The local backend (QEMU) boots the store's file.
+                let compute = self.pipeline.local_compute(t);
+                boot_test(compute.as_ref(), &path.display().to_string(), &suite, &opts).await?
             }
         };
         for o in &report.tests {

@@ -3,12 +3,13 @@
 //! seed ISO, and reaches the host through user-mode networking with a host port that QEMU picks
 //! and QMP reports. The serial console goes to a log file. KVM is used when a real boot proves it
 //! works (on many CI machines `/dev/kvm` exists but guests hang), else TCG. Teardown — explicit or
-//! on drop — kills QEMU and removes overlay, seed and sockets.
+//! on drop — kills QEMU and removes overlay, seed and sockets. [`QemuCompute`] is this backend as a
+//! [`Compute`], beside Nova and Ironic.
 //!
 //! ```no_run
 //! # async fn demo() -> imagekit::Result<()> {
 //! use std::time::Duration;
-//! use imagekit::qemu::{QemuConfig, Vm, VmSpec};
+//! use imagekit::boot_test::qemu::{QemuConfig, Vm, VmSpec};
 //! use imagekit::ssh::SshKey;
 //! let key = SshKey::generate()?;
 //! let config = QemuConfig::default();
@@ -24,9 +25,11 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 
+use super::{Compute, Machine};
 use crate::error::{Error, Result};
 use crate::ssh::{Session, SshKey, Target, connect_when_ready};
 
@@ -461,6 +464,47 @@ async fn probe_kvm(config: &QemuConfig, vm: &Vm, image: &Path, seed: &Path, spec
     let _ = KVM_WORKS.set(works);
     tracing::info!(kvm = works, "KVM probe boot");
     if works { Accel::Kvm } else { Accel::Tcg }
+}
+
+/// The local QEMU backend as a [`Compute`]: `image` is the path of a qcow2 file.
+#[derive(Debug, Clone)]
+pub struct QemuCompute {
+    config: QemuConfig,
+}
+
+impl QemuCompute {
+    /// VMs run with this configuration.
+    pub fn new(config: QemuConfig) -> QemuCompute {
+        QemuCompute { config }
+    }
+}
+
+#[async_trait]
+impl Machine for Vm {
+    fn id(&self) -> String {
+        format!("qemu:127.0.0.1:{}", self.ssh_port())
+    }
+    async fn wait_ssh(&self, key: &SshKey, user: &str, deadline: Duration) -> Result<Session> {
+        Vm::wait_ssh(self, key, user, deadline).await
+    }
+    async fn console(&self) -> String {
+        Vm::console(self, 1 << 20)
+    }
+    async fn destroy(self: Box<Self>) -> Result<()> {
+        Vm::destroy(*self).await
+    }
+}
+
+#[async_trait]
+impl Compute for QemuCompute {
+    fn name(&self) -> String {
+        "qemu".into()
+    }
+    async fn boot(&self, image: &str, name: &str, public_key: &str) -> Result<Box<dyn Machine>> {
+        Ok(Box::new(
+            Vm::start(&self.config, &VmSpec::new(image.as_ref(), name, public_key)).await?,
+        ))
+    }
 }
 
 #[cfg(test)]
