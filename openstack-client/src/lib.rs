@@ -58,4 +58,4 @@ pub use config::{CloudConfig, ConfigSources, Interface};
 pub use error::{ConfigError, Error, Result};
 pub use identity::{AuthMethod, Credentials, DomainRef, Named, Scope, Token};
 pub use session::{RetryPolicy, Session, SessionBuilder};
-pub use wait::{Poll, WaitOptions};
+pub use wait::{Check, Condition, ConditionExt, Poll, WaitOptions};

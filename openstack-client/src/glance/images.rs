@@ -616,6 +616,17 @@ impl Glance {
         .await
     }
 
+    /// Waits until `condition` holds for the image ([`conditions`]: `is_active()`,
+    /// `has_status(…)`, or your own), polling with backoff.
+    pub async fn wait(
+        &self,
+        id: &ImageId,
+        condition: &dyn crate::wait::Condition<Image>,
+        opts: &WaitOptions,
+    ) -> Result<Image> {
+        crate::wait::wait_until("image", id.as_str(), opts, condition, || self.get(id)).await
+    }
+
     /// Wait until the image has `target` status. Fails at once on a failed import
     /// (`os_glance_failed_import`), on `killed`/`deleted`, and when waiting for `active` finds the image
     /// back in `queued` after it had left it (Glance's sign of a failed upload or import).
@@ -730,5 +741,38 @@ mod tests {
                 .to_json(Some(&current))
                 .is_none()
         );
+    }
+}
+
+/// Named wait conditions on images, for [`Glance::wait`].
+pub mod conditions {
+    use super::{Image, ImageStatus};
+    use crate::wait::{Check, Condition};
+
+    /// The image has `status`; `killed`, `deleted` and a failed import fail at once.
+    pub fn has_status(status: ImageStatus) -> impl Condition<Image> {
+        move |i: &Image| {
+            if i.status == status {
+                return Check::Ready;
+            }
+            if let Some(stores) = i.failed_import() {
+                return Check::Failed {
+                    state: i.status.to_string(),
+                    reason: format!("import failed in stores {stores}; see `tasks` for the reason"),
+                };
+            }
+            match i.status {
+                ImageStatus::Killed | ImageStatus::Deleted | ImageStatus::PendingDelete => Check::Failed {
+                    state: i.status.to_string(),
+                    reason: format!("will never become {status}"),
+                },
+                _ => Check::Pending(i.status.to_string()),
+            }
+        }
+    }
+
+    /// `active`: uploaded (or imported) and usable.
+    pub fn is_active() -> impl Condition<Image> {
+        has_status(ImageStatus::Active)
     }
 }

@@ -18,6 +18,7 @@ mod import;
 mod members;
 
 pub use data::{DownloadReport, ImageSource, UploadReport};
+pub use images::conditions;
 pub use images::{
     ContainerFormat, CreateImage, DiskFormat, Image, ImageId, ImagePage, ImageStatus, ListImages, PatchOp, Visibility,
 };

@@ -16,7 +16,7 @@ pub use allocations::{Allocation, CreateAllocation};
 
 pub use nodes::{
     ConfigDrive, ListNodes, Node, NodeId, NodePatch, PowerAction, PowerState, ProvisionAction, ProvisionState,
-    ProvisionWait, Validation,
+    ProvisionWait, Validation, conditions,
 };
 
 use tokio::sync::OnceCell;

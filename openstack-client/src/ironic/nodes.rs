@@ -495,6 +495,18 @@ impl Ironic {
         .await
     }
 
+    /// Waits until `condition` holds for the node ([`conditions`]: `is_deployed()`,
+    /// `is_available()`, `has_provision_state(…)`, or your own), polling with backoff; fails at once
+    /// when the condition says the node never will (a failure state, with `last_error`).
+    pub async fn wait(
+        &self,
+        ident: &str,
+        condition: &dyn crate::wait::Condition<Node>,
+        opts: &WaitOptions,
+    ) -> Result<Node> {
+        crate::wait::wait_until("node", ident, opts, condition, || self.get(ident)).await
+    }
+
     /// Maintenance on, with a reason.
     pub async fn set_maintenance(&self, ident: &str, reason: &str) -> Result<()> {
         let req = self
@@ -586,5 +598,41 @@ mod tests {
         assert_eq!(b["target"], "active");
         assert_eq!(b["configdrive"]["user_data"], "#cloud-config\n");
         assert_eq!(b["configdrive"]["meta_data"]["public_keys"]["0"], "ssh-ed25519 AAAA");
+    }
+}
+
+/// Named wait conditions on nodes, for [`Ironic::wait`].
+pub mod conditions {
+    use super::{Node, ProvisionState};
+    use crate::wait::{Check, Condition};
+
+    /// `provision_state` is `target` and no action is running; a failure state fails with
+    /// Ironic's `last_error`.
+    pub fn has_provision_state(target: ProvisionState) -> impl Condition<Node> {
+        move |n: &Node| {
+            if n.provision_state == target && n.target_provision_state.is_none() {
+                Check::Ready
+            } else if n.provision_state.is_failure() && n.provision_state != target {
+                Check::Failed {
+                    state: n.provision_state.to_string(),
+                    reason: n.last_error.clone().unwrap_or_else(|| "no last_error recorded".into()),
+                }
+            } else {
+                Check::Pending(match &n.target_provision_state {
+                    Some(t) => format!("{} → {t}", n.provision_state),
+                    None => n.provision_state.to_string(),
+                })
+            }
+        }
+    }
+
+    /// Deployed: `active`.
+    pub fn is_deployed() -> impl Condition<Node> {
+        has_provision_state(ProvisionState::Active)
+    }
+
+    /// Ready for a deployment: `available`.
+    pub fn is_available() -> impl Condition<Node> {
+        has_provision_state(ProvisionState::Available)
     }
 }

@@ -18,7 +18,7 @@ pub use flavors::Flavor;
 pub use keypairs::Keypair;
 pub use servers::{
     Address, BlockDevice, CreateServer, ListServers, NetworkRef, Networks, RebootKind, Server, ServerFault, ServerId,
-    ServerStatus,
+    ServerStatus, conditions,
 };
 
 use tokio::sync::OnceCell;

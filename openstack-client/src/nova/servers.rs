@@ -560,6 +560,26 @@ impl Nova {
         .await
     }
 
+    /// Waits until `condition` holds for the server ([`conditions`]: `is_active()`,
+    /// `has_status(…)`, or your own), polling with backoff; fails at once when the condition says
+    /// the server never will, and on `opts.timeout` with the last state seen.
+    ///
+    /// ```no_run
+    /// # async fn demo(nova: &openstack_client::nova::Nova, id: &openstack_client::nova::ServerId) -> openstack_client::Result<()> {
+    /// use openstack_client::nova::conditions;
+    /// use openstack_client::WaitOptions;
+    /// let server = nova.wait(id, &conditions::is_shutoff(), &WaitOptions::default()).await?;
+    /// # let _ = server; Ok(()) }
+    /// ```
+    pub async fn wait(
+        &self,
+        id: &ServerId,
+        condition: &dyn crate::wait::Condition<Server>,
+        opts: &WaitOptions,
+    ) -> Result<Server> {
+        crate::wait::wait_until("server", id.as_str(), opts, condition, || self.get_server(id)).await
+    }
+
     /// Wait until the server is ACTIVE. Fails at once on ERROR with Nova's `fault`, or, when there is
     /// none, with the events of the failed instance action.
     pub async fn wait_for_active(&self, id: &ServerId, opts: &WaitOptions) -> Result<Server> {
@@ -796,5 +816,47 @@ mod tests {
         assert!(bfv["server"].get("imageRef").is_none());
         assert_eq!(bfv["server"]["block_device_mapping_v2"][0]["boot_index"], 0);
         assert_eq!(bfv["server"]["networks"], "none");
+    }
+}
+
+/// Named wait conditions on servers, for [`Nova::wait`](crate::nova::Nova::wait).
+pub mod conditions {
+    use super::{Server, ServerStatus};
+    use crate::wait::{Check, Condition};
+
+    /// The server has `status`; ERROR (unless asked for) fails with Nova's `fault`.
+    pub fn has_status(status: ServerStatus) -> impl Condition<Server> {
+        move |s: &Server| {
+            if s.status == status {
+                return Check::Ready;
+            }
+            match &s.status {
+                ServerStatus::Error => Check::Failed {
+                    state: "ERROR".into(),
+                    reason: s
+                        .fault
+                        .as_ref()
+                        .map_or_else(|| "no fault recorded".into(), |f| f.message.clone()),
+                },
+                ServerStatus::Deleted | ServerStatus::SoftDeleted => Check::Failed {
+                    state: s.status.to_string(),
+                    reason: format!("deleted while waiting for {status}"),
+                },
+                other => Check::Pending(format!(
+                    "{other}{}",
+                    s.task_state.as_deref().map(|t| format!(" ({t})")).unwrap_or_default()
+                )),
+            }
+        }
+    }
+
+    /// ACTIVE (fails on ERROR with the fault).
+    pub fn is_active() -> impl Condition<Server> {
+        has_status(ServerStatus::Active)
+    }
+
+    /// SHUTOFF.
+    pub fn is_shutoff() -> impl Condition<Server> {
+        has_status(ServerStatus::Shutoff)
     }
 }
