@@ -17,7 +17,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use imagekit::build::{BuildSpec, Builder, KojiBuilder, LocalCommandBuilder};
+use imagekit::Imagekit;
+use imagekit::build::{BuildSpec, LocalCommandBuilder};
 
 #[derive(Parser, Debug)]
 #[command(about = "Build an image unless it was built today")]
@@ -55,25 +56,33 @@ async fn main() -> ExitCode {
 }
 
 async fn daily(args: &Args) -> imagekit::Result<String> {
-    let arches: Vec<&str> = args.arches.iter().map(String::as_str).collect();
-    let formats: Vec<&str> = args.formats.iter().map(String::as_str).collect();
-    let mut spec = BuildSpec::new(&args.name, &args.version, &arches, &formats);
-    spec.target = args.target.clone();
-    spec.install_tree = args.install_tree.clone();
-    spec.kickstart = args.kickstart.clone();
+    let mut spec = BuildSpec::new(&args.name, &args.version, &[], &[]);
+    spec.arches = args.arches.clone();
+    spec.formats = args.formats.clone();
+    if let Some(t) = &args.target {
+        spec = spec.target(t);
+    }
+    if let Some(t) = &args.install_tree {
+        spec = spec.install_tree(t);
+    }
+    if let Some(k) = &args.kickstart {
+        spec = spec.kickstart(k);
+    }
     let timeout = Duration::from_secs(3 * 3600);
-    let builder: Box<dyn Builder> = match (&args.koji_profile, &args.command) {
-        (Some(p), _) => Box::new(KojiBuilder::new(
-            koji_client::Client::from_profile_name(p)?,
-            koji_client::WatchOptions::default().deadline(timeout),
-        )),
-        (None, Some(c)) => Box::new(LocalCommandBuilder::new(c, vec![], &args.output, timeout)),
+    let ik = match (&args.koji_profile, &args.command) {
+        (Some(p), _) => Imagekit::builder()
+            .koji_profile(p)?
+            .koji_watch(koji_client::WatchOptions::default().deadline(timeout)),
+        (None, Some(c)) => Imagekit::builder().builder(LocalCommandBuilder::new(c, vec![], &args.output, timeout)),
         (None, None) => return Err(imagekit::Error::InvalidInput("give --koji-profile or --command".into())),
-    };
+    }
+    .build();
     // Today, since midnight UTC.
     let midnight = imagekit::journal::now() / 86_400 * 86_400;
-    let result = builder
-        .build(&spec, Some(midnight), &|task| {
+    let result = ik
+        .build(spec)
+        .reuse_since(midnight)
+        .on_task(|task| {
             eprintln!("building: {task}");
             Ok(())
         })

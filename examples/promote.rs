@@ -1,9 +1,11 @@
 //! Promote a tested cloud image: print the plan (rename to the production name and publish it,
 //! rotate the previous production image, keep the newest N), then carry it out unless --dry-run.
+//! Promotions of one line take turns (a lock in the store), so two people cannot both win.
 //!
 //! ```text
-//! cargo run -p imagekit-examples --example promote -- --cloud prod --image 3f0c… \
+//! cargo run -p imagekit-examples --example promote -- --store prod --image 3f0c… \
 //!     --name "ALMA9 - x86_64" --keep 3 --evidence https://ci.example/runs/42 --dry-run
+//! cargo run -p imagekit-examples --example promote -- --local-store ./images --image 3f0c… --name "ALMA9 - x86_64"
 //! ```
 //!
 //! Exit status: 0 promoted (or planned), 1 failed, 2 bad arguments.
@@ -12,15 +14,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use imagekit::promote::{PromotePolicy, Rotation, apply, plan};
-use imagekit::store::{GlanceStore, ImageStore, LocalStore};
+use imagekit::Imagekit;
+use imagekit::promote::Rotation;
+use imagekit::store::{LocalStore, Visibility};
 
 #[derive(Parser, Debug)]
 #[command(about = "Promote a tested image to production")]
 struct Args {
     /// Glance of this clouds.yaml cloud.
     #[arg(long, conflicts_with = "local_store")]
-    cloud: Option<String>,
+    store: Option<String>,
     /// Or a local image store.
     #[arg(long)]
     local_store: Option<PathBuf>,
@@ -30,8 +33,9 @@ struct Args {
     /// The production name.
     #[arg(long)]
     name: String,
+    /// private, shared, community or public.
     #[arg(long, default_value = "public")]
-    visibility: String,
+    visibility: Visibility,
     /// Make the previous image community instead of hiding it.
     #[arg(long)]
     community: bool,
@@ -53,25 +57,28 @@ async fn main() -> ExitCode {
 }
 
 async fn promote(args: &Args) -> imagekit::Result<String> {
-    let store: Box<dyn ImageStore> = match (&args.cloud, &args.local_store) {
-        (Some(c), _) => Box::new(GlanceStore::from_cloud(c)?),
-        (None, Some(d)) => Box::new(LocalStore::new(d)),
-        (None, None) => return Err(imagekit::Error::InvalidInput("give --cloud or --local-store".into())),
+    let (ik, store) = match (&args.store, &args.local_store) {
+        (Some(cloud), _) => (Imagekit::builder().clouds_from_env(true).build(), cloud.as_str()),
+        (None, Some(dir)) => (
+            Imagekit::builder().store("local", LocalStore::new(dir)).build(),
+            "local",
+        ),
+        (None, None) => return Err(imagekit::Error::InvalidInput("give --store or --local-store".into())),
     };
-    let policy = PromotePolicy::new(&args.name)
-        .visibility(args.visibility.clone())
+    let op = ik
+        .promote((store, args.image.as_str()))
+        .name(&args.name)
+        .visibility(args.visibility)
         .rotation(if args.community {
             Rotation::Community
         } else {
             Rotation::Hide
         })
-        .keep(args.keep)
-        .delete_beyond_keep(args.delete_beyond_keep);
-    let evidence = serde_json::json!({"report": args.evidence});
-    let steps = plan(store.as_ref(), &args.image, &policy, "promote-example", &evidence).await?;
+        .keep(args.keep, args.delete_beyond_keep)
+        .evidence(serde_json::json!({"report": args.evidence}));
     if args.dry_run {
-        return Ok(format!("{steps}dry run: nothing changed"));
+        return Ok(format!("{}dry run: nothing changed", op.plan().await?));
     }
-    apply(store.as_ref(), &steps).await?;
-    Ok(format!("{steps}done"))
+    let (steps, image) = op.await?;
+    Ok(format!("{steps}done: {} is {}", image.id, image.name))
 }

@@ -657,16 +657,32 @@ impl<'a> PromoteOp<'a> {
         self.wait = wait;
         self
     }
-    /// Promotes; returns the steps taken and the image as it is now.
-    pub async fn send(self) -> Result<(Plan, StoredImage)> {
+    fn policy(&self) -> Result<PromotePolicy> {
         let name = self
             .name
+            .clone()
             .ok_or_else(|| Error::InvalidInput("promote: give the production name with .name(…)".into()))?;
-        let policy = PromotePolicy::new(name)
+        Ok(PromotePolicy::new(name)
             .visibility(self.visibility.as_str())
             .rotation(self.rotation)
             .keep(self.keep)
-            .delete_beyond_keep(self.delete_beyond_keep);
+            .delete_beyond_keep(self.delete_beyond_keep))
+    }
+
+    /// The steps the promotion would take, changing nothing (a dry run). A [`TestImage`] given
+    /// to [`Imagekit::promote`] is kept, not deleted.
+    pub async fn plan(self) -> Result<Plan> {
+        let policy = self.policy()?;
+        let (store, id) = match self.image {
+            Promotable::Test(t) => (t.store.clone(), t.keep().id),
+            Promotable::Stored(store, id) => (self.ik.store(&store)?, id),
+        };
+        crate::promote::plan(store.as_ref(), &id, &policy, &self.ik.inner.run, &self.evidence).await
+    }
+
+    /// Promotes; returns the steps taken and the image as it is now.
+    pub async fn send(self) -> Result<(Plan, StoredImage)> {
+        let policy = self.policy()?;
         let (store, id, test) = match self.image {
             Promotable::Test(t) => (t.store.clone(), t.id().to_string(), Some(t)),
             Promotable::Stored(store, id) => (self.ik.store(&store)?, id, None),
