@@ -12,8 +12,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use imagekit::container::{RemoteRegistry, push};
-use registry_client::{Client, Reference};
+use imagekit::Imagekit;
 
 #[derive(Parser, Debug)]
 #[command(about = "Push a tested image, every platform, to Docker Hub")]
@@ -46,34 +45,24 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: &Args) -> imagekit::Result<String> {
-    let source: Reference = args.source.parse()?;
-    let destination: Reference = args.destination.parse()?;
-    let client = Client::from_docker_config()?;
-    let from = RemoteRegistry::new(client.clone(), source.registry());
-    let to = RemoteRegistry::new(client.clone(), destination.registry());
     let tags = if args.tags.is_empty() {
         let today = imagekit::journal::rfc3339(imagekit::journal::now())[..10].replace('-', "");
         vec!["latest".to_string(), today]
     } else {
         args.tags.clone()
     };
-    let report = push(
-        &client,
-        &from,
-        source.repository(),
-        source.target(),
-        &to,
-        destination.repository(),
-        &tags,
-    )
-    .await?;
+    // The Docker config's credentials (`docker login`), retries honouring Retry-After.
+    let ik = Imagekit::builder()
+        .registry(registry_client::Client::from_docker_config()?)
+        .build();
+    let report = ik.push(&args.source).to(&args.destination).tags(&tags).await?;
     if args.json {
         return serde_json::to_string_pretty(&report).map_err(|e| imagekit::Error::InvalidInput(e.to_string()));
     }
     Ok(format!(
         "{} → {}:{} ({}; {} uploaded, {} existed)",
-        source,
-        destination.repository(),
+        args.source,
+        args.destination,
         tags.join(","),
         report.digest,
         report.copy.blobs_uploaded,

@@ -736,6 +736,11 @@ impl<'a> PushOp<'a> {
         self.tags.push(tag.into());
         self
     }
+    /// Destination tags.
+    pub fn tags(mut self, tags: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.tags.extend(tags.into_iter().map(Into::into));
+        self
+    }
     /// Pushes every platform by digest; blobs the destination has are skipped.
     pub async fn send(self) -> Result<PushReport> {
         let client = match &self.ik.inner.registry {
