@@ -56,9 +56,7 @@ async fn main() -> ExitCode {
 }
 
 async fn daily(args: &Args) -> imagekit::Result<String> {
-    let mut spec = BuildSpec::new(&args.name, &args.version, &[], &[]);
-    spec.arches = args.arches.clone();
-    spec.formats = args.formats.clone();
+    let mut spec = BuildSpec::new(&args.name, &args.version, &args.arches, &args.formats);
     if let Some(t) = &args.target {
         spec = spec.target(t);
     }

@@ -86,7 +86,7 @@ mod scenarios {
 
     async fn run(kit: &Kit) -> imagekit::Result<Vec<imagekit::store::StoredImage>> {
         let ik = kit.imagekit();
-        let spec = BuildSpec::new("cc9-cloud", "9.5", &["x86_64", "aarch64"], &["qcow2"])
+        let spec = BuildSpec::new("cc9-cloud", "9.5", ["x86_64", "aarch64"], ["qcow2"])
             .target("cc9-image")
             .install_tree("http://linuxsoft.example/cc9/")
             .kickstart("cc9.ks");
@@ -125,7 +125,7 @@ mod scenarios {
             .await
             .unwrap();
         let ik = kit.imagekit();
-        let spec = BuildSpec::new("cc9-cloud", "9.5", &["x86_64"], &["qcow2"])
+        let spec = BuildSpec::new("cc9-cloud", "9.5", ["x86_64"], ["qcow2"])
             .target("cc9-image")
             .install_tree("http://linuxsoft.example/cc9/")
             .kickstart("cc9.ks");

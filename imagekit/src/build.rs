@@ -51,14 +51,20 @@ pub struct BuildSpec {
 }
 
 impl BuildSpec {
-    /// A spec for `name`-`version` on `arches` in `formats`.
-    pub fn new(name: &str, version: &str, arches: &[&str], formats: &[&str]) -> BuildSpec {
+    /// A spec for `name`-`version` on `arches` in `formats` (arrays, slices or vectors of
+    /// strings: `&["x86_64"]`, `vec![arch]`).
+    pub fn new(
+        name: &str,
+        version: &str,
+        arches: impl IntoIterator<Item = impl AsRef<str>>,
+        formats: impl IntoIterator<Item = impl AsRef<str>>,
+    ) -> BuildSpec {
         BuildSpec {
             name: name.into(),
             version: version.into(),
             release: None,
-            arches: arches.iter().map(|s| s.to_string()).collect(),
-            formats: formats.iter().map(|s| s.to_string()).collect(),
+            arches: arches.into_iter().map(|s| s.as_ref().to_string()).collect(),
+            formats: formats.into_iter().map(|s| s.as_ref().to_string()).collect(),
             target: None,
             install_tree: None,
             kickstart: None,

@@ -8,7 +8,7 @@
 //! use imagekit::Imagekit;
 //!
 //! let ik = Imagekit::from_env()?;
-//! let spec = BuildSpec::new("alma9-cloud", "9.5", &["x86_64"], &["qcow2"])
+//! let spec = BuildSpec::new("alma9-cloud", "9.5", ["x86_64"], ["qcow2"])
 //!     .target("alma9-images")
 //!     .install_tree("https://mirror.example/alma/9.5/BaseOS/x86_64/os/")
 //!     .kickstart("alma9.ks");

@@ -29,7 +29,7 @@ printf '%s-%s' "$IMAGEKIT_ARCH" "$IMAGEKIT_FORMAT" > "$IMAGEKIT_OUTPUT""#,
     );
     let out = dir.path().join("out");
     let builder = LocalCommandBuilder::new(&prog, vec![], &out, Duration::from_secs(30));
-    let spec = BuildSpec::new("alma9-cloud", "9.5", &["x86_64", "aarch64"], &["qcow2"]);
+    let spec = BuildSpec::new("alma9-cloud", "9.5", ["x86_64", "aarch64"], ["qcow2"]);
     let started = std::sync::Mutex::new(Vec::new());
     let note = |id: &str| {
         started.lock().unwrap().push(id.to_string());
@@ -72,7 +72,7 @@ printf '%s-%s' "$IMAGEKIT_ARCH" "$IMAGEKIT_FORMAT" > "$IMAGEKIT_OUTPUT""#,
 async fn local_build_failures_say_why_and_leave_no_image() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let spec = BuildSpec::new("img", "1", &["x86_64"], &["raw"]);
+    let spec = BuildSpec::new("img", "1", ["x86_64"], ["raw"]);
     let fails = script(dir.path(), "echo 'mkosi: no space left on device' >&2\nexit 3");
     let e = LocalCommandBuilder::new(&fails, vec![], &out, Duration::from_secs(30))
         .build(&spec, None, &|_| Ok(()))
@@ -98,14 +98,14 @@ async fn local_build_failures_say_why_and_leave_no_image() {
         .collect();
     assert!(images.is_empty(), "{images:?}");
     let e = LocalCommandBuilder::new(&silent, vec![], &out, Duration::from_secs(30))
-        .build(&BuildSpec::new("img", "1", &[], &["raw"]), None, &|_| Ok(()))
+        .build(&BuildSpec::new("img", "1", [] as [&str; 0], ["raw"]), None, &|_| Ok(()))
         .await
         .unwrap_err();
     assert!(e.to_string().contains("arch"), "{e}");
 }
 
 fn koji_spec() -> BuildSpec {
-    let mut s = BuildSpec::new("alma9-cloud", "9.5", &["x86_64"], &["qcow2"]);
+    let mut s = BuildSpec::new("alma9-cloud", "9.5", ["x86_64"], ["qcow2"]);
     s.target = Some("alma9-images".into());
     s.install_tree = Some("https://mirror.example/alma/9.5/BaseOS/x86_64/os/".into());
     s.kickstart = Some("alma9-cloud.ks".into());
@@ -342,7 +342,7 @@ echo $! > "$(dirname "$0")/grandchild"
 wait"#,
     );
     let e = LocalCommandBuilder::new(&prog, vec![], &out, Duration::from_millis(500))
-        .build(&BuildSpec::new("img", "1", &["x86_64"], &["raw"]), None, &|_| Ok(()))
+        .build(&BuildSpec::new("img", "1", ["x86_64"], ["raw"]), None, &|_| Ok(()))
         .await
         .unwrap_err();
     assert!(e.to_string().contains("killed"), "{e}");
