@@ -23,7 +23,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use russh::ChannelMsg;
-use russh::keys::{Algorithm, PrivateKey, PrivateKeyWithHashAlg};
+use russh::keys::ssh_key::private::Ed25519Keypair;
+use russh::keys::{PrivateKey, PrivateKeyWithHashAlg};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -46,12 +47,15 @@ impl fmt::Debug for SshKey {
 impl SshKey {
     /// A fresh ed25519 key.
     pub fn generate() -> Result<SshKey> {
-        let key = PrivateKey::random(&mut russh::keys::ssh_key::rand_core::OsRng, Algorithm::Ed25519).map_err(|e| {
-            Error::Ssh {
-                target: "-".into(),
-                reason: format!("cannot generate a key: {e}"),
-            }
+        use rand::TryRng as _;
+        // The seed comes from the operating system, as ssh-key's own `random` would take it.
+        let mut seed = [0u8; 32];
+        rand::rngs::SysRng.try_fill_bytes(&mut seed).map_err(|e| Error::Ssh {
+            target: "-".into(),
+            reason: format!("cannot generate a key: {e}"),
         })?;
+        let key = PrivateKey::from(Ed25519Keypair::from_seed(&seed));
+        seed.fill(0);
         Ok(SshKey { key: Arc::new(key) })
     }
 
@@ -100,9 +104,9 @@ struct Client {
 impl russh::client::Handler for Client {
     type Error = russh::Error;
 
-    async fn check_server_key(&mut self, key: &russh::keys::ssh_key::PublicKey) -> Result<bool, Self::Error> {
+    async fn check_server_key(&mut self, key: &russh::keys::PublicKeyOrCertificate) -> Result<bool, Self::Error> {
         if let Ok(mut f) = self.fingerprint.lock() {
-            *f = Some(key.fingerprint(Default::default()).to_string());
+            *f = Some(key.public_key().fingerprint(Default::default()).to_string());
         }
         Ok(true)
     }
