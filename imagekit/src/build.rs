@@ -1,6 +1,9 @@
 //! Building images: Koji (`buildImageOz`) or a local command (kiwi-ng, mkosi, diskimage-builder,
 //! a script), behind one [`Builder`] trait. Both skip the build when one of the same
 //! name-version-release exists since a given time, so a daily job never builds twice.
+//!
+//! Most programs build through [`crate::Imagekit::build`]; the [`Builder`] trait and its two
+//! implementations here are the lower layer (and what you implement for a builder of your own).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -126,7 +126,7 @@ impl ImagekitBuilder {
         self.builder = Some(Arc::new(builder));
         self
     }
-    /// An image store, named for [`UploadOp::to`] and [`PromoteOp::store`].
+    /// An image store, named for [`UploadOp::to`] and [`Imagekit::store`].
     pub fn store(mut self, name: &str, store: impl ImageStore + 'static) -> Self {
         self.stores.insert(name.to_string(), Arc::new(store));
         self

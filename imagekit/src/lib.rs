@@ -63,7 +63,7 @@
 //!
 //! The backend traits ([`store::ImageStore`], [`boot_test::Compute`], [`build::Builder`],
 //! [`container::ContainerRegistry`]) are object-safe async traits: implement them with the
-//! re-exported [`async_trait`] attribute (a plain `async fn` in the impl does not match, E0195):
+//! re-exported [`async_trait`](macro@async_trait) attribute (a plain `async fn` in the impl does not match, E0195):
 //!
 //! ```
 //! use imagekit::async_trait;

@@ -143,6 +143,12 @@ fn date_of(image: &StoredImage) -> String {
 }
 
 /// Computes the steps to promote image `candidate` under `policy`, changing nothing.
+///
+/// `run_id` is who promotes: recorded on the image (`imagekit_promoted_run`) and as the holder of
+/// the line's lock. A pipeline passes its run id; outside one, any label that tells your
+/// promotions apart (the CLI uses `cli`, [`crate::Imagekit`] its run label). An image already
+/// promoted by the same `run_id` is left unchanged, so a resumed promotion is not done twice.
+/// Most programs promote through [`crate::Imagekit::promote`], which plans, locks and applies.
 pub async fn plan(
     store: &dyn ImageStore,
     candidate: &str,

@@ -2,6 +2,10 @@
 //! a local file) straight into the store — no temporary file, so download and upload overlap —
 //! with Koji's checksum checked at the end of the stream and the store's own hashes checked after
 //! the upload. Several stores (clouds) are fed at once, each from its own stream.
+//!
+//! Most programs upload through [`crate::Imagekit::upload`] (a builder that needs no callback and
+//! returns a TEST image deleted on drop); [`upload`] here is the lower layer the pipeline uses, kept
+//! for callers that journal each image id themselves.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
