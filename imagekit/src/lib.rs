@@ -103,7 +103,20 @@ pub mod promote;
 /// Moved: the QEMU backend is [`boot_test::qemu`], beside the Nova and Ironic backends.
 #[deprecated(note = "use imagekit::boot_test::qemu, where the QEMU backend now lives beside Nova and Ironic")]
 pub mod qemu {
-    pub use crate::boot_test::qemu::*;
+    // Aliases, not a `pub use`: rustc reports a deprecated item used through a path, but not a
+    // deprecated module that a path merely passes through.
+    /// Moved to [`crate::boot_test::qemu::Accel`].
+    #[deprecated(note = "use imagekit::boot_test::qemu::Accel")]
+    pub type Accel = crate::boot_test::qemu::Accel;
+    /// Moved to [`crate::boot_test::qemu::QemuConfig`].
+    #[deprecated(note = "use imagekit::boot_test::qemu::QemuConfig")]
+    pub type QemuConfig = crate::boot_test::qemu::QemuConfig;
+    /// Moved to [`crate::boot_test::qemu::VmSpec`].
+    #[deprecated(note = "use imagekit::boot_test::qemu::VmSpec")]
+    pub type VmSpec = crate::boot_test::qemu::VmSpec;
+    /// Moved to [`crate::boot_test::qemu::Vm`].
+    #[deprecated(note = "use imagekit::boot_test::qemu::Vm")]
+    pub type Vm = crate::boot_test::qemu::Vm;
 }
 pub mod ssh;
 pub mod store;
