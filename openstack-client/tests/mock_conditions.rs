@@ -68,7 +68,10 @@ async fn a_node_deploys_and_an_image_becomes_active() {
     let cloud = MockOpenStack::start().await;
     let node = cloud.add_ironic_node("n1", "baremetal");
     let ironic = Ironic::new(cloud.session());
-    ironic.set_instance_info(&node, "image_source", "IMAGE-1").await.unwrap();
+    ironic
+        .set_instance_info(&node, "image_source", "IMAGE-1")
+        .await
+        .unwrap();
     ironic
         .provision(&node, ProvisionAction::Active { configdrive: None })
         .await
