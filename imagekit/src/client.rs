@@ -663,7 +663,7 @@ impl<'a> PromoteOp<'a> {
             .clone()
             .ok_or_else(|| Error::InvalidInput("promote: give the production name with .name(…)".into()))?;
         Ok(PromotePolicy::new(name)
-            .visibility(self.visibility.as_str())
+            .visibility(self.visibility)
             .rotation(self.rotation)
             .keep(self.keep)
             .delete_beyond_keep(self.delete_beyond_keep))

@@ -9,7 +9,8 @@
 //! ```no_run
 //! # async fn demo(store: &dyn imagekit::store::ImageStore) -> imagekit::Result<()> {
 //! use imagekit::promote::{PromotePolicy, Rotation, apply, plan};
-//! let policy = PromotePolicy::new("ALMA9 - x86_64").visibility("public").rotation(Rotation::Hide).keep(3);
+//! use imagekit::store::Visibility;
+//! let policy = PromotePolicy::new("ALMA9 - x86_64").visibility(Visibility::Public).rotation(Rotation::Hide).keep(3);
 //! let evidence = serde_json::json!({"tests": "12 passed", "report": "https://ci.example/run/42"});
 //! let steps = plan(store, "3f0c…", &policy, "20261124t101500-3fa2c1", &evidence).await?;
 //! println!("{steps}");
@@ -24,7 +25,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::journal::{now, precise_now, rfc3339};
-use crate::store::{ImageChange, ImageQuery, ImageStore, NewImage, StoredImage};
+use crate::store::{ImageChange, ImageQuery, ImageStore, NewImage, StoredImage, Visibility};
 
 /// The property naming the production line an image belongs to (its production name).
 pub const LINE: &str = "imagekit_line";
@@ -55,8 +56,8 @@ pub enum Rotation {
 pub struct PromotePolicy {
     /// The production name (`ALMA9 - x86_64`).
     pub production_name: String,
-    /// Visibility of the promoted image (default `public`).
-    pub visibility: String,
+    /// Visibility of the promoted image (default public).
+    pub visibility: Visibility,
     /// What happens to the previous production image.
     pub rotation: Rotation,
     /// How many rotated images to keep (default 3).
@@ -70,15 +71,15 @@ impl PromotePolicy {
     pub fn new(production_name: impl Into<String>) -> PromotePolicy {
         PromotePolicy {
             production_name: production_name.into(),
-            visibility: "public".into(),
+            visibility: Visibility::Public,
             rotation: Rotation::Hide,
             keep: 3,
             delete_beyond_keep: false,
         }
     }
     /// Visibility of the promoted image.
-    pub fn visibility(mut self, v: impl Into<String>) -> Self {
-        self.visibility = v.into();
+    pub fn visibility(mut self, v: Visibility) -> Self {
+        self.visibility = v;
         self
     }
     /// What happens to the previous production image.
@@ -159,12 +160,6 @@ pub async fn plan(
     if policy.production_name.trim().is_empty() {
         return Err(Error::InvalidInput("the production name is empty".into()));
     }
-    if !["private", "shared", "community", "public"].contains(&policy.visibility.as_str()) {
-        return Err(Error::InvalidInput(format!(
-            "visibility {:?} is not private, shared, community or public",
-            policy.visibility
-        )));
-    }
     let image = store.get(candidate).await?;
     if image.status != "active" {
         return Err(Error::InvalidInput(format!(
@@ -195,7 +190,7 @@ pub async fn plan(
             ),
             changes: vec![
                 ImageChange::Rename(policy.production_name.clone()),
-                ImageChange::Visibility(policy.visibility.clone()),
+                ImageChange::Visibility(policy.visibility.as_str().to_string()),
                 ImageChange::Hidden(false),
                 ImageChange::SetProperty(LINE.into(), policy.production_name.clone()),
                 ImageChange::SetProperty(STATE.into(), "production".into()),

@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use imagekit::promote::{LOCK_LINE, PromotePolicy, STATE, promote};
-use imagekit::store::{ImageData, ImageQuery, ImageStore, LocalStore, NewImage};
+use imagekit::store::{ImageData, ImageQuery, ImageStore, LocalStore, NewImage, Visibility};
 use serde_json::json;
 
 const TRIES: usize = 40;
@@ -71,7 +71,7 @@ async fn race_in_process(store: &dyn ImageStore, prefix: &str, tries: usize) {
         let line = format!("{prefix} {attempt} - x86_64");
         let a = upload(store, &format!("{line} TEST a")).await;
         let b = upload(store, &format!("{line} TEST b")).await;
-        let policy = PromotePolicy::new(&line).visibility("private");
+        let policy = PromotePolicy::new(&line).visibility(Visibility::Private);
         let evidence = json!({"tests": "1 passed"});
         let wait = Duration::from_secs(60);
         let (ra, rb) = tokio::join!(
@@ -154,7 +154,7 @@ async fn a_lock_whose_holder_died_is_taken_over_at_once() {
         .await
         .unwrap();
     let a = upload(&store, "a").await;
-    let policy = PromotePolicy::new(line).visibility("private");
+    let policy = PromotePolicy::new(line).visibility(Visibility::Private);
     promote(&store, &a, &policy, "run-a", &json!({}), Duration::from_secs(5))
         .await
         .unwrap();
@@ -170,7 +170,7 @@ async fn a_live_holder_makes_the_other_promoter_wait_then_give_up_with_its_name(
         .await
         .unwrap();
     let a = upload(&store, "a").await;
-    let policy = PromotePolicy::new(line).visibility("private");
+    let policy = PromotePolicy::new(line).visibility(Visibility::Private);
     let e = promote(&store, &a, &policy, "run-a", &json!({}), Duration::from_millis(500))
         .await
         .unwrap_err();

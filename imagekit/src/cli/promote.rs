@@ -20,8 +20,9 @@ pub(super) enum PromoteCmd {
         /// The production name.
         #[arg(long)]
         name: String,
+        /// private, shared, community or public.
         #[arg(long, default_value = "public")]
-        visibility: String,
+        visibility: crate::store::Visibility,
         /// hide, community or rename.
         #[arg(long, default_value = "hide", value_parser = parse_rotation)]
         rotation: Rotation,
@@ -76,7 +77,7 @@ pub(super) async fn promote_cmd(cli: &Cli, cmd: &PromoteCmd) -> crate::Result<St
         } => {
             let store = store_of(store)?;
             let policy = PromotePolicy::new(name)
-                .visibility(visibility.clone())
+                .visibility(*visibility)
                 .rotation(*rotation)
                 .keep(*keep)
                 .delete_beyond_keep(*delete_beyond_keep);

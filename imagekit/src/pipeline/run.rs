@@ -652,7 +652,8 @@ impl<'a> Runner<'a> {
             name_vars.insert("arch", &artifact.arch);
             name_vars.insert("format", &artifact.format);
             let policy = PromotePolicy::new(template.render(&name_vars))
-                .visibility(section.visibility.clone())
+                // Checked when the pipeline was loaded (with its line).
+                .visibility(section.visibility.parse()?)
                 .rotation(section.rotation)
                 .keep(section.keep)
                 .delete_beyond_keep(section.delete_beyond_keep);
