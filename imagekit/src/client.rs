@@ -422,7 +422,7 @@ impl<'a> UploadOp<'a> {
             vars,
             properties: self.properties,
             tags: self.tags,
-            visibility: self.visibility.as_str().to_string(),
+            visibility: Some(self.visibility),
         };
         let image = crate::upload::upload(
             self.ik.inner.koji.as_ref(),

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument as _;
 
 use crate::error::{Error, Result};
-use crate::store::{ImageData, ImageStore, NewImage, StoredImage};
+use crate::store::{ImageData, ImageStore, NewImage, StoredImage, Visibility};
 use crate::template::Template;
 
 /// Where an artifact's bytes are.
@@ -157,8 +157,8 @@ pub struct UploadSpec {
     pub properties: BTreeMap<String, String>,
     /// Tags.
     pub tags: Vec<String>,
-    /// Visibility (empty: the store's default, private).
-    pub visibility: String,
+    /// Visibility (`None`: the store's default, private).
+    pub visibility: Option<Visibility>,
 }
 
 /// The property carrying the run id on every created image (what `sweep` looks for).
@@ -172,7 +172,7 @@ impl UploadSpec {
         vars.insert("arch", &artifact.arch);
         vars.insert("format", &artifact.format);
         let mut image = NewImage::new(self.name.render(&vars), &artifact.format);
-        image.visibility = self.visibility.clone();
+        image.visibility = self.visibility.map(|v| v.as_str().to_string()).unwrap_or_default();
         image.tags = self.tags.clone();
         image.properties = self.properties.clone();
         image.properties.insert("architecture".into(), artifact.arch.clone());

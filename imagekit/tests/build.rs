@@ -264,7 +264,7 @@ async fn koji_on_the_simulated_hub_builds_two_arches_whose_images_upload_verifie
         vars: [("distro".to_string(), "ALMA9".to_string())].into(),
         properties: Default::default(),
         tags: vec![],
-        visibility: String::new(),
+        visibility: None,
     };
     for a in &r.artifacts {
         let image = upload(Some(&koji), a, &store, &upload_spec, &|_| Ok(())).await.unwrap();

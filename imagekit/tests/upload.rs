@@ -23,7 +23,7 @@ fn spec(run: &str) -> UploadSpec {
         vars,
         properties: [("os_distro".to_string(), "alma".to_string())].into(),
         tags: vec!["imagekit".into()],
-        visibility: String::new(),
+        visibility: None,
     }
 }
 

@@ -38,8 +38,9 @@ pub(super) struct UploadArgs {
     properties: Vec<(String, String)>,
     #[arg(long = "tag")]
     tags: Vec<String>,
-    #[arg(long, default_value = "")]
-    visibility: String,
+    /// private, shared, community or public (default: the store's, private).
+    #[arg(long)]
+    visibility: Option<crate::store::Visibility>,
 }
 
 pub(super) async fn upload_cmd(cli: &Cli, a: &UploadArgs) -> crate::Result<String> {
@@ -62,7 +63,7 @@ pub(super) async fn upload_cmd(cli: &Cli, a: &UploadArgs) -> crate::Result<Strin
         vars: a.vars.iter().cloned().collect(),
         properties: a.properties.iter().cloned().collect(),
         tags: a.tags.clone(),
-        visibility: a.visibility.clone(),
+        visibility: a.visibility,
     };
     let bar = indicatif::ProgressBar::hidden();
     if !cli.json {

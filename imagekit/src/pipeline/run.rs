@@ -537,7 +537,11 @@ impl<'a> Runner<'a> {
             vars: vars.clone(),
             properties: p.upload.properties.clone(),
             tags: p.upload.tags.clone(),
-            visibility: p.upload.visibility.clone(),
+            // Checked when the pipeline was loaded (with its line); empty is the store's default.
+            visibility: match p.upload.visibility.as_str() {
+                "" => None,
+                v => Some(v.parse()?),
+            },
         };
         let mut jobs = Vec::new();
         for store in self.pipeline.upload_stores() {
