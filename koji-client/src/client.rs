@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::Retryable;
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
@@ -100,98 +100,23 @@ impl fmt::Debug for Auth {
     }
 }
 
-/// Retry behaviour, after Koji's own client (`max_retries`, `retry_interval`, `offline_retry`,
-/// `anon_retry`), with exponential backoff and jitter instead of a fixed interval.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct RetryPolicy {
-    /// Retries after the first attempt (Koji's default is 30; ours is 8).
-    pub max_retries: usize,
-    /// The first delay; it doubles up to `max_interval`.
-    pub min_interval: Duration,
-    /// The largest delay between two attempts.
-    pub max_interval: Duration,
-    /// Retry on the hub's `ServerOffline` fault.
-    pub offline_retry: bool,
-    /// Retry calls of anonymous sessions on connection errors and 5xx even when the method is not
-    /// known to be read-only.
-    pub anon_retry: bool,
-    /// The longest wait honoured from a `Retry-After` header on a 429 or 503 answer (default 5 minutes).
-    /// A longer request is shortened to this, so a hub or proxy asking for hours (or sending a number
-    /// too large to represent) cannot stall a pipeline; the retry still counts against `max_retries`.
-    pub max_retry_after: Duration,
-}
+/// How many times, and how far apart, hub calls and downloads are retried: the retry policy all of
+/// imagekit's clients share (see [`imagekit_retry`]). A `Retry-After` longer than its
+/// [`max_retry_after`](RetryPolicy::max_retry_after) is shortened to it, so a hub or proxy asking
+/// for hours (or sending a number too large to represent) cannot stall a pipeline; the retry still
+/// counts against [`max_retries`](RetryPolicy::max_retries). Koji's own switches `offline_retry` and
+/// `anon_retry` are on the builder: [`ClientBuilder::offline_retry`], [`ClientBuilder::anon_retry`].
+pub use imagekit_retry::RetryPolicy;
 
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_retries: 8,
-            min_interval: Duration::from_millis(500),
-            max_interval: Duration::from_secs(20),
-            offline_retry: false,
-            anon_retry: false,
-            max_retry_after: Duration::from_secs(300),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// No retries at all.
-    pub fn none() -> Self {
-        RetryPolicy {
-            max_retries: 0,
-            ..Default::default()
-        }
-    }
-
-    /// Set the number of retries.
-    pub fn with_max_retries(mut self, n: usize) -> Self {
-        self.max_retries = n;
-        self
-    }
-
-    /// Set the first and the largest delay.
-    pub fn with_intervals(mut self, min: Duration, max: Duration) -> Self {
-        self.min_interval = min;
-        self.max_interval = max;
-        self
-    }
-
-    /// Retry on `ServerOffline`.
-    pub fn with_offline_retry(mut self, on: bool) -> Self {
-        self.offline_retry = on;
-        self
-    }
-
-    /// Retry anonymous calls of any method.
-    pub fn with_anon_retry(mut self, on: bool) -> Self {
-        self.anon_retry = on;
-        self
-    }
-
-    /// Set the longest `Retry-After` wait honoured (see [`RetryPolicy::max_retry_after`]).
-    pub fn with_max_retry_after(mut self, max: Duration) -> Self {
-        self.max_retry_after = max;
-        self
-    }
-
-    /// The wait before the next retry: the server's `Retry-After` (capped at `max_retry_after`) when
-    /// it sent one, else the exponential `backoff`. `None` (the retries are used up) stays `None`.
-    pub(crate) fn next_delay(&self, err: &Error, backoff: Option<Duration>) -> Option<Duration> {
-        let backoff = backoff?;
-        Some(match err.retry_after() {
-            Some(asked) => asked.min(self.max_retry_after),
-            None => backoff,
-        })
-    }
-
-    pub(crate) fn backoff(&self) -> ExponentialBuilder {
-        ExponentialBuilder::default()
-            .with_min_delay(self.min_interval)
-            .with_max_delay(self.max_interval)
-            .with_max_times(self.max_retries)
-            .with_jitter()
-    }
+/// The wait before the next retry: the server's `Retry-After` (capped at the policy's
+/// `max_retry_after`) when it sent one, else the exponential `backoff`. `None` (the retries are used
+/// up) stays `None`.
+pub(crate) fn next_delay(policy: &RetryPolicy, err: &Error, backoff: Option<Duration>) -> Option<Duration> {
+    let backoff = backoff?;
+    Some(match err.retry_after() {
+        Some(asked) => policy.clamp_retry_after(asked),
+        None => backoff,
+    })
 }
 
 /// The session a login returned. The key is a secret: it never appears in Debug output or logs.
@@ -227,6 +152,8 @@ pub struct ClientBuilder {
     connect_timeout: Duration,
     read_timeout: Duration,
     retry: RetryPolicy,
+    offline_retry: bool,
+    anon_retry: bool,
     user_agent: String,
     fsync_downloads: bool,
     max_response_body: usize,
@@ -248,6 +175,8 @@ impl ClientBuilder {
             connect_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_secs(300),
             retry: RetryPolicy::default(),
+            offline_retry: false,
+            anon_retry: false,
             user_agent: concat!("imagekit-koji/", env!("CARGO_PKG_VERSION")).into(),
             fsync_downloads: true,
             max_response_body: Self::DEFAULT_MAX_RESPONSE_BODY,
@@ -261,13 +190,14 @@ impl ClientBuilder {
         b.weburl = profile.weburl.clone();
         b.serverca = profile.serverca.clone();
         if let Some(n) = profile.max_retries {
-            b.retry.max_retries = n;
+            b.retry = b.retry.max_retries(n);
         }
         if let Some(secs) = profile.retry_interval {
-            b.retry.max_interval = Duration::from_secs(secs);
+            let first = b.retry.first_delay();
+            b.retry = b.retry.delays(first, Duration::from_secs(secs));
         }
-        b.retry.offline_retry = profile.offline_retry.unwrap_or(false);
-        b.retry.anon_retry = profile.anon_retry.unwrap_or(false);
+        b.offline_retry = profile.offline_retry.unwrap_or(false);
+        b.anon_retry = profile.anon_retry.unwrap_or(false);
         if let Some(secs) = profile.timeout {
             b.read_timeout = Duration::from_secs(secs);
         }
@@ -341,9 +271,22 @@ impl ClientBuilder {
         self
     }
 
-    /// The retry policy.
+    /// The retry policy (default [`RetryPolicy::default()`]: 5 retries, 500 ms doubling up to 20 s).
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;
+        self
+    }
+
+    /// Retry on the hub's `ServerOffline` fault, as Koji's `offline_retry` option (default `false`).
+    pub fn offline_retry(mut self, on: bool) -> Self {
+        self.offline_retry = on;
+        self
+    }
+
+    /// Retry calls of anonymous sessions on connection errors and 5xx even when the method is not
+    /// known to be read-only, as Koji's `anon_retry` option (default `false`).
+    pub fn anon_retry(mut self, on: bool) -> Self {
+        self.anon_retry = on;
         self
     }
 
@@ -430,6 +373,8 @@ impl ClientBuilder {
                 weburl: self.weburl,
                 auth: self.auth,
                 retry: self.retry,
+                offline_retry: self.offline_retry,
+                anon_retry: self.anon_retry,
                 fsync_downloads: self.fsync_downloads,
                 max_response_body: self.max_response_body,
                 _secrets: secrets,
@@ -471,6 +416,8 @@ pub(crate) struct Inner {
     pub(crate) weburl: Option<String>,
     auth: Auth,
     pub(crate) retry: RetryPolicy,
+    offline_retry: bool,
+    anon_retry: bool,
     pub(crate) fsync_downloads: bool,
     pub(crate) max_response_body: usize,
     /// Kept alive for the redaction registry (see `crate::redact`).
@@ -609,14 +556,14 @@ impl Client {
                 .push("ssllogin");
         }
         let policy = &self.inner.retry;
-        let may_retry_transport = logged_in || policy.anon_retry || is_read_only(method);
+        let may_retry_transport = logged_in || self.inner.anon_retry || is_read_only(method);
         let send = || self.send(method, &url, &headers, &body);
         send.retry(policy.backoff())
             .when(|e: &Error| match e {
-                Error::Fault { fault, .. } => fault.kind == FaultKind::ServerOffline && policy.offline_retry,
+                Error::Fault { fault, .. } => fault.kind == FaultKind::ServerOffline && self.inner.offline_retry,
                 e => may_retry_transport && e.is_retryable(),
             })
-            .adjust(|e, d| policy.next_delay(e, d))
+            .adjust(|e, d| next_delay(policy, e, d))
             .notify(|e, d| tracing::warn!(method, error = %e, delay = ?d, "koji call failed; retrying"))
             .await
     }
@@ -943,7 +890,7 @@ mod tests {
         ] {
             assert_eq!(parse_retry_after(junk, now), None, "{junk:?}");
         }
-        let policy = RetryPolicy::default().with_max_retry_after(Duration::from_secs(300));
+        let policy = RetryPolicy::default().max_retry_after(Duration::from_secs(300));
         let huge = Error::Http {
             method: "getTaskInfo".into(),
             url: "http://hub/kojihub".into(),
@@ -952,10 +899,10 @@ mod tests {
             retry_after: parse_retry_after("99999999999999999999", now),
         };
         assert_eq!(
-            policy.next_delay(&huge, Some(Duration::from_millis(5))),
+            next_delay(&policy, &huge, Some(Duration::from_millis(5))),
             Some(Duration::from_secs(300))
         );
-        assert_eq!(policy.next_delay(&huge, None), None, "retries used up stay used up");
+        assert_eq!(next_delay(&policy, &huge, None), None, "retries used up stay used up");
     }
 
     fn kerberos_profile() -> Profile {

@@ -464,7 +464,7 @@ impl Client {
         attempt
             .retry(self.inner.retry.backoff())
             .when(Error::is_retryable)
-            .adjust(|e, d| self.inner.retry.next_delay(e, d))
+            .adjust(|e, d| crate::client::next_delay(&self.inner.retry, e, d))
             .notify(|e, d| tracing::warn!(%url, error = %e, delay = ?d, "download interrupted; resuming"))
             .await?;
         let sink = sink.into_inner();

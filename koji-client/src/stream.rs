@@ -186,7 +186,7 @@ impl State {
 
     async fn reopen(&mut self) -> Result<()> {
         let policy = &self.client.inner.retry;
-        if self.retries >= policy.max_retries {
+        if self.retries >= policy.retry_limit() {
             return Err(Error::Truncated {
                 file: self.file.clone(),
                 expected: self.length,
@@ -194,10 +194,7 @@ impl State {
             });
         }
         self.retries += 1;
-        let delay = policy
-            .min_interval
-            .saturating_mul(1 << (self.retries - 1).min(16))
-            .min(policy.max_interval);
+        let delay = policy.delay(self.retries);
         tokio::time::sleep(delay.min(Duration::from_secs(60))).await;
         match self.client.get_from(&self.url, self.offset).await {
             Ok(Some((resp, start, _))) if start == self.offset || start == 0 => {

@@ -23,8 +23,8 @@ fn recorded(name: &str) -> Vec<serde_json::Value> {
 
 fn fast_retry() -> RetryPolicy {
     RetryPolicy::default()
-        .with_max_retries(4)
-        .with_intervals(Duration::from_millis(5), Duration::from_millis(20))
+        .max_retries(4)
+        .delays(Duration::from_millis(5), Duration::from_millis(20))
 }
 
 fn client(hub: &MockHub) -> Client {
@@ -135,7 +135,7 @@ async fn a_huge_retry_after_is_capped_by_the_policy() {
     hub.answer("getKojiVersion", Answer::RetryAfter(429, "99999999999999999999".into()))
         .answer("getKojiVersion", Answer::value(json!("1.35.2")));
     let koji = Client::builder(hub.hub_url())
-        .retry(fast_retry().with_max_retry_after(Duration::from_millis(1200)))
+        .retry(fast_retry().max_retry_after(Duration::from_millis(1200)))
         .build()
         .unwrap();
     let started = std::time::Instant::now();
@@ -210,7 +210,8 @@ async fn server_offline_is_retried_only_when_enabled() {
     let koji = client(&hub);
     assert!(koji.get_koji_version().await.is_err());
     let koji = Client::builder(hub.hub_url())
-        .retry(fast_retry().with_offline_retry(true))
+        .retry(fast_retry())
+        .offline_retry(true)
         .build()
         .unwrap();
     assert_eq!(koji.get_koji_version().await.unwrap(), "1.35.2");

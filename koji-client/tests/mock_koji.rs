@@ -19,8 +19,8 @@ fn client(hub: &MockKoji) -> Client {
         .password("bot", "pw".to_string().into())
         .retry(
             RetryPolicy::default()
-                .with_max_retries(4)
-                .with_intervals(Duration::from_millis(5), Duration::from_millis(20)),
+                .max_retries(4)
+                .delays(Duration::from_millis(5), Duration::from_millis(20)),
         )
         .build()
         .unwrap()
