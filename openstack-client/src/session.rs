@@ -35,7 +35,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use backon::BackoffBuilder;
 use reqwest::Method;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use secrecy::ExposeSecret;
@@ -50,60 +49,11 @@ use crate::identity::{Credentials, Token, authenticate};
 use crate::redact::Secrets;
 
 /// How many times, and how far apart, requests are retried (which ones: see the
-/// [module docs](self#retries)). Exponential backoff with jitter; `Retry-After` is honoured.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct RetryPolicy {
-    /// Attempts after the first (default 5; 0 turns retries off).
-    pub max_retries: usize,
-    /// First delay (default 500 ms).
-    pub min_delay: Duration,
-    /// Longest backoff delay (default 20 s).
-    pub max_delay: Duration,
-    /// Longest `Retry-After` obeyed (default 120 s); longer ones fail at once.
-    pub max_retry_after: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_retries: 5,
-            min_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(20),
-            max_retry_after: Duration::from_secs(120),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// No retries.
-    pub fn none() -> Self {
-        RetryPolicy {
-            max_retries: 0,
-            ..Self::default()
-        }
-    }
-    /// Set the number of retries.
-    pub fn with_max_retries(mut self, n: usize) -> Self {
-        self.max_retries = n;
-        self
-    }
-    /// Set the backoff range.
-    pub fn with_delays(mut self, min: Duration, max: Duration) -> Self {
-        self.min_delay = min;
-        self.max_delay = max;
-        self
-    }
-
-    fn delays(&self) -> impl Iterator<Item = Duration> + use<> {
-        backon::ExponentialBuilder::default()
-            .with_min_delay(self.min_delay)
-            .with_max_delay(self.max_delay)
-            .with_max_times(self.max_retries)
-            .with_jitter()
-            .build()
-    }
-}
+/// [module docs](self#retries)): the retry policy all of imagekit's clients share (see
+/// [`imagekit_retry`]). Exponential backoff with jitter; `Retry-After` is honoured up to the
+/// policy's [`max_retry_after`](RetryPolicy::max_retry_after). A request answered with a longer
+/// `Retry-After` fails at once; Keystone authentication backs off as usual instead.
+pub use imagekit_retry::RetryPolicy;
 
 /// Builds a [`Session`].
 #[derive(Debug)]
@@ -431,14 +381,14 @@ impl Session {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
     {
-        let mut delays = self.inner.retry.delays();
+        let mut delays = self.inner.retry.backoff();
         loop {
             match attempt().await {
                 Err(e) if e.is_retryable() => match delays.next() {
                     Some(d) => {
                         let d = e
                             .retry_after()
-                            .filter(|r| *r <= self.inner.retry.max_retry_after)
+                            .filter(|r| *r <= self.inner.retry.retry_after_limit())
                             .unwrap_or(d);
                         tracing::warn!(error = %e, delay = ?d, "{what} unavailable; retrying");
                         tokio::time::sleep(d).await;
@@ -568,7 +518,7 @@ impl Session {
         Fut: std::future::Future<Output = Result<Option<T>>>,
     {
         let replayable = !matches!(req.body, Body::Stream(..));
-        let mut delays = self.inner.retry.delays();
+        let mut delays = self.inner.retry.backoff();
         let mut reauthed = false;
         // Whether an earlier attempt may have been carried out (its answer was lost).
         let mut maybe_done = false;
@@ -603,7 +553,7 @@ impl Session {
                 return Err(err);
             };
             let delay = match err.retry_after() {
-                Some(ra) if ra > self.inner.retry.max_retry_after => return Err(err),
+                Some(ra) if ra > self.inner.retry.retry_after_limit() => return Err(err),
                 Some(ra) => ra,
                 None => backoff,
             };

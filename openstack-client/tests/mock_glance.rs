@@ -283,7 +283,7 @@ async fn keystone_refusals_are_auth_errors_and_keystone_outages_are_retried() {
         "p",
     );
     let s = Session::builder(creds)
-        .retry(RetryPolicy::default().with_delays(Duration::from_millis(5), Duration::from_millis(10)))
+        .retry(RetryPolicy::default().delays(Duration::from_millis(5), Duration::from_millis(10)))
         .build()
         .unwrap();
     let e = s.token().await.unwrap_err();

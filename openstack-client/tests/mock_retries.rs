@@ -86,7 +86,7 @@ async fn a_get_answered_500_forever_fails_after_the_bound_keeping_status_and_req
         }
         other => panic!("{other:?}"),
     }
-    let bound = glance.session().retry_policy().max_retries;
+    let bound = glance.session().retry_policy().retry_limit();
     assert_eq!(
         calls(&server, "GET", &p).await,
         1 + bound,

@@ -474,7 +474,7 @@ impl MockOpenStack {
     pub fn session(&self) -> Session {
         Session::builder(self.credentials())
             .region("RegionOne")
-            .retry(RetryPolicy::default().with_delays(Duration::from_millis(5), Duration::from_millis(20)))
+            .retry(RetryPolicy::default().delays(Duration::from_millis(5), Duration::from_millis(20)))
             .build()
             .unwrap_or_else(|e| panic!("a session on MockOpenStack: {e}"))
     }

@@ -82,7 +82,7 @@ pub fn mock_session(server: &MockServer) -> openstack_client::Session {
     );
     openstack_client::Session::builder(creds)
         .region("RegionOne")
-        .retry(openstack_client::RetryPolicy::default().with_delays(
+        .retry(openstack_client::RetryPolicy::default().delays(
             std::time::Duration::from_millis(5),
             std::time::Duration::from_millis(20),
         ))
