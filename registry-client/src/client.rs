@@ -18,41 +18,19 @@ use crate::error::{Error, Result};
 use crate::redact::{KnownSecrets, bound, redact};
 use crate::reference::Reference;
 
-/// How often and how patiently requests are retried on 429, 5xx and broken connections.
-#[derive(Debug, Clone)]
-pub struct RetryPolicy {
-    /// Attempts in total, the first included (1 = no retries).
-    pub max_attempts: u32,
-    /// The first backoff; doubled at each retry, with jitter.
-    pub initial_delay: Duration,
-    /// The longest backoff between two attempts.
-    pub max_delay: Duration,
-    /// The longest `Retry-After` we honour; a server asking for more gets an error instead.
-    pub max_retry_after: Duration,
-}
+/// How often and how patiently requests are retried on 429, 5xx and broken connections: the retry
+/// policy all of imagekit's clients share (see [`imagekit_retry`]). A request answered with a
+/// `Retry-After` longer than the policy's [`max_retry_after`](RetryPolicy::max_retry_after) gets
+/// that answer as its error instead of a wait; a blob upload whose transfer failed waits at most
+/// that long before it starts again.
+pub use imagekit_retry::RetryPolicy;
 
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 5,
-            initial_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(20),
-            max_retry_after: Duration::from_secs(300),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The wait before retry number `retry` (1-based): the server's `Retry-After` when it sent one,
-    /// else exponential backoff with ±25 % jitter.
-    pub(crate) fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
-        if let Some(d) = retry_after {
-            return d.min(self.max_retry_after);
-        }
-        let base = self.initial_delay.saturating_mul(1 << retry.saturating_sub(1).min(16));
-        let base = base.min(self.max_delay);
-        // Checked: a policy with a huge `max_delay` must not make `mul_f64` panic.
-        Duration::try_from_secs_f64(base.as_secs_f64() * rand::random_range(0.75..1.25)).unwrap_or(base)
+/// The wait before retry number `retry` (1-based): the server's `Retry-After` (at most the
+/// policy's `max_retry_after`) when it sent one, else the policy's backoff with jitter.
+pub(crate) fn retry_delay(policy: &RetryPolicy, retry: usize, retry_after: Option<Duration>) -> Duration {
+    match retry_after {
+        Some(asked) => policy.clamp_retry_after(asked),
+        None => policy.delay(retry),
     }
 }
 
@@ -550,7 +528,8 @@ impl Client {
     pub(crate) async fn execute(&self, call: &Call) -> Result<Response> {
         let policy = &self.inner.retry;
         let own_origin = self.is_registry_origin(&call.url, &call.reference);
-        let mut attempt = 0u32;
+        // Attempts made so far, the first included: a retry is allowed while `attempt <= max_retries`.
+        let mut attempt = 0usize;
         let mut auth_retries = 0u32;
         loop {
             attempt += 1;
@@ -576,8 +555,8 @@ impl Client {
                         url: call.url.clone(),
                         source,
                     };
-                    if err.is_retryable() && attempt < policy.max_attempts {
-                        let d = policy.delay(attempt, None);
+                    if err.is_retryable() && attempt <= policy.retry_limit() {
+                        let d = retry_delay(policy, attempt, None);
                         tracing::debug!(url = %call.url, error = %err, delay = ?d, "retrying");
                         tokio::time::sleep(d).await;
                         continue;
@@ -625,10 +604,10 @@ impl Client {
             }
             let retryable = status == StatusCode::TOO_MANY_REQUESTS
                 || (status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED);
-            if retryable && attempt < policy.max_attempts {
+            if retryable && attempt <= policy.retry_limit() {
                 let wait = retry_after(response.headers());
-                if wait.is_none_or(|w| w <= policy.max_retry_after) {
-                    let d = policy.delay(attempt, wait);
+                if wait.is_none_or(|w| w <= policy.retry_after_limit()) {
+                    let d = retry_delay(policy, attempt, wait);
                     tracing::debug!(url = %call.url, %status, delay = ?d, "retrying");
                     drop(response);
                     tokio::time::sleep(d).await;
@@ -778,23 +757,24 @@ mod tests {
     #[test]
     fn backoff_grows_and_is_capped_and_retry_after_wins() {
         let p = RetryPolicy::default();
-        let d1 = p.delay(1, None);
-        let d4 = p.delay(4, None);
+        let d1 = retry_delay(&p, 1, None);
+        let d4 = retry_delay(&p, 4, None);
         assert!(
             d1 >= Duration::from_millis(375) && d1 <= Duration::from_millis(625),
             "{d1:?}"
         );
         assert!(d4 >= Duration::from_secs(3) && d4 <= Duration::from_secs(5), "{d4:?}");
-        assert!(p.delay(30, None) <= Duration::from_secs(25));
-        assert_eq!(p.delay(1, Some(Duration::from_secs(2))), Duration::from_secs(2));
-        let unbounded = RetryPolicy {
-            initial_delay: Duration::MAX,
-            max_delay: Duration::MAX,
-            ..RetryPolicy::default()
-        };
-        for retry in [1, 2, 30, u32::MAX] {
+        assert!(retry_delay(&p, 30, None) <= Duration::from_secs(25));
+        assert_eq!(retry_delay(&p, 1, Some(Duration::from_secs(2))), Duration::from_secs(2));
+        assert_eq!(
+            retry_delay(&p, 1, Some(Duration::MAX)),
+            p.retry_after_limit(),
+            "a huge Retry-After is capped"
+        );
+        let unbounded = RetryPolicy::default().delays(Duration::MAX, Duration::MAX);
+        for retry in [1, 2, 30, usize::MAX] {
             assert!(
-                unbounded.delay(retry, None) >= Duration::from_secs(u64::MAX / 2),
+                retry_delay(&unbounded, retry, None) >= Duration::from_secs(u64::MAX / 2),
                 "no panic"
             );
         }

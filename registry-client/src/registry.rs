@@ -634,12 +634,12 @@ impl Client {
             }
             match result {
                 Ok(()) => return Ok(BlobOutcome::Uploaded),
-                Err(e) if e.is_retryable() && attempt < policy.max_attempts => {
+                Err(e) if e.is_retryable() && attempt <= policy.retry_limit() => {
                     let wait = match &e {
                         Error::Http { retry_after, .. } => *retry_after,
                         _ => None,
                     };
-                    let d = policy.delay(attempt, wait);
+                    let d = crate::client::retry_delay(&policy, attempt, wait);
                     tracing::warn!(blob = %blob.digest, error = %e, delay = ?d, "blob upload failed; retrying");
                     tokio::time::sleep(d).await;
                 }

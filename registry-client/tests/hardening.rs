@@ -24,10 +24,7 @@ fn basic(user: &str, password: &str) -> Credential {
 }
 
 fn no_retries() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 1,
-        ..RetryPolicy::default()
-    }
+    RetryPolicy::none()
 }
 
 // ---- token lifetimes ----

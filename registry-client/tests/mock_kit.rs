@@ -17,12 +17,13 @@ fn client_for(registry: &MockRegistry) -> Client {
                 password: "pw".to_string().into(),
             },
         )
-        .retry(RetryPolicy {
-            max_attempts: 4,
-            initial_delay: Duration::from_millis(5),
-            max_delay: Duration::from_millis(20),
-            max_retry_after: Duration::from_secs(2),
-        })
+        .retry(
+            // 4 attempts: the first and 3 retries.
+            RetryPolicy::default()
+                .max_retries(3)
+                .delays(Duration::from_millis(5), Duration::from_millis(20))
+                .max_retry_after(Duration::from_secs(2)),
+        )
         .build()
         .unwrap()
 }
@@ -200,6 +201,6 @@ async fn bursts_of_503_are_retried_and_a_persistent_one_is_an_error() {
     assert_eq!(
         registry.calls().len() - before,
         4,
-        "max_attempts requests, then the error"
+        "the first try and max_retries retries, then the error"
     );
 }
