@@ -507,12 +507,7 @@ impl Drop for TestImage {
     }
 }
 
-impl From<TestImage> for String {
-    fn from(t: TestImage) -> String {
-        t.keep().id
-    }
-}
-
+/// `ik.boot_test(&image)`: the image's id; the guard stays with the caller.
 impl From<&TestImage> for String {
     fn from(t: &TestImage) -> String {
         t.id().to_string()
