@@ -45,7 +45,8 @@ struct Args {
 async fn main() -> ExitCode {
     let args = Args::parse();
     let run = async {
-        let koji = Client::builder(&args.hub)
+        let koji = Client::builder()
+            .hub(&args.hub)
             .topurl(&args.topurl)
             .fsync_downloads(!args.no_fsync)
             .build()?;

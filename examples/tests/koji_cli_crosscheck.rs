@@ -163,7 +163,8 @@ async fn the_image_build_example_sends_what_koji_image_build_sends_and_downloads
 }
 
 async fn logged_in(hub: &MockHub) -> Client {
-    let koji = Client::builder(hub.hub_url())
+    let koji = Client::builder()
+        .hub(hub.hub_url())
         .topurl(hub.topurl())
         .password("u", SecretString::from("p".to_string()))
         .build()
@@ -218,7 +219,11 @@ async fn watch_task_and_download_task_requests_match_the_cli() {
     }
     let hub = MockHub::start().await;
     scripted_hub(&hub);
-    let koji = Client::builder(hub.hub_url()).topurl(hub.topurl()).build().unwrap();
+    let koji = Client::builder()
+        .hub(hub.hub_url())
+        .topurl(hub.topurl())
+        .build()
+        .unwrap();
     koji.get_api_version().await.unwrap();
     let outcome = koji
         .watch_task(TaskId(4242), WatchOptions::default().fetch_results(false))
@@ -230,7 +235,11 @@ async fn watch_task_and_download_task_requests_match_the_cli() {
 
     let hub = MockHub::start().await;
     scripted_hub(&hub);
-    let koji = Client::builder(hub.hub_url()).topurl(hub.topurl()).build().unwrap();
+    let koji = Client::builder()
+        .hub(hub.hub_url())
+        .topurl(hub.topurl())
+        .build()
+        .unwrap();
     koji.get_api_version().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let files = koji

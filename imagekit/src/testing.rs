@@ -63,7 +63,8 @@ impl Kit {
 
     /// A Koji client for the hub, with a password login and the topurl set.
     pub fn koji_client(&self) -> koji_client::Client {
-        koji_client::Client::builder(self.koji.hub_url())
+        koji_client::Client::builder()
+            .hub(self.koji.hub_url())
             .topurl(self.koji.topurl())
             .password("releasebot", "secret".to_string().into())
             .build()

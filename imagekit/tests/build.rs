@@ -128,7 +128,8 @@ async fn koji_reuses_a_build_made_since_the_given_time_with_its_checksums() {
             {"id": 2, "filename": "alma9-cloud-9.5-3.x86_64.ks", "size": 10, "checksum": "cd".repeat(16), "checksum_type": 0}
         ])),
     );
-    let koji = koji_client::Client::builder(hub.hub_url())
+    let koji = koji_client::Client::builder()
+        .hub(hub.hub_url())
         .topurl(hub.topurl())
         .build()
         .unwrap();
@@ -170,7 +171,8 @@ async fn koji_builds_and_watches_the_task_tree_and_reports_a_failure_with_its_fa
     ];
     hub.load_recorded(&calls);
     hub.answer("buildImageOz", Answer::value(json!(5000)));
-    let koji = koji_client::Client::builder(hub.hub_url())
+    let koji = koji_client::Client::builder()
+        .hub(hub.hub_url())
         .topurl(hub.topurl())
         .password("builder", secrecy::SecretString::from("pw".to_string()))
         .build()
@@ -210,7 +212,8 @@ async fn koji_builds_and_watches_the_task_tree_and_reports_a_failure_with_its_fa
         json!({"method": "getTaskResult", "args": [6000], "result": {"faultCode": 1000, "faultString": "Oz: anaconda failed: no space left on device"}}),
     ]);
     hub.answer("buildImageOz", Answer::value(json!(6000)));
-    let koji = koji_client::Client::builder(hub.hub_url())
+    let koji = koji_client::Client::builder()
+        .hub(hub.hub_url())
         .password("builder", secrecy::SecretString::from("pw".to_string()))
         .build()
         .unwrap();
@@ -232,7 +235,8 @@ async fn koji_on_the_simulated_hub_builds_two_arches_whose_images_upload_verifie
     use koji_client::testing::MockKoji;
     let hub = MockKoji::simulated().await;
     hub.set_polls_per_state(2).set_image_size(300_000);
-    let koji = koji_client::Client::builder(hub.hub_url())
+    let koji = koji_client::Client::builder()
+        .hub(hub.hub_url())
         .topurl(hub.topurl())
         .password("builder", secrecy::SecretString::from("pw".to_string()))
         .build()

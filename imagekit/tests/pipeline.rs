@@ -272,7 +272,8 @@ async fn koji_to_real_glance_resumes_after_an_interruption_without_a_second_buil
     hub.answer("buildImageOz", Answer::value(json!(5000)));
     let data: Vec<u8> = (0..(1u32 << 20)).map(|i| (i % 199) as u8).collect();
     hub.add_task_file(5001, "alma9-cloud-9.5-4.x86_64.raw", data);
-    let koji = koji_client::Client::builder(hub.hub_url())
+    let koji = koji_client::Client::builder()
+        .hub(hub.hub_url())
         .topurl(hub.topurl())
         .password("builder", secrecy::SecretString::from("pw".to_string()))
         .build()

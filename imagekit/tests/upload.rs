@@ -44,7 +44,8 @@ async fn koji_artifacts_stream_into_several_stores_at_once_and_bad_checksums_lea
         .collect();
     let hub = MockHub::start().await;
     hub.add_task_file(4242, "alma9.x86_64.raw", data.clone());
-    let koji = koji_client::Client::builder(hub.hub_url())
+    let koji = koji_client::Client::builder()
+        .hub(hub.hub_url())
         .topurl(hub.topurl())
         .build()
         .unwrap();

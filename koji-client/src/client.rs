@@ -183,6 +183,12 @@ impl ClientBuilder {
         }
     }
 
+    /// The hub's XML-RPC URL (for example `https://koji.fedoraproject.org/kojihub`). Required.
+    pub fn hub(mut self, url: impl Into<String>) -> Self {
+        self.hub = url.into();
+        self
+    }
+
     /// Start from a Koji profile (`server`, `topurl`, `weburl`, `authtype`, `cert`, `serverca`, retry options).
     pub fn from_profile(profile: &Profile) -> Self {
         let mut b = ClientBuilder::new(profile.server.clone());
@@ -323,6 +329,11 @@ impl ClientBuilder {
         if matches!(self.auth, Auth::Kerberos(_)) {
             return Err(kerberos_disabled());
         }
+        if self.hub.is_empty() {
+            return Err(Error::InvalidInput(
+                "no hub URL: give one with ClientBuilder::hub, or start from a profile".into(),
+            ));
+        }
         let hub = parse_url("hub", &self.hub)?;
         let topurl = self.topurl.as_deref().map(|u| parse_url("topurl", u)).transpose()?;
         let http = match self.http {
@@ -430,7 +441,7 @@ pub(crate) struct Inner {
 /// ```no_run
 /// # async fn demo() -> koji_client::Result<()> {
 /// use koji_client::{Client, TaskId};
-/// let koji = Client::builder("https://koji.example.org/kojihub")
+/// let koji = Client::builder().hub("https://koji.example.org/kojihub")
 ///     .topurl("https://kojipkgs.example.org")
 ///     .build()?;
 /// let info = koji.get_task_info(TaskId(4242)).await?;
@@ -459,9 +470,19 @@ fn is_read_only(method: &str) -> bool {
 }
 
 impl Client {
-    /// Start building a client for the hub at `hub`.
-    pub fn builder(hub: impl Into<String>) -> ClientBuilder {
-        ClientBuilder::new(hub)
+    /// Start building a client; say which hub with [`ClientBuilder::hub`] (or start from a profile
+    /// with [`ClientBuilder::from_profile`]).
+    ///
+    /// ```
+    /// let koji = koji_client::Client::builder()
+    ///     .hub("https://koji.fedoraproject.org/kojihub")
+    ///     .topurl("https://kojipkgs.fedoraproject.org")
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = koji;
+    /// ```
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::new("")
     }
 
     /// A client for the named profile of the user's Koji configuration (`~/.koji/config`,
@@ -822,6 +843,17 @@ impl MultiCall {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_builder_without_a_hub_says_so() {
+        let e = Client::builder()
+            .build()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("no hub URL"), "{e}");
+        assert!(Client::builder().hub("https://koji.example/kojihub").build().is_ok());
+    }
 
     #[test]
     fn debug_output_never_shows_secrets() {

@@ -32,7 +32,7 @@
 //! use secrecy::SecretString;
 //!
 //! # async fn demo() -> koji_client::Result<()> {
-//! let koji = Client::builder("https://koji.example.org/kojihub")
+//! let koji = Client::builder().hub("https://koji.example.org/kojihub")
 //!     .topurl("https://kojipkgs.example.org")
 //!     .password("releasebot", SecretString::from("from-a-vault".to_string()))
 //!     .build()?;

@@ -113,7 +113,8 @@ impl Rig {
     fn new() -> Self {
         let rt = runtime();
         let (url, slot) = rt.block_on(answer_server());
-        let koji = Client::builder(url)
+        let koji = Client::builder()
+            .hub(url)
             .retry(RetryPolicy::none())
             .max_response_body(4 << 20)
             .build()

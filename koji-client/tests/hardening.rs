@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 fn client(url: &str) -> ClientBuilder {
-    Client::builder(url).retry(RetryPolicy::none())
+    Client::builder().hub(url).retry(RetryPolicy::none())
 }
 
 /// Read one HTTP request (headers and a `Content-Length` body) so the client sees its answer.

@@ -28,7 +28,8 @@ fn fast_retry() -> RetryPolicy {
 }
 
 fn client(hub: &MockHub) -> Client {
-    Client::builder(hub.hub_url())
+    Client::builder()
+        .hub(hub.hub_url())
         .topurl(hub.topurl())
         .password("u", SecretString::from("p".to_string()))
         .retry(fast_retry())
@@ -134,7 +135,8 @@ async fn a_huge_retry_after_is_capped_by_the_policy() {
     let hub = MockHub::start().await;
     hub.answer("getKojiVersion", Answer::RetryAfter(429, "99999999999999999999".into()))
         .answer("getKojiVersion", Answer::value(json!("1.35.2")));
-    let koji = Client::builder(hub.hub_url())
+    let koji = Client::builder()
+        .hub(hub.hub_url())
         .retry(fast_retry().max_retry_after(Duration::from_millis(1200)))
         .build()
         .unwrap();
@@ -166,7 +168,11 @@ async fn a_retry_after_in_the_past_retries_at_once_and_the_bound_still_holds() {
 async fn a_build_request_is_not_replayed_without_a_session() {
     let hub = MockHub::start().await;
     hub.answer("buildImageOz", Answer::Http(503));
-    let koji = Client::builder(hub.hub_url()).retry(fast_retry()).build().unwrap();
+    let koji = Client::builder()
+        .hub(hub.hub_url())
+        .retry(fast_retry())
+        .build()
+        .unwrap();
     let req = ImageBuild::new("n", "1", "t", "http://tree")
         .arch("x86_64")
         .kickstart("k.ks");
@@ -209,7 +215,8 @@ async fn server_offline_is_retried_only_when_enabled() {
         .answer("getKojiVersion", Answer::value(json!("1.35.2")));
     let koji = client(&hub);
     assert!(koji.get_koji_version().await.is_err());
-    let koji = Client::builder(hub.hub_url())
+    let koji = Client::builder()
+        .hub(hub.hub_url())
         .retry(fast_retry())
         .offline_retry(true)
         .build()
@@ -474,7 +481,7 @@ async fn without_a_topurl_files_come_through_the_hub_in_chunks() {
         Answer::value(json!(base64::engine::general_purpose::STANDARD.encode(&data))),
     )
     .answer("downloadTaskOutput", Answer::value(json!("")));
-    let koji = Client::builder(hub.hub_url()).build().unwrap();
+    let koji = Client::builder().hub(hub.hub_url()).build().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let files = koji
         .download_task(TaskId(9), dir.path(), &DownloadFilter::new())
@@ -563,7 +570,8 @@ async fn certificate_logins_post_to_ssllogin() {
     both.extend(std::fs::read(dir.path().join("key.pem")).unwrap());
     std::fs::write(&pem, both).unwrap();
     let hub = MockHub::start().await;
-    let koji = Client::builder(hub.hub_url())
+    let koji = Client::builder()
+        .hub(hub.hub_url())
         .auth(koji_client::Auth::Certificate { cert: pem })
         .build()
         .unwrap();
@@ -576,7 +584,8 @@ async fn certificate_logins_post_to_ssllogin() {
 
 #[tokio::test]
 async fn a_missing_certificate_file_is_a_clear_error() {
-    let err = Client::builder("http://127.0.0.1:1/kojihub")
+    let err = Client::builder()
+        .hub("http://127.0.0.1:1/kojihub")
         .auth(koji_client::Auth::Certificate {
             cert: "/nonexistent/client.pem".into(),
         })
@@ -606,7 +615,8 @@ async fn a_connection_cut_mid_body_is_resumed_with_range() {
     let data: Vec<u8> = (0..200_000u32).map(|i| (i % 13) as u8).collect();
     let cut = cut_once(data.clone()).await;
     let topurl = cut.topurl();
-    let koji = Client::builder("http://127.0.0.1:1/kojihub")
+    let koji = Client::builder()
+        .hub("http://127.0.0.1:1/kojihub")
         .topurl(topurl)
         .retry(fast_retry())
         .build()
@@ -631,7 +641,8 @@ async fn a_download_that_stays_truncated_fails_and_keeps_the_partial_for_later()
     let data: Vec<u8> = vec![1u8; 50_000];
     let cut = cut_once(data).await;
     let topurl = cut.topurl();
-    let koji = Client::builder("http://127.0.0.1:1/kojihub")
+    let koji = Client::builder()
+        .hub("http://127.0.0.1:1/kojihub")
         .topurl(topurl)
         .retry(RetryPolicy::none())
         .build()
@@ -665,7 +676,8 @@ async fn a_streamed_task_output_knows_its_length_resumes_cuts_and_checks_the_che
     let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     let cut = cut_once(data.clone()).await;
     let topurl = cut.topurl();
-    let koji = Client::builder("http://127.0.0.1:1/kojihub")
+    let koji = Client::builder()
+        .hub("http://127.0.0.1:1/kojihub")
         .topurl(topurl)
         .retry(fast_retry())
         .build()
@@ -686,7 +698,8 @@ async fn a_streamed_task_output_knows_its_length_resumes_cuts_and_checks_the_che
     // The wrong checksum: every byte passes, then the stream ends with the mismatch.
     let cut = cut_once(data.clone()).await;
     let topurl = cut.topurl();
-    let koji = Client::builder("http://127.0.0.1:1/kojihub")
+    let koji = Client::builder()
+        .hub("http://127.0.0.1:1/kojihub")
         .topurl(topurl)
         .retry(fast_retry())
         .build()
@@ -710,7 +723,7 @@ async fn a_streamed_task_output_knows_its_length_resumes_cuts_and_checks_the_che
         .await
         .unwrap_err();
     assert!(matches!(e, Error::Http { status: 404, .. }), "{e}");
-    let no_top = Client::builder(hub.hub_url()).build().unwrap();
+    let no_top = Client::builder().hub(hub.hub_url()).build().unwrap();
     let e = no_top
         .open_task_output(TaskId(1), "DEFAULT", "x", None)
         .await

@@ -54,7 +54,8 @@ async fn kerberos_hub() -> MockKoji {
 }
 
 fn kerberos_client(hub: &MockKoji, auth: KerberosAuth) -> Client {
-    Client::builder(hub.hub_url())
+    Client::builder()
+        .hub(hub.hub_url())
         .auth(Auth::Kerberos(auth))
         .build()
         .unwrap()

@@ -14,7 +14,8 @@ use koji_client::{
 use sha2::{Digest, Sha256};
 
 fn client(hub: &MockKoji) -> Client {
-    Client::builder(hub.hub_url())
+    Client::builder()
+        .hub(hub.hub_url())
         .topurl(hub.topurl())
         .password("bot", "pw".to_string().into())
         .retry(
@@ -43,7 +44,7 @@ fn oz(version: &str) -> ImageBuild {
 #[tokio::test]
 async fn builds_need_a_session_and_an_expired_one_is_renewed() {
     let hub = MockKoji::simulated().await;
-    let anonymous = Client::builder(hub.hub_url()).build().unwrap();
+    let anonymous = Client::builder().hub(hub.hub_url()).build().unwrap();
     let e = anonymous.build_image_oz(&oz("1")).await.unwrap_err();
     assert!(
         matches!(&e, Error::Fault { fault, .. } if fault.kind == FaultKind::AuthError),

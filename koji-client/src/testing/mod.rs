@@ -11,7 +11,7 @@
 //! use koji_client::{Client, TaskId};
 //! let hub = MockHub::start().await;
 //! hub.answer("getTaskInfo", Answer::value(serde_json::json!({"id": 1, "method": "image", "state": 2})));
-//! let koji = Client::builder(hub.hub_url()).build().unwrap();
+//! let koji = Client::builder().hub(hub.hub_url()).build().unwrap();
 //! let info = koji.get_task_info(TaskId(1)).await.unwrap();
 //! assert_eq!(hub.requests()[0].method, "getTaskInfo");
 //! # }
@@ -541,7 +541,7 @@ impl MockHub {
     /// use koji_client::{Client, ImageBuild, WatchOptions};
     /// let hub = MockKoji::simulated().await;
     /// hub.fail_next_build(Some("aarch64"), "Oz timed out waiting for the installer");
-    /// let koji = Client::builder(hub.hub_url()).password("bot", "pw".to_string().into()).build().unwrap();
+    /// let koji = Client::builder().hub(hub.hub_url()).password("bot", "pw".to_string().into()).build().unwrap();
     /// koji.login().await.unwrap();
     /// let task = koji
     ///     .build_image_oz(&ImageBuild::new("cc9", "9.5", "cc9-image", "http://tree/").arch("x86_64").arch("aarch64").kickstart("cc9.ks"))
