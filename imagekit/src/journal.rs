@@ -812,7 +812,7 @@ fn this_process() -> (String, u32, i64) {
     (host_name(), pid, process_start(pid).unwrap_or(0))
 }
 
-fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".into())
@@ -820,7 +820,7 @@ fn host_name() -> String {
 
 /// The start time of `pid` in clock ticks since boot (`/proc/PID/stat`, field 22), or `None` when
 /// there is no such process.
-fn process_start(pid: u32) -> Option<i64> {
+pub(crate) fn process_start(pid: u32) -> Option<i64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) is in parentheses and may hold spaces: count from the last ')'.
     let after = &stat[stat.rfind(')')? + 1..];

@@ -392,12 +392,11 @@ pub async fn lock_line<'a>(
     }
 }
 
-/// `host pid start` of a process on this host, when /proc says.
+/// `host pid start` of a process on this host, when /proc says (the journal's lock holders are
+/// identified the same way).
 fn process_tag(pid: u32) -> Option<String> {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let start = stat[stat.rfind(')')? + 1..].split_whitespace().nth(19)?.to_string();
-    Some(format!("{} {pid} {start}", host.trim()))
+    let start = crate::journal::process_start(pid)?;
+    Some(format!("{} {pid} {start}", crate::journal::host_name()))
 }
 
 /// A marker past its expiry, or whose holder ran on this host and is gone.
@@ -410,9 +409,7 @@ fn marker_is_dead(m: &StoredImage) -> bool {
     let gone = m.properties.get(LOCK_PROCESS).is_some_and(|tag| {
         let mut parts = tag.split(' ');
         match (parts.next(), parts.next().and_then(|p| p.parse::<u32>().ok())) {
-            (Some(host), Some(pid))
-                if process_tag(std::process::id()).is_some_and(|me| me.starts_with(&format!("{host} "))) =>
-            {
+            (Some(host), Some(pid)) if host == crate::journal::host_name() => {
                 process_tag(pid).as_deref() != Some(tag.as_str())
             }
             _ => false,
