@@ -73,15 +73,15 @@ async fn run(
 ) -> Result<String, Box<dyn std::error::Error>> {
     let client = Client::builder()
         .docker_config(DockerConfig::load()?)
-        .upload(UploadOptions {
-            max_concurrency: args.concurrency.max(1),
-            ..Default::default()
-        })
+        .upload(UploadOptions::default().max_concurrency(args.concurrency))
         .build()?;
-    let options = CopyOptions {
-        platforms: (!args.platform.is_empty()).then(|| args.platform.clone()),
-        progress: args.progress.then(imagekit_examples::registry_progress),
-    };
+    let mut options = CopyOptions::default();
+    if !args.platform.is_empty() {
+        options = options.platforms(&args.platform);
+    }
+    if args.progress {
+        options = options.progress(imagekit_examples::registry_progress());
+    }
     let report = client.copy(source, destination, &options).await?;
     if args.json {
         return Ok(serde_json::to_string_pretty(&report)?);

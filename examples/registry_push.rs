@@ -84,10 +84,13 @@ async fn main() -> ExitCode {
 async fn run(args: &Args, destination: &ImageLocation) -> Result<String, Box<dyn std::error::Error>> {
     let client = Client::builder()
         .docker_config(DockerConfig::load()?)
-        .upload(UploadOptions {
-            chunk_size: args.chunk_size,
-            max_concurrency: args.concurrency.max(1),
-        })
+        .upload(
+            match args.chunk_size {
+                Some(bytes) => UploadOptions::default().chunk_size(bytes),
+                None => UploadOptions::default(),
+            }
+            .max_concurrency(args.concurrency),
+        )
         .build()?;
     // Keeps the converted layout alive until the push is done.
     let mut _scratch = None;
@@ -129,10 +132,10 @@ async fn run(args: &Args, destination: &ImageLocation) -> Result<String, Box<dyn
         _scratch = Some(dir);
         location
     };
-    let options = CopyOptions {
-        progress: args.progress.then(imagekit_examples::registry_progress),
-        ..Default::default()
-    };
+    let mut options = CopyOptions::default();
+    if args.progress {
+        options = options.progress(imagekit_examples::registry_progress());
+    }
     let report = client.copy(&source, destination, &options).await?;
     Ok(if args.json {
         serde_json::to_string_pretty(&report)?

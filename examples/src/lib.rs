@@ -2,7 +2,6 @@
 //! `cargo run -p imagekit-examples --example NAME -- --help`. This library holds the little they share.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 /// Prints an example's result and turns it into its exit status: 0 done, 2 bad input, 1 anything
 /// else (the error on stderr).
@@ -23,7 +22,7 @@ pub fn finish(result: imagekit::Result<String>) -> ExitCode {
     }
 }
 
-use registry_client::{BlobOutcome, Progress, ProgressFn};
+use registry_client::{BlobOutcome, Progress};
 
 /// A progress display for registry copies on stderr: one bar over the bytes that actually move,
 /// and a line per blob that did not need to (it existed, or got mounted).
@@ -32,14 +31,14 @@ use registry_client::{BlobOutcome, Progress, ProgressFn};
 /// let progress = imagekit_examples::registry_progress();
 /// progress(&registry_client::Progress::BlobStarted { digest: "sha256:ab".into(), size: 10 });
 /// ```
-pub fn registry_progress() -> ProgressFn {
+pub fn registry_progress() -> impl Fn(&Progress) + Send + Sync + 'static {
     let bar = indicatif::ProgressBar::new(0);
     if let Ok(style) =
         indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} {msg}")
     {
         bar.set_style(style);
     }
-    Arc::new(move |p: &Progress| match p {
+    move |p: &Progress| match p {
         Progress::BlobStarted { size, .. } => bar.inc_length(*size),
         Progress::Bytes { bytes, .. } => bar.inc(*bytes),
         Progress::BlobDone { digest, size, outcome } => {
@@ -57,7 +56,7 @@ pub fn registry_progress() -> ProgressFn {
             }
             bar.set_message(short(digest));
         }
-    })
+    }
 }
 
 fn short(digest: &str) -> String {

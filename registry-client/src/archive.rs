@@ -42,6 +42,7 @@ pub enum ManifestFormat {
 
 /// One image found in the archive, now in the layout.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ImportedImage {
     /// The tags from `RepoTags` (the part after the last `:`); these are ref names in the layout.
     pub tags: Vec<String>,

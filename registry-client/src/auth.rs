@@ -254,6 +254,7 @@ pub(crate) async fn fetch_token(
         source,
     })?;
     let status = response.status();
+    let request_id = crate::client::request_id(response.headers());
     let body = crate::client::read_body(method, url.as_str(), response, crate::client::TOKEN_BODY).await?;
     if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
         return Err(Error::Unauthorized {
@@ -275,6 +276,7 @@ pub(crate) async fn fetch_token(
             code: None,
             message: crate::client::error_message(&body, &crate::redact::credential_secrets(credential)),
             retry_after: None,
+            request_id,
         });
     }
     let (value, use_for) = parse_token_answer(url.as_str(), &body)?;

@@ -35,7 +35,13 @@ pub(crate) fn retry_delay(policy: &RetryPolicy, retry: usize, retry_after: Optio
 }
 
 /// How blobs are uploaded.
+///
+/// ```
+/// let upload = registry_client::UploadOptions::default().chunk_size(8 << 20).max_concurrency(2);
+/// assert_eq!(upload.max_concurrency, 2);
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct UploadOptions {
     /// `None` (the default): one streamed PUT per blob. `Some(n)`: PATCH chunks of at most `n`
     /// bytes, for registries or proxies that cap the request size (`Some(0)` is taken as 1).
@@ -50,6 +56,19 @@ impl Default for UploadOptions {
             chunk_size: None,
             max_concurrency: 4,
         }
+    }
+}
+
+impl UploadOptions {
+    /// PATCH chunks of at most `bytes` (instead of one streamed PUT per blob).
+    pub fn chunk_size(mut self, bytes: usize) -> Self {
+        self.chunk_size = Some(bytes);
+        self
+    }
+    /// How many blobs move at the same time (at least 1).
+    pub fn max_concurrency(mut self, n: usize) -> Self {
+        self.max_concurrency = n.max(1);
+        self
     }
 }
 
@@ -349,6 +368,22 @@ fn oci_code(body: &[u8], known: &[secrecy::SecretString]) -> Option<String> {
 }
 
 /// Parses `Retry-After`: delta-seconds or an HTTP date.
+/// The registry's request id, when it sends one (registries name the header differently).
+pub(crate) fn request_id(headers: &HeaderMap) -> Option<String> {
+    const NAMES: [&str; 5] = [
+        "x-request-id",
+        "x-github-request-id",
+        "x-amzn-requestid",
+        "x-ms-request-id",
+        "docker-request-id",
+    ];
+    NAMES.iter().find_map(|n| {
+        let v = headers.get(*n)?.to_str().ok()?.trim();
+        // An id, not a message: short and printable, or it is left out.
+        (!v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic())).then(|| v.to_string())
+    })
+}
+
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(secs) = v.parse::<u64>() {
@@ -651,6 +686,7 @@ impl Client {
                 code: Some("UNAUTHORIZED".into()),
                 message: "the registry refused the token mid-transfer".into(),
                 retry_after: Some(Duration::ZERO),
+                request_id: request_id(response.headers()),
             });
         }
         Ok(response)
@@ -677,6 +713,7 @@ impl Client {
             });
         }
         let wait = retry_after(response.headers());
+        let id = request_id(response.headers());
         let body = error_body(response).await;
         Err(Error::Http {
             method: method.to_string(),
@@ -685,6 +722,7 @@ impl Client {
             code: oci_code(&body, &self.known_secrets()),
             message: self.error_text(&body),
             retry_after: wait,
+            request_id: id,
         })
     }
 }

@@ -62,7 +62,11 @@ pub enum Error {
         reason: String,
     },
     /// The registry answered with an HTTP error (after retries, when the error was retryable).
-    #[error("{method} {url}: HTTP {status}{}: {message}", code.as_deref().map(|c| format!(" {c}")).unwrap_or_default())]
+    #[error(
+        "{method} {url}: HTTP {status}{}: {message}{}",
+        code.as_deref().map(|c| format!(" {c}")).unwrap_or_default(),
+        request_id.as_deref().map(|r| format!(" (request id {r})")).unwrap_or_default()
+    )]
     Http {
         /// The request method.
         method: String,
@@ -76,6 +80,9 @@ pub enum Error {
         message: String,
         /// How long the server asked us to wait (`Retry-After`), when it did.
         retry_after: Option<Duration>,
+        /// The registry's id for the request (`X-Request-Id`, `X-GitHub-Request-Id`,
+        /// `X-Amzn-RequestId`, …), for its operators' logs, when it sent one.
+        request_id: Option<String>,
     },
     /// A manifest, tag or blob that does not exist.
     #[error("{what} not found in {reference}")]

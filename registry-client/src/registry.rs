@@ -37,6 +37,7 @@ pub(crate) enum UploadStart {
 
 /// What [`Client::inspect`] reports about an image.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct ImageInfo {
     /// The reference inspected.
     pub reference: String,
@@ -50,6 +51,7 @@ pub struct ImageInfo {
 
 /// One platform of an image.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct PlatformInfo {
     /// `os/arch[/variant]`.
     pub platform: String,
@@ -267,6 +269,7 @@ impl Client {
                 message: "this registry does not allow deleting manifests (distribution: storage.delete.enabled)"
                     .into(),
                 retry_after: None,
+                request_id: crate::client::request_id(response.headers()),
             });
         }
         let what = format!("manifest {digest}");
@@ -703,6 +706,7 @@ fn too_large_hint(e: Error, upload: &crate::client::UploadOptions) -> Error {
             code,
             message,
             retry_after,
+            request_id,
         } => Error::Http {
             method,
             url,
@@ -716,6 +720,7 @@ fn too_large_hint(e: Error, upload: &crate::client::UploadOptions) -> Error {
                 }
             ),
             retry_after,
+            request_id,
         },
         other => other,
     }

@@ -109,7 +109,15 @@ pub enum Progress {
 pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
 
 /// How to copy.
+///
+/// ```
+/// let only_amd64 = registry_client::CopyOptions::default()
+///     .platforms(["linux/amd64"])
+///     .progress(|p| eprintln!("{p:?}"));
+/// assert_eq!(only_amd64.platforms, Some(vec!["linux/amd64".to_string()]));
+/// ```
 #[derive(Clone, Default)]
+#[non_exhaustive]
 pub struct CopyOptions {
     /// `None`: all platforms of an index (the default). `Some(list)`: only these (`linux/amd64`,
     /// `linux/arm64`; without a variant any variant matches); the destination then gets a new,
@@ -117,6 +125,19 @@ pub struct CopyOptions {
     pub platforms: Option<Vec<String>>,
     /// Called as blobs move.
     pub progress: Option<ProgressFn>,
+}
+
+impl CopyOptions {
+    /// Copy only these platforms (`linux/amd64`, `linux/arm64`, …).
+    pub fn platforms(mut self, platforms: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.platforms = Some(platforms.into_iter().map(Into::into).collect());
+        self
+    }
+    /// Called as blobs move.
+    pub fn progress(mut self, f: impl Fn(&Progress) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Arc::new(f));
+        self
+    }
 }
 
 impl fmt::Debug for CopyOptions {
@@ -130,6 +151,7 @@ impl fmt::Debug for CopyOptions {
 
 /// What a copy did.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct CopyReport {
     /// Source, as given.
     pub source: String,

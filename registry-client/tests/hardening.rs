@@ -195,9 +195,10 @@ async fn upload_sessions_on_another_host_get_no_authorization() {
         layout.put_manifest(Some("v1"), &m).unwrap();
         let client = Client::builder()
             .credential(&registry.address().to_string(), basic("bot", "pw-1234"))
-            .upload(UploadOptions {
-                chunk_size: chunked.then_some(300),
-                ..UploadOptions::default()
+            .upload(if chunked {
+                UploadOptions::default().chunk_size(300)
+            } else {
+                UploadOptions::default()
             })
             .retry(no_retries())
             .build()
@@ -257,10 +258,7 @@ async fn a_zero_chunk_size_uploads_in_one_byte_chunks_instead_of_looping_forever
     let m = common::layout_image(&layout, "amd64", 1, 20);
     layout.put_manifest(Some("v1"), &m).unwrap();
     let client = Client::builder()
-        .upload(UploadOptions {
-            chunk_size: Some(0),
-            ..UploadOptions::default()
-        })
+        .upload(UploadOptions::default().chunk_size(0))
         .build()
         .unwrap();
     let from: ImageLocation = format!("oci:{}:v1", dir.path().display()).parse().unwrap();

@@ -198,6 +198,13 @@ async fn bursts_of_503_are_retried_and_a_persistent_one_is_an_error() {
         e.to_string().contains("injected failure"),
         "the registry's message: {e}"
     );
+    // The last answer's request id is kept, for the registry's operators.
+    let last = format!("req-{:06}", registry.calls().len());
+    assert!(
+        matches!(&e, Error::Http { request_id: Some(id), .. } if *id == last),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains(&format!("(request id {last})")), "{e}");
     assert_eq!(
         registry.calls().len() - before,
         4,

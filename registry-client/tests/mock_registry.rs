@@ -154,10 +154,7 @@ async fn a_registry_that_caps_requests_at_4_mib_needs_and_gets_chunked_uploads()
     assert!(e.to_string().contains("chunk_size"), "the error says what to do: {e}");
 
     let chunked = Client::builder()
-        .upload(UploadOptions {
-            chunk_size: Some(CAP),
-            max_concurrency: 2,
-        })
+        .upload(UploadOptions::default().chunk_size(CAP).max_concurrency(2))
         .build()
         .unwrap();
     over.store(0, Ordering::SeqCst);

@@ -180,10 +180,7 @@ async fn two_platform_index_copies_between_basic_and_token_registries_with_every
         .copy(
             &reg(BASIC, &repo, "test"),
             &reg(TOKEN, &repo, "arm64-only"),
-            &CopyOptions {
-                platforms: Some(vec!["linux/arm64".into()]),
-                ..Default::default()
-            },
+            &CopyOptions::default().platforms(["linux/arm64"]),
         )
         .await
         .unwrap();
@@ -197,10 +194,7 @@ async fn two_platform_index_copies_between_basic_and_token_registries_with_every
         .copy(
             &reg(BASIC, &repo, "test"),
             &reg(TOKEN, &repo, "nope"),
-            &CopyOptions {
-                platforms: Some(vec!["windows/amd64".into()]),
-                ..Default::default()
-            },
+            &CopyOptions::default().platforms(["windows/amd64"]),
         )
         .await
         .unwrap_err();
@@ -363,10 +357,7 @@ async fn token_auth_with_identity_tokens_expiring_tokens_and_wrong_passwords() {
 async fn chunked_uploads_and_deletes_work_on_a_real_registry() {
     let Some(peers) = peers() else { return };
     let client = Client::builder()
-        .upload(UploadOptions {
-            chunk_size: Some(64 * 1024),
-            max_concurrency: 2,
-        })
+        .upload(UploadOptions::default().chunk_size(64 * 1024).max_concurrency(2))
         .build()
         .unwrap();
     let tmp = tempfile::tempdir().unwrap();

@@ -163,6 +163,8 @@ impl Respond for Router {
         let method = req.method.as_str().to_string();
         let Reply { status, template } = handle(&mut st, &self.1, req);
         st.calls.push(RegistryCall { method, path, status });
+        // Like GHCR, Quay or Harbor: every answer names its request for the operators' logs.
+        let template = template.insert_header("x-request-id", format!("req-{:06}", st.calls.len()).as_str());
         match st.delay {
             Some(d) => template.set_delay(d),
             None => template,
