@@ -17,8 +17,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use openstack_client::glance::{CreateImage, Glance, ImageSource, Visibility};
-use openstack_client::{CloudConfig, Session, WaitOptions};
+use openstack_client::glance::{CreateImage, ImageSource, Visibility};
+use openstack_client::{Client, WaitOptions};
 
 #[derive(Parser, Debug)]
 #[command(about = "Upload an image to Glance, verified, and print it as JSON")]
@@ -99,8 +99,11 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: &Args, visibility: Option<Visibility>) -> Result<String, Box<dyn std::error::Error>> {
-    let cloud = CloudConfig::load(args.cloud.as_deref())?;
-    let glance = Glance::new(Session::from_cloud(&cloud)?).verify_md5(!args.no_md5);
+    let mut cloud = Client::builder();
+    if let Some(name) = &args.cloud {
+        cloud = cloud.cloud(name);
+    }
+    let glance = cloud.build()?.glance().verify_md5(!args.no_md5);
 
     let mut req = CreateImage::new(&args.name, &args.disk_format).container_format(&args.container_format);
     for (k, v) in &args.properties {

@@ -14,10 +14,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use openstack_client::glance::Glance;
-use openstack_client::neutron::Neutron;
-use openstack_client::nova::{CreateServer, NetworkRef, Networks, Nova, ServerId};
-use openstack_client::{CloudConfig, Session, WaitOptions};
+use openstack_client::nova::{CreateServer, NetworkRef, Networks, ServerId};
+use openstack_client::{Client, WaitOptions};
 use serde_json::json;
 
 #[derive(Parser, Debug)]
@@ -69,8 +67,12 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let session = match CloudConfig::load(args.cloud.as_deref()).and_then(|c| Session::from_cloud(&c)) {
-        Ok(s) => s,
+    let mut cloud = Client::builder();
+    if let Some(name) = &args.cloud {
+        cloud = cloud.cloud(name);
+    }
+    let cloud = match cloud.build() {
+        Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
@@ -78,10 +80,10 @@ async fn main() -> ExitCode {
     };
     let created = tokio::sync::Mutex::new(Created::default());
     let outcome = tokio::select! {
-        r = boot(&args, &session, &created) => r.map_err(|e| e.to_string()),
+        r = boot(&args, &cloud, &created) => r.map_err(|e| e.to_string()),
         _ = tokio::signal::ctrl_c() => Err("interrupted".to_string()),
     };
-    let cleanup = cleanup(&session, &created.into_inner()).await;
+    let cleanup = cleanup(&cloud, &created.into_inner()).await;
     match (outcome, cleanup) {
         (Ok(report), Ok(())) => {
             if args.json {
@@ -107,14 +109,14 @@ async fn main() -> ExitCode {
 
 async fn boot(
     args: &Args,
-    session: &Session,
+    cloud: &Client,
     created: &tokio::sync::Mutex<Created>,
 ) -> openstack_client::Result<serde_json::Value> {
-    let nova = Nova::new(session.clone());
-    let neutron = Neutron::new(session.clone());
-    let image = match Glance::new(session.clone()).get(&args.image.as_str().into()).await {
+    let nova = cloud.nova();
+    let neutron = cloud.neutron();
+    let image = match cloud.glance().get(&args.image.as_str().into()).await {
         Ok(i) => i,
-        Err(e) if e.is_not_found() => Glance::new(session.clone()).find_by_name(&args.image).await?,
+        Err(e) if e.is_not_found() => cloud.glance().find_by_name(&args.image).await?,
         Err(e) => return Err(e),
     };
     let flavor = nova.find_flavor(&args.flavor).await?;
@@ -167,13 +169,13 @@ async fn boot(
     }))
 }
 
-async fn cleanup(session: &Session, created: &Created) -> openstack_client::Result<()> {
+async fn cleanup(cloud: &Client, created: &Created) -> openstack_client::Result<()> {
     let wait = WaitOptions::timeout(Duration::from_secs(300));
     if let Some(fip) = &created.floating_ip {
-        Neutron::new(session.clone()).delete_floating_ip(fip).await?;
+        cloud.neutron().delete_floating_ip(fip).await?;
     }
     if let Some(id) = &created.server {
-        Nova::new(session.clone()).delete_and_wait(id, &wait).await?;
+        cloud.nova().delete_and_wait(id, &wait).await?;
     }
     Ok(())
 }

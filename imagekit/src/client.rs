@@ -224,6 +224,18 @@ impl Imagekit {
     }
 
     /// Builds `spec`: in Koji (or with the builder given to [`ImagekitBuilder::builder`]).
+    ///
+    /// ```no_run
+    /// # async fn demo(ik: &imagekit::Imagekit) -> imagekit::Result<()> {
+    /// use imagekit::build::BuildSpec;
+    /// let spec = BuildSpec::new("alma9-cloud", "9.5", ["x86_64", "aarch64"], ["qcow2"])
+    ///     .target("alma9-images")
+    ///     .install_tree("https://mirror.example/alma/9.5/BaseOS/$arch/os/")
+    ///     .kickstart("alma9.ks");
+    /// let build = ik.build(spec).on_task(|task| Ok(println!("Koji task {task}"))).await?;
+    /// println!("{}: {} artifacts", build.nvr, build.artifacts.len());
+    /// # Ok(()) }
+    /// ```
     pub fn build(&self, spec: BuildSpec) -> BuildOp<'_> {
         BuildOp {
             ik: self,
@@ -233,7 +245,24 @@ impl Imagekit {
         }
     }
 
-    /// Uploads `artifact` into a store as a TEST image (see [`TestImage`]).
+    /// Uploads `artifact` into a store as a TEST image (see [`TestImage`]). The name template
+    /// defaults to `{distro} TEST - {arch} [{date}]`; `{date}` (today, UTC) and `{run}` (the
+    /// run label) are filled in.
+    ///
+    /// ```no_run
+    /// # async fn demo(ik: &imagekit::Imagekit, artifact: &imagekit::upload::Artifact) -> imagekit::Result<()> {
+    /// let image = ik
+    ///     .upload(artifact)
+    ///     .to("prod")
+    ///     .name("{distro} TEST - {arch} [{date}]")
+    ///     .var("distro", "ALMA9")
+    ///     .property("os_distro", "almalinux")
+    ///     .tags(["imagekit"])
+    ///     .await?;
+    /// println!("uploaded {} as {}", image.id(), image.image().name);
+    /// let kept = image.keep(); // not deleted on drop
+    /// # let _ = kept; Ok(()) }
+    /// ```
     pub fn upload<'a>(&'a self, artifact: &'a Artifact) -> UploadOp<'a> {
         UploadOp {
             ik: self,
@@ -248,6 +277,28 @@ impl Imagekit {
     }
 
     /// Boots `image` (a store's image id, or a qcow2 path for QEMU) and runs a suite on it.
+    /// A report that is not a success is [`Error::BootTest`]; [`Error::is_infrastructure`] tells
+    /// a broken machine from a bad image.
+    ///
+    /// ```no_run
+    /// # async fn demo(ik: &imagekit::Imagekit, image: &imagekit::client::TestImage) -> imagekit::Result<()> {
+    /// use imagekit::boot_test::{NovaCompute, NovaOptions, Suite, TestCase};
+    /// let prod = imagekit::openstack::Client::builder().cloud("prod").build()?;
+    /// let nova = NovaCompute::new(&prod, NovaOptions::new("m2.small").floating_ip_from("public"));
+    /// match ik
+    ///     .boot_test(image)
+    ///     .on(&nova)
+    ///     .user("cloud-user")
+    ///     .suite(Suite::dir("./tests".as_ref()).test(TestCase::new("ssh", ["./runtests.sh", "ssh"])))
+    ///     .artifacts("results".as_ref())
+    ///     .await
+    /// {
+    ///     Ok(report) => println!("{} passed", report.passed()),
+    ///     Err(e) if e.is_infrastructure() => println!("retry later: {e}"),
+    ///     Err(e) => return Err(e), // the image failed: Error::BootTest carries the report
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn boot_test(&self, image: impl Into<String>) -> BootTestOp<'_> {
         BootTestOp {
             image: image.into(),
@@ -264,6 +315,22 @@ impl Imagekit {
 
     /// Promotes a tested image: the production name, visibility and record; the previous
     /// production image rotated. Takes the line's lock, so promoters of one line take turns.
+    ///
+    /// ```no_run
+    /// # async fn demo(ik: &imagekit::Imagekit, image: imagekit::client::TestImage) -> imagekit::Result<()> {
+    /// use imagekit::promote::Rotation;
+    /// // What would happen, without changing anything:
+    /// println!("{}", ik.promote(("prod", image.id())).name("ALMA9 - x86_64").plan().await?);
+    /// let (plan, promoted) = ik
+    ///     .promote(image) // taken over: no longer deleted on drop
+    ///     .name("ALMA9 - x86_64")
+    ///     .rotation(Rotation::Hide)
+    ///     .keep(3, false)
+    ///     .evidence(serde_json::json!({"tests": "12 passed"}))
+    ///     .await?;
+    /// println!("{plan}promoted {}", promoted.id);
+    /// # Ok(()) }
+    /// ```
     pub fn promote(&self, image: impl Into<Promotable>) -> PromoteOp<'_> {
         PromoteOp {
             ik: self,
@@ -279,6 +346,17 @@ impl Imagekit {
     }
 
     /// Pushes a container image (`registry/repo:tag`) to another registry, every platform, by digest.
+    ///
+    /// ```no_run
+    /// # async fn demo(ik: &imagekit::Imagekit) -> imagekit::Result<()> {
+    /// let report = ik
+    ///     .push("registry.cern.ch/linux/alma9:test")
+    ///     .to("docker.io/cern/alma9")
+    ///     .tags(["latest", "9.5"])
+    ///     .await?;
+    /// println!("{report:?}");
+    /// # Ok(()) }
+    /// ```
     pub fn push(&self, source: &str) -> PushOp<'_> {
         PushOp {
             ik: self,
@@ -417,13 +495,11 @@ impl<'a> UploadOp<'a> {
         vars.entry("date".into())
             .or_insert_with(|| crate::journal::rfc3339(crate::journal::now())[..10].to_string());
         vars.entry("run".into()).or_insert_with(|| self.ik.inner.run.clone());
-        let spec = UploadSpec {
-            name: Template::parse(&self.name, NAME_VARIABLES)?,
-            vars,
-            properties: self.properties,
-            tags: self.tags,
-            visibility: Some(self.visibility),
-        };
+        let spec = UploadSpec::new(Template::parse(&self.name, NAME_VARIABLES)?)
+            .vars(vars)
+            .properties(self.properties)
+            .tags(self.tags)
+            .visibility(self.visibility);
         let image = crate::upload::upload(
             self.ik.inner.koji.as_ref(),
             self.artifact,
@@ -550,7 +626,12 @@ impl<'a> BootTestOp<'a> {
         self.opts.artifacts = dir.to_path_buf();
         self
     }
-    /// All options at once.
+    /// The login user (default `root`).
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.opts.user = user.into();
+        self
+    }
+    /// All options at once (replaces `.artifacts` and `.user` given before).
     pub fn options(mut self, opts: BootTestOptions) -> Self {
         self.opts = opts;
         self

@@ -239,6 +239,7 @@ pub struct PromotionRecord {
 
 /// One test result in the journal.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct TestRecord {
     /// The stage that ran it (filled in when read back).
     pub stage: String,

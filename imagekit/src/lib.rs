@@ -40,10 +40,8 @@
 //! ```no_run
 //! # async fn demo(ik: &imagekit::Imagekit, image: &imagekit::client::TestImage) -> imagekit::Result<()> {
 //! use imagekit::boot_test::{NovaCompute, NovaOptions, Suite, TestCase};
-//! let nova = NovaCompute::new(
-//!     imagekit::openstack::Session::from_cloud(&imagekit::openstack::CloudConfig::load(Some("prod"))?)?,
-//!     NovaOptions::new("m2.small").floating_ip_from("public"),
-//! );
+//! let prod = imagekit::openstack::Client::builder().cloud("prod").build()?;
+//! let nova = NovaCompute::new(&prod, NovaOptions::new("m2.small").floating_ip_from("public"));
 //! let report = ik
 //!     .boot_test(image)
 //!     .on(&nova)

@@ -53,6 +53,7 @@ pub enum Rotation {
 
 /// How to promote.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct PromotePolicy {
     /// The production name (`ALMA9 - x86_64`).
     pub production_name: String,
@@ -64,6 +65,14 @@ pub struct PromotePolicy {
     pub keep: usize,
     /// Delete rotated images beyond `keep` (default: no, they are only reported).
     pub delete_beyond_keep: bool,
+}
+
+impl PromotePolicy {
+    /// The production name (`ALMA9 - x86_64`).
+    pub fn production_name(mut self, v: impl Into<String>) -> Self {
+        self.production_name = v.into();
+        self
+    }
 }
 
 impl PromotePolicy {
@@ -101,6 +110,7 @@ impl PromotePolicy {
 
 /// One step of a promotion.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Step {
     /// The image.
     pub image_id: String,
@@ -117,6 +127,7 @@ pub struct Step {
 
 /// The steps of a promotion, in order.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Plan {
     /// Where.
     pub store: String,

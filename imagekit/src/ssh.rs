@@ -279,6 +279,7 @@ impl Command {
 
 /// What a command did.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct CommandResult {
     /// The command line.
     pub command: String,

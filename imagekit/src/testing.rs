@@ -80,13 +80,13 @@ impl Kit {
 
     /// Glance of the mock cloud as an image store named `mock`.
     pub fn glance_store(&self) -> GlanceStore {
-        GlanceStore::new("mock", openstack_client::glance::Glance::new(self.cloud.session()))
+        GlanceStore::new("mock", self.cloud.client().glance())
     }
 
     /// Test machines on the mock Nova, polling fast enough for tests.
     pub fn nova(&self, flavor: &str) -> NovaCompute {
         NovaCompute::new(
-            self.cloud.session(),
+            self.cloud.client(),
             NovaOptions::new(flavor)
                 .poll(Duration::from_millis(5), Duration::from_millis(20))
                 .timeouts(Duration::from_secs(30), Duration::from_secs(30)),

@@ -148,6 +148,7 @@ pub const NAME_VARIABLES: &[&str] = &["distro", "version", "release", "arch", "f
 
 /// How uploaded images are named and labelled.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct UploadSpec {
     /// The name template, e.g. `{distro} TEST - {arch} [{date}]` (variables: [`NAME_VARIABLES`]).
     pub name: Template,
@@ -159,6 +160,62 @@ pub struct UploadSpec {
     pub tags: Vec<String>,
     /// Visibility (`None`: the store's default, private).
     pub visibility: Option<Visibility>,
+}
+
+impl UploadSpec {
+    /// Images named by `name` (a template checked against [`NAME_VARIABLES`]), with no variables,
+    /// properties or tags yet, in the store's default visibility.
+    ///
+    /// ```
+    /// use imagekit::{store::Visibility, template::Template, upload::{NAME_VARIABLES, UploadSpec}};
+    ///
+    /// let spec = UploadSpec::new(Template::parse("{distro} TEST - {arch}", NAME_VARIABLES)?)
+    ///     .var("distro", "ALMA9")
+    ///     .property("os_distro", "almalinux")
+    ///     .tags(["imagekit", "test"])
+    ///     .visibility(Visibility::Private);
+    /// assert_eq!(spec.vars["distro"], "ALMA9");
+    /// # Ok::<(), imagekit::Error>(())
+    /// ```
+    pub fn new(name: Template) -> UploadSpec {
+        UploadSpec {
+            name,
+            vars: BTreeMap::new(),
+            properties: BTreeMap::new(),
+            tags: Vec::new(),
+            visibility: None,
+        }
+    }
+    /// Sets a template variable (`distro`, `version`, `release`, `date`, `run`).
+    pub fn var(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.vars.insert(name.into(), value.into());
+        self
+    }
+    /// Sets all template variables at once.
+    pub fn vars(mut self, vars: impl IntoIterator<Item = (impl Into<String>, impl Into<String>)>) -> Self {
+        self.vars = vars.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        self
+    }
+    /// Adds an image property (`os_distro`, `os_version`, `hw_firmware_type`, …).
+    pub fn property(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.properties.insert(name.into(), value.into());
+        self
+    }
+    /// Sets all extra properties at once.
+    pub fn properties(mut self, props: impl IntoIterator<Item = (impl Into<String>, impl Into<String>)>) -> Self {
+        self.properties = props.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        self
+    }
+    /// The tags.
+    pub fn tags(mut self, tags: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.tags = tags.into_iter().map(Into::into).collect();
+        self
+    }
+    /// The visibility (default: the store's, private).
+    pub fn visibility(mut self, v: Visibility) -> Self {
+        self.visibility = Some(v);
+        self
+    }
 }
 
 /// The property carrying the run id on every created image (what `sweep` looks for).

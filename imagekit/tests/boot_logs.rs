@@ -56,12 +56,11 @@ impl Guest {
     }
 
     fn options(&self, artifacts: &Path) -> BootTestOptions {
-        let mut o = BootTestOptions::new(artifacts);
-        o.user = self.user.clone();
-        o.ssh_deadline = Duration::from_secs(20);
-        o.guest_logs = vec![self.dir.join("cloud-init.log").display().to_string()];
-        o.remote_dir = self.dir.join("suite-copy").display().to_string();
-        o
+        BootTestOptions::new(artifacts)
+            .user(&self.user)
+            .ssh_deadline(Duration::from_secs(20))
+            .guest_logs([self.dir.join("cloud-init.log").display().to_string()])
+            .remote_dir(self.dir.join("suite-copy").display().to_string())
     }
 
     fn cloud_init_calls(&self) -> String {

@@ -263,13 +263,8 @@ async fn koji_on_the_simulated_hub_builds_two_arches_whose_images_upload_verifie
 
     let dir = tempfile::tempdir().unwrap();
     let store = LocalStore::new(dir.path());
-    let upload_spec = UploadSpec {
-        name: Template::parse("{distro} TEST - {arch}", NAME_VARIABLES).unwrap(),
-        vars: [("distro".to_string(), "ALMA9".to_string())].into(),
-        properties: Default::default(),
-        tags: vec![],
-        visibility: None,
-    };
+    let upload_spec =
+        UploadSpec::new(Template::parse("{distro} TEST - {arch}", NAME_VARIABLES).unwrap()).var("distro", "ALMA9");
     for a in &r.artifacts {
         let image = upload(Some(&koji), a, &store, &upload_spec, &|_| Ok(())).await.unwrap();
         let want = hub.image_bytes(&r.nvr, &a.arch, "qcow2");

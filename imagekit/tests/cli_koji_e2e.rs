@@ -255,19 +255,12 @@ repository = "{repo}"
     .output()
     .unwrap();
     assert!(glance.status.success(), "{}", String::from_utf8_lossy(&glance.stderr));
-    let cloud = openstack_client::CloudConfig::load_from(
-        Some("imagekit-admin"),
-        &openstack_client::ConfigSources {
-            env: [(
-                "OS_CLIENT_CONFIG_FILE".to_string(),
-                clouds.to_string_lossy().to_string(),
-            )]
-            .into(),
-            dirs: vec![],
-        },
-    )
-    .unwrap();
-    let g = openstack_client::glance::Glance::new(openstack_client::Session::from_cloud(&cloud).unwrap());
+    let g = openstack_client::Client::builder()
+        .cloud("imagekit-admin")
+        .sources(openstack_client::ConfigSources::file(&clouds))
+        .build()
+        .unwrap()
+        .glance();
     let ours = g
         .list(
             &openstack_client::glance::ListImages::new()

@@ -77,10 +77,7 @@ async fn run_and_resume(pipeline: &Pipeline, services: &Services, dir: &Path) {
     let journal = Journal::open(&dir.join("journal.sqlite")).unwrap();
     let runner = Runner::new(pipeline, services, &journal);
     let e = runner
-        .run(&RunOptions {
-            stop_after: Some("container/promote".into()),
-            ..Default::default()
-        })
+        .run(&RunOptions::default().stop_after("container/promote"))
         .await
         .unwrap_err();
     let Error::Interrupted { run, .. } = &e else {

@@ -25,9 +25,7 @@ fn closed_port() -> u16 {
 }
 
 fn options(dir: &std::path::Path, ssh_deadline: Duration) -> BootTestOptions {
-    let mut o = BootTestOptions::new(dir);
-    o.ssh_deadline = ssh_deadline;
-    o
+    BootTestOptions::new(dir).ssh_deadline(ssh_deadline)
 }
 
 /// A boot test with an empty suite, its artifacts in a new directory.

@@ -71,13 +71,7 @@ async fn all_images(dir: &Path) -> Vec<imagekit::store::StoredImage> {
 
 /// Runs the pipeline until it stops on purpose after `stage`; the run to resume.
 async fn stopped_after(runner: &Runner<'_>, stage: &str) -> imagekit::journal::RunId {
-    let e = runner
-        .run(&RunOptions {
-            stop_after: Some(stage.into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let e = runner.run(&RunOptions::default().stop_after(stage)).await.unwrap_err();
     let Error::Interrupted { run, .. } = &e else {
         panic!("{e:?}")
     };
@@ -212,17 +206,12 @@ async fn sweep_removes_only_unpromoted_images_of_finished_or_dead_runs_and_only_
     let stores: Vec<&dyn ImageStore> = vec![&store];
     let young = sweep(&journal, &stores, &SweepOptions::default()).await.unwrap();
     assert!(young.swept.is_empty(), "nothing is older than a day: {young:?}");
-    let ttl0 = SweepOptions {
-        ttl: std::time::Duration::ZERO,
-        dry_run: true,
-    };
+    let ttl0 = SweepOptions::default().ttl(std::time::Duration::ZERO).dry_run(true);
     let dry = sweep(&journal, &stores, &ttl0).await.unwrap();
     assert_eq!(dry.swept.len(), 2, "{dry:?}");
     assert!(dry.swept.iter().all(|i| i.outcome == "would delete"));
     assert_eq!(all_images(dir.path()).await.len(), 5, "a dry run deletes nothing");
-    let real = sweep(&journal, &stores, &SweepOptions { dry_run: false, ..ttl0 })
-        .await
-        .unwrap();
+    let real = sweep(&journal, &stores, &ttl0.dry_run(false)).await.unwrap();
     assert_eq!(real.swept.len(), 2);
     let left = all_images(dir.path()).await;
     assert_eq!(left.len(), 3);
@@ -319,10 +308,7 @@ without_tests = true
     let journal = Journal::open(&dir.path().join("journal.sqlite")).unwrap();
     let runner = Runner::new(&pipeline, &services, &journal);
     let run = stopped_after(&runner, "upload").await;
-    let ours = ImageQuery {
-        name: None,
-        properties: [("imagekit_run".to_string(), run.to_string())].into(),
-    };
+    let ours = ImageQuery::default().property("imagekit_run", run.to_string());
     let test_images = glance.list(&ours).await.unwrap();
     assert_eq!(test_images.len(), 1);
     assert!(test_images[0].name.starts_with(&format!("{line} TEST - x86_64 [")));
@@ -458,10 +444,7 @@ async fn two_runs_of_one_pipeline_at_once_build_into_files_of_their_own() {
     let services = Services::from_pipeline(&pipeline).unwrap();
     let journal = Journal::open(&dir.path().join("journal.sqlite")).unwrap();
     let runner = Runner::new(&pipeline, &services, &journal);
-    let opts = RunOptions {
-        stop_after: Some("build".into()),
-        ..Default::default()
-    };
+    let opts = RunOptions::default().stop_after("build");
     let (a, b) = tokio::join!(runner.run(&opts), runner.run(&opts));
     for r in [a, b] {
         assert!(matches!(r, Err(Error::Interrupted { .. })), "{r:?}");

@@ -29,14 +29,9 @@ async fn upload(store: &dyn ImageStore, name: &str) -> String {
 }
 
 async fn in_state(store: &dyn ImageStore, line: &str, state: &str) -> Vec<String> {
-    let q = ImageQuery {
-        name: None,
-        properties: [
-            (imagekit::promote::LINE.to_string(), line.to_string()),
-            (STATE.to_string(), state.to_string()),
-        ]
-        .into(),
-    };
+    let q = ImageQuery::default()
+        .property(imagekit::promote::LINE, line)
+        .property(STATE, state);
     store.list(&q).await.unwrap().into_iter().map(|i| i.id).collect()
 }
 
@@ -57,10 +52,7 @@ async fn assert_one_winner(store: &dyn ImageStore, line: &str, candidates: [&str
         "try {attempt}: the other candidate is rotated: {previous:?}"
     );
     let markers = store
-        .list(&ImageQuery {
-            name: None,
-            properties: [(LOCK_LINE.to_string(), line.to_string())].into(),
-        })
+        .list(&ImageQuery::default().property(LOCK_LINE, line))
         .await
         .unwrap();
     assert!(markers.is_empty(), "try {attempt}: lock markers left: {markers:?}");

@@ -28,13 +28,11 @@ fn guest() -> Option<PathBuf> {
 async fn two_vms_boot_from_one_base_answer_ssh_and_leave_nothing_behind() {
     let Some(guest) = guest() else { return };
     let work = tempfile::tempdir().unwrap();
-    let config = QemuConfig {
-        kernel: Some(guest.join("vmlinuz")),
-        initrd: Some(guest.join("initrd.img")),
-        memory_mib: 256,
-        work_dir: work.path().to_path_buf(),
-        ..Default::default()
-    };
+    let config = QemuConfig::default()
+        .kernel(guest.join("vmlinuz"))
+        .initrd(guest.join("initrd.img"))
+        .memory_mib(256)
+        .work_dir(work.path().to_path_buf());
     let key = SshKey::generate().unwrap();
     let base = guest.join("disk.qcow2");
     let base_before = std::fs::read(&base).unwrap();
@@ -96,13 +94,11 @@ async fn two_vms_boot_from_one_base_answer_ssh_and_leave_nothing_behind() {
 async fn a_vm_that_never_answers_fails_at_the_deadline_with_its_console() {
     let Some(guest) = guest() else { return };
     let work = tempfile::tempdir().unwrap();
-    let config = QemuConfig {
-        kernel: Some(guest.join("vmlinuz")),
-        initrd: Some(guest.join("initrd.img")),
-        memory_mib: 256,
-        work_dir: work.path().to_path_buf(),
-        ..Default::default()
-    };
+    let config = QemuConfig::default()
+        .kernel(guest.join("vmlinuz"))
+        .initrd(guest.join("initrd.img"))
+        .memory_mib(256)
+        .work_dir(work.path().to_path_buf());
     // A key the guest was not given.
     let given = SshKey::generate().unwrap();
     let other = SshKey::generate().unwrap();
@@ -128,13 +124,13 @@ async fn a_boot_test_reports_passes_failures_and_timeouts_apart_from_infrastruct
     use imagekit::boot_test::{BootTestOptions, QemuCompute, Suite, TestCase, Verdict, boot_test};
     let Some(guest) = guest() else { return };
     let work = tempfile::tempdir().unwrap();
-    let compute = QemuCompute::new(QemuConfig {
-        kernel: Some(guest.join("vmlinuz")),
-        initrd: Some(guest.join("initrd.img")),
-        memory_mib: 256,
-        work_dir: work.path().join("vms"),
-        ..Default::default()
-    });
+    let compute = QemuCompute::new(
+        QemuConfig::default()
+            .kernel(guest.join("vmlinuz"))
+            .initrd(guest.join("initrd.img"))
+            .memory_mib(256)
+            .work_dir(work.path().join("vms")),
+    );
     let suite_dir = work.path().join("suite");
     std::fs::create_dir_all(&suite_dir).unwrap();
     std::fs::write(

@@ -56,10 +56,7 @@ async fn contract(store: &dyn ImageStore) {
     assert_eq!(image.properties["os_distro"], "alma");
     assert_eq!(image.tags, ["imagekit"]);
 
-    let query = ImageQuery {
-        name: None,
-        properties: [("imagekit_run".to_string(), run.clone())].into(),
-    };
+    let query = ImageQuery::default().property("imagekit_run", &run);
     assert_eq!(store.list(&query).await.unwrap().len(), 1);
     let renamed = unique("alma9");
     let updated = store
@@ -84,10 +81,7 @@ async fn contract(store: &dyn ImageStore) {
         Some("yes")
     );
     assert!(!updated.properties.contains_key("os_distro"));
-    let by_name = ImageQuery {
-        name: Some(renamed.clone()),
-        ..Default::default()
-    };
+    let by_name = ImageQuery::default().name(&renamed);
     assert_eq!(
         store.list(&by_name).await.unwrap().len(),
         1,

@@ -32,10 +32,7 @@ async fn leaked_image(kit: &Kit, journal: &Journal) -> String {
 }
 
 fn real_sweep() -> SweepOptions {
-    SweepOptions {
-        ttl: Duration::ZERO,
-        dry_run: false,
-    }
+    SweepOptions::default().ttl(Duration::ZERO).dry_run(false)
 }
 
 #[tokio::test]

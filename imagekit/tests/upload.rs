@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use imagekit::store::{GlanceStore, ImageStore, LocalStore};
@@ -14,17 +13,10 @@ use koji_client::testing::MockHub;
 use sha2::{Digest, Sha256, Sha512};
 
 fn spec(run: &str) -> UploadSpec {
-    let vars: BTreeMap<String, String> = [("distro", "ALMA9"), ("date", "2026-11-24"), ("run", run)]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    UploadSpec {
-        name: Template::parse("{distro} TEST - {arch} [{date}]", NAME_VARIABLES).unwrap(),
-        vars,
-        properties: [("os_distro".to_string(), "alma".to_string())].into(),
-        tags: vec!["imagekit".into()],
-        visibility: None,
-    }
+    UploadSpec::new(Template::parse("{distro} TEST - {arch} [{date}]", NAME_VARIABLES).unwrap())
+        .vars([("distro", "ALMA9"), ("date", "2026-11-24"), ("run", run)])
+        .property("os_distro", "alma")
+        .tags(["imagekit"])
 }
 
 fn glance_stores() -> Vec<GlanceStore> {

@@ -91,7 +91,15 @@ pub struct CloudConfig {
 }
 
 /// Where configuration comes from; tests give their own.
+///
+/// ```
+/// use openstack_client::ConfigSources;
+/// // Only this clouds.yaml, as `OS_CLIENT_CONFIG_FILE` would say, and no `OS_*` from the process.
+/// let only = ConfigSources::file("/etc/imagekit/clouds.yaml").env("OS_REGION_NAME", "cern");
+/// assert_eq!(only.env["OS_REGION_NAME"], "cern");
+/// ```
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct ConfigSources {
     /// Environment variables (`OS_*`).
     pub env: BTreeMap<String, String>,
@@ -109,6 +117,24 @@ impl ConfigSources {
         }
         dirs.push(PathBuf::from("/etc/openstack"));
         ConfigSources { env, dirs }
+    }
+
+    /// Only this `clouds.yaml` (with the `secure.yaml` beside it, if any), as
+    /// `OS_CLIENT_CONFIG_FILE` would say; no other variables, no search path.
+    pub fn file(clouds_yaml: impl Into<PathBuf>) -> Self {
+        ConfigSources::default().env("OS_CLIENT_CONFIG_FILE", clouds_yaml.into().display().to_string())
+    }
+
+    /// Sets a variable (`OS_CLOUD`, `OS_AUTH_URL`, …) as if it were in the environment.
+    pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.insert(name.into(), value.into());
+        self
+    }
+
+    /// Searches this directory for `clouds.yaml`/`secure.yaml`, after those already given.
+    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.dirs.push(dir.into());
+        self
     }
 
     fn find(&self, env_key: &str, stem: &str) -> Option<PathBuf> {

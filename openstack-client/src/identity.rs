@@ -143,6 +143,7 @@ impl fmt::Debug for AuthMethod {
 
 /// Where and how to authenticate.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Credentials {
     /// Keystone's URL (`…/v3` or unversioned; `/v3` is added when missing).
     pub auth_url: Url,
@@ -151,6 +152,11 @@ pub struct Credentials {
 }
 
 impl Credentials {
+    /// Any method (a token, a password scoped to a domain, …) against Keystone at `auth_url`.
+    pub fn new(auth_url: Url, method: AuthMethod) -> Self {
+        Credentials { auth_url, method }
+    }
+
     /// Password credentials scoped to a project, both by name in the `Default` domain.
     pub fn password(
         auth_url: Url,

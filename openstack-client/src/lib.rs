@@ -1,6 +1,8 @@
 //! Typed async OpenStack client for imagekit: Keystone v3 (with clouds.yaml), Glance v2, Nova,
 //! Neutron (networks, ports, floating IPs) and Ironic.
 //!
+//! - [`Client`] is the entry point: `Client::builder().cloud("prod").build()?` hands out
+//!   `glance()`, `nova()`, `neutron()` and `ironic()`, sharing one [`Session`].
 //! - [`CloudConfig`] reads `clouds.yaml`/`secure.yaml`/`OS_*` like openstacksdk.
 //! - [`Session`] authenticates (password, application credential, token), re-authenticates before
 //!   expiry with one request shared by all callers, picks endpoints from the catalog, and retries
@@ -18,11 +20,10 @@
 //! [`session`] module docs.
 //!
 //! ```no_run
-//! use openstack_client::{CloudConfig, Session, glance::{CreateImage, Glance, ImageSource, ListImages}};
+//! use openstack_client::{Client, glance::{CreateImage, ImageSource, ListImages}};
 //!
 //! # async fn demo() -> openstack_client::Result<()> {
-//! let session = Session::from_cloud(&CloudConfig::load(Some("prod"))?)?;
-//! let glance = Glance::new(session);
+//! let glance = Client::builder().cloud("prod").build()?.glance();
 //! let image = glance
 //!     .create_and_upload(
 //!         &CreateImage::new("CC7 TEST - x86_64", "qcow2").tag("imagekit"),
@@ -39,6 +40,7 @@
 
 mod util;
 
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod glance;
@@ -54,6 +56,7 @@ pub mod testing;
 pub mod time;
 pub mod wait;
 
+pub use client::{Client, ClientBuilder};
 pub use config::{CloudConfig, ConfigSources, Interface};
 pub use error::{ConfigError, Error, Result};
 pub use identity::{AuthMethod, Credentials, DomainRef, Named, Scope, Token};

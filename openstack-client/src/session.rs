@@ -308,8 +308,15 @@ impl Session {
         }
     }
 
-    /// A session for a cloud from clouds.yaml / `OS_*`.
+    /// A session for a cloud from clouds.yaml / `OS_*`. [`crate::Client::builder`] does the same
+    /// and hands out the service clients.
     pub fn from_cloud(cloud: &CloudConfig) -> Result<Session> {
+        Session::builder_for(cloud).build()
+    }
+
+    /// A builder set up from a cloud's configuration: credentials, region, interface, endpoint
+    /// overrides and TLS settings.
+    pub fn builder_for(cloud: &CloudConfig) -> SessionBuilder {
         let mut b = Session::builder(cloud.credentials.clone()).interface(cloud.interface);
         if let Some(r) = &cloud.region_name {
             b = b.region(r.clone());
@@ -319,7 +326,7 @@ impl Session {
         }
         b.cacert = cloud.cacert.clone();
         b.verify = cloud.verify;
-        b.build()
+        b
     }
 
     /// The HTTP client in use.

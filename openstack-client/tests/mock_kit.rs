@@ -249,3 +249,51 @@ async fn an_expired_token_is_renewed_once() {
         .collect();
     assert_eq!(statuses[statuses.len() - 2..], [401, 200], "{statuses:?}");
 }
+
+/// `Client::builder().cloud(name)` reads the clouds.yaml it is pointed at, and every service client
+/// it hands out shares one session: one Keystone login for Glance, Nova, Neutron and Ironic.
+#[tokio::test]
+async fn a_client_from_clouds_yaml_serves_every_service_on_one_login() {
+    let cloud = MockOpenStack::start().await;
+    cloud.add_ironic_node("bm-1", "baremetal");
+    let dir = tempfile::tempdir().unwrap();
+    let clouds = dir.path().join("clouds.yaml");
+    std::fs::write(&clouds, cloud.clouds_yaml("mock")).unwrap();
+    let os = openstack_client::Client::builder()
+        .cloud("mock")
+        .sources(openstack_client::ConfigSources::file(&clouds))
+        .retry(openstack_client::RetryPolicy::none())
+        .build()
+        .unwrap();
+    assert!(os.glance().list(&Default::default()).await.unwrap().is_empty());
+    let server = os
+        .nova()
+        .create_server(&CreateServer::new("t", "img", "1"))
+        .await
+        .unwrap();
+    os.nova()
+        .wait(&server.id, &openstack_client::nova::conditions::is_active(), &fast())
+        .await
+        .unwrap();
+    assert_eq!(os.neutron().find_network("public").await.unwrap().name, "public");
+    assert_eq!(os.ironic().list(&Default::default()).await.unwrap().len(), 1);
+    assert_eq!(os.session().auth_count(), 1, "one login for all four services");
+    assert_eq!(cloud.count(Service::Identity, "POST", "auth/tokens"), 1);
+}
+
+/// A cloud that clouds.yaml does not have is a configuration error that names it, before any request.
+#[tokio::test]
+async fn a_client_for_an_unknown_cloud_is_a_config_error() {
+    let cloud = MockOpenStack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let clouds = dir.path().join("clouds.yaml");
+    std::fs::write(&clouds, cloud.clouds_yaml("mock")).unwrap();
+    let e = openstack_client::Client::builder()
+        .cloud("prod")
+        .sources(openstack_client::ConfigSources::file(&clouds))
+        .build()
+        .unwrap_err();
+    assert!(matches!(e, Error::Config(_)), "{e:?}");
+    assert!(e.to_string().contains("prod"), "{e}");
+    assert!(cloud.calls().is_empty(), "nothing was sent");
+}

@@ -162,6 +162,7 @@ impl Suite {
 
 /// How to run a boot test.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct BootTestOptions {
     /// The login user.
     pub user: String,
@@ -177,6 +178,44 @@ pub struct BootTestOptions {
     pub hold_on_failure: Option<Duration>,
     /// Where the suite goes in the machine.
     pub remote_dir: String,
+}
+
+impl BootTestOptions {
+    /// The login user.
+    pub fn user(mut self, v: impl Into<String>) -> Self {
+        self.user = v.into();
+        self
+    }
+    /// How long the machine may take until SSH logs in.
+    pub fn ssh_deadline(mut self, v: Duration) -> Self {
+        self.ssh_deadline = v;
+        self
+    }
+    /// Wait for `cloud-init status --wait` before testing.
+    pub fn cloud_init(mut self, v: bool) -> Self {
+        self.cloud_init = v;
+        self
+    }
+    /// Where reports and logs go.
+    pub fn artifacts(mut self, v: impl Into<PathBuf>) -> Self {
+        self.artifacts = v.into();
+        self
+    }
+    /// Files to fetch from the machine into the artifacts.
+    pub fn guest_logs(mut self, v: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.guest_logs = v.into_iter().map(Into::into).collect();
+        self
+    }
+    /// After a failure, keep the machine this long before deleting it (for debugging).
+    pub fn hold_on_failure(mut self, v: Duration) -> Self {
+        self.hold_on_failure = Some(v);
+        self
+    }
+    /// Where the suite goes in the machine.
+    pub fn remote_dir(mut self, v: impl Into<String>) -> Self {
+        self.remote_dir = v.into();
+        self
+    }
 }
 
 impl BootTestOptions {
@@ -213,6 +252,7 @@ pub enum Verdict {
 
 /// One test's outcome.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct TestOutcome {
     /// The test.
     pub name: String,
@@ -230,6 +270,7 @@ pub struct TestOutcome {
 
 /// A boot test's report.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct TestReport {
     /// The image.
     pub image: String,

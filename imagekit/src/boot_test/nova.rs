@@ -101,9 +101,8 @@ impl NovaOptions {
 /// ```no_run
 /// # async fn demo() -> imagekit::Result<()> {
 /// use imagekit::boot_test::{BootTestOptions, NovaCompute, NovaOptions, Suite, TestCase, boot_test};
-/// use imagekit::openstack::{CloudConfig, Session};
-/// let session = Session::from_cloud(&CloudConfig::load(Some("prod"))?)?;
-/// let nova = NovaCompute::new(session, NovaOptions::new("m2.small").floating_ip_from("public"));
+/// let prod = imagekit::openstack::Client::builder().cloud("prod").build()?;
+/// let nova = NovaCompute::new(&prod, NovaOptions::new("m2.small").floating_ip_from("public"));
 /// let suite = Suite::dir("tests".as_ref()).test(TestCase::new("mysql", ["./runtests.sh", "mysql"]));
 /// let report = boot_test(&nova, "IMAGE-UUID", &suite, &BootTestOptions::new("out".as_ref())).await?;
 /// assert!(report.success());
@@ -118,8 +117,10 @@ pub struct NovaCompute {
 }
 
 impl NovaCompute {
-    /// Servers boot in `session`'s project.
-    pub fn new(session: Session, opts: NovaOptions) -> NovaCompute {
+    /// Servers boot in the project of `cloud` (an [`openstack_client::Client`], or its
+    /// [`Session`]).
+    pub fn new(cloud: impl Into<Session>, opts: NovaOptions) -> NovaCompute {
+        let session = cloud.into();
         NovaCompute {
             nova: Nova::new(session.clone()),
             neutron: Neutron::new(session),

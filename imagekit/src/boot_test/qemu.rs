@@ -46,6 +46,7 @@ pub enum Accel {
 
 /// How VMs are run.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct QemuConfig {
     /// The QEMU binary.
     pub qemu: PathBuf,
@@ -65,6 +66,49 @@ pub struct QemuConfig {
     pub work_dir: PathBuf,
 }
 
+impl QemuConfig {
+    /// Acceleration.
+    pub fn accel(mut self, v: Accel) -> Self {
+        self.accel = v;
+        self
+    }
+    /// The QEMU binary.
+    pub fn qemu(mut self, v: impl Into<PathBuf>) -> Self {
+        self.qemu = v.into();
+        self
+    }
+    /// Boot this kernel directly (with `initrd` and `append`) instead of the image's bootloader.
+    pub fn kernel(mut self, v: impl Into<PathBuf>) -> Self {
+        self.kernel = Some(v.into());
+        self
+    }
+    /// The initramfs for `kernel`.
+    pub fn initrd(mut self, v: impl Into<PathBuf>) -> Self {
+        self.initrd = Some(v.into());
+        self
+    }
+    /// The kernel command line for `kernel`.
+    pub fn append(mut self, v: impl Into<String>) -> Self {
+        self.append = v.into();
+        self
+    }
+    /// Memory, MiB.
+    pub fn memory_mib(mut self, v: u32) -> Self {
+        self.memory_mib = v;
+        self
+    }
+    /// Virtual CPUs.
+    pub fn cpus(mut self, v: u32) -> Self {
+        self.cpus = v;
+        self
+    }
+    /// Where VM directories go (default: the system temp dir).
+    pub fn work_dir(mut self, v: impl Into<PathBuf>) -> Self {
+        self.work_dir = v.into();
+        self
+    }
+}
+
 impl Default for QemuConfig {
     fn default() -> Self {
         QemuConfig {
@@ -82,6 +126,7 @@ impl Default for QemuConfig {
 
 /// One VM to boot.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct VmSpec {
     /// The base image (qcow2).
     pub image: PathBuf,
@@ -89,6 +134,24 @@ pub struct VmSpec {
     pub name: String,
     /// The public key to authorize (`ssh_authorized_keys` in the seed).
     pub public_key: String,
+}
+
+impl VmSpec {
+    /// The base image (qcow2).
+    pub fn image(mut self, v: impl Into<PathBuf>) -> Self {
+        self.image = v.into();
+        self
+    }
+    /// Its name (hostname, instance id prefix).
+    pub fn name(mut self, v: impl Into<String>) -> Self {
+        self.name = v.into();
+        self
+    }
+    /// The public key to authorize (`ssh_authorized_keys` in the seed).
+    pub fn public_key(mut self, v: impl Into<String>) -> Self {
+        self.public_key = v.into();
+        self
+    }
 }
 
 impl VmSpec {

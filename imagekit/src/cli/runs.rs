@@ -16,10 +16,10 @@ pub(super) async fn run_cmd(cli: &Cli, pipeline: &Path, stop_after: Option<&str>
     let services = Services::from_pipeline(&pipeline)?;
     let journal = Journal::open(&journal_path(cli))?;
     let bar = spinner(human, &format!("running {}", pipeline.file.name));
-    let opts = RunOptions {
-        stop_after: stop_after.map(str::to_string),
-        ..Default::default()
-    };
+    let mut opts = RunOptions::default();
+    if let Some(stage) = stop_after {
+        opts = opts.stop_after(stage);
+    }
     let report = cancellable(
         Runner::new(&pipeline, &services, &journal).run(&opts),
         services.compute.as_deref(),

@@ -34,9 +34,7 @@ pub(super) const TESTS_FAILED: u8 = 3;
 /// `--ttl-hours 5124095576030432` (`u64::MAX / 3600 + 1`) panicked in a debug build and wrapped to
 /// a TTL of under an hour in a release one, for `sweep --yes`. Out of range is clap's usage error
 /// (exit status 2).
-pub(super) const MAX_HOURS: u64 = 10 * 365 * 24;
-pub(super) const MAX_MINUTES: u64 = MAX_HOURS * 60;
-pub(super) const MAX_SECONDS: u64 = MAX_MINUTES * 60;
+pub(super) use crate::pipeline::{MAX_HOURS, MAX_MINUTES, MAX_SECONDS};
 
 /// Runs `work` until it ends, Ctrl-C or SIGTERM (what GitLab CI sends a cancelled job): then `work`
 /// is dropped (machines it booted start deleting themselves), the deletions are awaited, and the
@@ -141,11 +139,7 @@ pub(super) fn journal_path(cli: &Cli) -> PathBuf {
 
 pub(super) fn store_of(args: &StoreArgs) -> crate::Result<Box<dyn ImageStore>> {
     match (&args.cloud, &args.local_store) {
-        (Some(cloud), _) => {
-            let config = openstack_client::CloudConfig::load(Some(cloud))?;
-            let glance = openstack_client::glance::Glance::new(openstack_client::Session::from_cloud(&config)?);
-            Ok(Box::new(GlanceStore::new(cloud, glance)))
-        }
+        (Some(cloud), _) => Ok(Box::new(GlanceStore::from_cloud(cloud)?)),
         (None, Some(dir)) => Ok(Box::new(LocalStore::new(dir))),
         (None, None) => Err(Error::InvalidInput("give --cloud NAME or --local-store DIR".into())),
     }

@@ -25,10 +25,9 @@ pub(super) async fn sweep_cmd(
         owned.extend(services.stores.into_values());
     }
     let stores: Vec<&dyn ImageStore> = owned.iter().map(|s| s.as_ref()).collect();
-    let opts = SweepOptions {
-        ttl: Duration::from_secs(ttl_hours.saturating_mul(3600)),
-        dry_run: !yes,
-    };
+    let opts = SweepOptions::default()
+        .ttl(Duration::from_secs(ttl_hours.saturating_mul(3600)))
+        .dry_run(!yes);
     let report = sweep(&journal, &stores, &opts).await?;
     let code = if report.is_complete() { 0 } else { 1 };
     if !report.is_complete() {

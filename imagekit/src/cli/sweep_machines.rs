@@ -15,8 +15,10 @@ pub(super) async fn sweep_machines_cmd(
     yes: bool,
 ) -> crate::Result<String> {
     use crate::boot_test::{NovaCompute, NovaOptions};
-    let session = crate::openstack::Session::from_cloud(&crate::openstack::CloudConfig::load(Some(cloud))?)?;
-    let nova = NovaCompute::new(session, NovaOptions::new(""));
+    let nova = NovaCompute::new(
+        crate::openstack::Client::builder().cloud(cloud).build()?,
+        NovaOptions::new(""),
+    );
     let age = Duration::from_secs(older_than_hours.saturating_mul(3600));
     let found = if yes {
         nova.sweep(age).await?

@@ -78,12 +78,13 @@ pub(super) struct TestArgs {
 /// Runs `imagekit test`; the exit code is 0 (passed), 3 (a test failed) or 1 (infrastructure).
 pub(super) async fn test_cmd(cli: &Cli, a: &TestArgs) -> crate::Result<(String, u8)> {
     use crate::boot_test::{BootTestOptions, QemuCompute, Suite, TestCase, boot_test};
-    let qemu = crate::boot_test::qemu::QemuConfig {
-        kernel: a.kernel.clone(),
-        initrd: a.initrd.clone(),
-        memory_mib: a.memory,
-        ..Default::default()
-    };
+    let mut qemu = crate::boot_test::qemu::QemuConfig::default().memory_mib(a.memory);
+    if let Some(kernel) = &a.kernel {
+        qemu = qemu.kernel(kernel);
+    }
+    if let Some(initrd) = &a.initrd {
+        qemu = qemu.initrd(initrd);
+    }
     let mut suite = if std::path::Path::new(&a.suite).is_dir() {
         Suite::dir(a.suite.as_ref())
     } else if a.suite.contains("://") || a.suite.ends_with(".git") {
@@ -101,17 +102,19 @@ pub(super) async fn test_cmd(cli: &Cli, a: &TestArgs) -> crate::Result<(String, 
     for t in &a.tests {
         suite = suite.test(TestCase::new(t, [a.runner.clone(), t.clone()]).timeout(timeout));
     }
-    let mut opts = BootTestOptions::new(&a.artifacts);
-    opts.user = a.user.clone();
-    opts.ssh_deadline = Duration::from_secs(a.ssh_timeout);
-    opts.cloud_init = a.cloud_init;
-    opts.hold_on_failure = a.hold_on_failure.map(Duration::from_secs);
+    let mut opts = BootTestOptions::new(&a.artifacts)
+        .user(&a.user)
+        .ssh_deadline(Duration::from_secs(a.ssh_timeout))
+        .cloud_init(a.cloud_init);
+    if let Some(hold) = a.hold_on_failure {
+        opts = opts.hold_on_failure(Duration::from_secs(hold));
+    }
     let image = a.image.display().to_string();
     let compute: Box<dyn crate::boot_test::Compute> = match &a.cloud {
         None => Box::new(QemuCompute::new(qemu)),
         Some(cloud) => {
             use crate::boot_test::{IronicCompute, IronicOptions, NovaCompute, NovaOptions, Pool, SshAddress};
-            let session = crate::openstack::Session::from_cloud(&crate::openstack::CloudConfig::load(Some(cloud))?)?;
+            let os = crate::openstack::Client::builder().cloud(cloud).build()?;
             match (&a.flavor, &a.resource_class) {
                 (Some(flavor), _) => {
                     let mut o = NovaOptions::new(flavor);
@@ -121,11 +124,11 @@ pub(super) async fn test_cmd(cli: &Cli, a: &TestArgs) -> crate::Result<(String, 
                     if let Some(n) = &a.floating_network {
                         o = o.floating_ip_from(n);
                     }
-                    Box::new(NovaCompute::new(session, o))
+                    Box::new(NovaCompute::new(os, o))
                 }
                 (None, Some(rc)) => {
                     // clap bounded both minutes to a week, so the products cannot overflow.
-                    let pool = Pool::new(crate::openstack::ironic::Ironic::new(session), rc)
+                    let pool = Pool::new(os.ironic(), rc)
                         .lease_ttl(Duration::from_secs(a.lease_ttl_minutes.saturating_mul(60)))
                         .wait_for_node(Duration::from_secs(a.wait_for_node_minutes.saturating_mul(60)));
                     let ssh = SshAddress::NodeName {

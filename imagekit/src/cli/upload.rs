@@ -58,13 +58,13 @@ pub(super) async fn upload_cmd(cli: &Cli, a: &UploadArgs) -> crate::Result<Strin
             ));
         }
     };
-    let spec = UploadSpec {
-        name: Template::parse(&a.name, NAME_VARIABLES)?,
-        vars: a.vars.iter().cloned().collect(),
-        properties: a.properties.iter().cloned().collect(),
-        tags: a.tags.clone(),
-        visibility: a.visibility,
-    };
+    let mut spec = UploadSpec::new(Template::parse(&a.name, NAME_VARIABLES)?)
+        .vars(a.vars.iter().cloned())
+        .properties(a.properties.iter().cloned())
+        .tags(&a.tags);
+    if let Some(v) = a.visibility {
+        spec = spec.visibility(v);
+    }
     let bar = indicatif::ProgressBar::hidden();
     if !cli.json {
         bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());

@@ -151,10 +151,11 @@ pub const MAX_LEASE_MINUTES: u64 = 7 * 24 * 60;
 /// narrow enough that turning them into seconds never overflows: an unchecked `hours * 3600`
 /// panics in a debug build and wraps in a release one (to under an hour, for some values).
 /// Hours: ten years. The `imagekit` command line has the same bounds.
-pub(crate) const MAX_HOURS: u64 = 10 * 365 * 24;
-/// Minutes and seconds: the same ten years.
-pub(crate) const MAX_MINUTES: u64 = MAX_HOURS * 60;
-pub(crate) const MAX_SECONDS: u64 = MAX_MINUTES * 60;
+pub const MAX_HOURS: u64 = 10 * 365 * 24;
+/// Minutes: the same ten years as [`MAX_HOURS`].
+pub const MAX_MINUTES: u64 = MAX_HOURS * 60;
+/// Seconds: the same ten years as [`MAX_HOURS`].
+pub const MAX_SECONDS: u64 = MAX_MINUTES * 60;
 /// Guest memory: below 64 MiB no kernel boots (it would fail much later, as an SSH timeout);
 /// above 1 TiB is a typo.
 pub(crate) const MEMORY_MIB: std::ops::RangeInclusive<u64> = 64..=1024 * 1024;

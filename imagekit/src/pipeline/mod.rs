@@ -6,8 +6,9 @@ mod run;
 mod sweep;
 
 pub use config::{
-    BuildSection, BuilderKind, ContainerSection, MAX_LEASE_MINUTES, Pipeline, PipelineFile, PromoteSection,
-    PushSection, RegistryKind, RegistrySection, StoreKind, StoreSection, TestSection, UploadSection,
+    BuildSection, BuilderKind, ContainerSection, MAX_HOURS, MAX_LEASE_MINUTES, MAX_MINUTES, MAX_SECONDS, Pipeline,
+    PipelineFile, PromoteSection, PushSection, RegistryKind, RegistrySection, StoreKind, StoreSection, TestSection,
+    UploadSection,
 };
 pub use run::{ContainerOutcome, IMAGE_RESOURCE, RunImage, RunOptions, RunReport, Runner, Services, TestSummary};
 pub use sweep::{SweepItem, SweepOptions, SweepReport, sweep};

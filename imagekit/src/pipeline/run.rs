@@ -72,7 +72,7 @@ fn test_compute(p: &Pipeline) -> Result<Option<std::sync::Arc<dyn Compute>>> {
         return Ok(None);
     }
     let cloud = store.cloud.as_deref().unwrap_or_default();
-    let session = openstack_client::Session::from_cloud(&openstack_client::CloudConfig::load(Some(cloud))?)?;
+    let os = openstack_client::Client::builder().cloud(cloud).build()?;
     let boot = Duration::from_secs(t.ssh_timeout_seconds.max(600));
     if let Some(flavor) = &t.flavor {
         let mut o = NovaOptions::new(flavor).timeouts(boot, Duration::from_secs(300));
@@ -82,10 +82,10 @@ fn test_compute(p: &Pipeline) -> Result<Option<std::sync::Arc<dyn Compute>>> {
         if let Some(n) = &t.floating_network {
             o = o.floating_ip_from(n);
         }
-        return Ok(Some(std::sync::Arc::new(NovaCompute::new(session, o))));
+        return Ok(Some(std::sync::Arc::new(NovaCompute::new(os, o))));
     }
     if let Some(rc) = &t.resource_class {
-        let mut pool = Pool::new(openstack_client::ironic::Ironic::new(session), rc);
+        let mut pool = Pool::new(os.ironic(), rc);
         // Loading checked both against MAX_LEASE_MINUTES, so the products cannot overflow.
         if let Some(m) = t.lease_ttl_minutes {
             pool = pool.lease_ttl(Duration::from_secs(m * 60));
@@ -218,6 +218,7 @@ impl Services {
 
 /// How to run.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct RunOptions {
     /// Stop (as if the process died) once every stage whose key starts with this has finished —
     /// for testing recovery, and for running a pipeline in steps.
@@ -226,8 +227,23 @@ pub struct RunOptions {
     pub max_uploads: Option<usize>,
 }
 
+impl RunOptions {
+    /// Stop (as if the process died) once every stage whose key starts with this has finished —
+    /// for testing recovery, and for running a pipeline in steps.
+    pub fn stop_after(mut self, v: impl Into<String>) -> Self {
+        self.stop_after = Some(v.into());
+        self
+    }
+    /// Run with at most this many uploads at once (default 4).
+    pub fn max_uploads(mut self, v: usize) -> Self {
+        self.max_uploads = Some(v);
+        self
+    }
+}
+
 /// One image a run produced.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct RunImage {
     /// Store name.
     pub store: String,
@@ -243,6 +259,7 @@ pub struct RunImage {
 
 /// What a run did.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct RunReport {
     /// The run.
     pub run_id: RunId,
@@ -258,6 +275,7 @@ pub struct RunReport {
 
 /// What a test stage found.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct TestSummary {
     /// Tests passed.
     pub passed: usize,
@@ -269,6 +287,7 @@ pub struct TestSummary {
 
 /// What the container stages did.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct ContainerOutcome {
     /// The digest published as the test tag (an index when several arches were built).
     pub digest: String,
@@ -532,17 +551,14 @@ impl<'a> Runner<'a> {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        let upload_spec = UploadSpec {
-            name: self.pipeline.upload_name.clone(),
-            vars: vars.clone(),
-            properties: p.upload.properties.clone(),
-            tags: p.upload.tags.clone(),
-            // Checked when the pipeline was loaded (with its line); empty is the store's default.
-            visibility: match p.upload.visibility.as_str() {
-                "" => None,
-                v => Some(v.parse()?),
-            },
-        };
+        let mut upload_spec = UploadSpec::new(self.pipeline.upload_name.clone())
+            .vars(vars.clone())
+            .properties(p.upload.properties.clone())
+            .tags(p.upload.tags.clone());
+        // Checked when the pipeline was loaded (with its line); empty is the store's default.
+        if !p.upload.visibility.is_empty() {
+            upload_spec = upload_spec.visibility(p.upload.visibility.parse()?);
+        }
         let mut jobs = Vec::new();
         for store in self.pipeline.upload_stores() {
             for a in build.artifacts.iter().filter(|a| a.format != "docker") {

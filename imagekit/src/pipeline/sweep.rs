@@ -22,11 +22,25 @@ use crate::upload::RUN_PROPERTY;
 
 /// How to sweep.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct SweepOptions {
     /// Only resources older than this, of runs finished (or silent) for longer than this.
     pub ttl: Duration,
     /// Only report (the default).
     pub dry_run: bool,
+}
+
+impl SweepOptions {
+    /// Only resources older than this, of runs finished (or silent) for longer than this.
+    pub fn ttl(mut self, v: Duration) -> Self {
+        self.ttl = v;
+        self
+    }
+    /// Only report (the default).
+    pub fn dry_run(mut self, v: bool) -> Self {
+        self.dry_run = v;
+        self
+    }
 }
 
 impl Default for SweepOptions {
@@ -40,6 +54,7 @@ impl Default for SweepOptions {
 
 /// What happened to one resource.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct SweepItem {
     /// The resource.
     pub resource: ResourceRecord,
@@ -49,6 +64,7 @@ pub struct SweepItem {
 
 /// What a sweep did.
 #[derive(Debug, Clone, Serialize, Default)]
+#[non_exhaustive]
 pub struct SweepReport {
     /// Resources deleted (or that a real sweep would delete).
     pub swept: Vec<SweepItem>,

@@ -28,9 +28,10 @@ impl GlanceStore {
 
     /// Glance of a cloud of the user's clouds.yaml (+ secure.yaml, `OS_*`), as openstacksdk finds it.
     pub fn from_cloud(cloud: &str) -> Result<GlanceStore> {
-        let config = openstack_client::CloudConfig::load(Some(cloud))?;
-        let glance = Glance::new(openstack_client::Session::from_cloud(&config)?);
-        Ok(GlanceStore::new(cloud, glance))
+        Ok(GlanceStore::new(
+            cloud,
+            openstack_client::Client::builder().cloud(cloud).build()?.glance(),
+        ))
     }
 
     /// How long to wait for an uploaded image to become active.

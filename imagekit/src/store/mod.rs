@@ -197,11 +197,30 @@ pub enum ImageChange {
 
 /// Which images to list: all conditions must hold.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct ImageQuery {
     /// Exact name.
     pub name: Option<String>,
     /// Properties that must have these values.
     pub properties: BTreeMap<String, String>,
+}
+
+impl ImageQuery {
+    /// Exact name.
+    pub fn name(mut self, v: impl Into<String>) -> Self {
+        self.name = Some(v.into());
+        self
+    }
+    /// Only images whose property `name` is `value` (all such conditions must hold).
+    ///
+    /// ```
+    /// let ours = imagekit::store::ImageQuery::default().property("imagekit_run", "run-1");
+    /// assert_eq!(ours.properties["imagekit_run"], "run-1");
+    /// ```
+    pub fn property(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.properties.insert(name.into(), value.into());
+        self
+    }
 }
 
 /// An image store.

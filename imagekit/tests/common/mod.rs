@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use imagekit::openstack::glance::Glance;
-use imagekit::openstack::{CloudConfig, ConfigSources, Session};
+use imagekit::openstack::{ConfigSources, Session};
 use imagekit::store::GlanceStore;
 
 /// The peer whose location `var` holds, or `None` (with a note) when it does not run.
@@ -39,12 +39,13 @@ pub fn sshd_port(dir: &std::path::Path) -> u16 {
 
 /// A session on one cloud of that clouds.yaml (`imagekit-admin`, `imagekit-demo`).
 pub fn session(clouds: &std::path::Path, cloud: &str) -> Session {
-    let sources = ConfigSources {
-        env: [("OS_CLIENT_CONFIG_FILE".to_string(), clouds.display().to_string())].into(),
-        dirs: vec![],
-    };
-    let config = CloudConfig::load_from(Some(cloud), &sources).unwrap();
-    Session::from_cloud(&config).unwrap()
+    openstack_client::Client::builder()
+        .cloud(cloud)
+        .sources(ConfigSources::file(clouds))
+        .build()
+        .unwrap()
+        .session()
+        .clone()
 }
 
 /// Glance of one cloud of that clouds.yaml.

@@ -472,11 +472,17 @@ impl MockOpenStack {
 
     /// A session on the mock, with retries fast enough for tests.
     pub fn session(&self) -> Session {
-        Session::builder(self.credentials())
+        self.client().session().clone()
+    }
+
+    /// A [`crate::Client`] on the mock, with retries fast enough for tests.
+    pub fn client(&self) -> crate::Client {
+        crate::Client::builder()
+            .credentials(self.credentials())
             .region("RegionOne")
             .retry(RetryPolicy::default().delays(Duration::from_millis(5), Duration::from_millis(20)))
             .build()
-            .unwrap_or_else(|e| panic!("a session on MockOpenStack: {e}"))
+            .unwrap_or_else(|e| panic!("a client on MockOpenStack: {e}"))
     }
 
     /// A `clouds.yaml` naming the mock `cloud`, for programs that read one.

@@ -23,11 +23,7 @@ pub fn clouds_file() -> Option<PathBuf> {
 
 pub fn cloud(name: &str) -> Option<CloudConfig> {
     let file = clouds_file()?;
-    let src = ConfigSources {
-        env: [("OS_CLIENT_CONFIG_FILE".to_string(), file.display().to_string())].into(),
-        dirs: vec![],
-    };
-    Some(CloudConfig::load_from(Some(name), &src).unwrap())
+    Some(CloudConfig::load_from(Some(name), &ConfigSources::file(file)).unwrap())
 }
 
 pub fn unique(prefix: &str) -> String {
