@@ -71,7 +71,7 @@ async fn daily(args: &Args) -> imagekit::Result<String> {
         (Some(p), _) => Imagekit::builder()
             .koji_profile(p)?
             .koji_watch(koji_client::WatchOptions::default().deadline(timeout)),
-        (None, Some(c)) => Imagekit::builder().builder(LocalCommandBuilder::new(c, vec![], &args.output, timeout)),
+        (None, Some(c)) => Imagekit::builder().builder(LocalCommandBuilder::new(c, &args.output, timeout)),
         (None, None) => return Err(imagekit::Error::InvalidInput("give --koji-profile or --command".into())),
     }
     .build();

@@ -218,14 +218,20 @@ struct LocalRecord {
 }
 
 impl LocalCommandBuilder {
-    /// Runs `program args…` and keeps images in `output`; each run may take up to `timeout`.
-    pub fn new(program: impl Into<PathBuf>, args: Vec<String>, output: &Path, timeout: Duration) -> Self {
+    /// Runs `program` and keeps images in `output`; each run may take up to `timeout`.
+    pub fn new(program: impl Into<PathBuf>, output: &Path, timeout: Duration) -> Self {
         LocalCommandBuilder {
             program: program.into(),
-            args,
+            args: Vec::new(),
             output: output.to_path_buf(),
             timeout,
         }
+    }
+
+    /// The program's arguments (the build itself is described by the environment: `IMAGEKIT_OUTPUT`, …).
+    pub fn args(mut self, args: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.args = args.into_iter().map(Into::into).collect();
+        self
     }
 
     fn record_path(&self, nvr: &str) -> PathBuf {

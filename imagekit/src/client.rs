@@ -492,8 +492,6 @@ impl<'a> UploadOp<'a> {
         };
         let store = self.ik.store(&store_name)?;
         let mut vars = self.vars;
-        vars.entry("date".into())
-            .or_insert_with(|| crate::journal::rfc3339(crate::journal::now())[..10].to_string());
         vars.entry("run".into()).or_insert_with(|| self.ik.inner.run.clone());
         let spec = UploadSpec::new(Template::parse(&self.name, NAME_VARIABLES)?)
             .vars(vars)

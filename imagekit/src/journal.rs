@@ -247,7 +247,8 @@ pub struct TestRecord {
     pub image: String,
     /// The test.
     pub name: String,
-    /// `passed`, `failed`, `timed_out`, `error`, or `infrastructure`.
+    /// `passed`, `failed`, `timed_out`, `error`, `flaky`, `quarantined`, or `infrastructure` (a
+    /// machine that failed and was replaced, or the boot test that could not run).
     pub verdict: String,
     /// How long it ran.
     pub duration_ms: u64,

@@ -21,7 +21,7 @@
 //! # let (out, images) = (dir.path().join("out"), dir.path().join("images"));
 //! # std::fs::create_dir_all(&out).unwrap();
 //! let ik = Imagekit::builder()
-//!     .builder(LocalCommandBuilder::new(&script, vec![], &out, std::time::Duration::from_secs(600)))
+//!     .builder(LocalCommandBuilder::new(&script, &out, std::time::Duration::from_secs(600)))
 //!     .store("here", LocalStore::new(&images))
 //!     .build();
 //! // Build: in Koji with a profile, here with a command that writes $IMAGEKIT_OUTPUT.

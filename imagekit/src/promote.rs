@@ -434,6 +434,9 @@ fn marker_is_dead(m: &StoredImage) -> bool {
 /// meanwhile), applies, and releases the lock. Two promoters of one line never both end up with a
 /// production image.
 ///
+/// Kept as the building block the pipeline and the CLI use; scripts use
+/// [`crate::Imagekit::promote`].
+///
 /// # Errors
 /// As [`plan`], [`apply`] and [`lock_line`]. The lock is released on every error.
 pub async fn promote(

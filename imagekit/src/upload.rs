@@ -163,8 +163,10 @@ pub struct UploadSpec {
 }
 
 impl UploadSpec {
-    /// Images named by `name` (a template checked against [`NAME_VARIABLES`]), with no variables,
-    /// properties or tags yet, in the store's default visibility.
+    /// Images named by `name` (a template checked against [`NAME_VARIABLES`]), in the store's
+    /// default visibility, with no properties or tags yet. `{date}` is today (UTC, `2026-12-02`)
+    /// unless set; `{arch}` and `{format}` come from each artifact; `{run}` is filled by
+    /// [`crate::Imagekit`] and pipelines.
     ///
     /// ```
     /// use imagekit::{store::Visibility, template::Template, upload::{NAME_VARIABLES, UploadSpec}};
@@ -175,12 +177,14 @@ impl UploadSpec {
     ///     .tags(["imagekit", "test"])
     ///     .visibility(Visibility::Private);
     /// assert_eq!(spec.vars["distro"], "ALMA9");
+    /// assert_eq!(spec.vars["date"].len(), "2026-12-02".len());
     /// # Ok::<(), imagekit::Error>(())
     /// ```
     pub fn new(name: Template) -> UploadSpec {
+        let today = crate::journal::rfc3339(crate::journal::now())[..10].to_string();
         UploadSpec {
             name,
-            vars: BTreeMap::new(),
+            vars: BTreeMap::from([("date".to_string(), today)]),
             properties: BTreeMap::new(),
             tags: Vec::new(),
             visibility: None,
@@ -191,9 +195,9 @@ impl UploadSpec {
         self.vars.insert(name.into(), value.into());
         self
     }
-    /// Sets all template variables at once.
+    /// Sets several template variables.
     pub fn vars(mut self, vars: impl IntoIterator<Item = (impl Into<String>, impl Into<String>)>) -> Self {
-        self.vars = vars.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        self.vars.extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
         self
     }
     /// Adds an image property (`os_distro`, `os_version`, `hw_firmware_type`, …).
@@ -201,9 +205,10 @@ impl UploadSpec {
         self.properties.insert(name.into(), value.into());
         self
     }
-    /// Sets all extra properties at once.
+    /// Adds several image properties.
     pub fn properties(mut self, props: impl IntoIterator<Item = (impl Into<String>, impl Into<String>)>) -> Self {
-        self.properties = props.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        self.properties
+            .extend(props.into_iter().map(|(k, v)| (k.into(), v.into())));
         self
     }
     /// The tags.
@@ -290,7 +295,11 @@ async fn open_file(path: &std::path::Path) -> Result<ImageData> {
     })
 }
 
-/// Uploads one artifact into one store; `created` hears the image id before any byte moves.
+/// Uploads one artifact into one store; `created` hears the image id before any byte moves (the
+/// pipeline journals it there).
+///
+/// Kept as the building block the pipeline uses. Scripts use [`crate::Imagekit::upload`], which
+/// needs no callback, fills `{run}` and deletes the TEST image on drop.
 pub async fn upload(
     koji: Option<&koji_client::Client>,
     artifact: &Artifact,

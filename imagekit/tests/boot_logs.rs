@@ -61,6 +61,7 @@ impl Guest {
             .ssh_deadline(Duration::from_secs(20))
             .guest_logs([self.dir.join("cloud-init.log").display().to_string()])
             .remote_dir(self.dir.join("suite-copy").display().to_string())
+            .infra_retries(0, Duration::ZERO)
     }
 
     fn cloud_init_calls(&self) -> String {

@@ -28,7 +28,7 @@ echo run >> "$(dirname "$0")/runs"
 printf '%s-%s' "$IMAGEKIT_ARCH" "$IMAGEKIT_FORMAT" > "$IMAGEKIT_OUTPUT""#,
     );
     let out = dir.path().join("out");
-    let builder = LocalCommandBuilder::new(&prog, vec![], &out, Duration::from_secs(30));
+    let builder = LocalCommandBuilder::new(&prog, &out, Duration::from_secs(30));
     let spec = BuildSpec::new("alma9-cloud", "9.5", ["x86_64", "aarch64"], ["qcow2"]);
     let started = std::sync::Mutex::new(Vec::new());
     let note = |id: &str| {
@@ -74,19 +74,19 @@ async fn local_build_failures_say_why_and_leave_no_image() {
     let out = dir.path().join("out");
     let spec = BuildSpec::new("img", "1", ["x86_64"], ["raw"]);
     let fails = script(dir.path(), "echo 'mkosi: no space left on device' >&2\nexit 3");
-    let e = LocalCommandBuilder::new(&fails, vec![], &out, Duration::from_secs(30))
+    let e = LocalCommandBuilder::new(&fails, &out, Duration::from_secs(30))
         .build(&spec, None, &|_| Ok(()))
         .await
         .unwrap_err();
     assert!(e.to_string().contains("no space left on device"), "{e}");
     let hangs = script(dir.path(), "sleep 30");
-    let e = LocalCommandBuilder::new(&hangs, vec![], &out, Duration::from_millis(300))
+    let e = LocalCommandBuilder::new(&hangs, &out, Duration::from_millis(300))
         .build(&spec, None, &|_| Ok(()))
         .await
         .unwrap_err();
     assert!(e.to_string().contains("killed"), "{e}");
     let silent = script(dir.path(), "true");
-    let e = LocalCommandBuilder::new(&silent, vec![], &out, Duration::from_secs(30))
+    let e = LocalCommandBuilder::new(&silent, &out, Duration::from_secs(30))
         .build(&spec, None, &|_| Ok(()))
         .await
         .unwrap_err();
@@ -97,7 +97,7 @@ async fn local_build_failures_say_why_and_leave_no_image() {
         .filter(|e| !e.file_name().to_string_lossy().ends_with(".log"))
         .collect();
     assert!(images.is_empty(), "{images:?}");
-    let e = LocalCommandBuilder::new(&silent, vec![], &out, Duration::from_secs(30))
+    let e = LocalCommandBuilder::new(&silent, &out, Duration::from_secs(30))
         .build(&BuildSpec::new("img", "1", [] as [&str; 0], ["raw"]), None, &|_| Ok(()))
         .await
         .unwrap_err();
@@ -340,7 +340,7 @@ async fn a_build_timeout_kills_what_the_build_command_started_too() {
 echo $! > "$(dirname "$0")/grandchild"
 wait"#,
     );
-    let e = LocalCommandBuilder::new(&prog, vec![], &out, Duration::from_millis(500))
+    let e = LocalCommandBuilder::new(&prog, &out, Duration::from_millis(500))
         .build(&BuildSpec::new("img", "1", ["x86_64"], ["raw"]), None, &|_| Ok(()))
         .await
         .unwrap_err();

@@ -163,11 +163,20 @@ async fn a_machine_never_reachable_is_an_infrastructure_error() {
         .boot_test(&image)
         .on(&nova)
         .suite(suite(dir.path(), "good"))
-        .options(BootTestOptions::new(&dir.path().join("out")).ssh_deadline(Duration::from_secs(1)))
+        .options(
+            BootTestOptions::new(&dir.path().join("out"))
+                .ssh_deadline(Duration::from_secs(1))
+                .infra_retries(1, Duration::ZERO),
+        )
         .await
         .unwrap_err();
     let Error::BootTest(report) = &e else { panic!("{e:?}") };
     assert!(report.infrastructure_error.is_some(), "{report:?}");
+    assert_eq!(report.attempts.len(), 1, "one fresh machine was tried: {report:?}");
+    assert_eq!(
+        kit.cloud.count(imagekit::testing::Service::Compute, "POST", "servers"),
+        2
+    );
     assert!(e.is_infrastructure(), "{e}");
     drop(image);
     ik.settle().await;

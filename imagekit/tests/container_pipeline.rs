@@ -147,7 +147,6 @@ async fn a_container_pipeline_into_real_registries_with_basic_and_token_auth() {
     let client = common::registry_client(&password);
     let builder = LocalCommandBuilder::new(
         dir.path().join("build.sh"),
-        vec![],
         &dir.path().join("out"),
         std::time::Duration::from_secs(60),
     );

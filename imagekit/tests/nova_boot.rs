@@ -24,8 +24,12 @@ fn closed_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
+/// One machine per boot test: these tests are about what one machine leaves behind (replacing
+/// failed machines is `boot_test_depth.rs`'s subject).
 fn options(dir: &std::path::Path, ssh_deadline: Duration) -> BootTestOptions {
-    BootTestOptions::new(dir).ssh_deadline(ssh_deadline)
+    BootTestOptions::new(dir)
+        .ssh_deadline(ssh_deadline)
+        .infra_retries(0, Duration::ZERO)
 }
 
 /// A boot test with an empty suite, its artifacts in a new directory.
@@ -75,8 +79,15 @@ async fn an_ssh_deadline_deletes_the_floating_ip_server_and_keypair() {
         ),
     );
     let (dir, report) = boot_nothing(&compute, Duration::from_secs(1)).await;
-    let e = report.infrastructure_error.as_deref().unwrap();
+    // The console shows why SSH never came: the image is at fault, not the infrastructure.
+    assert_eq!(report.infrastructure_error, None);
+    let e = report.boot_failure.as_deref().unwrap();
+    assert!(
+        e.starts_with("kernel panic on the console: Kernel panic - not syncing"),
+        "{e}"
+    );
     assert!(e.contains("SSH login"), "{e}");
+    assert_eq!(report.boot_health[0].check, "kernel_panic");
     assert!(report.machine.as_deref().unwrap().starts_with("nova:"));
     assert_eq!(cloud.count(Service::Network, "POST", "floatingips"), 1);
     assert_eq!(cloud.count(Service::Network, "DELETE", "floatingips/"), 1);

@@ -149,14 +149,45 @@ async fn a_boot_test_reports_passes_failures_and_timeouts_apart_from_infrastruct
             "puppet; unmanaged",
             ["./runtests.sh", "puppet; unmanaged $(reboot)"],
         ))
-        .test(TestCase::new("hangs", ["sleep", "600"]).timeout(Duration::from_secs(2)));
+        .test(TestCase::new("hangs", ["sleep", "600"]).timeout(Duration::from_secs(2)))
+        // The kernel logs a panic line on the serial console while this test runs: it fails
+        // this test only (the guest goes on; the line is what the health check looks for).
+        .test(TestCase::new(
+            "kernel panics",
+            [
+                "sh",
+                "-c",
+                "echo '<0>Kernel panic - not syncing: injected by the test' > /dev/kmsg",
+            ],
+        ))
+        .test(TestCase::new("after", ["./runtests.sh", "mysql"]));
     let mut opts = BootTestOptions::new(&work.path().join("artifacts"));
     opts.ssh_deadline = Duration::from_secs(240);
     let image = guest.join("disk.qcow2").display().to_string();
     let report = boot_test(&compute, &image, &suite, &opts).await.unwrap();
     assert!(report.infrastructure_error.is_none(), "{report:?}");
+    assert_eq!(
+        report.boot_failure, None,
+        "the tiny guest boots cleanly: {:?}",
+        report.boot_health
+    );
     let verdicts: Vec<Verdict> = report.tests.iter().map(|t| t.verdict).collect();
-    assert_eq!(verdicts, [Verdict::Passed, Verdict::Failed, Verdict::TimedOut]);
+    assert_eq!(
+        verdicts,
+        [
+            Verdict::Passed,
+            Verdict::Failed,
+            Verdict::TimedOut,
+            Verdict::Failed,
+            Verdict::Passed
+        ]
+    );
+    let panic = report.tests[3].message.as_deref().unwrap();
+    assert!(
+        panic.starts_with("kernel panic on the console: ")
+            && panic.contains("Kernel panic - not syncing: injected by the test"),
+        "{panic}"
+    );
     assert!(
         report.tests[1]
             .message
@@ -176,7 +207,7 @@ async fn a_boot_test_reports_passes_failures_and_timeouts_apart_from_infrastruct
     );
     let junit =
         quick_junit::Report::deserialize_from_str(&std::fs::read_to_string(a.join("junit.xml")).unwrap()).unwrap();
-    assert_eq!(junit.test_suites[0].test_cases.len(), 3);
+    assert_eq!(junit.test_suites[0].test_cases.len(), 5);
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(a.join("report.json")).unwrap()).unwrap();
     assert_eq!(json["tests"][2]["verdict"], "timed_out");
     assert_eq!(
@@ -190,7 +221,7 @@ async fn a_boot_test_reports_passes_failures_and_timeouts_apart_from_infrastruct
         &compute,
         "/nonexistent.qcow2",
         &suite,
-        &BootTestOptions::new(&work.path().join("bad")),
+        &BootTestOptions::new(&work.path().join("bad")).infra_retries(0, Duration::ZERO),
     )
     .await
     .unwrap();
@@ -221,6 +252,7 @@ fn imagekit_test_exits_3_on_a_failed_test_and_1_when_the_vm_never_comes_up() {
             .args(["--kernel", guest.join("vmlinuz").to_str().unwrap()])
             .args(["--initrd", guest.join("initrd.img").to_str().unwrap()])
             .args(["--memory", "256", "--ssh-timeout", "240", "--artifacts", artifacts])
+            .args(["--infra-retries", "1", "--retry-backoff", "0"])
             .output()
             .unwrap()
     };
@@ -241,7 +273,12 @@ fn imagekit_test_exits_3_on_a_failed_test_and_1_when_the_vm_never_comes_up() {
     assert!(artifacts.join("junit.xml").exists());
     let o = run("/nonexistent.qcow2", work.path().join("bad").to_str().unwrap());
     assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stdout));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("INFRASTRUCTURE ERROR"));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("INFRASTRUCTURE ERROR"), "{out}");
+    assert!(
+        out.contains("RETRIED   machine 1: boot:"),
+        "one fresh machine was tried: {out}"
+    );
     let vms: Vec<_> = std::fs::read_dir(work.path())
         .unwrap()
         .filter_map(|e| e.ok())

@@ -135,7 +135,7 @@ async fn a_node_goes_through_its_whole_lifecycle() {
             &ListNodes::new()
                 .resource_class("imagekit-test")
                 .provision_state(ProvisionState::Available)
-                .fields(&["name", "maintenance"])
+                .fields(["name", "maintenance"])
                 .page_size(1),
         )
         .await

@@ -23,6 +23,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::ssh::{Command, Session, SshKey};
 
+pub mod health;
 mod ironic;
 mod nova;
 pub mod qemu;
@@ -106,6 +107,11 @@ pub struct TestCase {
     pub argv: Vec<String>,
     /// Its timeout.
     pub timeout: Duration,
+    /// Health checks ([`health`]) this test may trip without failing (`core_dump`, …).
+    pub allow: Vec<String>,
+    /// How many times a failure is rerun on a fresh machine (default 0: a failure is final). A
+    /// failure that then passes is [`Verdict::Flaky`], never `Passed`.
+    pub rerun: u32,
 }
 
 impl TestCase {
@@ -119,7 +125,21 @@ impl TestCase {
             name: name.into(),
             argv: argv.into_iter().map(Into::into).collect(),
             timeout: Duration::from_secs(600),
+            allow: Vec::new(),
+            rerun: 0,
         }
+    }
+    /// Health checks this test may trip (names from [`health::checks`]): e.g. `core_dump` for a
+    /// test that crashes a process on purpose.
+    pub fn allow(mut self, checks: impl IntoIterator<Item = impl Into<String>>) -> TestCase {
+        self.allow = checks.into_iter().map(Into::into).collect();
+        self
+    }
+    /// Reruns a failure this many times on a fresh machine; a rerun that passes makes the test
+    /// [`Verdict::Flaky`].
+    pub fn rerun(mut self, times: u32) -> TestCase {
+        self.rerun = times;
+        self
     }
     /// Another timeout.
     pub fn timeout(mut self, t: Duration) -> TestCase {
@@ -133,6 +153,7 @@ impl TestCase {
 pub struct Suite {
     dir: Option<PathBuf>,
     git: Option<String>,
+    setup: Vec<TestCase>,
     tests: Vec<TestCase>,
 }
 
@@ -142,6 +163,7 @@ impl Suite {
         Suite {
             dir: Some(dir.to_path_buf()),
             git: None,
+            setup: Vec::new(),
             tests: Vec::new(),
         }
     }
@@ -150,6 +172,7 @@ impl Suite {
         Suite {
             dir: None,
             git: Some(url.into()),
+            setup: Vec::new(),
             tests: Vec::new(),
         }
     }
@@ -158,6 +181,127 @@ impl Suite {
         self.tests.push(t);
         self
     }
+    /// Adds a step run once on every machine before its tests (the suite's common setup). A
+    /// failing step fails the tests of that machine: they did not run on a prepared system.
+    pub fn setup(mut self, step: TestCase) -> Suite {
+        self.setup.push(step);
+        self
+    }
+    /// The tests.
+    pub fn tests(&self) -> &[TestCase] {
+        &self.tests
+    }
+
+    /// A CentOS `t_functional` suite (sig-core-t_functional's layout) in `dir`, run as it is but
+    /// with a verdict per directory: every `tests/p_*`, `tests/r_*` and `tests/z_*` directory with
+    /// an executable script is a test of its own, running its executable files in lexical order
+    /// (files named `*readme*` or `_*` skipped, as `runtests.sh` does) and stopping at the first
+    /// that fails. The `tests/0_*` directories (`0_lib`, `0_common`) run once per machine first,
+    /// as setup. `tests/0_lib/functions.sh` is sourced first for every script, so `t_Log`,
+    /// `t_CheckExitStatus` and the rest are there. Each test times out after 30 minutes
+    /// (change it with [`Suite::map_tests`]).
+    ///
+    /// ```no_run
+    /// let suite = imagekit::boot_test::Suite::t_functional("sig-core-t_functional".as_ref())?;
+    /// assert!(suite.tests().iter().any(|t| t.name == "p_openssh"));
+    /// # Ok::<(), imagekit::Error>(())
+    /// ```
+    pub fn t_functional(dir: &Path) -> Result<Suite> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let tests_dir = dir.join("tests");
+        let io = |e| Error::Io {
+            path: tests_dir.clone(),
+            source: e,
+        };
+        let mut names: Vec<String> = std::fs::read_dir(&tests_dir)
+            .map_err(io)?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        // A directory whose scripts are all disabled (chmod -x) has nothing to run.
+        let runnable = |name: &str| -> bool {
+            walk_files(&tests_dir.join(name))
+                .iter()
+                .any(|f| std::fs::metadata(f).is_ok_and(|m| m.permissions().mode() & 0o111 != 0))
+        };
+        let command = |dirs: Vec<String>| {
+            let mut argv = vec![
+                "bash".to_string(),
+                "-c".into(),
+                T_FUNCTIONAL_RUNNER.into(),
+                "t_functional".into(),
+            ];
+            argv.extend(dirs.into_iter().map(|d| format!("tests/{d}")));
+            argv
+        };
+        let setup: Vec<String> = names.iter().filter(|n| n.starts_with("0_")).cloned().collect();
+        let mut suite = Suite::dir(dir);
+        if !setup.is_empty() {
+            suite = suite.setup(TestCase::new("0_setup", command(setup)).timeout(Duration::from_secs(1800)));
+        }
+        for name in names
+            .iter()
+            .filter(|n| ["p_", "r_", "z_"].iter().any(|p| n.starts_with(p)))
+            .filter(|n| runnable(n))
+        {
+            suite = suite.test(TestCase::new(name, command(vec![name.clone()])).timeout(Duration::from_secs(1800)));
+        }
+        if suite.tests.is_empty() {
+            return Err(Error::InvalidInput(format!(
+                "{} has no tests/p_*, r_* or z_* directory with an executable script: is it a t_functional checkout?",
+                dir.display()
+            )));
+        }
+        Ok(suite)
+    }
+
+    /// Changes every test (not the setup): e.g. `.map_tests(|t| t.timeout(d).rerun(1))`.
+    pub fn map_tests(mut self, f: impl Fn(TestCase) -> TestCase) -> Suite {
+        self.tests = self.tests.into_iter().map(f).collect();
+        self
+    }
+
+    /// Keeps only the tests `keep` says yes to.
+    pub fn retain(mut self, keep: impl Fn(&TestCase) -> bool) -> Suite {
+        self.tests.retain(|t| keep(t));
+        self
+    }
+}
+
+/// Runs the executable files of the directories given, in lexical order, as t_functional's
+/// `runtests.sh` does, and stops at the first that fails (with its status).
+const T_FUNCTIONAL_RUNNER: &str = r#"set -u
+export PASS=0 FAIL=1 YUMDEBUG=0
+if [ -f ./tests/0_lib/functions.sh ]; then . ./tests/0_lib/functions.sh; fi
+shopt -s nocasematch
+for d in "$@"; do
+  while IFS= read -r f; do
+    case "$(basename "$f")" in *readme*|_*) continue ;; esac
+    [ -x "$f" ] || continue
+    echo "=== $f"
+    "$f"
+    rc=$?
+    if [ "$rc" -ne 0 ]; then echo "=== $f failed with exit status $rc"; exit "$rc"; fi
+  done < <(find "$d" -type f | LC_ALL=C sort)
+done
+"#;
+
+/// The regular files below `dir`, recursively (unreadable parts skipped).
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        match e.file_type() {
+            Ok(t) if t.is_dir() => out.extend(walk_files(&e.path())),
+            Ok(t) if t.is_file() => out.push(e.path()),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// How to run a boot test.
@@ -178,6 +322,13 @@ pub struct BootTestOptions {
     pub hold_on_failure: Option<Duration>,
     /// Where the suite goes in the machine.
     pub remote_dir: String,
+    /// How many more machines to try when one fails to be created, to boot or to answer SSH
+    /// (default 2). Test failures are never retried this way.
+    pub infra_retries: u32,
+    /// The wait before the first retry; it doubles each time (default 10 s).
+    pub retry_backoff: Duration,
+    /// Known failures that warn instead of failing, until their date.
+    pub quarantine: Vec<Quarantine>,
 }
 
 impl BootTestOptions {
@@ -216,6 +367,18 @@ impl BootTestOptions {
         self.remote_dir = v.into();
         self
     }
+    /// Retries a machine that fails to be created, to boot or to answer SSH on up to `times`
+    /// fresh machines, waiting `backoff` before the first retry and twice as long each time.
+    pub fn infra_retries(mut self, times: u32, backoff: Duration) -> Self {
+        self.infra_retries = times;
+        self.retry_backoff = backoff;
+        self
+    }
+    /// Adds a quarantined failure.
+    pub fn quarantine(mut self, q: Quarantine) -> Self {
+        self.quarantine.push(q);
+        self
+    }
 }
 
 impl BootTestOptions {
@@ -232,13 +395,76 @@ impl BootTestOptions {
             ],
             hold_on_failure: None,
             remote_dir: "/tmp/imagekit-suite".into(),
+            infra_retries: 2,
+            retry_backoff: Duration::from_secs(10),
+            quarantine: Vec::new(),
         }
     }
+}
+
+/// A known failure: while `until` has not passed, a failure of `test` (whose output or message
+/// contains `pattern`, when one is given) is reported as quarantined, a warning that does not
+/// block promotion. From `until` on it fails again, so a quarantine cannot be forgotten.
+///
+/// ```
+/// use imagekit::boot_test::Quarantine;
+/// let q = Quarantine::new("p_selinux", "https://bugs.example/123", "2027-01-31".parse().unwrap())
+///     .pattern("avc: denied");
+/// assert_eq!(q.test, "p_selinux");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct Quarantine {
+    /// The test's name.
+    pub test: String,
+    /// Only failures whose message or output contain this (empty: any failure).
+    #[serde(default)]
+    pub pattern: String,
+    /// Where the problem is tracked (shown with the warning).
+    pub tracker: String,
+    /// The last day (UTC) the quarantine holds.
+    pub until: chrono::NaiveDate,
+}
+
+impl Quarantine {
+    /// Quarantines failures of `test`, tracked at `tracker`, up to and including `until`.
+    pub fn new(test: impl Into<String>, tracker: impl Into<String>, until: chrono::NaiveDate) -> Quarantine {
+        Quarantine {
+            test: test.into(),
+            pattern: String::new(),
+            tracker: tracker.into(),
+            until,
+        }
+    }
+    /// Only failures whose message or output contain `text`.
+    pub fn pattern(mut self, text: impl Into<String>) -> Quarantine {
+        self.pattern = text.into();
+        self
+    }
+    /// Whether it covers this failure on `today`.
+    pub fn covers(&self, test: &str, evidence: &str, today: chrono::NaiveDate) -> bool {
+        self.test == test && today <= self.until && (self.pattern.is_empty() || evidence.contains(&self.pattern))
+    }
+}
+
+/// A machine that failed the infrastructure's way and was replaced by a fresh one.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct Attempt {
+    /// 1 for the first machine.
+    pub number: u32,
+    /// The machine, when one was created.
+    pub machine: Option<String>,
+    /// What went wrong.
+    pub error: String,
+    /// How long the attempt took.
+    pub duration: Duration,
 }
 
 /// A test's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Verdict {
     /// Exit status 0.
     Passed,
@@ -248,6 +474,21 @@ pub enum Verdict {
     TimedOut,
     /// Could not be run (the connection broke).
     Error,
+    /// Failed, then passed when rerun on a fresh machine ([`TestCase::rerun`]).
+    Flaky,
+}
+
+impl Verdict {
+    /// As reports and the journal write it (`passed`, `timed_out`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Passed => "passed",
+            Verdict::Failed => "failed",
+            Verdict::TimedOut => "timed_out",
+            Verdict::Error => "error",
+            Verdict::Flaky => "flaky",
+        }
+    }
 }
 
 /// One test's outcome.
@@ -266,6 +507,11 @@ pub struct TestOutcome {
     pub logs: Vec<PathBuf>,
     /// Why it failed, in a line.
     pub message: Option<String>,
+    /// Health checks that matched the console while it ran (each fails the test).
+    pub health: Vec<health::Finding>,
+    /// Set when the failure is quarantined: the tracker and the last day. It does not count
+    /// as a failure then.
+    pub quarantined: Option<String>,
 }
 
 /// A boot test's report.
@@ -280,6 +526,14 @@ pub struct TestReport {
     pub machine: Option<String>,
     /// Set when the machine or the connection failed: the tests say nothing about the image then.
     pub infrastructure_error: Option<String>,
+    /// Set when the image itself did not boot cleanly: a health check matched the console before
+    /// the first test (a kernel panic, an emergency shell, …), whether or not SSH came up.
+    pub boot_failure: Option<String>,
+    /// The health checks that matched the boot's part of the console.
+    pub boot_health: Vec<health::Finding>,
+    /// Machines that failed the infrastructure's way and were replaced (the last machine is the
+    /// report's own).
+    pub attempts: Vec<Attempt>,
     /// The tests.
     pub tests: Vec<TestOutcome>,
     /// Total time.
@@ -293,13 +547,25 @@ impl TestReport {
     pub fn passed(&self) -> usize {
         self.tests.iter().filter(|t| t.verdict == Verdict::Passed).count()
     }
-    /// Tests that did not pass.
+    /// Tests that failed (quarantined failures and flaky tests are not counted).
     pub fn failed(&self) -> usize {
-        self.tests.len() - self.passed()
+        self.tests
+            .iter()
+            .filter(|t| !matches!(t.verdict, Verdict::Passed | Verdict::Flaky) && t.quarantined.is_none())
+            .count()
     }
-    /// Everything passed and the infrastructure held.
+    /// Tests that failed, then passed on a fresh machine.
+    pub fn flaky(&self) -> usize {
+        self.tests.iter().filter(|t| t.verdict == Verdict::Flaky).count()
+    }
+    /// Failures covered by a quarantine (warnings).
+    pub fn quarantined(&self) -> usize {
+        self.tests.iter().filter(|t| t.quarantined.is_some()).count()
+    }
+    /// The image booted cleanly, no test failed (flaky and quarantined ones aside) and the
+    /// infrastructure held.
     pub fn success(&self) -> bool {
-        self.infrastructure_error.is_none() && self.failed() == 0
+        self.infrastructure_error.is_none() && self.boot_failure.is_none() && self.failed() == 0
     }
 
     /// The report as JUnit XML (one suite, one case per test; an infrastructure error is a case of
@@ -312,13 +578,49 @@ impl TestReport {
             status.set_message(e.clone()).set_type("infrastructure");
             suite.add_test_case(JCase::new("boot and connect", status));
         }
-        for t in &self.tests {
-            let mut status = match t.verdict {
-                Verdict::Passed => TestCaseStatus::success(),
-                Verdict::Failed | Verdict::TimedOut => TestCaseStatus::non_success(NonSuccessKind::Failure),
-                Verdict::Error => TestCaseStatus::non_success(NonSuccessKind::Error),
+        if self.boot_failure.is_some() || !self.attempts.is_empty() {
+            // The boot: failed by a health check, or passed after machines were replaced.
+            let mut status = match &self.boot_failure {
+                Some(f) => {
+                    let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                    s.set_message(f.clone()).set_type("health");
+                    s
+                }
+                None => TestCaseStatus::success(),
             };
-            if let Some(m) = &t.message {
+            status.add_reruns(self.attempts.iter().map(|a| {
+                let mut r = quick_junit::TestRerun::new(NonSuccessKind::Error);
+                r.set_message(format!("attempt {}: {}", a.number, a.error))
+                    .set_type("infrastructure")
+                    .set_time(a.duration);
+                r
+            }));
+            suite.add_test_case(JCase::new("boot", status));
+        }
+        for t in &self.tests {
+            let mut status = match (t.verdict, &t.quarantined) {
+                (Verdict::Passed, _) => TestCaseStatus::success(),
+                (Verdict::Flaky, _) => {
+                    let mut s = TestCaseStatus::success();
+                    let mut first = quick_junit::TestRerun::new(NonSuccessKind::Failure);
+                    first.set_message(t.message.clone().unwrap_or_default());
+                    s.add_rerun(first);
+                    s
+                }
+                (_, Some(q)) => {
+                    let mut s = TestCaseStatus::skipped();
+                    s.set_message(format!(
+                        "quarantined ({q}): {}",
+                        t.message.as_deref().unwrap_or("failed")
+                    ));
+                    s
+                }
+                (Verdict::Failed | Verdict::TimedOut, None) => TestCaseStatus::non_success(NonSuccessKind::Failure),
+                (Verdict::Error, None) => TestCaseStatus::non_success(NonSuccessKind::Error),
+            };
+            if let (Some(m), Verdict::Failed | Verdict::TimedOut | Verdict::Error, None) =
+                (&t.message, t.verdict, &t.quarantined)
+            {
                 status.set_message(m.clone());
             }
             let mut case = JCase::new(t.name.clone(), status);
@@ -370,6 +672,17 @@ fn write(path: &Path, data: &[u8]) -> Result<PathBuf> {
 /// `report.json` and `junit.xml` into the artifacts directory. Errors are reserved for what
 /// prevents a report (an unwritable artifacts directory); a machine that never came up is a report
 /// with an infrastructure error.
+///
+/// Around the tests:
+/// - a machine that fails to be created, to boot or to answer SSH is replaced by a fresh one, up
+///   to [`BootTestOptions::infra_retries`] times with backoff; each failed attempt is in
+///   [`TestReport::attempts`];
+/// - the console is checked ([`health`]): the boot's part fails the boot
+///   ([`TestReport::boot_failure`], never retried: the image is at fault), each test's part fails
+///   that test;
+/// - a failed test with [`TestCase::rerun`] runs again on a fresh machine, and is
+///   [`Verdict::Flaky`] if it then passes;
+/// - failures a [`Quarantine`] covers are warnings.
 pub async fn boot_test(
     compute: &dyn Compute,
     image: &str,
@@ -390,42 +703,59 @@ pub async fn boot_test(
         compute: compute.name(),
         machine: None,
         infrastructure_error: None,
+        boot_failure: None,
+        boot_health: Vec::new(),
+        attempts: Vec::new(),
         tests: Vec::new(),
         duration: Duration::ZERO,
         artifacts: Vec::new(),
     };
-    let key = SshKey::generate()?;
-    let name = format!("imagekit-test-{}-{:08x}", std::process::id(), rand::random::<u32>());
-    match compute.boot(image, &name, &key.public_openssh()).await {
-        Err(e) => report.infrastructure_error = Some(format!("boot: {e}")),
-        Ok(machine) => {
-            report.machine = Some(machine.id());
-            if let Err(e) = run_on(machine.as_ref(), &key, suite, opts, &mut report).await {
-                report.infrastructure_error = Some(e.to_string());
+    let all: Vec<&TestCase> = suite.tests.iter().collect();
+    let first = run_with_retries(compute, image, suite, &all, opts, "", &mut report).await?;
+    report.machine = first.machine;
+    report.infrastructure_error = first.infrastructure_error;
+    report.boot_failure = first.boot_failure;
+    report.boot_health = first.boot_health;
+    report.tests = first.tests;
+    // Reruns: failures that asked for them, on a fresh machine, once per round.
+    let mut round = 0;
+    loop {
+        round += 1;
+        let again: Vec<&TestCase> = suite
+            .tests
+            .iter()
+            .filter(|t| t.rerun >= round)
+            .filter(|t| {
+                report
+                    .tests
+                    .iter()
+                    .any(|o| o.name == t.name && matches!(o.verdict, Verdict::Failed | Verdict::TimedOut))
+            })
+            .collect();
+        if again.is_empty() || report.infrastructure_error.is_some() || report.boot_failure.is_some() {
+            break;
+        }
+        let label = format!("rerun-{round}");
+        let rerun = run_with_retries(compute, image, suite, &again, opts, &label, &mut report).await?;
+        for o in rerun.tests {
+            let Some(first) = report.tests.iter_mut().find(|f| f.name == o.name) else {
+                continue;
+            };
+            let before = first.message.clone().unwrap_or_else(|| format!("{:?}", first.verdict));
+            if o.verdict == Verdict::Passed {
+                first.verdict = Verdict::Flaky;
+                first.message = Some(format!("failed, then passed on a fresh machine ({label}): {before}"));
+            } else {
+                first.message = Some(format!(
+                    "{before}; failed again on a fresh machine ({label}): {}",
+                    o.message.as_deref().unwrap_or("no message")
+                ));
             }
-            let console = machine.console().await;
-            report
-                .artifacts
-                .push(write(&opts.artifacts.join("console.log"), console.as_bytes())?);
-            if !report.success()
-                && let Some(hold) = opts.hold_on_failure
-            {
-                eprintln!(
-                    "boot test failed; holding {} for {hold:?} (artifacts in {})",
-                    machine.id(),
-                    opts.artifacts.display()
-                );
-                tokio::time::sleep(hold).await;
-            }
-            if let Err(e) = machine.destroy().await {
-                let note = format!("deleting the machine failed: {e}");
-                report.infrastructure_error = Some(match report.infrastructure_error.take() {
-                    Some(prev) => format!("{prev}; {note}"),
-                    None => note,
-                });
-            }
+            first.logs.extend(o.logs);
+            first.health.extend(o.health);
         }
     }
+    apply_quarantine(&mut report, &opts.quarantine, chrono::Utc::now().date_naive());
     report.duration = started.elapsed();
     let json = serde_json::to_vec_pretty(&report).map_err(|e| Error::InvalidInput(e.to_string()))?;
     report
@@ -436,6 +766,166 @@ pub async fn boot_test(
         .artifacts
         .push(write(&opts.artifacts.join("junit.xml"), junit.as_bytes())?);
     Ok(report)
+}
+
+/// Marks the failures a quarantine covers on `today`.
+fn apply_quarantine(report: &mut TestReport, quarantine: &[Quarantine], today: chrono::NaiveDate) {
+    for t in &mut report.tests {
+        if matches!(t.verdict, Verdict::Passed | Verdict::Flaky) {
+            continue;
+        }
+        let mut evidence = t.message.clone().unwrap_or_default();
+        for log in &t.logs {
+            if let Ok(text) = std::fs::read(log) {
+                evidence.push('\n');
+                evidence.push_str(&String::from_utf8_lossy(&text));
+            }
+        }
+        if let Some(q) = quarantine.iter().find(|q| q.covers(&t.name, &evidence, today)) {
+            t.quarantined = Some(format!("{} until {}", q.tracker, q.until));
+        }
+    }
+}
+
+/// What one machine did.
+struct MachineRun {
+    machine: Option<String>,
+    /// SSH logged in: what fails from here on is not the machine's creation or boot.
+    logged_in: bool,
+    infrastructure_error: Option<String>,
+    boot_failure: Option<String>,
+    boot_health: Vec<health::Finding>,
+    tests: Vec<TestOutcome>,
+}
+
+/// Runs `tests` on a machine, replacing machines that fail the infrastructure's way (before any
+/// test ran) as [`BootTestOptions::infra_retries`] allows; the failed attempts go into `report`.
+async fn run_with_retries(
+    compute: &dyn Compute,
+    image: &str,
+    suite: &Suite,
+    tests: &[&TestCase],
+    opts: &BootTestOptions,
+    label: &str,
+    report: &mut TestReport,
+) -> Result<MachineRun> {
+    let mut backoff = opts.retry_backoff;
+    let mut number = 0;
+    loop {
+        number += 1;
+        let started = Instant::now();
+        let attempt_label = match (label, number) {
+            ("", 1) => String::new(),
+            ("", n) => format!("attempt-{n}"),
+            (l, 1) => l.to_string(),
+            (l, n) => format!("{l}-attempt-{n}"),
+        };
+        let run = run_machine(compute, image, suite, tests, opts, &attempt_label, report).await?;
+        let retryable = run.infrastructure_error.is_some() && run.boot_failure.is_none() && !run.logged_in;
+        if !retryable || number > opts.infra_retries {
+            return Ok(run);
+        }
+        let error = run.infrastructure_error.unwrap_or_default();
+        tracing::warn!(%image, attempt = number, "test machine failed ({error}); trying a fresh one in {backoff:?}");
+        report.attempts.push(Attempt {
+            number: report.attempts.len() as u32 + 1,
+            machine: run.machine,
+            error,
+            duration: started.elapsed(),
+        });
+        tokio::time::sleep(backoff).await;
+        backoff = backoff.saturating_mul(2);
+    }
+}
+
+/// Boots one machine, runs `tests` on it, saves its console, deletes it. `label` tells its files
+/// apart from other machines' (`console.log`, `console-attempt-2.log`, `tests/NAME.rerun-1.stdout`).
+async fn run_machine(
+    compute: &dyn Compute,
+    image: &str,
+    suite: &Suite,
+    tests: &[&TestCase],
+    opts: &BootTestOptions,
+    label: &str,
+    report: &mut TestReport,
+) -> Result<MachineRun> {
+    let mut run = MachineRun {
+        machine: None,
+        logged_in: false,
+        infrastructure_error: None,
+        boot_failure: None,
+        boot_health: Vec::new(),
+        tests: Vec::new(),
+    };
+    let key = SshKey::generate()?;
+    let name = format!("imagekit-test-{}-{:08x}", std::process::id(), rand::random::<u32>());
+    let machine = match compute.boot(image, &name, &key.public_openssh()).await {
+        Ok(m) => m,
+        Err(e) => {
+            run.infrastructure_error = Some(format!("boot: {e}"));
+            return Ok(run);
+        }
+    };
+    run.machine = Some(machine.id());
+    let mut window = health::Window::default();
+    if let Err(e) = run_on(
+        machine.as_ref(),
+        &key,
+        suite,
+        tests,
+        opts,
+        label,
+        &mut window,
+        &mut run,
+        report,
+    )
+    .await
+    {
+        run.infrastructure_error = Some(e.to_string());
+    }
+    let console = machine.console().await;
+    if run.tests.is_empty() && run.boot_failure.is_none() {
+        // Never got to the tests: a console that shows why (a panic, an emergency shell) means
+        // the image is at fault, not the infrastructure, and a fresh machine would not help.
+        let found = health::scan(window.advance(&console), &[]);
+        if !found.is_empty() {
+            run.boot_failure = Some(format!(
+                "{}{}",
+                found.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+                run.infrastructure_error
+                    .take()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            ));
+            run.boot_health = found;
+        }
+    }
+    let console_file = match label {
+        "" => "console.log".to_string(),
+        l => format!("console-{l}.log"),
+    };
+    report
+        .artifacts
+        .push(write(&opts.artifacts.join(console_file), console.as_bytes())?);
+    let failed = run.infrastructure_error.is_some()
+        || run.boot_failure.is_some()
+        || run.tests.iter().any(|t| !matches!(t.verdict, Verdict::Passed));
+    if failed && let Some(hold) = opts.hold_on_failure {
+        eprintln!(
+            "boot test failed; holding {} for {hold:?} (artifacts in {})",
+            machine.id(),
+            opts.artifacts.display()
+        );
+        tokio::time::sleep(hold).await;
+    }
+    if let Err(e) = machine.destroy().await {
+        let note = format!("deleting the machine failed: {e}");
+        run.infrastructure_error = Some(match run.infrastructure_error.take() {
+            Some(prev) => format!("{prev}; {note}"),
+            None => note,
+        });
+    }
+    Ok(run)
 }
 
 /// Runs boot tests for several images at once, at most `limit` machines at a time; each image's
@@ -465,29 +955,43 @@ pub async fn boot_test_matrix(
 /// Logs in, then prepares and runs the tests. Whatever happens once logged in — cloud-init failed,
 /// the suite could not be copied or cloned, a test failed — the guest's logs are fetched before the
 /// session closes, since they are what explains it. (A machine SSH never reached leaves only its
-/// console, which [`boot_test`] always saves.)
+/// console, which [`run_machine`] always saves.)
+#[allow(clippy::too_many_arguments)]
 async fn run_on(
     machine: &dyn Machine,
     key: &SshKey,
     suite: &Suite,
+    tests: &[&TestCase],
     opts: &BootTestOptions,
+    label: &str,
+    window: &mut health::Window,
+    run: &mut MachineRun,
     report: &mut TestReport,
 ) -> Result<()> {
     let session = machine.wait_ssh(key, &opts.user, opts.ssh_deadline).await?;
-    let tested = prepare_and_test(&session, suite, opts, report).await;
-    let fetched = fetch_guest_logs(&session, opts, report).await;
+    run.logged_in = true;
+    let tested = prepare_and_test(machine, &session, suite, tests, opts, label, window, run, report).await;
+    let fetched = fetch_guest_logs(&session, opts, label, report).await;
     let _ = session.close().await;
     tested.and(fetched)
 }
 
 /// Copies what [`BootTestOptions::guest_logs`] names from the guest into the artifacts; a log the
 /// guest does not have (or a broken connection) is skipped.
-async fn fetch_guest_logs(session: &Session, opts: &BootTestOptions, report: &mut TestReport) -> Result<()> {
+async fn fetch_guest_logs(
+    session: &Session,
+    opts: &BootTestOptions,
+    label: &str,
+    report: &mut TestReport,
+) -> Result<()> {
     for log in &opts.guest_logs {
         match session.read_file(log, 16 << 20).await {
             Ok(Some(data)) => {
-                let dest = opts.artifacts.join(file_name(log.trim_start_matches('/')));
-                report.artifacts.push(write(&dest, &data)?);
+                let mut leaf = file_name(log.trim_start_matches('/'));
+                if !label.is_empty() {
+                    leaf = format!("{label}-{leaf}");
+                }
+                report.artifacts.push(write(&opts.artifacts.join(leaf), &data)?);
             }
             Ok(None) => {}
             Err(e) => tracing::warn!("fetching {log} from the guest failed: {e}"),
@@ -496,10 +1000,16 @@ async fn fetch_guest_logs(session: &Session, opts: &BootTestOptions, report: &mu
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn prepare_and_test(
+    machine: &dyn Machine,
     session: &Session,
     suite: &Suite,
+    tests: &[&TestCase],
     opts: &BootTestOptions,
+    label: &str,
+    window: &mut health::Window,
+    run: &mut MachineRun,
     report: &mut TestReport,
 ) -> Result<()> {
     if opts.cloud_init {
@@ -536,54 +1046,125 @@ async fn prepare_and_test(
         }
         (None, None) => {}
     }
-    for t in &suite.tests {
-        let cmd = Command::new(t.argv.clone()).cwd(remote).timeout(t.timeout);
-        let base = opts.artifacts.join("tests").join(file_name(&t.name));
-        let outcome = match session.run(&cmd).await {
-            Ok(r) => {
-                let out = write(&base.with_extension("stdout"), &r.stdout)?;
-                let err = write(&base.with_extension("stderr"), &r.stderr)?;
-                let (verdict, message) = if r.timed_out {
-                    (Verdict::TimedOut, Some(format!("killed after {:?}", t.timeout)))
-                } else if r.success() {
-                    (Verdict::Passed, None)
-                } else {
-                    let tail = String::from_utf8_lossy(&r.stderr);
-                    let tail: String = tail
-                        .chars()
-                        .rev()
-                        .take(300)
-                        .collect::<Vec<_>>()
-                        .into_iter()
-                        .rev()
-                        .collect();
-                    (
-                        Verdict::Failed,
-                        Some(format!("exit status {:?}: {}", r.exit_status, tail.trim())),
-                    )
-                };
-                TestOutcome {
-                    name: t.name.clone(),
-                    verdict,
-                    exit_status: r.exit_status,
-                    duration: r.duration,
-                    logs: vec![out, err],
-                    message,
-                }
-            }
-            Err(e) => TestOutcome {
+    // The boot's window of the console: up to here.
+    let boot = health::scan(window.advance(&machine.console().await), &[]);
+    if !boot.is_empty() {
+        run.boot_failure = Some(boot.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
+        run.boot_health = boot;
+    }
+    // The common setup, once per machine: a failed step fails every test of this machine.
+    let mut setup_failed = None;
+    for step in &suite.setup {
+        let o = run_test(session, step, remote, opts, label).await?;
+        report.artifacts.extend(o.logs.iter().cloned());
+        if o.verdict != Verdict::Passed {
+            setup_failed = Some(format!(
+                "setup {} failed: {}",
+                step.name,
+                o.message.as_deref().unwrap_or("no message")
+            ));
+            break;
+        }
+    }
+    for t in tests {
+        let mut outcome = match &setup_failed {
+            Some(why) => TestOutcome {
                 name: t.name.clone(),
                 verdict: Verdict::Error,
                 exit_status: None,
                 duration: Duration::ZERO,
                 logs: Vec::new(),
-                message: Some(e.to_string()),
+                message: Some(why.clone()),
+                health: Vec::new(),
+                quarantined: None,
             },
+            None => run_test(session, t, remote, opts, label).await?,
         };
+        // This test's window of the console.
+        let found = health::scan(window.advance(&machine.console().await), &t.allow);
+        if !found.is_empty() {
+            let lines = found.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+            outcome.message = Some(match (outcome.verdict, outcome.message.take()) {
+                (Verdict::Passed, _) | (_, None) => lines,
+                (_, Some(m)) => format!("{m}; {lines}"),
+            });
+            if outcome.verdict == Verdict::Passed {
+                outcome.verdict = Verdict::Failed;
+            }
+            outcome.health = found;
+        }
         report.artifacts.extend(outcome.logs.iter().cloned());
-        report.tests.push(outcome);
+        run.tests.push(outcome);
     }
     Ok(())
+}
+
+/// Runs one test (or setup step): its output goes to `tests/NAME[.LABEL].stdout|stderr`.
+async fn run_test(
+    session: &Session,
+    t: &TestCase,
+    remote: &str,
+    opts: &BootTestOptions,
+    label: &str,
+) -> Result<TestOutcome> {
+    let cmd = Command::new(t.argv.clone()).cwd(remote).timeout(t.timeout);
+    let leaf = match label {
+        "" => file_name(&t.name),
+        l => format!("{}.{l}", file_name(&t.name)),
+    };
+    let base = opts.artifacts.join("tests").join(leaf);
+    let with_ext = |ext: &str| PathBuf::from(format!("{}.{ext}", base.display()));
+    Ok(match session.run(&cmd).await {
+        Ok(r) => {
+            let out = write(&with_ext("stdout"), &r.stdout)?;
+            let err = write(&with_ext("stderr"), &r.stderr)?;
+            let (verdict, message) = if r.timed_out {
+                (Verdict::TimedOut, Some(format!("killed after {:?}", t.timeout)))
+            } else if r.success() {
+                (Verdict::Passed, None)
+            } else {
+                // The end of what explains it: stderr, else stdout (t_functional logs to stdout).
+                let text = if r.stderr.iter().any(|b| !b.is_ascii_whitespace()) {
+                    &r.stderr
+                } else {
+                    &r.stdout
+                };
+                let text = String::from_utf8_lossy(text);
+                let tail: String = text
+                    .chars()
+                    .rev()
+                    .take(300)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                (
+                    Verdict::Failed,
+                    Some(format!("exit status {:?}: {}", r.exit_status, tail.trim())),
+                )
+            };
+            TestOutcome {
+                name: t.name.clone(),
+                verdict,
+                exit_status: r.exit_status,
+                duration: r.duration,
+                logs: vec![out, err],
+                message,
+                health: Vec::new(),
+                quarantined: None,
+            }
+        }
+        Err(e) => TestOutcome {
+            name: t.name.clone(),
+            verdict: Verdict::Error,
+            exit_status: None,
+            duration: Duration::ZERO,
+            logs: Vec::new(),
+            message: Some(e.to_string()),
+            health: Vec::new(),
+            quarantined: None,
+        },
+    })
 }
 
 #[cfg(test)]
@@ -625,7 +1206,7 @@ mod tests {
             &compute,
             &images,
             &Suite::dir(dir.path()),
-            &BootTestOptions::new(dir.path()),
+            &BootTestOptions::new(dir.path()).infra_retries(0, Duration::ZERO),
             2,
         )
         .await
@@ -648,6 +1229,9 @@ mod tests {
             compute: "qemu".into(),
             machine: None,
             infrastructure_error: Some("boot: no QMP socket".into()),
+            boot_failure: None,
+            boot_health: vec![],
+            attempts: vec![],
             tests: vec![TestOutcome {
                 name: "a <b> & \"c\"".into(),
                 verdict: Verdict::Failed,
@@ -655,6 +1239,8 @@ mod tests {
                 duration: Duration::from_millis(5),
                 logs: vec![],
                 message: Some("exit status Some(1)".into()),
+                health: vec![],
+                quarantined: None,
             }],
             duration: Duration::from_secs(1),
             artifacts: vec![],

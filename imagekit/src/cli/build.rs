@@ -68,7 +68,7 @@ pub(super) async fn build(cli: &Cli, a: &BuildArgs) -> crate::Result<String> {
                 koji_client::WatchOptions::default().deadline(timeout),
             ))
         }
-        (None, Some(cmd)) => Box::new(LocalCommandBuilder::new(cmd, vec![], &a.output, timeout)),
+        (None, Some(cmd)) => Box::new(LocalCommandBuilder::new(cmd, &a.output, timeout)),
         (None, None) => {
             return Err(Error::InvalidInput(
                 "give --koji-profile NAME or --command PROGRAM".into(),

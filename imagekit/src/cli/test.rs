@@ -70,9 +70,44 @@ pub(super) struct TestArgs {
     kernel: Option<PathBuf>,
     #[arg(long)]
     initrd: Option<PathBuf>,
+    /// The suite's layout: `runner` (`RUNNER TEST` per test) or `t-functional` (CentOS
+    /// t_functional: each tests/p_* directory a test; TESTS then selects directories).
+    #[arg(long, value_enum, default_value = "runner")]
+    layout: Layout,
+    /// Machines tried anew when one fails to be created, to boot or to answer SSH.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=10))]
+    infra_retries: u32,
+    /// Seconds before the first such retry (doubling each time).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=MAX_SECONDS))]
+    retry_backoff: u64,
+    /// Reruns of a failed test on a fresh machine; one that then passes is reported FLAKY.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=3))]
+    rerun: u32,
+    /// A health check no test fails on (repeatable): kernel_panic, oops, segfault, core_dump, …
+    #[arg(long = "allow", value_name = "CHECK", value_parser = health_check)]
+    allow: Vec<String>,
     /// Guest memory, MiB (64 to 1048576: below 64 no kernel boots).
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(64..=1024 * 1024))]
     memory: u32,
+}
+
+/// `--layout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Layout {
+    Runner,
+    TFunctional,
+}
+
+/// `--allow`: a health check's name.
+fn health_check(name: &str) -> Result<String, String> {
+    if crate::boot_test::health::is_check(name) {
+        return Ok(name.to_string());
+    }
+    let known: Vec<&str> = crate::boot_test::health::checks().iter().map(|c| c.name).collect();
+    Err(format!(
+        "no health check is named {name:?}; known: {}",
+        known.join(", ")
+    ))
 }
 
 /// Runs `imagekit test`; the exit code is 0 (passed), 3 (a test failed) or 1 (infrastructure).
@@ -85,27 +120,48 @@ pub(super) async fn test_cmd(cli: &Cli, a: &TestArgs) -> crate::Result<(String, 
     if let Some(initrd) = &a.initrd {
         qemu = qemu.initrd(initrd);
     }
-    let mut suite = if std::path::Path::new(&a.suite).is_dir() {
-        Suite::dir(a.suite.as_ref())
-    } else if a.suite.contains("://") || a.suite.ends_with(".git") {
-        Suite::git(&a.suite)
-    } else {
-        return Err(Error::InvalidInput(format!(
-            "--suite {}: not a directory or a git URL",
-            a.suite
-        )));
+    let is_dir = std::path::Path::new(&a.suite).is_dir();
+    let mut suite = match a.layout {
+        Layout::TFunctional if is_dir => {
+            let suite = Suite::t_functional(a.suite.as_ref())?;
+            if let Some(missing) = a.tests.iter().find(|t| !suite.tests().iter().any(|c| &c.name == *t)) {
+                return Err(Error::InvalidInput(format!("{}: no runnable tests/{missing}", a.suite)));
+            }
+            suite.retain(|c| a.tests.is_empty() || a.tests.contains(&c.name))
+        }
+        Layout::TFunctional => {
+            return Err(Error::InvalidInput(format!(
+                "--layout t-functional needs a local checkout: {} is not a directory",
+                a.suite
+            )));
+        }
+        Layout::Runner => {
+            let mut suite = if is_dir {
+                Suite::dir(a.suite.as_ref())
+            } else if a.suite.contains("://") || a.suite.ends_with(".git") {
+                Suite::git(&a.suite)
+            } else {
+                return Err(Error::InvalidInput(format!(
+                    "--suite {}: not a directory or a git URL",
+                    a.suite
+                )));
+            };
+            if a.tests.is_empty() {
+                suite = suite.test(TestCase::new("all", [a.runner.clone()]));
+            }
+            for t in &a.tests {
+                suite = suite.test(TestCase::new(t, [a.runner.clone(), t.clone()]));
+            }
+            suite
+        }
     };
     let timeout = Duration::from_secs(a.test_timeout);
-    if a.tests.is_empty() {
-        suite = suite.test(TestCase::new("all", [a.runner.clone()]).timeout(timeout));
-    }
-    for t in &a.tests {
-        suite = suite.test(TestCase::new(t, [a.runner.clone(), t.clone()]).timeout(timeout));
-    }
+    suite = suite.map_tests(|c| c.timeout(timeout).rerun(a.rerun).allow(&a.allow));
     let mut opts = BootTestOptions::new(&a.artifacts)
         .user(&a.user)
         .ssh_deadline(Duration::from_secs(a.ssh_timeout))
-        .cloud_init(a.cloud_init);
+        .cloud_init(a.cloud_init)
+        .infra_retries(a.infra_retries, Duration::from_secs(a.retry_backoff));
     if let Some(hold) = a.hold_on_failure {
         opts = opts.hold_on_failure(Duration::from_secs(hold));
     }
@@ -157,31 +213,43 @@ pub(super) async fn test_cmd(cli: &Cli, a: &TestArgs) -> crate::Result<(String, 
         b.finish_and_clear();
     }
     let report = report?;
-    let code = match (&report.infrastructure_error, report.failed()) {
+    let code = match (&report.infrastructure_error, report.success()) {
         (Some(_), _) => 1,
-        (None, 0) => 0,
-        _ => TESTS_FAILED,
+        (None, true) => 0,
+        (None, false) => TESTS_FAILED,
     };
     if cli.json {
         return Ok((to_json(&report)?, code));
     }
     let mut out = String::new();
+    for at in &report.attempts {
+        out += &format!("RETRIED   machine {}: {}\n", at.number, at.error);
+    }
     if let Some(e) = &report.infrastructure_error {
         out += &format!("INFRASTRUCTURE ERROR: {e}\n");
     }
+    if let Some(f) = &report.boot_failure {
+        out += &format!("BOOT FAILED: {f}\n");
+    }
     for t in &report.tests {
+        let verdict = match &t.quarantined {
+            Some(_) => "QUARANTINED".to_string(),
+            None => t.verdict.as_str().to_uppercase(),
+        };
         out += &format!(
-            "{:<9} {:<30} {:>6.1}s{}\n",
-            format!("{:?}", t.verdict).to_uppercase(),
+            "{:<11} {:<30} {:>6.1}s{}\n",
+            verdict,
             t.name,
             t.duration.as_secs_f64(),
             t.message.as_ref().map(|m| format!("  {m}")).unwrap_or_default()
         );
     }
     out += &format!(
-        "{} passed, {} failed; JUnit and logs in {}",
+        "{} passed, {} failed, {} flaky, {} quarantined; JUnit and logs in {}",
         report.passed(),
         report.failed(),
+        report.flaky(),
+        report.quarantined(),
         a.artifacts.display()
     );
     Ok((out, code))

@@ -72,6 +72,9 @@ pub struct PushReport {
 /// digest at the source, copies that digest with every platform to the destination under the
 /// first of `tags`, then points the other tags at the same digest. Blobs the destination has are
 /// skipped; an interrupted push can simply be run again.
+///
+/// Kept as the building block the pipeline uses. Scripts use [`crate::Imagekit::push`]:
+/// `ik.push("registry.cern.ch/linux/alma9:test").to("docker.io/cern/alma9").tag("latest").await?`.
 pub async fn push(
     client: &Client,
     source: &dyn ContainerRegistry,

@@ -142,6 +142,40 @@ pub struct TestSection {
     /// Where reports and logs go (relative to the pipeline file); a directory per run and image.
     #[serde(default = "default_results")]
     pub results: PathBuf,
+    /// How the suite is laid out: `runner` (the default: `runner SCENARIO` per scenario) or
+    /// `t_functional` (CentOS functional tests: every `tests/p_*`, `r_*`, `z_*` directory is a test
+    /// of its own, after the `tests/0_*` setup; `scenarios` then selects directories).
+    #[serde(default)]
+    pub layout: SuiteLayout,
+    /// How many fresh machines replace one that fails to be created, to boot or to answer SSH
+    /// (default 2, at most 10).
+    #[serde(default = "default_infra_retries")]
+    pub infra_retries: u32,
+    /// The wait before the first such retry, doubling each time (default 10).
+    #[serde(default = "default_retry_backoff")]
+    pub retry_backoff_seconds: u64,
+    /// Reruns of a failed test on a fresh machine (default 0, at most 3); a rerun that passes
+    /// is reported `flaky`.
+    #[serde(default)]
+    pub rerun: u32,
+    /// Health checks no test fails on (`core_dump`, …; see `imagekit::boot_test::health`).
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Known failures that warn instead of blocking promotion until their date
+    /// (`[[test.quarantine]]` with `test`, `pattern`, `tracker`, `until = "2027-01-31"`).
+    #[serde(default)]
+    pub quarantine: Vec<crate::boot_test::Quarantine>,
+}
+
+/// How a test suite is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SuiteLayout {
+    /// A runner script taking the scenario as its argument.
+    #[default]
+    Runner,
+    /// CentOS `t_functional`: `tests/0_*` setup, then one test per `tests/p_*`, `r_*`, `z_*`.
+    TFunctional,
 }
 
 /// The longest Ironic lease TTL, and wait for a node, a pipeline may ask for: a week, in minutes.
@@ -185,6 +219,14 @@ fn default_test_timeout() -> u64 {
 }
 fn default_results() -> PathBuf {
     "test-results".into()
+}
+
+fn default_infra_retries() -> u32 {
+    2
+}
+
+fn default_retry_backoff() -> u64 {
+    10
 }
 
 /// A container registry.
@@ -614,8 +656,23 @@ impl Pipeline {
                     1..=MAX_SECONDS,
                     "seconds (ten years)",
                 ),
+                ("infra_retries", u64::from(t.infra_retries), 0..=10, "retries"),
+                (
+                    "retry_backoff_seconds",
+                    t.retry_backoff_seconds,
+                    0..=MAX_SECONDS,
+                    "seconds (ten years)",
+                ),
+                ("rerun", u64::from(t.rerun), 0..=3, "reruns"),
             ] {
                 check_range(key, value, range, what).map_err(|r| at(key_line("test", key), r))?;
+            }
+            if let Some(bad) = t.allow.iter().find(|a| !crate::boot_test::health::is_check(a)) {
+                let known: Vec<&str> = crate::boot_test::health::checks().iter().map(|c| c.name).collect();
+                return Err(at(
+                    key_line("test", "allow"),
+                    format!("no health check is named {bad:?}; known: {}", known.join(", ")),
+                ));
             }
             if t.kernel.is_some() != t.initrd.is_some() {
                 return Err(at(

@@ -7,8 +7,8 @@ mod sweep;
 
 pub use config::{
     BuildSection, BuilderKind, ContainerSection, MAX_HOURS, MAX_LEASE_MINUTES, MAX_MINUTES, MAX_SECONDS, Pipeline,
-    PipelineFile, PromoteSection, PushSection, RegistryKind, RegistrySection, StoreKind, StoreSection, TestSection,
-    UploadSection,
+    PipelineFile, PromoteSection, PushSection, RegistryKind, RegistrySection, StoreKind, StoreSection, SuiteLayout,
+    TestSection, UploadSection,
 };
 pub use run::{ContainerOutcome, IMAGE_RESOURCE, RunImage, RunOptions, RunReport, Runner, Services, TestSummary};
 pub use sweep::{SweepItem, SweepOptions, SweepReport, sweep};

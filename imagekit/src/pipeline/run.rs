@@ -168,7 +168,7 @@ impl Services {
                     program.into()
                 };
                 (
-                    Box::new(LocalCommandBuilder::new(program, args.to_vec(), &output, timeout)),
+                    Box::new(LocalCommandBuilder::new(program, &output, timeout).args(args)),
                     None,
                 )
             }
@@ -279,8 +279,14 @@ pub struct RunReport {
 pub struct TestSummary {
     /// Tests passed.
     pub passed: usize,
-    /// Tests failed (timed out, errors included).
+    /// Tests failed (timed out, errors and a failed boot check included).
     pub failed: usize,
+    /// Tests that failed, then passed on a fresh machine (they do not block promotion).
+    #[serde(default)]
+    pub flaky: usize,
+    /// Failures under quarantine (warnings; they do not block promotion).
+    #[serde(default)]
+    pub quarantined: usize,
     /// The JUnit report.
     pub junit: std::path::PathBuf,
 }
@@ -678,7 +684,13 @@ impl<'a> Runner<'a> {
                 .keep(section.keep)
                 .delete_beyond_keep(section.delete_beyond_keep);
             let evidence = match verdict {
-                Some(v) => json!({"tests": format!("{} passed", v.passed), "junit": v.junit, "build": build.nvr}),
+                Some(v) => json!({
+                    "tests": format!("{} passed", v.passed),
+                    "flaky": v.flaky,
+                    "quarantined": v.quarantined,
+                    "junit": v.junit,
+                    "build": build.nvr,
+                }),
                 None => json!({"tests": "none: promoted without tests (without_tests = true)", "build": build.nvr}),
             };
             let key = format!("promote/{}/{}/{store_name}", artifact.arch, artifact.format);
@@ -780,7 +792,7 @@ impl<'a> Runner<'a> {
         store_name: &str,
         image: &StoredImage,
     ) -> Result<TestSummary> {
-        use crate::boot_test::{BootTestOptions, Suite, TestCase, Verdict, boot_test};
+        use crate::boot_test::{BootTestOptions, Suite, TestCase, boot_test};
         let store = self
             .services
             .stores
@@ -788,29 +800,54 @@ impl<'a> Runner<'a> {
             .ok_or_else(|| Error::InvalidInput(format!("no store {store_name}")))?;
         let timeout = Duration::from_secs(t.test_timeout_seconds);
         let suite_dir = self.pipeline.resolve(t.suite.as_ref());
-        let mut suite = if suite_dir.is_dir() {
-            Suite::dir(&suite_dir)
-        } else {
-            Suite::git(&t.suite)
+        let mut suite = match t.layout {
+            super::config::SuiteLayout::TFunctional => {
+                let suite = Suite::t_functional(&suite_dir)?;
+                if let Some(missing) = t
+                    .scenarios
+                    .iter()
+                    .find(|s| !suite.tests().iter().any(|c| &c.name == *s))
+                {
+                    return Err(Error::InvalidInput(format!(
+                        "[test] scenarios: {} has no runnable tests/{missing}",
+                        suite_dir.display()
+                    )));
+                }
+                suite.retain(|c| t.scenarios.is_empty() || t.scenarios.contains(&c.name))
+            }
+            super::config::SuiteLayout::Runner => {
+                let mut suite = if suite_dir.is_dir() {
+                    Suite::dir(&suite_dir)
+                } else {
+                    Suite::git(&t.suite)
+                };
+                if t.scenarios.is_empty() {
+                    suite = suite.test(TestCase::new("all", [t.runner.clone()]));
+                }
+                for sc in &t.scenarios {
+                    suite = suite.test(TestCase::new(sc, [t.runner.clone(), sc.clone()]));
+                }
+                suite
+            }
         };
-        if t.scenarios.is_empty() {
-            suite = suite.test(TestCase::new("all", [t.runner.clone()]).timeout(timeout));
-        }
-        for sc in &t.scenarios {
-            suite = suite.test(TestCase::new(sc, [t.runner.clone(), sc.clone()]).timeout(timeout));
-        }
+        suite = suite.map_tests(|c| c.timeout(timeout).rerun(t.rerun).allow(t.allow.clone()));
         let results = self
             .pipeline
             .resolve(&t.results)
             .join(run.as_str())
             .join(key.trim_start_matches("test/").replace('/', "-"));
-        let mut opts = BootTestOptions::new(&results);
-        opts.user = t.user.clone();
-        opts.ssh_deadline = Duration::from_secs(t.ssh_timeout_seconds);
-        opts.cloud_init = t.cloud_init;
-        // Images are tested at once: each suite copy gets its own directory.
+        let mut opts = BootTestOptions::new(&results)
+            .user(&t.user)
+            .ssh_deadline(Duration::from_secs(t.ssh_timeout_seconds))
+            .cloud_init(t.cloud_init)
+            .infra_retries(t.infra_retries, Duration::from_secs(t.retry_backoff_seconds));
+        for q in &t.quarantine {
+            opts = opts.quarantine(q.clone());
+        }
+        // Images (and runs) are tested at once: each suite copy gets its own directory.
         opts.remote_dir = format!(
-            "/tmp/imagekit-suite-{}",
+            "/tmp/imagekit-suite-{}-{}",
+            run.as_str(),
             key.trim_start_matches("test/").replace('/', "-")
         );
         let report = match &self.services.compute {
@@ -830,25 +867,42 @@ impl<'a> Runner<'a> {
                 boot_test(compute.as_ref(), &path.display().to_string(), &suite, &opts).await?
             }
         };
-        for o in &report.tests {
-            let verdict = match o.verdict {
-                Verdict::Passed => "passed",
-                Verdict::Failed => "failed",
-                Verdict::TimedOut => "timed_out",
-                Verdict::Error => "error",
-            };
+        let record = |name: String, verdict: &str, duration: Duration, message: Option<String>| {
             self.journal.record_test(
                 run,
                 key,
                 &crate::journal::TestRecord {
                     stage: key.to_string(),
                     image: image.id.clone(),
-                    name: o.name.clone(),
+                    name,
                     verdict: verdict.into(),
-                    duration_ms: o.duration.as_millis() as u64,
-                    message: o.message.clone(),
+                    duration_ms: duration.as_millis() as u64,
+                    message,
                 },
+            )
+        };
+        // Every machine replaced on the way, then the boot's own verdict when it failed.
+        for a in &report.attempts {
+            record(
+                format!("boot (attempt {})", a.number),
+                "infrastructure",
+                a.duration,
+                Some(a.error.clone()),
             )?;
+        }
+        if let Some(f) = &report.boot_failure {
+            record("boot".into(), "failed", Duration::ZERO, Some(f.clone()))?;
+        }
+        for o in &report.tests {
+            let verdict = match (&o.quarantined, o.verdict) {
+                (Some(_), _) => "quarantined",
+                (None, v) => v.as_str(),
+            };
+            let message = match (&o.quarantined, &o.message) {
+                (Some(q), m) => Some(format!("{q}: {}", m.as_deref().unwrap_or("failed"))),
+                (None, m) => m.clone(),
+            };
+            record(o.name.clone(), verdict, o.duration, message)?;
         }
         if let Some(e) = &report.infrastructure_error {
             return Err(Error::Vm {
@@ -858,7 +912,9 @@ impl<'a> Runner<'a> {
         }
         Ok(TestSummary {
             passed: report.passed(),
-            failed: report.failed(),
+            failed: report.failed() + usize::from(report.boot_failure.is_some()),
+            flaky: report.flaky(),
+            quarantined: report.quarantined(),
             junit: results.join("junit.xml"),
         })
     }

@@ -48,9 +48,9 @@ impl ImportMethod {
         }
     }
     /// `copy-image` into `stores`.
-    pub fn copy_image(stores: Vec<String>) -> Self {
+    pub fn copy_image(stores: impl IntoIterator<Item = impl Into<String>>) -> Self {
         ImportMethod::CopyImage {
-            stores,
+            stores: stores.into_iter().map(Into::into).collect(),
             all_stores_must_succeed: true,
         }
     }

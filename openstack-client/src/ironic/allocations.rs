@@ -62,12 +62,14 @@ impl CreateAllocation {
         self
     }
     /// Only among these nodes (names or UUIDs).
-    pub fn candidates(mut self, nodes: &[&str]) -> Self {
+    pub fn candidates(mut self, nodes: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        let nodes: Vec<String> = nodes.into_iter().map(Into::into).collect();
         self.body.insert("candidate_nodes".into(), json!(nodes));
         self
     }
     /// Nodes with all these traits.
-    pub fn traits(mut self, traits: &[&str]) -> Self {
+    pub fn traits(mut self, traits: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        let traits: Vec<String> = traits.into_iter().map(Into::into).collect();
         self.body.insert("traits".into(), json!(traits));
         self
     }

@@ -172,11 +172,11 @@ impl ListNodes {
         self.push("associated", on.to_string())
     }
     /// Only these fields (`uuid` is always added: the client needs it).
-    pub fn fields(self, fields: &[&str]) -> Self {
-        let mut f: Vec<&str> = fields.to_vec();
+    pub fn fields(self, fields: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        let mut f: Vec<String> = fields.into_iter().map(Into::into).collect();
         for needed in ["uuid", "provision_state"] {
-            if !f.contains(&needed) {
-                f.push(needed);
+            if !f.iter().any(|x| x == needed) {
+                f.push(needed.to_string());
             }
         }
         self.push("fields", f.join(","))

@@ -63,7 +63,8 @@ impl ListFloatingIps {
         self
     }
     /// Having all these tags.
-    pub fn tags(mut self, tags: &[&str]) -> Self {
+    pub fn tags(mut self, tags: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        let tags: Vec<String> = tags.into_iter().map(Into::into).collect();
         self.params.push(("tags".into(), tags.join(",")));
         self
     }

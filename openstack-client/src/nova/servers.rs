@@ -418,7 +418,8 @@ impl ListServers {
         self.push("status", s.as_str())
     }
     /// Servers with all these tags (comma-joined).
-    pub fn tags(self, tags: &[&str]) -> Self {
+    pub fn tags(self, tags: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        let tags: Vec<String> = tags.into_iter().map(Into::into).collect();
         self.push("tags", tags.join(","))
     }
     /// Booted from this image.

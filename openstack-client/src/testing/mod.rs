@@ -520,6 +520,14 @@ impl MockOpenStack {
         self
     }
 
+    /// `os-getConsoleOutput` answers what `path` holds at the time of each request (nothing while
+    /// it does not exist): with servers played by a local sshd, tests write their machine's
+    /// "console" there, e.g. a kernel panic in the middle of a test.
+    pub fn console_from_file(&self, path: &std::path::Path) -> &Self {
+        self.state().nova.console_file = Some(path.to_path_buf());
+        self
+    }
+
     /// The fixed address servers get (default `10.0.0.N`), e.g. `127.0.0.1` to reach a local sshd.
     pub fn set_server_address(&self, ip: &str) -> &Self {
         self.state().neutron.fixed_address = Some(ip.to_string());

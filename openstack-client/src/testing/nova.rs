@@ -35,6 +35,9 @@ pub(crate) struct Nova {
     pub(crate) delete_polls: u32,
     pub(crate) boot_faults: Vec<String>,
     pub(crate) console: String,
+    /// When set, the console is this file's content, read at each request (a test machine that
+    /// is really the local sshd writes its "console" there).
+    pub(crate) console_file: Option<std::path::PathBuf>,
 }
 
 impl Default for Nova {
@@ -46,6 +49,7 @@ impl Default for Nova {
             delete_polls: 1,
             boot_faults: Vec::new(),
             console: "[    0.000000] Linux version 6.1.0 (mock)\nlogin: \n".into(),
+            console_file: None,
         }
     }
 }
@@ -118,7 +122,12 @@ pub(crate) fn route(st: &mut State, method: &str, rel: &str, query: &BTreeMap<St
                         json!({"conflictingRequest": {"code": 409, "message": "Instance is not ready"}}),
                     );
                 }
-                let text = &st.nova.console;
+                let from_file = st
+                    .nova
+                    .console_file
+                    .as_ref()
+                    .map(|f| String::from_utf8_lossy(&std::fs::read(f).unwrap_or_default()).into_owned());
+                let text = from_file.as_ref().unwrap_or(&st.nova.console);
                 let out = match args.get("length").and_then(Value::as_u64) {
                     Some(n) => {
                         let lines: Vec<&str> = text.lines().collect();
