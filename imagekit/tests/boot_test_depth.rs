@@ -5,40 +5,19 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
+
 use std::time::Duration;
 
-use imagekit::boot_test::{BootTestOptions, NovaCompute, NovaOptions, Quarantine, Suite, TestCase, Verdict, boot_test};
+use imagekit::boot_test::{BootTestOptions, NovaCompute, Quarantine, Suite, TestCase, Verdict, boot_test};
 use imagekit::openstack::testing::{MockOpenStack, Service};
 
 mod common;
 
-struct Sshd {
-    user: String,
-    port: u16,
-    authorized_keys: PathBuf,
-}
-
-fn sshd() -> Option<Sshd> {
-    let dir = common::peer("IMAGEKIT_SSHD", "sshd")?;
-    Some(Sshd {
-        user: std::fs::read_to_string(dir.join("user")).unwrap().trim().to_string(),
-        port: common::sshd_port(&dir),
-        authorized_keys: dir.join("authorized_keys"),
-    })
-}
+use common::{Sshd, sshd};
 
 /// Nova on a mock cloud whose servers are the local sshd.
 fn nova(cloud: &MockOpenStack, sshd: &Sshd) -> NovaCompute {
-    cloud
-        .set_server_address("127.0.0.1")
-        .authorize_keys_in(&sshd.authorized_keys);
-    NovaCompute::new(
-        cloud.client(),
-        NovaOptions::new("m1.small")
-            .ssh_port(sshd.port)
-            .poll(Duration::from_millis(5), Duration::from_millis(20))
-            .timeouts(Duration::from_secs(30), Duration::from_secs(30)),
-    )
+    common::nova_on_sshd(cloud, sshd)
 }
 
 fn options(dir: &Path, sshd: &Sshd) -> BootTestOptions {

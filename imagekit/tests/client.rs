@@ -14,33 +14,11 @@ use imagekit::testing::Kit;
 
 mod common;
 
-struct Sshd {
-    user: String,
-    port: u16,
-    authorized_keys: std::path::PathBuf,
-}
-
-fn sshd() -> Option<Sshd> {
-    let dir = common::peer("IMAGEKIT_SSHD", "sshd")?;
-    Some(Sshd {
-        user: std::fs::read_to_string(dir.join("user")).unwrap().trim().to_string(),
-        port: common::sshd_port(&dir),
-        authorized_keys: dir.join("authorized_keys"),
-    })
-}
+use common::{Sshd, sshd};
 
 /// Nova on the kit whose servers are the local sshd.
 fn nova(kit: &Kit, sshd: &Sshd) -> NovaCompute {
-    kit.cloud
-        .set_server_address("127.0.0.1")
-        .authorize_keys_in(&sshd.authorized_keys);
-    NovaCompute::new(
-        kit.cloud.client(),
-        NovaOptions::new("m1.small")
-            .ssh_port(sshd.port)
-            .poll(Duration::from_millis(5), Duration::from_millis(20))
-            .timeouts(Duration::from_secs(30), Duration::from_secs(30)),
-    )
+    common::nova_on_sshd(&kit.cloud, sshd)
 }
 
 /// A suite whose `check` test passes for `good` only.

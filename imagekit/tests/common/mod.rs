@@ -37,6 +37,44 @@ pub fn sshd_port(dir: &std::path::Path) -> u16 {
         .unwrap_or(2222)
 }
 
+/// The real sshd of `dev/ssh-peer`, standing in for test machines.
+pub struct Sshd {
+    /// The user it lets in.
+    pub user: String,
+    /// Its port.
+    pub port: u16,
+    /// The file a mock cloud authorizes boot-test keys in.
+    pub authorized_keys: PathBuf,
+}
+
+/// The sshd peer, when it runs.
+pub fn sshd() -> Option<Sshd> {
+    let dir = peer("IMAGEKIT_SSHD", "sshd")?;
+    Some(Sshd {
+        user: std::fs::read_to_string(dir.join("user")).unwrap().trim().to_string(),
+        port: sshd_port(&dir),
+        authorized_keys: dir.join("authorized_keys"),
+    })
+}
+
+/// Nova on a mock cloud whose servers are the local sshd, polling fast enough for tests.
+pub fn nova_on_sshd(
+    cloud: &imagekit::openstack::testing::MockOpenStack,
+    sshd: &Sshd,
+) -> imagekit::boot_test::NovaCompute {
+    use std::time::Duration;
+    cloud
+        .set_server_address("127.0.0.1")
+        .authorize_keys_in(&sshd.authorized_keys);
+    imagekit::boot_test::NovaCompute::new(
+        cloud.client(),
+        imagekit::boot_test::NovaOptions::new("m1.small")
+            .ssh_port(sshd.port)
+            .poll(Duration::from_millis(5), Duration::from_millis(20))
+            .timeouts(Duration::from_secs(30), Duration::from_secs(30)),
+    )
+}
+
 /// A session on one cloud of that clouds.yaml (`imagekit-admin`, `imagekit-demo`).
 pub fn session(clouds: &std::path::Path, cloud: &str) -> Session {
     openstack_client::Client::builder()
