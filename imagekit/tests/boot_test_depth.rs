@@ -426,3 +426,104 @@ name = "{{distro}} - {{arch}}"
     );
     assert_eq!(cloud.leaks(), vec![]);
 }
+
+/// Nova whose machines are known to be small (512 MiB, 10 GiB).
+#[derive(Debug)]
+struct SmallNova(NovaCompute);
+
+#[imagekit::async_trait]
+impl imagekit::boot_test::Compute for SmallNova {
+    fn name(&self) -> String {
+        self.0.name()
+    }
+    async fn boot(
+        &self,
+        image: &str,
+        name: &str,
+        key: &str,
+    ) -> imagekit::Result<Box<dyn imagekit::boot_test::Machine>> {
+        self.0.boot(image, name, key).await
+    }
+    fn capacity(&self) -> imagekit::boot_test::Capacity {
+        imagekit::boot_test::Capacity::new(Some(512), Some(10))
+    }
+}
+
+#[tokio::test]
+async fn shared_tests_share_a_machine_exclusive_ones_get_their_own_at_once() {
+    use imagekit::boot_test::plan::{Selection, TestPlan};
+    let Some(sshd) = sshd() else { return };
+    let cloud = MockOpenStack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let suite_path = suite_dir(dir.path(), &[("t.sh", "sleep 2; echo \"$1 on $(hostname)\"")]);
+    let plan = TestPlan::from_toml(
+        r#"
+[[case]]
+name = "a"
+command = ["./t.sh", "a"]
+tags = ["smoke"]
+[[case]]
+name = "wipes-disk"
+command = ["./t.sh", "wipes-disk"]
+exclusive = true
+[[case]]
+name = "b"
+command = ["./t.sh", "b"]
+[[case]]
+name = "reboots"
+command = ["./t.sh", "reboots"]
+exclusive = true
+[[case]]
+name = "arm-only"
+command = ["./t.sh", "arm"]
+arches = ["aarch64"]
+[[case]]
+name = "big"
+command = ["./t.sh", "big"]
+min_memory_mib = 4096
+[[case]]
+name = "ironic-only"
+command = ["./t.sh", "ironic"]
+platforms = ["ironic"]
+"#,
+    )
+    .unwrap();
+    let mut suite = Suite::dir(&suite_path);
+    for c in Selection::default().skip("b").apply(plan.cases()).unwrap() {
+        suite = suite.test(c);
+    }
+    let compute = SmallNova(nova(&cloud, &sshd));
+    let opts = options(dir.path(), &sshd).arch("x86_64").max_machines(3);
+    let report = boot_test(&compute, "IMAGE-1", &suite, &opts).await.unwrap();
+    let verdicts: Vec<(&str, Verdict)> = report.tests.iter().map(|t| (t.name.as_str(), t.verdict)).collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("a", Verdict::Passed),
+            ("wipes-disk", Verdict::Passed),
+            ("reboots", Verdict::Passed),
+            ("big", Verdict::Error),
+        ],
+        "in plan order; aarch64-only and Ironic-only tests left out, b skipped"
+    );
+    assert_eq!(
+        report.tests[3].message.as_deref(),
+        Some("not run: needs 4096 MiB of memory; the test machines have 512 MiB")
+    );
+    assert_eq!(report.machines.len(), 3, "{:?}", report.machines);
+    let calls = cloud.calls();
+    let creates: Vec<usize> = (0..calls.len())
+        .filter(|&i| calls[i].method == "POST" && calls[i].path == "servers")
+        .collect();
+    let first_delete = (0..calls.len())
+        .find(|&i| calls[i].method == "DELETE" && calls[i].path.starts_with("servers/"))
+        .unwrap();
+    assert_eq!(creates.len(), 3);
+    assert!(
+        creates.iter().all(|&c| c < first_delete),
+        "the three machines ran at once"
+    );
+    assert!(dir.path().join("out/console-exclusive-wipes-disk.log").exists());
+    assert!(dir.path().join("out/tests/reboots.exclusive-reboots.stdout").exists());
+    assert_eq!(cloud.leaks(), vec![]);
+}

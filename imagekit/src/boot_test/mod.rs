@@ -26,6 +26,7 @@ use crate::ssh::{Command, Session, SshKey};
 pub mod health;
 mod ironic;
 mod nova;
+pub mod plan;
 pub mod qemu;
 pub use ironic::{Heartbeat, IronicCompute, IronicMachine, IronicOptions, Lease, Pool, SshAddress};
 pub use nova::{KeyInjection, Leftover, NovaCompute, NovaMachine, NovaOptions};
@@ -96,10 +97,42 @@ pub trait Compute: Send + Sync + std::fmt::Debug {
     fn for_run(&self, _run: &str) -> Option<std::sync::Arc<dyn Compute>> {
         None
     }
+    /// What its machines have, when known; tests that need more ([`TestCase::needs`]) are not
+    /// run on them. Unknown (the default) lets every test run.
+    fn capacity(&self) -> Capacity {
+        Capacity::default()
+    }
 }
 
-/// One test: a named command.
+/// What a compute's machines have (`None`: not known).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Capacity {
+    /// Memory, MiB.
+    pub memory_mib: Option<u32>,
+    /// Disk, GiB.
+    pub disk_gib: Option<u32>,
+}
+
+impl Capacity {
+    /// Machines with `memory_mib` of memory and `disk_gib` of disk.
+    pub fn new(memory_mib: Option<u32>, disk_gib: Option<u32>) -> Capacity {
+        Capacity { memory_mib, disk_gib }
+    }
+    /// Why `t` cannot run on such a machine, if it cannot.
+    fn refuses(&self, t: &TestCase) -> Option<String> {
+        let short = |need: Option<u32>, have: Option<u32>| need.zip(have).filter(|(n, h)| n > h);
+        if let Some((n, h)) = short(t.min_memory_mib, self.memory_mib) {
+            return Some(format!("needs {n} MiB of memory; the test machines have {h} MiB"));
+        }
+        short(t.min_disk_gib, self.disk_gib)
+            .map(|(n, h)| format!("needs {n} GiB of disk; the test machines have {h} GiB"))
+    }
+}
+
+/// One test: a named command, and what it needs.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct TestCase {
     /// Its name in reports (anything; it is never given to a shell).
     pub name: String,
@@ -112,6 +145,21 @@ pub struct TestCase {
     /// How many times a failure is rerun on a fresh machine (default 0: a failure is final). A
     /// failure that then passes is [`Verdict::Flaky`], never `Passed`.
     pub rerun: u32,
+    /// Labels for selecting tests (`--tag`).
+    pub tags: Vec<String>,
+    /// Destructive: it gets a fresh machine of its own. Shared tests (the default) of one image
+    /// run one after another in one machine.
+    pub exclusive: bool,
+    /// The architectures it applies to (empty: all). The image's comes from
+    /// [`BootTestOptions::arch`]; a test for other arches is left out.
+    pub arches: Vec<String>,
+    /// The platforms it applies to: `qemu`, `nova`, `ironic` (empty: all).
+    pub platforms: Vec<String>,
+    /// The memory it needs, MiB: on a machine known to have less it is not run but reported as
+    /// an error saying so.
+    pub min_memory_mib: Option<u32>,
+    /// The disk it needs, GiB (checked like the memory).
+    pub min_disk_gib: Option<u32>,
 }
 
 impl TestCase {
@@ -127,7 +175,47 @@ impl TestCase {
             timeout: Duration::from_secs(600),
             allow: Vec::new(),
             rerun: 0,
+            tags: Vec::new(),
+            exclusive: false,
+            arches: Vec::new(),
+            platforms: Vec::new(),
+            min_memory_mib: None,
+            min_disk_gib: None,
         }
+    }
+    /// Labels for selecting it.
+    pub fn tags(mut self, tags: impl IntoIterator<Item = impl Into<String>>) -> TestCase {
+        self.tags = tags.into_iter().map(Into::into).collect();
+        self
+    }
+    /// Gives it a fresh machine of its own (a destructive test).
+    pub fn exclusive(mut self, on: bool) -> TestCase {
+        self.exclusive = on;
+        self
+    }
+    /// Only on these architectures.
+    pub fn arches(mut self, arches: impl IntoIterator<Item = impl Into<String>>) -> TestCase {
+        self.arches = arches.into_iter().map(Into::into).collect();
+        self
+    }
+    /// Only on these platforms (`qemu`, `nova`, `ironic`).
+    pub fn platforms(mut self, platforms: impl IntoIterator<Item = impl Into<String>>) -> TestCase {
+        self.platforms = platforms.into_iter().map(Into::into).collect();
+        self
+    }
+    /// Needs at least this much memory and disk.
+    pub fn needs(mut self, memory_mib: Option<u32>, disk_gib: Option<u32>) -> TestCase {
+        self.min_memory_mib = memory_mib;
+        self.min_disk_gib = disk_gib;
+        self
+    }
+    /// Whether it applies to `arch` (None: unknown, so yes) on `platform`.
+    pub fn applies_to(&self, arch: Option<&str>, platform: &str) -> bool {
+        let arch_ok = match arch {
+            Some(a) => self.arches.is_empty() || self.arches.iter().any(|x| x == a),
+            None => true,
+        };
+        arch_ok && (self.platforms.is_empty() || self.platforms.iter().any(|p| p == platform))
     }
     /// Health checks this test may trip (names from [`health::checks`]): e.g. `core_dump` for a
     /// test that crashes a process on purpose.
@@ -329,6 +417,11 @@ pub struct BootTestOptions {
     pub retry_backoff: Duration,
     /// Known failures that warn instead of failing, until their date.
     pub quarantine: Vec<Quarantine>,
+    /// The image's architecture, for [`TestCase::arches`] (None: unknown, every test applies).
+    pub arch: Option<String>,
+    /// How many machines of one image may run at once: the shared tests' machine and each
+    /// exclusive test's (default 1: one after another).
+    pub max_machines: usize,
 }
 
 impl BootTestOptions {
@@ -379,6 +472,16 @@ impl BootTestOptions {
         self.quarantine.push(q);
         self
     }
+    /// The image's architecture (tests for other arches are left out).
+    pub fn arch(mut self, arch: impl Into<String>) -> Self {
+        self.arch = Some(arch.into());
+        self
+    }
+    /// At most this many machines at once for one image (at least 1).
+    pub fn max_machines(mut self, n: usize) -> Self {
+        self.max_machines = n.max(1);
+        self
+    }
 }
 
 impl BootTestOptions {
@@ -398,6 +501,8 @@ impl BootTestOptions {
             infra_retries: 2,
             retry_backoff: Duration::from_secs(10),
             quarantine: Vec::new(),
+            arch: None,
+            max_machines: 1,
         }
     }
 }
@@ -534,6 +639,9 @@ pub struct TestReport {
     /// Machines that failed the infrastructure's way and were replaced (the last machine is the
     /// report's own).
     pub attempts: Vec<Attempt>,
+    /// Every machine the tests ran on: the shared tests' first, then each exclusive test's,
+    /// then reruns'.
+    pub machines: Vec<String>,
     /// The tests.
     pub tests: Vec<TestOutcome>,
     /// Total time.
@@ -706,17 +814,40 @@ pub async fn boot_test(
         boot_failure: None,
         boot_health: Vec::new(),
         attempts: Vec::new(),
+        machines: Vec::new(),
         tests: Vec::new(),
         duration: Duration::ZERO,
         artifacts: Vec::new(),
     };
-    let all: Vec<&TestCase> = suite.tests.iter().collect();
-    let first = run_with_retries(compute, image, suite, &all, opts, "", &mut report).await?;
-    report.machine = first.machine;
-    report.infrastructure_error = first.infrastructure_error;
-    report.boot_failure = first.boot_failure;
-    report.boot_health = first.boot_health;
-    report.tests = first.tests;
+    // What applies to this image and platform, and fits its machines.
+    let platform = compute.name().split(':').next().unwrap_or_default().to_string();
+    let capacity = compute.capacity();
+    let mut runnable = Vec::new();
+    for t in suite
+        .tests
+        .iter()
+        .filter(|t| t.applies_to(opts.arch.as_deref(), &platform))
+    {
+        match capacity.refuses(t) {
+            None => runnable.push(t),
+            Some(why) => report.tests.push(TestOutcome {
+                name: t.name.clone(),
+                verdict: Verdict::Error,
+                exit_status: None,
+                duration: Duration::ZERO,
+                logs: Vec::new(),
+                message: Some(format!("not run: {why}")),
+                health: Vec::new(),
+                quarantined: None,
+            }),
+        }
+    }
+    let groups = machine_groups(runnable, "", true);
+    run_groups(compute, image, suite, groups, opts, &mut report).await?;
+    report.machine = report.machines.first().cloned();
+    // In the suite's order, whichever machine ran them.
+    let order = |name: &str| suite.tests.iter().position(|t| t.name == name);
+    report.tests.sort_by_key(|t| order(&t.name));
     // Reruns: failures that asked for them, on a fresh machine, once per round.
     let mut round = 0;
     loop {
@@ -736,7 +867,30 @@ pub async fn boot_test(
             break;
         }
         let label = format!("rerun-{round}");
-        let rerun = run_with_retries(compute, image, suite, &again, opts, &label, &mut report).await?;
+        let mut rerun = TestReport {
+            tests: Vec::new(),
+            attempts: Vec::new(),
+            machines: Vec::new(),
+            artifacts: Vec::new(),
+            ..report.clone()
+        };
+        run_groups(
+            compute,
+            image,
+            suite,
+            machine_groups(again, &label, false),
+            opts,
+            &mut rerun,
+        )
+        .await?;
+        report.machines.extend(rerun.machines);
+        report.artifacts.extend(rerun.artifacts);
+        for a in rerun.attempts {
+            report.attempts.push(Attempt {
+                number: report.attempts.len() as u32 + 1,
+                ..a
+            });
+        }
         for o in rerun.tests {
             let Some(first) = report.tests.iter_mut().find(|f| f.name == o.name) else {
                 continue;
@@ -766,6 +920,85 @@ pub async fn boot_test(
         .artifacts
         .push(write(&opts.artifacts.join("junit.xml"), junit.as_bytes())?);
     Ok(report)
+}
+
+/// The machines `tests` need: one for the shared tests, one for each exclusive test; labelled for
+/// their files (`""` or `prefix` for the shared one, `exclusive-NAME` or `prefix-exclusive-NAME`).
+/// With `always`, a suite without tests still boots one machine (the boot itself is a test).
+fn machine_groups<'t>(tests: Vec<&'t TestCase>, prefix: &str, always: bool) -> Vec<(String, Vec<&'t TestCase>)> {
+    let (exclusive, shared): (Vec<&TestCase>, Vec<&TestCase>) = tests.into_iter().partition(|t| t.exclusive);
+    let mut groups = Vec::new();
+    if !shared.is_empty() || (always && exclusive.is_empty()) {
+        groups.push((prefix.to_string(), shared));
+    }
+    for t in exclusive {
+        let label = format!("exclusive-{}", file_name(&t.name));
+        groups.push((
+            match prefix {
+                "" => label,
+                p => format!("{p}-{label}"),
+            },
+            vec![t],
+        ));
+    }
+    groups
+}
+
+/// Runs each group on machines of its own, at most [`BootTestOptions::max_machines`] at once, and
+/// gathers into `report` their tests, machines, failed attempts, artifacts and errors.
+async fn run_groups(
+    compute: &dyn Compute,
+    image: &str,
+    suite: &Suite,
+    groups: Vec<(String, Vec<&TestCase>)>,
+    opts: &BootTestOptions,
+    report: &mut TestReport,
+) -> Result<()> {
+    use futures::StreamExt as _;
+    let blank = TestReport {
+        tests: Vec::new(),
+        attempts: Vec::new(),
+        machines: Vec::new(),
+        artifacts: Vec::new(),
+        ..report.clone()
+    };
+    type Job<'j> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(MachineRun, TestReport)>> + Send + 'j>>;
+    // Boxed one by one (not a closure over the groups): the futures then borrow for one lifetime.
+    let mut jobs: Vec<Job<'_>> = Vec::new();
+    for (label, tests) in groups {
+        let mut scratch = blank.clone();
+        jobs.push(Box::pin(async move {
+            let run = run_with_retries(compute, image, suite, &tests, opts, &label, &mut scratch).await?;
+            Ok((run, scratch))
+        }));
+    }
+    let done: Vec<Result<(MachineRun, TestReport)>> = futures::stream::iter(jobs)
+        .buffered(opts.max_machines.max(1))
+        .collect()
+        .await;
+    for r in done {
+        let (run, scratch) = r?;
+        for a in scratch.attempts {
+            report.attempts.push(Attempt {
+                number: report.attempts.len() as u32 + 1,
+                ..a
+            });
+        }
+        report.artifacts.extend(scratch.artifacts);
+        report.machines.extend(run.machine);
+        if let Some(e) = run.infrastructure_error {
+            report.infrastructure_error = Some(match report.infrastructure_error.take() {
+                Some(prev) => format!("{prev}; {e}"),
+                None => e,
+            });
+        }
+        if report.boot_failure.is_none() {
+            report.boot_failure = run.boot_failure;
+        }
+        report.boot_health.extend(run.boot_health);
+        report.tests.extend(run.tests);
+    }
+    Ok(())
 }
 
 /// Marks the failures a quarantine covers on `today`.
@@ -1232,6 +1465,7 @@ mod tests {
             boot_failure: None,
             boot_health: vec![],
             attempts: vec![],
+            machines: vec![],
             tests: vec![TestOutcome {
                 name: "a <b> & \"c\"".into(),
                 verdict: Verdict::Failed,

@@ -563,6 +563,10 @@ impl Compute for QemuCompute {
     fn name(&self) -> String {
         "qemu".into()
     }
+    fn capacity(&self) -> super::Capacity {
+        // The disk is the image's own size, which differs per image: not known here.
+        super::Capacity::new(Some(self.config.memory_mib), None)
+    }
     async fn boot(&self, image: &str, name: &str, public_key: &str) -> Result<Box<dyn Machine>> {
         Ok(Box::new(
             Vm::start(&self.config, &VmSpec::new(image.as_ref(), name, public_key)).await?,

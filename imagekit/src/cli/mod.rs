@@ -112,7 +112,7 @@ enum Command {
     #[command(subcommand)]
     Promote(promote::PromoteCmd),
     /// Boot an image (locally, with QEMU) and run a test suite in it over SSH.
-    Test(test::TestArgs),
+    Test(Box<test::TestArgs>),
     /// Copy a container image with every platform, by digest, to another registry.
     Push {
         /// Source reference (`registry.cern.ch/cern/alma9:test`).

@@ -70,6 +70,25 @@ pub(super) struct TestArgs {
     kernel: Option<PathBuf>,
     #[arg(long)]
     initrd: Option<PathBuf>,
+    /// A test plan (TOML `[[case]]` tables: name, command, arches, platforms, min_memory_mib,
+    /// min_disk_gib, timeout_seconds, tags, exclusive, allow, rerun) instead of RUNNER TESTS.
+    #[arg(long, conflicts_with = "layout")]
+    plan: Option<PathBuf>,
+    /// Only this test (repeatable).
+    #[arg(long = "test", value_name = "NAME")]
+    only: Vec<String>,
+    /// Only tests with this tag (repeatable: any of them).
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
+    /// Not this test (repeatable).
+    #[arg(long = "skip", value_name = "NAME")]
+    skip: Vec<String>,
+    /// Machines at once: the shared tests' and each exclusive test's.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    max_machines: u64,
+    /// The image's architecture, for tests limited to some (default: the host's for QEMU).
+    #[arg(long)]
+    arch: Option<String>,
     /// The suite's layout: `runner` (`RUNNER TEST` per test) or `t-functional` (CentOS
     /// t_functional: each tests/p_* directory a test; TESTS then selects directories).
     #[arg(long, value_enum, default_value = "runner")]
@@ -121,47 +140,87 @@ pub(super) async fn test_cmd(cli: &Cli, a: &TestArgs) -> crate::Result<(String, 
         qemu = qemu.initrd(initrd);
     }
     let is_dir = std::path::Path::new(&a.suite).is_dir();
-    let mut suite = match a.layout {
-        Layout::TFunctional if is_dir => {
-            let suite = Suite::t_functional(a.suite.as_ref())?;
-            if let Some(missing) = a.tests.iter().find(|t| !suite.tests().iter().any(|c| &c.name == *t)) {
-                return Err(Error::InvalidInput(format!("{}: no runnable tests/{missing}", a.suite)));
+    let mut suite = match (&a.plan, a.layout) {
+        (Some(plan), _) => {
+            use crate::boot_test::plan::{Selection, TestPlan};
+            let mut selection = Selection::default();
+            for t in a.tests.iter().chain(&a.only) {
+                selection = selection.test(t);
             }
-            suite.retain(|c| a.tests.is_empty() || a.tests.contains(&c.name))
-        }
-        Layout::TFunctional => {
-            return Err(Error::InvalidInput(format!(
-                "--layout t-functional needs a local checkout: {} is not a directory",
-                a.suite
-            )));
-        }
-        Layout::Runner => {
+            for t in &a.tags {
+                selection = selection.tag(t);
+            }
+            for s in &a.skip {
+                selection = selection.skip(s);
+            }
+            let cases = selection.apply(TestPlan::load(plan)?.cases())?;
             let mut suite = if is_dir {
                 Suite::dir(a.suite.as_ref())
-            } else if a.suite.contains("://") || a.suite.ends_with(".git") {
-                Suite::git(&a.suite)
             } else {
-                return Err(Error::InvalidInput(format!(
-                    "--suite {}: not a directory or a git URL",
-                    a.suite
-                )));
+                Suite::git(&a.suite)
             };
-            if a.tests.is_empty() {
-                suite = suite.test(TestCase::new("all", [a.runner.clone()]));
-            }
-            for t in &a.tests {
-                suite = suite.test(TestCase::new(t, [a.runner.clone(), t.clone()]));
+            for c in cases {
+                suite = suite.test(c);
             }
             suite
         }
+        (None, layout) => match layout {
+            Layout::TFunctional if is_dir => {
+                let suite = Suite::t_functional(a.suite.as_ref())?;
+                if let Some(missing) = a.tests.iter().find(|t| !suite.tests().iter().any(|c| &c.name == *t)) {
+                    return Err(Error::InvalidInput(format!("{}: no runnable tests/{missing}", a.suite)));
+                }
+                suite.retain(|c| a.tests.is_empty() || a.tests.contains(&c.name))
+            }
+            Layout::TFunctional => {
+                return Err(Error::InvalidInput(format!(
+                    "--layout t-functional needs a local checkout: {} is not a directory",
+                    a.suite
+                )));
+            }
+            Layout::Runner => {
+                let mut suite = if is_dir {
+                    Suite::dir(a.suite.as_ref())
+                } else if a.suite.contains("://") || a.suite.ends_with(".git") {
+                    Suite::git(&a.suite)
+                } else {
+                    return Err(Error::InvalidInput(format!(
+                        "--suite {}: not a directory or a git URL",
+                        a.suite
+                    )));
+                };
+                if a.tests.is_empty() {
+                    suite = suite.test(TestCase::new("all", [a.runner.clone()]));
+                }
+                for t in &a.tests {
+                    suite = suite.test(TestCase::new(t, [a.runner.clone(), t.clone()]));
+                }
+                suite
+            }
+        },
     };
-    let timeout = Duration::from_secs(a.test_timeout);
-    suite = suite.map_tests(|c| c.timeout(timeout).rerun(a.rerun).allow(&a.allow));
+    if a.plan.is_none() {
+        if !(a.only.is_empty() && a.tags.is_empty() && a.skip.is_empty()) {
+            return Err(Error::InvalidInput(
+                "--test, --tag and --skip select from a --plan; without one, name the tests after the image".into(),
+            ));
+        }
+        let timeout = Duration::from_secs(a.test_timeout);
+        suite = suite.map_tests(|c| c.timeout(timeout).rerun(a.rerun).allow(&a.allow));
+    }
     let mut opts = BootTestOptions::new(&a.artifacts)
         .user(&a.user)
         .ssh_deadline(Duration::from_secs(a.ssh_timeout))
         .cloud_init(a.cloud_init)
-        .infra_retries(a.infra_retries, Duration::from_secs(a.retry_backoff));
+        .infra_retries(a.infra_retries, Duration::from_secs(a.retry_backoff))
+        .max_machines(usize::try_from(a.max_machines).unwrap_or(1));
+    if let Some(arch) = a
+        .arch
+        .clone()
+        .or_else(|| a.cloud.is_none().then(|| std::env::consts::ARCH.to_string()))
+    {
+        opts = opts.arch(arch);
+    }
     if let Some(hold) = a.hold_on_failure {
         opts = opts.hold_on_failure(Duration::from_secs(hold));
     }

@@ -165,6 +165,10 @@ pub struct TestSection {
     /// (`[[test.quarantine]]` with `test`, `pattern`, `tracker`, `until = "2027-01-31"`).
     #[serde(default)]
     pub quarantine: Vec<crate::boot_test::Quarantine>,
+    /// A test plan (`[[test.case]]`: name, command, arches, platforms, min_memory_mib,
+    /// min_disk_gib, timeout_seconds, tags, exclusive, allow, rerun), instead of `scenarios`.
+    #[serde(default, rename = "case")]
+    pub cases: Vec<crate::boot_test::plan::CaseSpec>,
 }
 
 /// How a test suite is laid out.
@@ -666,6 +670,20 @@ impl Pipeline {
                 ("rerun", u64::from(t.rerun), 0..=3, "reruns"),
             ] {
                 check_range(key, value, range, what).map_err(|r| at(key_line("test", key), r))?;
+            }
+            if !t.cases.is_empty() && (!t.scenarios.is_empty() || t.layout != SuiteLayout::Runner) {
+                return Err(at(
+                    key_line("test", "scenarios"),
+                    "`[[test.case]]` is the whole test plan: drop `scenarios` and `layout`".into(),
+                ));
+            }
+            let names: Vec<&str> = t.cases.iter().map(|c| c.name.as_str()).collect();
+            for (i, c) in t.cases.iter().enumerate() {
+                let mut check = c.check();
+                if check.is_ok() && names[..i].contains(&c.name.as_str()) {
+                    check = Err(format!("two cases are named {:?}", c.name));
+                }
+                check.map_err(|r| at(key_line("test", "case"), r))?;
             }
             if let Some(bad) = t.allow.iter().find(|a| !crate::boot_test::health::is_check(a)) {
                 let known: Vec<&str> = crate::boot_test::health::checks().iter().map(|c| c.name).collect();

@@ -801,6 +801,17 @@ impl<'a> Runner<'a> {
         let timeout = Duration::from_secs(t.test_timeout_seconds);
         let suite_dir = self.pipeline.resolve(t.suite.as_ref());
         let mut suite = match t.layout {
+            super::config::SuiteLayout::Runner if !t.cases.is_empty() => {
+                let mut suite = if suite_dir.is_dir() {
+                    Suite::dir(&suite_dir)
+                } else {
+                    Suite::git(&t.suite)
+                };
+                for c in &t.cases {
+                    suite = suite.test(c.to_case());
+                }
+                suite
+            }
             super::config::SuiteLayout::TFunctional => {
                 let suite = Suite::t_functional(&suite_dir)?;
                 if let Some(missing) = t
@@ -830,7 +841,15 @@ impl<'a> Runner<'a> {
                 suite
             }
         };
-        suite = suite.map_tests(|c| c.timeout(timeout).rerun(t.rerun).allow(t.allow.clone()));
+        if t.cases.is_empty() {
+            suite = suite.map_tests(|c| c.timeout(timeout).rerun(t.rerun).allow(t.allow.clone()));
+        } else {
+            // Cases carry their own timeouts and reruns; the section's allow list adds to theirs.
+            suite = suite.map_tests(|c| {
+                let allow: Vec<String> = c.allow.iter().chain(&t.allow).cloned().collect();
+                c.allow(allow)
+            });
+        }
         let results = self
             .pipeline
             .resolve(&t.results)
@@ -843,6 +862,9 @@ impl<'a> Runner<'a> {
             .infra_retries(t.infra_retries, Duration::from_secs(t.retry_backoff_seconds));
         for q in &t.quarantine {
             opts = opts.quarantine(q.clone());
+        }
+        if let Some(arch) = image.properties.get("architecture") {
+            opts = opts.arch(arch);
         }
         // Images (and runs) are tested at once: each suite copy gets its own directory.
         opts.remote_dir = format!(
