@@ -136,9 +136,23 @@ fn ssh_err(target: &Target, reason: impl fmt::Display) -> Error {
 }
 
 const NO_SESSION: &str = "no authenticated session within";
+const NO_BANNER: &str = "no SSH banner within";
 
 /// Connects and authenticates once.
 pub async fn connect(target: &Target, key: &SshKey, timeout: Duration) -> Result<Session> {
+    connect_with_banner_wait(target, key, timeout, None).await
+}
+
+/// [`connect`]; with `banner_wait`, a connection on which the server has said nothing (no SSH
+/// banner) within that time is given up at once. A user-mode network (QEMU's slirp) accepts the
+/// connection before the guest listens and retries its own SYN to the guest with backoff (1, 3,
+/// 7, 15 s): a fresh connection gets through as soon as the guest listens; the old one would wait.
+async fn connect_with_banner_wait(
+    target: &Target,
+    key: &SshKey,
+    timeout: Duration,
+    banner_wait: Option<Duration>,
+) -> Result<Session> {
     let config = Arc::new(russh::client::Config {
         inactivity_timeout: None,
         keepalive_interval: Some(Duration::from_secs(15)),
@@ -150,7 +164,20 @@ pub async fn connect(target: &Target, key: &SshKey, timeout: Duration) -> Result
         fingerprint: fingerprint.clone(),
     };
     let attempt = async {
-        let mut handle = russh::client::connect(config, (target.host.as_str(), target.port), handler)
+        let stream = tokio::net::TcpStream::connect((target.host.as_str(), target.port))
+            .await
+            .map_err(|e| ssh_err(target, format!("connect: {e}")))?;
+        if let Some(wait) = banner_wait {
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(wait, stream.peek(&mut first)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                Ok(Ok(_)) => return Err(ssh_err(target, "connect: the server closed the connection")),
+                Ok(Err(e)) => return Err(ssh_err(target, format!("connect: {e}"))),
+                Err(_) => return Err(ssh_err(target, format!("connect: {NO_BANNER} {wait:?}"))),
+            }
+        }
+        let _ = stream.set_nodelay(true);
+        let mut handle = russh::client::connect_stream(config, stream, handler)
             .await
             .map_err(|e| ssh_err(target, format!("connect: {e}")))?;
         let auth = handle
@@ -182,16 +209,30 @@ pub async fn connect_when_ready(target: &Target, key: &SshKey, deadline: Duratio
     while started.elapsed() < deadline {
         let left = deadline.saturating_sub(started.elapsed());
         let per_attempt = left.min(Duration::from_secs(30));
-        match connect(target, key, per_attempt).await {
+        // A silent connection is retried at once for the first minute; after that the server may
+        // just be slow, and gets 10 s to say hello.
+        let banner = if started.elapsed() < Duration::from_secs(60) {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_secs(10)
+        };
+        match connect_with_banner_wait(target, key, per_attempt, Some(banner.min(per_attempt))).await {
             Ok(s) => return Ok(s),
             // An attempt cut short by the overall deadline says less than the one before it.
             Err(Error::Ssh { reason, .. })
                 if reason.starts_with(NO_SESSION) && per_attempt < Duration::from_secs(30) && last != "never tried" => {
             }
+            // The silent connection already took its time: try a fresh one at once.
+            Err(Error::Ssh { reason, .. }) if reason.contains(NO_BANNER) => {
+                if last == "never tried" {
+                    last = format!("{target}: {reason}");
+                }
+                continue;
+            }
             Err(e) => last = e.to_string(),
         }
         tokio::time::sleep(pause.min(deadline.saturating_sub(started.elapsed()))).await;
-        pause = (pause * 2).min(Duration::from_secs(3));
+        pause = (pause * 2).min(Duration::from_secs(1));
     }
     Err(Error::Timeout {
         what: format!("SSH login to {target}"),

@@ -298,6 +298,10 @@ impl Vm {
         cmd.args(["-nodefaults", "-display", "none", "-no-reboot"])
             .args(["-m", &config.memory_mib.to_string(), "-smp", &config.cpus.to_string()])
             .args(["-accel", if accel == Accel::Kvm { "kvm" } else { "tcg" }])
+            // The host's CPU (under TCG, every feature QEMU emulates) rather than the bare
+            // `qemu64`: with RDRAND the guest's random pool is ready at once, instead of up to
+            // ~15 s later (virtio-rng alone), which held up key generation and sshd.
+            .args(["-cpu", if accel == Accel::Kvm { "host" } else { "max" }])
             .arg("-serial")
             .arg(format!("file:{}", self.console.display()))
             .arg("-qmp")
@@ -496,9 +500,58 @@ fn kvm_accessible() -> bool {
 
 /// Boots once with KVM, on an overlay of its own, and watches the console: output within 10 s
 /// means KVM works. The answer is kept for the process.
+/// Where the KVM probe's verdict is kept for later processes of this boot of the host: a private
+/// directory (`$XDG_RUNTIME_DIR`, else `~/.cache/imagekit`). A broken KVM costs the probe its
+/// full 10 s wait, which every `imagekit test` would otherwise pay again.
+fn kvm_verdict_file() -> Option<PathBuf> {
+    let dir = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/imagekit")))?;
+    Some(dir.join("imagekit-kvm-probe"))
+}
+
+/// What the verdict is about: this boot of the host, and this QEMU binary.
+fn kvm_verdict_key(config: &QemuConfig) -> Option<String> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    Some(format!("{} {}", boot.trim(), config.qemu.display()))
+}
+
+fn remembered_kvm_verdict(config: &QemuConfig) -> Option<bool> {
+    let key = kvm_verdict_key(config)?;
+    let text = std::fs::read_to_string(kvm_verdict_file()?).ok()?;
+    text.lines().find_map(|l| match l.strip_prefix(&key)?.trim() {
+        "kvm" => Some(true),
+        "tcg" => Some(false),
+        _ => None,
+    })
+}
+
+fn remember_kvm_verdict(config: &QemuConfig, works: bool) {
+    let (Some(key), Some(file)) = (kvm_verdict_key(config), kvm_verdict_file()) else {
+        return;
+    };
+    let line = format!("{key} {}\n", if works { "kvm" } else { "tcg" });
+    let write = || -> std::io::Result<()> {
+        if let Some(dir) = file.parent() {
+            std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700).create(dir)?;
+        }
+        // Written whole and renamed: a concurrent reader sees the old verdict or the new one.
+        let tmp = file.with_extension(format!("{}.tmp", std::process::id()));
+        std::fs::write(&tmp, line.as_bytes())?;
+        std::fs::rename(&tmp, &file)
+    };
+    if let Err(e) = write() {
+        tracing::debug!("could not remember the KVM probe's verdict in {}: {e}", file.display());
+    }
+}
+
 async fn probe_kvm(config: &QemuConfig, vm: &Vm, image: &Path, seed: &Path, spec: &VmSpec) -> Accel {
     if let Some(known) = KVM_WORKS.get() {
         return if *known { Accel::Kvm } else { Accel::Tcg };
+    }
+    if let Some(works) = remembered_kvm_verdict(config) {
+        let _ = KVM_WORKS.set(works);
+        return if works { Accel::Kvm } else { Accel::Tcg };
     }
     let mut probe = Vm {
         dir: vm.dir.join("kvm-probe"),
@@ -525,6 +578,7 @@ async fn probe_kvm(config: &QemuConfig, vm: &Vm, image: &Path, seed: &Path, spec
     .is_some();
     let _ = probe.destroy().await;
     let _ = KVM_WORKS.set(works);
+    remember_kvm_verdict(config, works);
     tracing::info!(kvm = works, "KVM probe boot");
     if works { Accel::Kvm } else { Accel::Tcg }
 }
