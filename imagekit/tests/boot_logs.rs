@@ -84,12 +84,12 @@ impl Compute for Guest {
             .append(true)
             .open(&self.authorized_keys)
             .unwrap();
-        writeln!(
-            f,
-            "environment=\"PATH={}:/usr/local/bin:/usr/bin:/bin\" {public_key}",
+        // One write per line: tests at once append to the same file.
+        let line = format!(
+            "environment=\"PATH={}:/usr/local/bin:/usr/bin:/bin\" {public_key}\n",
             self.dir.join("bin").display()
-        )
-        .unwrap();
+        );
+        f.write_all(line.as_bytes()).unwrap();
         Ok(Box::new(GuestMachine {
             port: self.ssh_port,
             destroyed_at: self.destroyed_at.clone(),

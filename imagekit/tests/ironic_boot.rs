@@ -133,7 +133,8 @@ impl<C: Compute> Compute for CloudInit<C> {
             .append(true)
             .open(&self.authorized_keys)
             .unwrap();
-        writeln!(f, "{public_key}").unwrap();
+        // One write per line: tests at once append to the same file.
+        f.write_all(format!("{public_key}\n").as_bytes()).unwrap();
         self.inner.boot(image, name, public_key).await
     }
     async fn settle(&self) -> usize {

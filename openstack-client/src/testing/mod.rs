@@ -718,7 +718,10 @@ pub(crate) fn authorize(st: &State, key: &str) {
     if let Some(path) = &st.authorized_keys {
         use std::io::Write as _;
         if let Ok(mut f) = std::fs::OpenOptions::new().append(true).create(true).open(path) {
-            let _ = writeln!(f, "{}", key.trim());
+            // One write of the whole line: tests running at once append to the same file, and
+            // `writeln!` may split a line into several writes that interleave with theirs.
+            let line = format!("{}\n", key.trim());
+            let _ = f.write_all(line.as_bytes());
         }
     }
 }
