@@ -294,6 +294,12 @@ async fn a_t_functional_layout_gives_a_verdict_per_directory() {
     let suite = Suite::t_functional(&root).unwrap();
     let names: Vec<&str> = suite.tests().iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["p_bash", "p_broken", "z_last"]);
+    let only = Suite::t_functional_only(&root, &["z_last".to_string()]).unwrap();
+    assert_eq!(only.tests().len(), 1);
+    let e = Suite::t_functional_only(&root, &["p_disabled".to_string()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.ends_with("has no runnable tests/p_disabled"), "{e}");
     let report = boot_test(&nova(&cloud, &sshd), "IMAGE-1", &suite, &options(dir.path(), &sshd))
         .await
         .unwrap();

@@ -345,6 +345,20 @@ impl Suite {
         Ok(suite)
     }
 
+    /// [`Suite::t_functional`] with only the directories named in `only` (all of them when it is
+    /// empty). A name that is not a runnable directory of the checkout is an error, not a test
+    /// quietly left out.
+    pub fn t_functional_only(dir: &Path, only: &[String]) -> Result<Suite> {
+        let suite = Suite::t_functional(dir)?;
+        if let Some(missing) = only.iter().find(|n| !suite.tests.iter().any(|c| &c.name == *n)) {
+            return Err(Error::InvalidInput(format!(
+                "{} has no runnable tests/{missing}",
+                dir.display()
+            )));
+        }
+        Ok(suite.retain(|c| only.is_empty() || only.contains(&c.name)))
+    }
+
     /// Changes every test (not the setup): e.g. `.map_tests(|t| t.timeout(d).rerun(1))`.
     pub fn map_tests(mut self, f: impl Fn(TestCase) -> TestCase) -> Suite {
         self.tests = self.tests.into_iter().map(f).collect();

@@ -165,13 +165,7 @@ pub(super) async fn test_cmd(cli: &Cli, a: &TestArgs) -> crate::Result<(String, 
             suite
         }
         (None, layout) => match layout {
-            Layout::TFunctional if is_dir => {
-                let suite = Suite::t_functional(a.suite.as_ref())?;
-                if let Some(missing) = a.tests.iter().find(|t| !suite.tests().iter().any(|c| &c.name == *t)) {
-                    return Err(Error::InvalidInput(format!("{}: no runnable tests/{missing}", a.suite)));
-                }
-                suite.retain(|c| a.tests.is_empty() || a.tests.contains(&c.name))
-            }
+            Layout::TFunctional if is_dir => Suite::t_functional_only(a.suite.as_ref(), &a.tests)?,
             Layout::TFunctional => {
                 return Err(Error::InvalidInput(format!(
                     "--layout t-functional needs a local checkout: {} is not a directory",

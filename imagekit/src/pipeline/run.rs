@@ -812,20 +812,7 @@ impl<'a> Runner<'a> {
                 }
                 suite
             }
-            super::config::SuiteLayout::TFunctional => {
-                let suite = Suite::t_functional(&suite_dir)?;
-                if let Some(missing) = t
-                    .scenarios
-                    .iter()
-                    .find(|s| !suite.tests().iter().any(|c| &c.name == *s))
-                {
-                    return Err(Error::InvalidInput(format!(
-                        "[test] scenarios: {} has no runnable tests/{missing}",
-                        suite_dir.display()
-                    )));
-                }
-                suite.retain(|c| t.scenarios.is_empty() || t.scenarios.contains(&c.name))
-            }
+            super::config::SuiteLayout::TFunctional => Suite::t_functional_only(&suite_dir, &t.scenarios)?,
             super::config::SuiteLayout::Runner => {
                 let mut suite = if suite_dir.is_dir() {
                     Suite::dir(&suite_dir)
