@@ -28,6 +28,13 @@ fn options(dir: &Path, sshd: &Sshd) -> BootTestOptions {
         .infra_retries(1, Duration::ZERO)
 }
 
+/// Boot-tests IMAGE-1 with `suite` on the mock cloud's Nova, the sshd playing the machines.
+async fn run(cloud: &MockOpenStack, sshd: &Sshd, dir: &Path, suite: &Suite) -> imagekit::boot_test::TestReport {
+    boot_test(&nova(cloud, sshd), "IMAGE-1", suite, &options(dir, sshd))
+        .await
+        .unwrap()
+}
+
 /// A suite directory with these executable scripts.
 fn suite_dir(dir: &Path, scripts: &[(&str, &str)]) -> PathBuf {
     let suite = dir.join("suite");
@@ -72,9 +79,7 @@ async fn a_kernel_panic_during_a_test_fails_exactly_that_test() {
     .test(TestCase::new("after", ["./ok.sh"]))
     .test(TestCase::new("crashes on purpose", ["./crash.sh"]).allow(["core_dump"]))
     .test(TestCase::new("crashes", ["./crash.sh"]));
-    let report = boot_test(&nova(&cloud, &sshd), "IMAGE-1", &suite, &options(dir.path(), &sshd))
-        .await
-        .unwrap();
+    let report = run(&cloud, &sshd, dir.path(), &suite).await;
     let verdicts: Vec<(&str, Verdict)> = report.tests.iter().map(|t| (t.name.as_str(), t.verdict)).collect();
     assert_eq!(
         verdicts,
@@ -106,9 +111,7 @@ async fn a_panic_before_the_first_test_fails_the_boot_check_not_the_tests() {
     cloud.set_console("[    1.0] WARNING: CPU: 0 PID: 1 at kernel/fork.c:10 copy_process+0x1\nlogin:\n");
     let dir = tempfile::tempdir().unwrap();
     let suite = Suite::dir(&suite_dir(dir.path(), &[("ok.sh", "exit 0")])).test(TestCase::new("t", ["./ok.sh"]));
-    let report = boot_test(&nova(&cloud, &sshd), "IMAGE-1", &suite, &options(dir.path(), &sshd))
-        .await
-        .unwrap();
+    let report = run(&cloud, &sshd, dir.path(), &suite).await;
     assert_eq!(
         report.tests[0].verdict,
         Verdict::Passed,
@@ -134,9 +137,7 @@ async fn a_machine_that_fails_to_boot_is_replaced_once_and_both_attempts_are_rep
     cloud.fail_next_boot("No valid host was found. There are not enough hosts available.");
     let dir = tempfile::tempdir().unwrap();
     let suite = Suite::dir(&suite_dir(dir.path(), &[("ok.sh", "exit 0")])).test(TestCase::new("t", ["./ok.sh"]));
-    let report = boot_test(&nova(&cloud, &sshd), "IMAGE-1", &suite, &options(dir.path(), &sshd))
-        .await
-        .unwrap();
+    let report = run(&cloud, &sshd, dir.path(), &suite).await;
     assert!(report.success(), "{report:?}");
     assert_eq!(report.attempts.len(), 1);
     assert_eq!(report.attempts[0].number, 1);
@@ -155,9 +156,7 @@ async fn a_machine_that_fails_to_boot_is_replaced_once_and_both_attempts_are_rep
     assert_eq!(cloud.leaks(), vec![]);
     // Out of retries: the infrastructure error stands.
     cloud.fail_next_boot("No valid host").fail_next_boot("No valid host");
-    let report = boot_test(&nova(&cloud, &sshd), "IMAGE-1", &suite, &options(dir.path(), &sshd))
-        .await
-        .unwrap();
+    let report = run(&cloud, &sshd, dir.path(), &suite).await;
     assert!(
         report
             .infrastructure_error
@@ -191,9 +190,7 @@ async fn a_test_that_fails_then_passes_on_a_fresh_machine_is_flaky_not_passed() 
     .test(TestCase::new("flaky", ["./flaky.sh"]).rerun(1))
     .test(TestCase::new("bad", ["./bad.sh"]).rerun(1))
     .test(TestCase::new("bad without rerun", ["./bad.sh"]));
-    let report = boot_test(&nova(&cloud, &sshd), "IMAGE-1", &suite, &options(dir.path(), &sshd))
-        .await
-        .unwrap();
+    let report = run(&cloud, &sshd, dir.path(), &suite).await;
     let verdicts: Vec<Verdict> = report.tests.iter().map(|t| t.verdict).collect();
     assert_eq!(verdicts, [Verdict::Flaky, Verdict::Failed, Verdict::Failed]);
     assert_eq!((report.passed(), report.flaky(), report.failed()), (0, 1, 2));
@@ -300,9 +297,7 @@ async fn a_t_functional_layout_gives_a_verdict_per_directory() {
         .unwrap_err()
         .to_string();
     assert!(e.ends_with("has no runnable tests/p_disabled"), "{e}");
-    let report = boot_test(&nova(&cloud, &sshd), "IMAGE-1", &suite, &options(dir.path(), &sshd))
-        .await
-        .unwrap();
+    let report = run(&cloud, &sshd, dir.path(), &suite).await;
     let verdicts: Vec<(&str, Verdict)> = report.tests.iter().map(|t| (t.name.as_str(), t.verdict)).collect();
     assert_eq!(
         verdicts,

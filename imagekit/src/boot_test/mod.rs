@@ -130,6 +130,10 @@ impl Capacity {
     }
 }
 
+fn strings(items: impl IntoIterator<Item = impl Into<String>>) -> Vec<String> {
+    items.into_iter().map(Into::into).collect()
+}
+
 /// One test: a named command, and what it needs.
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
@@ -185,7 +189,7 @@ impl TestCase {
     }
     /// Labels for selecting it.
     pub fn tags(mut self, tags: impl IntoIterator<Item = impl Into<String>>) -> TestCase {
-        self.tags = tags.into_iter().map(Into::into).collect();
+        self.tags = strings(tags);
         self
     }
     /// Gives it a fresh machine of its own (a destructive test).
@@ -195,12 +199,12 @@ impl TestCase {
     }
     /// Only on these architectures.
     pub fn arches(mut self, arches: impl IntoIterator<Item = impl Into<String>>) -> TestCase {
-        self.arches = arches.into_iter().map(Into::into).collect();
+        self.arches = strings(arches);
         self
     }
     /// Only on these platforms (`qemu`, `nova`, `ironic`).
     pub fn platforms(mut self, platforms: impl IntoIterator<Item = impl Into<String>>) -> TestCase {
-        self.platforms = platforms.into_iter().map(Into::into).collect();
+        self.platforms = strings(platforms);
         self
     }
     /// Needs at least this much memory and disk.
@@ -220,7 +224,7 @@ impl TestCase {
     /// Health checks this test may trip (names from [`health::checks`]): e.g. `core_dump` for a
     /// test that crashes a process on purpose.
     pub fn allow(mut self, checks: impl IntoIterator<Item = impl Into<String>>) -> TestCase {
-        self.allow = checks.into_iter().map(Into::into).collect();
+        self.allow = strings(checks);
         self
     }
     /// Reruns a failure this many times on a fresh machine; a rerun that passes makes the test
@@ -1056,7 +1060,12 @@ async fn run_with_retries(
     label: &str,
     report: &mut TestReport,
 ) -> Result<MachineRun> {
-    let mut backoff = opts.retry_backoff;
+    // The project's one backoff: doubling from `retry_backoff`, with its jitter.
+    let first = opts.retry_backoff;
+    let mut backoff = crate::openstack::RetryPolicy::default()
+        .max_retries(opts.infra_retries as usize)
+        .delays(first, first.saturating_mul(1 << opts.infra_retries.min(16)))
+        .backoff();
     let mut number = 0;
     loop {
         number += 1;
@@ -1069,19 +1078,19 @@ async fn run_with_retries(
         };
         let run = run_machine(compute, image, suite, tests, opts, &attempt_label, report).await?;
         let retryable = run.infrastructure_error.is_some() && run.boot_failure.is_none() && !run.logged_in;
-        if !retryable || number > opts.infra_retries {
-            return Ok(run);
-        }
+        let wait = match backoff.next() {
+            Some(wait) if retryable => wait,
+            _ => return Ok(run),
+        };
         let error = run.infrastructure_error.unwrap_or_default();
-        tracing::warn!(%image, attempt = number, "test machine failed ({error}); trying a fresh one in {backoff:?}");
+        tracing::warn!(%image, attempt = number, "test machine failed ({error}); trying a fresh one in {wait:?}");
         report.attempts.push(Attempt {
             number: report.attempts.len() as u32 + 1,
             machine: run.machine,
             error,
             duration: started.elapsed(),
         });
-        tokio::time::sleep(backoff).await;
-        backoff = backoff.saturating_mul(2);
+        tokio::time::sleep(wait).await;
     }
 }
 
