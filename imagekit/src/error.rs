@@ -108,6 +108,17 @@ pub enum Error {
         /// The JUnit reports with failures.
         reports: Vec<String>,
     },
+    /// Some image lines of a run failed; the others finished (and were promoted where their
+    /// tests passed).
+    #[error("run {run}: {} of {lines} image lines failed (the others finished): {}", failures.len(), failures.join("; "))]
+    LinesFailed {
+        /// The run.
+        run: String,
+        /// How many lines the run has.
+        lines: usize,
+        /// Each failed line: `LINE: error`.
+        failures: Vec<String>,
+    },
     /// Someone else holds what this needs: a run being executed by another process, or the
     /// promotion of the same line.
     #[error("{what} is locked by {holder}: {hint}")]
@@ -171,6 +182,7 @@ impl Error {
             | Error::Interrupted { .. }
             | Error::Cancelled { .. }
             | Error::TestsFailed { .. }
+            | Error::LinesFailed { .. }
             | Error::InvalidInput(_) => false,
         }
     }

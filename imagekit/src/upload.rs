@@ -143,8 +143,8 @@ impl std::fmt::Debug for Progress {
     }
 }
 
-/// The variables a name template may use.
-pub const NAME_VARIABLES: &[&str] = &["distro", "version", "release", "arch", "format", "date", "run"];
+/// The variables a name template may use (`{line}`: a pipeline's image line; empty elsewhere).
+pub const NAME_VARIABLES: &[&str] = &["distro", "version", "release", "arch", "format", "date", "run", "line"];
 
 /// How uploaded images are named and labelled.
 #[derive(Debug, Clone)]

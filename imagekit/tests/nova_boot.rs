@@ -527,3 +527,217 @@ async fn sigterm_during_imagekit_test_on_nova_deletes_the_server_and_exits_143()
     assert!(stderr.contains("cancelled"), "{stderr}");
     assert_eq!(cloud.leaks(), vec![], "deleted before the process exited");
 }
+
+/// The release matrix on the testing kit: two image lines × one arch × a Nova and an Ironic
+/// variant (each with its own cloud-init profile) in one run. The `broken` line's tests fail on
+/// both variants, so it is not promoted; the `good` line is. Every cell has its verdict in the
+/// journal and its suite in the run's JUnit; the kit is left with nothing.
+#[tokio::test]
+async fn a_matrix_of_two_lines_and_a_nova_and_an_ironic_variant_promotes_only_the_passing_line() {
+    use imagekit::boot_test::{IronicCompute, IronicOptions, Pool, SshAddress};
+    use imagekit::build::LocalCommandBuilder;
+    use imagekit::journal::Journal;
+    use imagekit::openstack::ironic::{Ironic, ProvisionWait};
+    use imagekit::pipeline::{Pipeline, RunOptions, Runner, Services};
+    use imagekit::store::{GlanceStore, ImageQuery, ImageStore};
+    let Some(sshd) = common::sshd() else {
+        return;
+    };
+    let cloud = MockOpenStack::start().await;
+    cloud
+        .set_server_address("127.0.0.1")
+        .authorize_keys_in(&sshd.authorized_keys);
+    let node = cloud.add_ironic_node("rack1-n1", "bm-test");
+    let dir = tempfile::tempdir().unwrap();
+    let exe = |path: &std::path::Path, text: &str| {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    };
+    exe(
+        &dir.path().join("build.sh"),
+        "#!/bin/sh\nprintf 'qcow2 %s' \"$IMAGEKIT_ARCH\" > \"$IMAGEKIT_OUTPUT\"\n",
+    );
+    // The suite copy's directory names the cell (line-arch-format-variant): the `broken` line's
+    // images "fail" wherever they boot.
+    exe(
+        &dir.path().join("suite/runtests.sh"),
+        "#!/bin/sh\ncase \"$PWD\" in *-broken-*) echo \"smoke: /etc/os-release missing\" >&2; exit 1;; esac\n",
+    );
+    let puppet = "#cloud-config\npackages: [puppet-agent]\nruncmd:\n  - [puppet, agent, --test]\n";
+    let unmanaged = "#!/bin/sh\ntouch /etc/unmanaged\n";
+    let toml = format!(
+        r#"
+name = "matrix"
+[[line]]
+name = "good"
+[line.build]
+builder = "local"
+command = ["./build.sh"]
+output = "out-good"
+name = "cc-good"
+version = "9"
+arches = ["x86_64"]
+formats = ["qcow2"]
+[line.upload]
+distro = "GOOD"
+[[line]]
+name = "broken"
+[line.build]
+builder = "local"
+command = ["./build.sh"]
+output = "out-broken"
+name = "cc-broken"
+version = "9"
+arches = ["x86_64"]
+formats = ["qcow2"]
+[line.upload]
+distro = "BROKEN"
+[[store]]
+name = "kit"
+kind = "glance"
+cloud = "kit"
+[test]
+store = "kit"
+suite = "suite"
+scenarios = ["smoke"]
+user = "{user}"
+ssh_timeout_seconds = 30
+infra_retries = 0
+results = "results"
+[[test.variant]]
+name = "virtual"
+flavor = "m1.small"
+user_data = "puppet.yaml"
+[[test.variant]]
+name = "physical"
+resource_class = "bm-test"
+user_data = "unmanaged.sh"
+[promote]
+name = "{{distro}} - {{arch}}"
+"#,
+        user = sshd.user
+    );
+    std::fs::write(dir.path().join("matrix.toml"), toml).unwrap();
+    let pipeline = Pipeline::load(&dir.path().join("matrix.toml")).unwrap();
+    // What `Services::from_pipeline` builds from clouds.yaml, on the kit's cloud instead.
+    let builder = |out: &str| {
+        Box::new(LocalCommandBuilder::new(
+            dir.path().join("build.sh"),
+            &dir.path().join(out),
+            Duration::from_secs(60),
+        ))
+    };
+    let nova = NovaCompute::new(
+        cloud.client(),
+        fast(
+            NovaOptions::new("m1.small")
+                .ssh_port(sshd.port)
+                .key_injection(KeyInjection::UserData)
+                .user_data(puppet),
+        ),
+    );
+    let pool = Pool::new(Ironic::new(cloud.session()), "bm-test")
+        .poll(Duration::from_millis(5), Duration::from_millis(20))
+        .wait_for_node(Duration::from_secs(60));
+    let ironic = IronicCompute::new(
+        pool,
+        IronicOptions::new(SshAddress::Fixed("127.0.0.1".into(), sshd.port))
+            .user_data(unmanaged)
+            .deploy_wait(
+                ProvisionWait::timeout(Duration::from_secs(20))
+                    .with_interval(Duration::from_millis(5), Duration::from_millis(20)),
+            ),
+    );
+    let services = Services::new(builder("out-good"))
+        .unwrap()
+        .line("good", builder("out-good"), None)
+        .line("broken", builder("out-broken"), None)
+        .store("kit", Box::new(GlanceStore::new("kit", cloud.client().glance())))
+        .variant("virtual", std::sync::Arc::new(nova))
+        .variant("physical", std::sync::Arc::new(ironic));
+    let journal = Journal::open(&dir.path().join("j.sqlite")).unwrap();
+    let e = Runner::new(&pipeline, &services, &journal)
+        .run(&RunOptions::default())
+        .await
+        .unwrap_err();
+    let imagekit::Error::TestsFailed { run, failed, reports } = &e else {
+        panic!("{e:?}")
+    };
+    assert_eq!(*failed, 2, "the broken line fails on both variants: {e}");
+    assert_eq!(reports.len(), 2, "{reports:?}");
+
+    // Every cell's verdict, under its line and variant.
+    let run = imagekit::journal::RunId::parse(run).unwrap();
+    let mut verdicts: Vec<(String, String)> = journal
+        .test_results(&run)
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.stage, t.verdict))
+        .collect();
+    verdicts.sort();
+    let expected: Vec<(String, String)> = [
+        ("broken/test/x86_64/qcow2/physical", "failed"),
+        ("broken/test/x86_64/qcow2/virtual", "failed"),
+        ("good/test/x86_64/qcow2/physical", "passed"),
+        ("good/test/x86_64/qcow2/virtual", "passed"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(verdicts, expected);
+
+    // The good line is promoted; the broken one keeps its test name.
+    let mut names: Vec<String> = GlanceStore::new("kit", cloud.client().glance())
+        .list(&ImageQuery::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert_eq!(names[1], "GOOD - x86_64", "{names:?}");
+    assert!(names[0].starts_with("BROKEN TEST - x86_64"), "{names:?}");
+
+    // Two servers (one per line) on Nova, two deploys on the one Ironic node, each with its
+    // variant's profile and the test key; nothing left behind.
+    assert_eq!(cloud.count(Service::Compute, "POST", "servers"), 2);
+    let servers: Vec<String> = cloud
+        .calls()
+        .iter()
+        .filter(|c| c.service == Service::Compute && c.method == "DELETE" && c.path.starts_with("servers/"))
+        .map(|c| c.path.trim_start_matches("servers/").to_string())
+        .collect();
+    assert!(!servers.is_empty());
+    for id in &servers {
+        let ud = cloud.user_data(id).unwrap();
+        assert!(ud.contains("puppet-agent") && ud.contains("ssh-ed25519 "), "{ud}");
+    }
+    let ud = cloud.user_data(&node).unwrap();
+    assert!(
+        ud.contains("touch /etc/unmanaged") && ud.contains("ssh-ed25519 "),
+        "{ud}"
+    );
+    assert_eq!(cloud.ironic_node(&node).unwrap()["provision_state"], "available");
+    // Machines, ports, keypairs, allocations: none (the images are the run's product).
+    let leaks: Vec<_> = cloud.leaks().into_iter().filter(|l| l.kind != "image").collect();
+    assert_eq!(leaks, vec![]);
+
+    // The run's JUnit: a suite per cell, named after it.
+    let junit = std::fs::read_to_string(dir.path().join("results").join(run.as_str()).join("junit.xml")).unwrap();
+    let parsed = quick_junit::Report::deserialize_from_str(&junit).unwrap();
+    let mut suites: Vec<String> = parsed.test_suites.iter().map(|s| s.name.to_string()).collect();
+    suites.sort();
+    assert_eq!(
+        suites,
+        [
+            "broken/x86_64/qcow2/physical",
+            "broken/x86_64/qcow2/virtual",
+            "good/x86_64/qcow2/physical",
+            "good/x86_64/qcow2/virtual"
+        ]
+    );
+    let failures: usize = parsed.test_suites.iter().map(|s| s.failures).sum();
+    assert_eq!(failures, 2);
+}

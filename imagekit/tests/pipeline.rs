@@ -471,3 +471,100 @@ fn left_image(dir: &Path, suffix: &str) -> std::path::PathBuf {
         })
         .unwrap_or_else(|| panic!("no *{suffix} in {}", dir.display()))
 }
+
+/// Two image lines in one file: one line's build fails, the other is still promoted; the run
+/// says which line failed; resuming (once the cause is fixed) builds only the failed line.
+#[tokio::test]
+async fn two_lines_run_apart_one_failing_does_not_stop_the_others_promotion() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("build.sh"), BUILD_SH).unwrap();
+    // Fails until the `fixed` file exists.
+    std::fs::write(
+        dir.path().join("broken.sh"),
+        "#!/bin/sh\n[ -f \"$(dirname \"$0\")/fixed\" ] || { echo 'missing package: kernel' >&2; exit 1; }\n\
+         printf 'image %s' \"$IMAGEKIT_ARCH\" > \"$IMAGEKIT_OUTPUT\"\n",
+    )
+    .unwrap();
+    for f in ["build.sh", "broken.sh"] {
+        std::fs::set_permissions(dir.path().join(f), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let toml = r#"
+name = "monthly"
+
+[[line]]
+name = "alma9"
+[line.build]
+builder = "local"
+command = ["./build.sh"]
+output = "out9"
+name = "alma9-cloud"
+version = "9.5"
+arches = ["x86_64"]
+formats = ["raw"]
+[line.upload]
+distro = "ALMA9"
+
+[[line]]
+name = "alma8"
+[line.build]
+builder = "local"
+command = ["./broken.sh"]
+output = "out8"
+name = "alma8-cloud"
+version = "8.10"
+arches = ["x86_64"]
+formats = ["raw"]
+[line.upload]
+distro = "ALMA8"
+
+[[store]]
+name = "here"
+kind = "local"
+path = "images"
+
+[promote]
+name = "{distro} - {arch} ({line})"
+without_tests = true
+"#;
+    std::fs::write(dir.path().join("monthly.toml"), toml).unwrap();
+    let pipeline = Pipeline::load(&dir.path().join("monthly.toml")).unwrap();
+    let services = Services::from_pipeline(&pipeline).unwrap();
+    let journal = Journal::open(&dir.path().join("journal.sqlite")).unwrap();
+    let runner = Runner::new(&pipeline, &services, &journal);
+    let e = runner.run(&RunOptions::default()).await.unwrap_err();
+    let Error::LinesFailed { run, lines, failures } = &e else {
+        panic!("{e:?}")
+    };
+    assert_eq!(*lines, 2);
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(
+        failures[0].starts_with("alma8: ") && failures[0].contains("missing package: kernel"),
+        "{e}"
+    );
+    // The good line was promoted under its own name.
+    let images = all_images(dir.path()).await;
+    let names: Vec<&str> = images.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(names, ["ALMA9 - x86_64 (alma9)"], "{images:?}");
+    let run = imagekit::journal::RunId::parse(run).unwrap();
+    assert_eq!(journal.run(&run).unwrap().status, Status::Failed);
+    let stages = journal.stages(&run).unwrap();
+    let status = |key: &str| stages.iter().find(|s| s.key == key).map(|s| s.status.clone());
+    assert_eq!(status("alma9/promote/x86_64/raw/here"), Some(Status::Done));
+    assert_eq!(status("alma8/build"), Some(Status::Failed));
+    assert_eq!(status("alma8/upload/x86_64/raw/here"), None);
+    assert_eq!(journal.promotions(Some(&run)).unwrap().len(), 1);
+
+    // Fixed: resuming builds the failed line only, and promotes it.
+    std::fs::write(dir.path().join("fixed"), "").unwrap();
+    let report = runner.resume(&run, &RunOptions::default()).await.unwrap();
+    assert_eq!(build_runs(dir.path()), 1, "the good line was not built again");
+    assert!(report.skipped_stages.contains(&"alma9/build".to_string()), "{report:?}");
+    let lines: Vec<&str> = report.lines.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(lines, ["alma9", "alma8"]);
+    assert_eq!(report.images.len(), 2);
+    assert!(report.images.iter().all(|i| i.promoted), "{:?}", report.images);
+    let mut names: Vec<String> = all_images(dir.path()).await.into_iter().map(|i| i.name).collect();
+    names.sort();
+    assert_eq!(names, ["ALMA8 - x86_64 (alma8)", "ALMA9 - x86_64 (alma9)"]);
+    assert_eq!(journal.run(&run).unwrap().status, Status::Done);
+}

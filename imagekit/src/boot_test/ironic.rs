@@ -340,6 +340,9 @@ pub struct IronicOptions {
     pub deploy: ProvisionWait,
     /// Who holds the leases (the run id); `None` records the machine's name.
     pub holder: Option<String>,
+    /// A cloud-init profile for the config drive, the test key merged in
+    /// ([`super::user_data::with_key`]).
+    pub user_data: Option<String>,
 }
 
 impl IronicOptions {
@@ -352,7 +355,13 @@ impl IronicOptions {
                 .with_interval(Duration::from_secs(5), Duration::from_secs(30))
                 .state_deadline(ProvisionState::WaitCallBack, Duration::from_secs(1800)),
             holder: None,
+            user_data: None,
         }
+    }
+    /// Put this cloud-init profile on the config drive (`#cloud-config`, a `#!` script, …).
+    pub fn user_data(mut self, profile: impl Into<String>) -> Self {
+        self.user_data = Some(profile.into());
+        self
     }
     /// Record `holder` (a run id) as the holder of every lease.
     pub fn holder(mut self, holder: impl Into<String>) -> Self {
@@ -398,7 +407,7 @@ impl IronicCompute {
             ironic.set_instance_info(node, k, v.clone()).await?;
         }
         let drive = ConfigDrive::new()
-            .user_data(format!("#cloud-config\nssh_authorized_keys:\n  - {public_key}\n"))
+            .user_data(super::user_data::with_key(self.opts.user_data.as_deref(), public_key)?)
             .meta("public_keys", json!({ "imagekit": public_key }))
             .meta("hostname", json!(name))
             .meta("uuid", json!(node));

@@ -28,6 +28,7 @@ mod ironic;
 mod nova;
 pub mod plan;
 pub mod qemu;
+pub mod user_data;
 pub use ironic::{Heartbeat, IronicCompute, IronicMachine, IronicOptions, Lease, Pool, SshAddress};
 pub use nova::{KeyInjection, Leftover, NovaCompute, NovaMachine, NovaOptions};
 pub use qemu::QemuCompute;

@@ -46,6 +46,9 @@ pub struct NovaOptions {
     pub delete_timeout: Duration,
     /// First and longest pause between polls.
     pub poll: (Duration, Duration),
+    /// A cloud-init profile sent as user data (with [`KeyInjection::UserData`], the key is
+    /// merged into it: see [`super::user_data::with_key`]).
+    pub user_data: Option<String>,
 }
 
 impl NovaOptions {
@@ -61,7 +64,13 @@ impl NovaOptions {
             boot_timeout: Duration::from_secs(600),
             delete_timeout: Duration::from_secs(300),
             poll: (Duration::from_secs(2), Duration::from_secs(10)),
+            user_data: None,
         }
+    }
+    /// Send this cloud-init profile as user data (`#cloud-config`, a `#!` script, …).
+    pub fn user_data(mut self, profile: impl Into<String>) -> Self {
+        self.user_data = Some(profile.into());
+        self
     }
     /// Attach this network.
     pub fn network(mut self, n: &str) -> Self {
@@ -147,9 +156,12 @@ impl NovaCompute {
                 made.note(|m| m.keypair = Some(key_name.clone()));
                 self.nova.import_keypair(&key_name, public_key).await?;
                 req = req.key_name(&key_name);
+                if let Some(profile) = &self.opts.user_data {
+                    req = req.user_data(profile.clone());
+                }
             }
             KeyInjection::UserData => {
-                req = req.user_data(format!("#cloud-config\nssh_authorized_keys:\n  - {public_key}\n"));
+                req = req.user_data(super::user_data::with_key(self.opts.user_data.as_deref(), public_key)?);
             }
         }
         made.note(|m| m.server_name = Some(name.to_string()));

@@ -64,6 +64,12 @@ pub struct QemuConfig {
     pub accel: Accel,
     /// Where VM directories go (default: the system temp dir).
     pub work_dir: PathBuf,
+    /// A cloud-init profile for the seed, the test key merged in
+    /// ([`super::user_data::with_key`]); `None`: the key alone, and root may log in.
+    pub user_data: Option<String>,
+    /// Extra blank disks, GiB each (`/dev/vdb`, … after the image and the seed), created with
+    /// the VM and deleted with it.
+    pub extra_disks_gib: Vec<u32>,
 }
 
 impl QemuConfig {
@@ -107,6 +113,16 @@ impl QemuConfig {
         self.work_dir = v.into();
         self
     }
+    /// A cloud-init profile for the seed (the test key is merged in).
+    pub fn user_data(mut self, profile: impl Into<String>) -> Self {
+        self.user_data = Some(profile.into());
+        self
+    }
+    /// Extra blank disks, GiB each (sparse qcow2: they take no space until written).
+    pub fn extra_disks_gib(mut self, sizes: impl IntoIterator<Item = u32>) -> Self {
+        self.extra_disks_gib = sizes.into_iter().collect();
+        self
+    }
 }
 
 impl Default for QemuConfig {
@@ -120,6 +136,8 @@ impl Default for QemuConfig {
             cpus: 1,
             accel: Accel::Auto,
             work_dir: std::env::temp_dir(),
+            user_data: None,
+            extra_disks_gib: Vec::new(),
         }
     }
 }
@@ -173,6 +191,8 @@ pub struct Vm {
     ssh_port: u16,
     console: PathBuf,
     accel: Accel,
+    /// Its share of a [`MemoryBudget`], given back when the VM goes.
+    memory: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 fn io(path: &Path, e: std::io::Error) -> Error {
@@ -242,15 +262,32 @@ impl Vm {
             ssh_port: 0,
             console: dir.join("console.log"),
             accel: Accel::Tcg,
+            memory: None,
         };
         let overlay = dir.join("overlay.qcow2");
         create_overlay(&image, &overlay, &spec.name).await?;
+        for (i, gib) in config.extra_disks_gib.iter().enumerate() {
+            let disk = dir.join(format!("disk-{i}.qcow2"));
+            let size = format!("{gib}G");
+            let args: [&std::ffi::OsStr; 6] = [
+                "create".as_ref(),
+                "-q".as_ref(),
+                "-f".as_ref(),
+                "qcow2".as_ref(),
+                disk.as_os_str(),
+                size.as_ref(),
+            ];
+            run_tool("qemu-img", &args, &spec.name).await?;
+        }
         let seed_dir = dir.join("seed");
         std::fs::create_dir_all(&seed_dir).map_err(|e| io(&seed_dir, e))?;
-        let user_data = format!(
-            "#cloud-config\nssh_authorized_keys:\n  - {}\ndisable_root: false\n",
-            spec.public_key.trim()
-        );
+        let user_data = match &config.user_data {
+            Some(profile) => super::user_data::with_key(Some(profile), &spec.public_key)?,
+            None => format!(
+                "#cloud-config\nssh_authorized_keys:\n  - {}\ndisable_root: false\n",
+                spec.public_key.trim()
+            ),
+        };
         let meta_data = format!("instance-id: {}-{suffix}\nlocal-hostname: {}\n", spec.name, spec.name);
         std::fs::write(seed_dir.join("user-data"), user_data).map_err(|e| io(&seed_dir, e))?;
         std::fs::write(seed_dir.join("meta-data"), meta_data).map_err(|e| io(&seed_dir, e))?;
@@ -310,6 +347,15 @@ impl Vm {
             .arg(format!("file={},if=virtio,format=qcow2", overlay.display()))
             .arg("-drive")
             .arg(format!("file={},if=virtio,format=raw,readonly=on", seed.display()))
+            .args(config.extra_disks_gib.iter().enumerate().flat_map(|(i, _)| {
+                [
+                    "-drive".to_string(),
+                    format!(
+                        "file={},if=virtio,format=qcow2",
+                        self.dir.join(format!("disk-{i}.qcow2")).display()
+                    ),
+                ]
+            }))
             .args(["-device", "virtio-rng-pci"])
             .args([
                 "-netdev",
@@ -559,12 +605,18 @@ async fn probe_kvm(config: &QemuConfig, vm: &Vm, image: &Path, seed: &Path, spec
         ssh_port: 0,
         console: vm.dir.join("kvm-probe/console.log"),
         accel: Accel::Kvm,
+        memory: None,
     };
     let works = async {
         std::fs::create_dir_all(&probe.dir).ok()?;
         let overlay = probe.dir.join("overlay.qcow2");
         create_overlay(image, &overlay, &spec.name).await.ok()?;
-        probe.launch(config, &overlay, seed, spec, Accel::Kvm).await.ok()?;
+        // The probe boots the image alone: the VM's extra disks live in the VM's own directory.
+        let bare = QemuConfig {
+            extra_disks_gib: Vec::new(),
+            ..config.clone()
+        };
+        probe.launch(&bare, &overlay, seed, spec, Accel::Kvm).await.ok()?;
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(10) {
             if probe.console(4096).trim().len() > 20 {
@@ -583,16 +635,86 @@ async fn probe_kvm(config: &QemuConfig, vm: &Vm, image: &Path, seed: &Path, spec
     if works { Accel::Kvm } else { Accel::Tcg }
 }
 
+/// The memory QEMU machines may take at once, shared by every [`QemuCompute`] given it: a machine
+/// waits until its memory is free before QEMU starts, and gives it back when it is destroyed.
+///
+/// ```
+/// use imagekit::boot_test::QemuCompute;
+/// use imagekit::boot_test::qemu::{MemoryBudget, QemuConfig};
+/// let budget = MemoryBudget::new(4096);
+/// // Two profiles, one pool of memory: at most two 1-GiB and one 2-GiB guest, or four 1-GiB ones.
+/// let small = QemuCompute::new(QemuConfig::default().memory_mib(1024)).memory_budget(budget.clone());
+/// let large = QemuCompute::new(QemuConfig::default().memory_mib(2048)).memory_budget(budget.clone());
+/// assert_eq!(budget.total_mib(), 4096);
+/// # drop((small, large));
+/// ```
+#[derive(Debug, Clone)]
+pub struct MemoryBudget {
+    total: u32,
+    free: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl MemoryBudget {
+    /// A budget of `mib` MiB (at most 4 TiB).
+    pub fn new(mib: u64) -> MemoryBudget {
+        let total = u32::try_from(mib).unwrap_or(u32::MAX).min(4 << 20);
+        MemoryBudget {
+            total,
+            free: std::sync::Arc::new(tokio::sync::Semaphore::new(total as usize)),
+        }
+    }
+    /// The whole budget, MiB.
+    pub fn total_mib(&self) -> u32 {
+        self.total
+    }
+    /// Memory not taken by a running machine now, MiB.
+    pub fn free_mib(&self) -> usize {
+        self.free.available_permits()
+    }
+    /// Takes `mib`, waiting for running machines to give it back.
+    async fn take(&self, mib: u32, name: &str) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        if mib > self.total {
+            return Err(vm_err(
+                name,
+                format!(
+                    "it needs {mib} MiB and the memory budget is {} MiB: raise the budget or lower the machine's memory",
+                    self.total
+                ),
+            ));
+        }
+        if self.free.available_permits() < mib as usize {
+            tracing::info!(
+                machine = name,
+                mib,
+                free = self.free.available_permits(),
+                "waiting for memory"
+            );
+        }
+        self.free
+            .clone()
+            .acquire_many_owned(mib)
+            .await
+            .map_err(|_| vm_err(name, "the memory budget was closed"))
+    }
+}
+
 /// The local QEMU backend as a [`Compute`]: `image` is the path of a qcow2 file.
 #[derive(Debug, Clone)]
 pub struct QemuCompute {
     config: QemuConfig,
+    budget: Option<MemoryBudget>,
 }
 
 impl QemuCompute {
     /// VMs run with this configuration.
     pub fn new(config: QemuConfig) -> QemuCompute {
-        QemuCompute { config }
+        QemuCompute { config, budget: None }
+    }
+    /// Machines take their memory from `budget` (shared with other computes given it), and wait
+    /// for it to be free before they start.
+    pub fn memory_budget(mut self, budget: MemoryBudget) -> QemuCompute {
+        self.budget = Some(budget);
+        self
     }
 }
 
@@ -622,9 +744,13 @@ impl Compute for QemuCompute {
         super::Capacity::new(Some(self.config.memory_mib), None)
     }
     async fn boot(&self, image: &str, name: &str, public_key: &str) -> Result<Box<dyn Machine>> {
-        Ok(Box::new(
-            Vm::start(&self.config, &VmSpec::new(image.as_ref(), name, public_key)).await?,
-        ))
+        let memory = match &self.budget {
+            Some(b) => Some(b.take(self.config.memory_mib, name).await?),
+            None => None,
+        };
+        let mut vm = Vm::start(&self.config, &VmSpec::new(image.as_ref(), name, public_key)).await?;
+        vm.memory = memory;
+        Ok(Box::new(vm))
     }
 }
 

@@ -59,22 +59,25 @@ fn run_output(cli: &Cli, report: &crate::pipeline::RunReport) -> crate::Result<S
     if cli.json {
         return to_json(report);
     }
-    let mut out = format!(
-        "run {}: {} {}\n",
-        report.run_id,
-        report.build.nvr,
-        if report.build.reused { "(reused build)" } else { "" }
-    );
-    for i in &report.images {
+    let mut out = format!("run {}\n", report.run_id);
+    for line in &report.lines {
         out += &format!(
-            "  {:<10} {:<8} {:<6} {}  {}{}\n",
-            i.store,
-            i.arch,
-            i.format,
-            i.image.id,
-            i.image.name,
-            if i.promoted { "  [promoted]" } else { "" }
+            "{}: {}{}\n",
+            line.name,
+            line.build.nvr,
+            if line.build.reused { " (reused build)" } else { "" }
         );
+        for i in report.images.iter().filter(|i| i.line == line.name) {
+            out += &format!(
+                "  {:<10} {:<8} {:<6} {}  {}{}\n",
+                i.store,
+                i.arch,
+                i.format,
+                i.image.id,
+                i.image.name,
+                if i.promoted { "  [promoted]" } else { "" }
+            );
+        }
     }
     if !report.skipped_stages.is_empty() {
         out += &format!("  skipped (done before): {}\n", report.skipped_stages.join(", "));

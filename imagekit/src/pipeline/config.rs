@@ -51,8 +51,13 @@ use crate::upload::NAME_VARIABLES;
 pub struct PipelineFile {
     /// The pipeline's name (runs are listed under it).
     pub name: String,
-    /// The build stage.
-    pub build: BuildSection,
+    /// The build stage, for a pipeline of one image line (or give `[[line]]`s instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<BuildSection>,
+    /// Image lines: each its own build, naming and promotion, run concurrently; one line's
+    /// failure never stops another's promotion. Instead of `[build]`.
+    #[serde(default, rename = "line", skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<LineSection>,
     /// Image stores, by name.
     #[serde(default, rename = "store")]
     pub stores: Vec<StoreSection>,
@@ -169,6 +174,136 @@ pub struct TestSection {
     /// min_disk_gib, timeout_seconds, tags, exclusive, allow, rerun), instead of `scenarios`.
     #[serde(default, rename = "case")]
     pub cases: Vec<crate::boot_test::plan::CaseSpec>,
+    /// QEMU: the memory all machines of this run may take at once, MiB (default: no bound but
+    /// `max_machines`). Machines wait for memory to be free before they start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_budget_mib: Option<u64>,
+    /// Variants (`[[test.variant]]`): each image is tested once per variant (default: one,
+    /// from this section's own `flavor`, `resource_class` or QEMU settings).
+    #[serde(default, rename = "variant", skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<VariantSection>,
+}
+
+impl TestSection {
+    /// The variants to test: the declared ones, or the section's own settings as one variant
+    /// named `default`.
+    pub fn variants(&self) -> Vec<VariantSection> {
+        if !self.variants.is_empty() {
+            return self.variants.clone();
+        }
+        vec![VariantSection {
+            name: "default".into(),
+            store: None,
+            flavor: self.flavor.clone(),
+            network: self.network.clone(),
+            floating_network: self.floating_network.clone(),
+            resource_class: self.resource_class.clone(),
+            node_domain: Some(self.node_domain.clone()),
+            user_data: None,
+            memory_mib: None,
+            disks_gib: Vec::new(),
+            arches: None,
+            max_machines: None,
+        }]
+    }
+}
+
+/// One image line of a pipeline (`[[line]]`): its own build and, optionally, its own upload naming
+/// and promotion (by default the file's `[upload]` and `[promote]`).
+///
+/// ```toml
+/// [[line]]
+/// name = "alma9"
+/// [line.build]
+/// builder = "koji"
+/// # … as in [build]
+/// [line.upload]
+/// distro = "ALMA9"
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LineSection {
+    /// The line's name: stage keys, results and reports are under it (`alma9/build`).
+    pub name: String,
+    /// What the line builds.
+    pub build: BuildSection,
+    /// How its uploads are named (default: the file's `[upload]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload: Option<UploadSection>,
+    /// How it is promoted (default: the file's `[promote]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promote: Option<PromoteSection>,
+}
+
+/// A named boot profile of the test stage (`[[test.variant]]`): where the image boots and with
+/// which user data. Each image is tested once per variant; it is promoted when every variant
+/// passed.
+///
+/// The platform follows from the keys, as in `[test]`: `flavor` boots on Nova, `resource_class`
+/// on an Ironic pool (both need a Glance store), neither under QEMU (a local store).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct VariantSection {
+    /// The variant's name (`puppet`, `unmanaged`, `physical`).
+    pub name: String,
+    /// The store whose copy boots (default: `[test] store`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
+    /// Nova: the flavor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flavor: Option<String>,
+    /// Nova: the network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// Nova: reach servers through a floating IP from this network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floating_network: Option<String>,
+    /// Ironic: the pool's resource class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_class: Option<String>,
+    /// Ironic: the domain appended to node names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_domain: Option<String>,
+    /// User data (cloud-init) for the machine, a file relative to the pipeline file: a
+    /// `#cloud-config` document gets the test key added to its `ssh_authorized_keys`; anything
+    /// else (a script) is sent beside the key's cloud-config as a MIME multipart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_data: Option<PathBuf>,
+    /// QEMU: guest memory, MiB (default: `[test] memory_mib`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<u32>,
+    /// Extra block devices, GiB each: under QEMU blank disks beside the image (`/dev/vdb`, …),
+    /// created and deleted with the machine.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disks_gib: Vec<u32>,
+    /// Arches this variant tests (default: all of `[test] arches`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arches: Option<Vec<String>>,
+    /// Machines of this variant at once (default: `[test] max_machines`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_machines: Option<usize>,
+}
+
+/// Where a variant boots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Platform {
+    /// QEMU on this machine, from a local store.
+    Qemu,
+    /// A Nova server.
+    Nova,
+    /// An Ironic node.
+    Ironic,
+}
+
+impl VariantSection {
+    /// Where it boots.
+    pub fn platform(&self) -> Platform {
+        match (&self.flavor, &self.resource_class) {
+            (Some(_), _) => Platform::Nova,
+            (None, Some(_)) => Platform::Ironic,
+            (None, None) => Platform::Qemu,
+        }
+    }
 }
 
 /// How a test suite is laid out.
@@ -499,8 +634,148 @@ pub struct Pipeline {
     pub upload_name: Template,
     /// The production name template.
     pub promote_name: Option<Template>,
+    /// Each `[[line]]`'s upload and production name templates.
+    line_templates: Vec<(Template, Option<Template>)>,
     /// The text it was parsed from, to point at lines in later errors.
     text: String,
+}
+
+/// One image line of a pipeline, as the runner sees it: a `[[line]]`, or the file's lone `[build]`.
+#[derive(Debug, Clone)]
+pub struct Line<'a> {
+    /// Its name (the build's name for a lone `[build]`).
+    pub name: &'a str,
+    /// What its stage keys start with: `""` for a lone `[build]` (as before lines existed),
+    /// `"NAME/"` for a `[[line]]`.
+    pub key_prefix: String,
+    /// What it builds.
+    pub build: &'a BuildSection,
+    /// How its uploads are named.
+    pub upload: &'a UploadSection,
+    /// The upload name template.
+    pub upload_name: &'a Template,
+    /// How it is promoted, with the production name template.
+    pub promote: Option<(&'a PromoteSection, &'a Template)>,
+}
+
+/// Whether `name` may name a line or a variant: it becomes part of stage keys and directories.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        && !name.starts_with('.')
+}
+
+/// The largest extra disk a variant may ask for, GiB.
+const MAX_DISK_GIB: u64 = 16 * 1024;
+
+/// Checks the `[[test.variant]]`s; `Err((index, key, reason))`.
+fn check_variants(file: &PipelineFile, t: &TestSection) -> std::result::Result<(), (usize, &'static str, String)> {
+    let mut names = std::collections::BTreeSet::new();
+    for (i, v) in t.variants.iter().enumerate() {
+        let bad = |key, reason: String| Err((i, key, format!("variant {:?}: {reason}", v.name)));
+        if !valid_name(&v.name) {
+            return bad("name", "a name is letters, digits, `.`, `-` or `_`".into());
+        }
+        if !names.insert(v.name.as_str()) {
+            return bad("name", "two variants have this name".into());
+        }
+        if v.flavor.is_some() && v.resource_class.is_some() {
+            return bad(
+                "resource_class",
+                "`flavor` boots on Nova, `resource_class` on Ironic: give one".into(),
+            );
+        }
+        let store_name = v.store.as_deref().unwrap_or(&t.store);
+        let Some(store) = file.stores.iter().find(|s| s.name == store_name) else {
+            return bad("store", format!("no [[store]] is named {store_name:?}"));
+        };
+        match (v.platform(), store.kind) {
+            (Platform::Qemu, StoreKind::Glance) => {
+                return bad(
+                    "store",
+                    format!(
+                        "store {store_name:?} is in Glance: give `flavor` (Nova) or `resource_class` (Ironic), \
+                         or a local `store` to boot under QEMU"
+                    ),
+                );
+            }
+            (Platform::Nova | Platform::Ironic, StoreKind::Local) => {
+                return bad(
+                    "store",
+                    format!("Nova and Ironic boot images from Glance, and store {store_name:?} is local"),
+                );
+            }
+            _ => {}
+        }
+        if v.platform() != Platform::Qemu && v.memory_mib.is_some() {
+            return bad(
+                "memory_mib",
+                "`memory_mib` is for QEMU; on Nova the flavor says it".into(),
+            );
+        }
+        if v.platform() == Platform::Ironic && !v.disks_gib.is_empty() {
+            return bad("disks_gib", "a bare-metal node has the disks it has".into());
+        }
+        if v.platform() == Platform::Nova && !v.disks_gib.is_empty() {
+            return bad(
+                "disks_gib",
+                "extra disks on Nova (Cinder volumes) are not supported yet; use a flavor with an ephemeral disk"
+                    .into(),
+            );
+        }
+        if let Some(d) = v
+            .disks_gib
+            .iter()
+            .find(|d| !(1..=MAX_DISK_GIB).contains(&u64::from(**d)))
+        {
+            return bad("disks_gib", format!("a disk is 1 to {MAX_DISK_GIB} GiB, not {d}"));
+        }
+        if let Some(m) = v.memory_mib {
+            check_range("memory_mib", u64::from(m), MEMORY_MIB, "MiB").map_err(|r| (i, "memory_mib", r))?;
+        }
+        if let Some(m) = v.max_machines {
+            check_range("max_machines", m as u64, MAX_MACHINES, "machines").map_err(|r| (i, "max_machines", r))?;
+        }
+        if let Some(a) = v.arches.iter().flatten().find(|a| !t.arches.contains(a)) {
+            return bad("arches", format!("arch {a:?} is not in [test] arches {:?}", t.arches));
+        }
+    }
+    Ok(())
+}
+
+/// Checks one build section; `Err((key, reason))`.
+fn check_build(b: &BuildSection) -> std::result::Result<(), (&'static str, String)> {
+    match b.builder {
+        BuilderKind::Local if b.command.is_empty() => {
+            return Err(("builder", "the local builder needs `command`".into()));
+        }
+        BuilderKind::Koji if b.target.is_none() || b.install_tree.is_none() => {
+            return Err(("builder", "the koji builder needs `target` and `install_tree`".into()));
+        }
+        BuilderKind::Koji if b.kickstart.is_none() && b.ksurl.is_none() => {
+            return Err((
+                "builder",
+                "the koji builder needs `kickstart` (a file name) or `ksurl` (its SCM URL)".into(),
+            ));
+        }
+        _ => {}
+    }
+    check_range(
+        "timeout_minutes",
+        b.timeout_minutes,
+        1..=MAX_MINUTES,
+        "minutes (ten years)",
+    )
+    .map_err(|r| ("timeout_minutes", r))?;
+    if let Some(h) = b.skip_if_built_within_hours {
+        check_range("skip_if_built_within_hours", h, 0..=MAX_HOURS, "hours (ten years)")
+            .map_err(|r| ("skip_if_built_within_hours", r))?;
+    }
+    if b.arches.is_empty() || b.formats.is_empty() {
+        return Err(("arches", "`arches` and `formats` must not be empty".into()));
+    }
+    Ok(())
 }
 
 /// `Err(reason)` when `value` of `key` is outside `range` (in `unit`).
@@ -599,9 +874,52 @@ impl Pipeline {
             ),
             None => None,
         };
+        // Lines: `[build]` is one line; `[[line]]`s are several, each maybe with its own naming.
+        let mut line_templates = Vec::new();
+        match (&file.build, file.lines.is_empty()) {
+            (Some(_), false) => {
+                return Err(at(
+                    key_line("line", "name"),
+                    "give either one [build] or [[line]]s, each with its own [line.build]".into(),
+                ));
+            }
+            (None, true) => {
+                return Err(at(None, "no [build] (or [[line]]s): say what to build".into()));
+            }
+            _ => {}
+        }
+        let mut line_names = std::collections::BTreeSet::new();
+        for (i, l) in file.lines.iter().enumerate() {
+            let here = |key: &str, reason: String| at(locate(text, "line", i, key), reason);
+            if !valid_name(&l.name) {
+                return Err(here(
+                    "name",
+                    format!(
+                        "line name {:?} must be letters, digits, `.`, `-` or `_` (it names stages and directories)",
+                        l.name
+                    ),
+                ));
+            }
+            if !line_names.insert(l.name.as_str()) {
+                return Err(here("name", format!("two lines are named {:?}", l.name)));
+            }
+            let upload = match &l.upload {
+                Some(u) => Template::parse(&u.name, NAME_VARIABLES)
+                    .map_err(|e| at(locate(text, "line.upload", i, "name"), e.to_string()))?,
+                None => upload_name.clone(),
+            };
+            let promote = match &l.promote {
+                Some(p) => Some(
+                    Template::parse(&p.name, NAME_VARIABLES)
+                        .map_err(|e| at(locate(text, "line.promote", i, "name"), e.to_string()))?,
+                ),
+                None => promote_name.clone(),
+            };
+            line_templates.push((upload, promote));
+        }
         if let Some(t) = &file.test {
             match file.stores.iter().find(|s| s.name == t.store) {
-                Some(s) if s.kind == StoreKind::Local => {}
+                Some(s) if s.kind == StoreKind::Local || !t.variants.is_empty() => {}
                 Some(_) if t.flavor.is_some() || t.resource_class.is_some() => {
                     if t.flavor.is_some() && t.resource_class.is_some() {
                         return Err(at(
@@ -685,6 +1003,11 @@ impl Pipeline {
                 }
                 check.map_err(|r| at(key_line("test", "case"), r))?;
             }
+            check_variants(&file, t).map_err(|(i, key, reason)| at(locate(text, "test.variant", i, key), reason))?;
+            if let Some(b) = t.memory_budget_mib {
+                check_range("memory_budget_mib", b, MEMORY_MIB, "MiB")
+                    .map_err(|r| at(key_line("test", "memory_budget_mib"), r))?;
+            }
             if let Some(bad) = t.allow.iter().find(|a| !crate::boot_test::health::is_check(a)) {
                 let known: Vec<&str> = crate::boot_test::health::checks().iter().map(|c| c.name).collect();
                 return Err(at(
@@ -699,59 +1022,39 @@ impl Pipeline {
                 ));
             }
         }
-        if let Some(p) = &file.promote
-            && !p.without_tests
-            && file.test.is_none()
-        {
+        let promotes = std::iter::once((file.promote.as_ref(), key_line("promote", "name"))).chain(
+            file.lines
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (l.promote.as_ref(), locate(text, "line.promote", i, "name"))),
+        );
+        for (p, line) in promotes {
+            let Some(p) = p else { continue };
+            if p.without_tests || file.test.is_some() {
+                continue;
+            }
             return Err(at(
-                key_line("promote", "name"),
+                line,
                 "this pipeline has no test stage, so promotion needs `without_tests = true` \
                  (said explicitly, and recorded as the evidence)"
                     .into(),
             ));
         }
-        // The build section.
-        let b = &file.build;
-        match b.builder {
-            BuilderKind::Local if b.command.is_empty() => {
-                return Err(at(
-                    key_line("build", "builder"),
-                    "the local builder needs `command`".into(),
-                ));
-            }
-            BuilderKind::Koji if b.target.is_none() || b.install_tree.is_none() => {
-                return Err(at(
-                    key_line("build", "builder"),
-                    "the koji builder needs `target` and `install_tree`".into(),
-                ));
-            }
-            BuilderKind::Koji if b.kickstart.is_none() && b.ksurl.is_none() => {
-                return Err(at(
-                    key_line("build", "builder"),
-                    "the koji builder needs `kickstart` (a file name) or `ksurl` (its SCM URL)".into(),
-                ));
-            }
-            _ => {}
-        }
-        check_range(
-            "timeout_minutes",
-            b.timeout_minutes,
-            1..=MAX_MINUTES,
-            "minutes (ten years)",
-        )
-        .map_err(|r| at(key_line("build", "timeout_minutes"), r))?;
-        if let Some(h) = b.skip_if_built_within_hours {
-            check_range("skip_if_built_within_hours", h, 0..=MAX_HOURS, "hours (ten years)")
-                .map_err(|r| at(key_line("build", "skip_if_built_within_hours"), r))?;
-        }
-        if b.arches.is_empty() || b.formats.is_empty() {
-            return Err(at(
-                key_line("build", "arches"),
-                "`arches` and `formats` must not be empty".into(),
-            ));
+        // The builds: `[build]`, or each line's.
+        let builds: Vec<(&BuildSection, &str, usize)> = match &file.build {
+            Some(b) => vec![(b, "build", 0)],
+            None => file
+                .lines
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (&l.build, "line.build", i))
+                .collect(),
+        };
+        for (b, section, nth) in &builds {
+            check_build(b).map_err(|(key, reason)| at(locate(text, section, *nth, key), reason))?;
         }
         // Stores: at least one, unique names, complete.
-        let cloud_formats = b.formats.iter().any(|f| f != "docker");
+        let cloud_formats = builds.iter().any(|(b, ..)| b.formats.iter().any(|f| f != "docker"));
         if cloud_formats && file.stores.is_empty() {
             return Err(at(None, "no [[store]]: uploads need at least one image store".into()));
         }
@@ -812,7 +1115,19 @@ impl Pipeline {
                 ));
             }
         }
-        let docker = b.formats.iter().any(|f| f == "docker");
+        if let Some(i) = file
+            .lines
+            .iter()
+            .position(|l| l.build.formats.iter().any(|f| f == "docker"))
+        {
+            return Err(at(
+                locate(text, "line.build", i, "formats"),
+                "container images (format `docker`) go with a single [build] and its [container] section, \
+                 not with [[line]]s"
+                    .into(),
+            ));
+        }
+        let docker = builds.iter().any(|(b, ..)| b.formats.iter().any(|f| f == "docker"));
         match &file.container {
             None if docker => {
                 return Err(at(
@@ -859,6 +1174,7 @@ impl Pipeline {
             path: None,
             upload_name,
             promote_name,
+            line_templates,
             text: text.to_string(),
         })
     }
@@ -892,9 +1208,9 @@ impl Pipeline {
     ///     path = "/srv/images"
     /// "#).unwrap();
     /// let mut changed = file.clone();
-    /// changed.build.arches.push("aarch64".into());
+    /// changed.build.as_mut().unwrap().arches.push("aarch64".into());
     /// let pipeline = Pipeline::new(changed).unwrap();
-    /// assert_eq!(pipeline.file.build.arches.len(), 2);
+    /// assert_eq!(pipeline.lines()[0].build.arches.len(), 2);
     /// ```
     pub fn new(file: PipelineFile) -> Result<Pipeline> {
         let text = toml::to_string(&file).map_err(|e| Error::InvalidInput(format!("pipeline {}: {e}", file.name)))?;
@@ -913,6 +1229,33 @@ impl Pipeline {
         Ok(p)
     }
 
+    /// The image lines: each `[[line]]`, or the lone `[build]` as one line.
+    pub fn lines(&self) -> Vec<Line<'_>> {
+        let f = &self.file;
+        if let Some(b) = &f.build {
+            return vec![Line {
+                name: &b.name,
+                key_prefix: String::new(),
+                build: b,
+                upload: &f.upload,
+                upload_name: &self.upload_name,
+                promote: f.promote.as_ref().zip(self.promote_name.as_ref()),
+            }];
+        }
+        f.lines
+            .iter()
+            .zip(&self.line_templates)
+            .map(|(l, (upload_name, promote_name))| Line {
+                name: &l.name,
+                key_prefix: format!("{}/", l.name),
+                build: &l.build,
+                upload: l.upload.as_ref().unwrap_or(&f.upload),
+                upload_name,
+                promote: l.promote.as_ref().or(f.promote.as_ref()).zip(promote_name.as_ref()),
+            })
+            .collect()
+    }
+
     /// A path from the file, made absolute against the file's directory.
     pub fn resolve(&self, p: &Path) -> PathBuf {
         match self.path.as_ref().and_then(|f| f.parent()) {
@@ -921,24 +1264,17 @@ impl Pipeline {
         }
     }
 
-    /// Where `[test]` boots the images of a store that keeps local files, when no other compute is
-    /// set: the local QEMU backend, with the section's kernel, initrd and memory. Glance stores boot
-    /// on Nova or Ironic ([`Services::from_pipeline`](super::Services::from_pipeline)).
-    pub(crate) fn local_compute(&self, t: &TestSection) -> Box<dyn crate::boot_test::Compute> {
-        Box::new(crate::boot_test::QemuCompute::new(crate::boot_test::qemu::QemuConfig {
-            kernel: t.kernel.as_ref().map(|k| self.resolve(k)),
-            initrd: t.initrd.as_ref().map(|i| self.resolve(i)),
-            memory_mib: t.memory_mib,
-            ..Default::default()
-        }))
-    }
-
     /// The stores uploads go to.
     pub fn upload_stores(&self) -> Vec<&StoreSection> {
+        self.upload_stores_for(&self.file.upload)
+    }
+
+    /// The stores an upload section sends images to (all, unless it names some).
+    pub fn upload_stores_for(&self, upload: &UploadSection) -> Vec<&StoreSection> {
         self.file
             .stores
             .iter()
-            .filter(|s| self.file.upload.stores.as_ref().is_none_or(|w| w.contains(&s.name)))
+            .filter(|s| upload.stores.as_ref().is_none_or(|w| w.contains(&s.name)))
             .collect()
     }
 }
@@ -974,10 +1310,118 @@ name = "{distro} - {arch}"
 without_tests = true
 "#;
 
+    /// GOOD with its `[build]` as two `[[line]]`s.
+    fn two_lines() -> String {
+        let build =
+            "[build]\nbuilder = \"local\"\ncommand = [\"./build.sh\"]\noutput = \"out\"\nname = \"alma9-cloud\"\n";
+        assert!(GOOD.contains(build));
+        GOOD.replace(
+            build,
+            "[[line]]\nname = \"alma9\"\n[line.build]\nbuilder = \"local\"\ncommand = [\"./build.sh\"]\nname = \"alma9-cloud\"\n\
+             version = \"9\"\narches = [\"x86_64\"]\nformats = [\"qcow2\"]\n[line.upload]\ndistro = \"A9\"\n\
+             [[line]]\nname = \"alma8\"\n[line.build]\nbuilder = \"local\"\ncommand = [\"./build.sh\"]\noutput = \"out\"\nname = \"alma8-cloud\"\n",
+        )
+    }
+
+    /// GOOD with a test section of `variants` (TOML).
+    fn with_variants(variants: &str) -> String {
+        GOOD.replace(
+            "[promote]",
+            &format!("[test]\nstore = \"here\"\nsuite = \"t\"\n{variants}\n[promote]"),
+        )
+    }
+
+    #[test]
+    fn lines_and_variants_load_and_bad_ones_fail_with_line_and_reason() {
+        let p = Pipeline::parse(&two_lines(), None).unwrap();
+        let lines = p.lines();
+        assert_eq!(lines.len(), 2);
+        assert_eq!((lines[0].name, lines[0].key_prefix.as_str()), ("alma9", "alma9/"));
+        assert_eq!(lines[0].upload.distro, "A9", "a line's own [line.upload]");
+        assert_eq!(lines[1].upload.distro, "ALMA9", "the file's [upload] otherwise");
+        assert_eq!(lines[1].build.version, "9.5");
+        assert!(lines.iter().all(|l| l.promote.is_some()));
+        // The journal's copy (TOML → JSON → TOML) keeps the lines.
+        let again = Pipeline::new(p.file.clone()).unwrap();
+        assert_eq!(again.lines().len(), 2);
+
+        let v = with_variants("[[test.variant]]\nname = \"big\"\nmemory_mib = 2048\ndisks_gib = [1, 2]\n");
+        let p = Pipeline::parse(&v, None).unwrap();
+        let t = p.file.test.as_ref().unwrap();
+        assert_eq!(t.variants()[0].platform(), Platform::Qemu);
+        assert_eq!(t.variants()[0].disks_gib, [1, 2]);
+
+        let variant = |body: &str| with_variants(&format!("[[test.variant]]\n{body}"));
+        let mut wrong = Vec::new();
+        for (text, line, why) in [
+            (
+                format!(
+                    "{}\n[build]\nbuilder = \"local\"\ncommand = [\"b\"]\nname = \"x\"\nversion = \"1\"\n\
+                     arches = [\"x86_64\"]\nformats = [\"raw\"]\n",
+                    two_lines()
+                ),
+                Some(5),
+                "either one [build] or [[line]]s",
+            ),
+            (
+                two_lines().replace("name = \"alma8\"", "name = \"alma9\""),
+                Some(16),
+                "two lines",
+            ),
+            (
+                two_lines().replace("name = \"alma8\"", "name = \"alma 8\""),
+                Some(16),
+                "letters, digits",
+            ),
+            (
+                two_lines().replace("distro = \"A9\"", "distro = \"A9\"\nname = \"{distr}\""),
+                Some(15),
+                "unknown variable {distr}",
+            ),
+            (variant("name = \"a/b\""), Some(26), "letters, digits"),
+            (
+                variant("name = \"n\"\nflavor = \"m1\""),
+                Some(25),
+                "Nova and Ironic boot images from Glance",
+            ),
+            (
+                variant("name = \"n\"\nflavor = \"m1\"\nresource_class = \"bm\""),
+                Some(28),
+                "give one",
+            ),
+            (
+                variant("name = \"q\"\nstore = \"nowhere\""),
+                Some(27),
+                "no [[store]] is named",
+            ),
+            (variant("name = \"q\"\ndisks_gib = [0]"), Some(27), "a disk is 1 to"),
+            (variant("name = \"q\"\nmemory_mib = 1"), Some(27), "between 64"),
+            (
+                variant("name = \"q\"\narches = [\"s390x\"]"),
+                Some(27),
+                "not in [test] arches",
+            ),
+            (
+                variant("name = \"q\"\n[[test.variant]]\nname = \"q\""),
+                Some(28),
+                "two variants",
+            ),
+        ] {
+            let e = Pipeline::parse(&text, None).unwrap_err();
+            let Error::Pipeline { line: l, reason, .. } = &e else {
+                panic!("{e:?}")
+            };
+            if !reason.contains(why) || *l != line {
+                wrong.push(format!("{why:?}, line {line:?}: got {reason:?} at line {l:?}"));
+            }
+        }
+        assert!(wrong.is_empty(), "{wrong:#?}");
+    }
+
     #[test]
     fn a_good_file_loads() {
         let p = Pipeline::parse(GOOD, None).unwrap();
-        assert_eq!(p.file.build.spec().name, "alma9-cloud");
+        assert_eq!(p.lines()[0].build.spec().name, "alma9-cloud");
         assert_eq!(p.upload_stores().len(), 1);
         assert_eq!(p.file.promote.as_ref().unwrap().keep, 3);
     }

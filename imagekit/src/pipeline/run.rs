@@ -49,6 +49,29 @@ pub struct Services {
     pub registry_client: registry_client::Client,
     /// Where `[test]` boots images (`None`: QEMU, configured by the pipeline's `[test]`).
     pub compute: Option<std::sync::Arc<dyn Compute>>,
+    /// Each `[[line]]`'s builder and Koji client, by line name (a line not here uses `builder`
+    /// and `koji`).
+    pub lines: BTreeMap<String, LineServices>,
+    /// Where each `[[test.variant]]` boots, by variant name (a QEMU variant not here boots on
+    /// this machine).
+    pub variants: BTreeMap<String, std::sync::Arc<dyn Compute>>,
+}
+
+/// What one image line builds with.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct LineServices {
+    /// The line's builder.
+    pub builder: Box<dyn Builder>,
+    /// Koji, when its artifacts come from there.
+    pub koji: Option<koji_client::Client>,
+}
+
+impl LineServices {
+    /// A line building with `builder`, its artifacts downloaded from `koji` when given.
+    pub fn new(builder: Box<dyn Builder>, koji: Option<koji_client::Client>) -> LineServices {
+        LineServices { builder, koji }
+    }
 }
 
 impl std::fmt::Debug for Services {
@@ -60,31 +83,40 @@ impl std::fmt::Debug for Services {
     }
 }
 
-/// The compute the `[test]` section asks for when its store is in Glance: Nova in the store's cloud
-/// (`flavor`), or an Ironic pool there (`resource_class`). Local stores boot under QEMU (`None`).
-fn test_compute(p: &Pipeline) -> Result<Option<std::sync::Arc<dyn Compute>>> {
+/// Where a variant boots when its store is in Glance: Nova in the store's cloud (`flavor`), or an
+/// Ironic pool there (`resource_class`). Local stores boot under QEMU (`None`).
+fn variant_compute(
+    p: &Pipeline,
+    t: &super::config::TestSection,
+    v: &super::config::VariantSection,
+    nth: Option<usize>,
+) -> Result<Option<std::sync::Arc<dyn Compute>>> {
     use crate::boot_test::{IronicCompute, IronicOptions, NovaCompute, NovaOptions, Pool, SshAddress};
-    let Some(t) = &p.file.test else { return Ok(None) };
-    let Some(store) = p.file.stores.iter().find(|s| s.name == t.store) else {
+    let store_name = v.store.as_deref().unwrap_or(&t.store);
+    let Some(store) = p.file.stores.iter().find(|s| s.name == store_name) else {
         return Ok(None);
     };
     if store.kind != StoreKind::Glance {
         return Ok(None);
     }
+    let user_data = read_user_data(p, v, nth)?;
     let cloud = store.cloud.as_deref().unwrap_or_default();
     let os = openstack_client::Client::builder().cloud(cloud).build()?;
     let boot = Duration::from_secs(t.ssh_timeout_seconds.max(600));
-    if let Some(flavor) = &t.flavor {
+    if let Some(flavor) = &v.flavor {
         let mut o = NovaOptions::new(flavor).timeouts(boot, Duration::from_secs(300));
-        if let Some(n) = &t.network {
+        if let Some(n) = &v.network {
             o = o.network(n);
         }
-        if let Some(n) = &t.floating_network {
+        if let Some(n) = &v.floating_network {
             o = o.floating_ip_from(n);
+        }
+        if let Some(u) = user_data {
+            o = o.user_data(u);
         }
         return Ok(Some(std::sync::Arc::new(NovaCompute::new(os, o))));
     }
-    if let Some(rc) = &t.resource_class {
+    if let Some(rc) = &v.resource_class {
         let mut pool = Pool::new(os.ironic(), rc);
         // Loading checked both against MAX_LEASE_MINUTES, so the products cannot overflow.
         if let Some(m) = t.lease_ttl_minutes {
@@ -94,15 +126,72 @@ fn test_compute(p: &Pipeline) -> Result<Option<std::sync::Arc<dyn Compute>>> {
             pool = pool.wait_for_node(Duration::from_secs(m * 60));
         }
         let ssh = SshAddress::NodeName {
-            domain: t.node_domain.clone(),
+            domain: v.node_domain.clone().unwrap_or_else(|| t.node_domain.clone()),
             port: 22,
         };
-        return Ok(Some(std::sync::Arc::new(IronicCompute::new(
-            pool,
-            IronicOptions::new(ssh),
-        ))));
+        let mut o = IronicOptions::new(ssh);
+        if let Some(u) = user_data {
+            o = o.user_data(u);
+        }
+        return Ok(Some(std::sync::Arc::new(IronicCompute::new(pool, o))));
     }
     Ok(None)
+}
+
+/// A variant's user-data file, read (and checked) when the pipeline's services are set up, so a
+/// missing or unusable profile fails before anything is built.
+fn read_user_data(p: &Pipeline, v: &super::config::VariantSection, nth: Option<usize>) -> Result<Option<String>> {
+    let Some(file) = &v.user_data else { return Ok(None) };
+    let path = p.resolve(file);
+    let bad = |why: String| match nth {
+        Some(i) => p.error_at(
+            "test.variant",
+            i,
+            "user_data",
+            format!("variant {:?}: user data {}: {why}", v.name, path.display()),
+        ),
+        None => Error::InvalidInput(format!("user data {}: {why}", path.display())),
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
+    // The same merge the machines will do, with a stand-in key: a profile that cannot take the
+    // key fails now, with the file's line.
+    crate::boot_test::user_data::with_key(Some(&text), "ssh-ed25519 AAAA check").map_err(|e| bad(e.to_string()))?;
+    Ok(Some(text))
+}
+
+/// A line's builder (and the Koji client its downloads use).
+fn line_builder(
+    p: &Pipeline,
+    b: &super::config::BuildSection,
+    section: &str,
+    nth: usize,
+) -> Result<(Box<dyn Builder>, Option<koji_client::Client>)> {
+    let timeout = Duration::from_secs(b.timeout_minutes.saturating_mul(60));
+    Ok(match b.builder {
+        BuilderKind::Koji => {
+            let name = b.koji_profile.as_deref().unwrap_or("koji");
+            let koji = koji_client::Client::from_profile_name(name)
+                .map_err(|e| p.error_at(section, nth, "koji_profile", format!("Koji profile {name:?}: {e}")))?;
+            let watch = koji_client::WatchOptions::default().deadline(timeout);
+            (Box::new(KojiBuilder::new(koji.clone(), watch)), Some(koji))
+        }
+        BuilderKind::Local => {
+            let (program, args) = b
+                .command
+                .split_first()
+                .ok_or_else(|| Error::InvalidInput("the local builder needs `command`".into()))?;
+            let output = p.resolve(b.output.as_deref().unwrap_or("build-output".as_ref()));
+            let program = if program.contains('/') {
+                p.resolve(program.as_ref())
+            } else {
+                program.into()
+            };
+            (
+                Box::new(LocalCommandBuilder::new(program, &output, timeout).args(args)),
+                None,
+            )
+        }
+    })
 }
 
 impl Services {
@@ -115,7 +204,25 @@ impl Services {
             koji: None,
             registry_client: registry_client::Client::builder().build()?,
             compute: None,
+            lines: BTreeMap::new(),
+            variants: BTreeMap::new(),
         })
+    }
+    /// The `[[line]]` named `name` builds with `builder` (Koji downloads through `koji`).
+    pub fn line(mut self, name: &str, builder: Box<dyn Builder>, koji: Option<koji_client::Client>) -> Services {
+        self.lines.insert(name.to_string(), LineServices::new(builder, koji));
+        self
+    }
+    /// The `[[test.variant]]` named `name` boots here.
+    pub fn variant(mut self, name: &str, compute: std::sync::Arc<dyn Compute>) -> Services {
+        self.variants.insert(name.to_string(), compute);
+        self
+    }
+    fn builder_for(&self, line: &str) -> (&dyn Builder, Option<&koji_client::Client>) {
+        match self.lines.get(line) {
+            Some(l) => (l.builder.as_ref(), l.koji.as_ref()),
+            None => (self.builder.as_ref(), self.koji.as_ref()),
+        }
     }
     /// Boots tested images here (Nova, Ironic, or anything implementing [`Compute`]).
     pub fn compute(mut self, compute: std::sync::Arc<dyn Compute>) -> Services {
@@ -146,33 +253,31 @@ impl Services {
     /// Connects what the pipeline names, with the configuration users already have: the Koji
     /// profile, clouds.yaml (+ secure.yaml, `OS_*`).
     pub fn from_pipeline(p: &Pipeline) -> Result<Services> {
-        let b = &p.file.build;
-        let timeout = Duration::from_secs(b.timeout_minutes.saturating_mul(60));
-        let (builder, koji): (Box<dyn Builder>, Option<koji_client::Client>) = match b.builder {
-            BuilderKind::Koji => {
-                let name = b.koji_profile.as_deref().unwrap_or("koji");
-                let koji = koji_client::Client::from_profile_name(name)
-                    .map_err(|e| p.error_at("build", 0, "koji_profile", format!("Koji profile {name:?}: {e}")))?;
-                let watch = koji_client::WatchOptions::default().deadline(timeout);
-                (Box::new(KojiBuilder::new(koji.clone(), watch)), Some(koji))
-            }
-            BuilderKind::Local => {
-                let (program, args) = b
-                    .command
-                    .split_first()
-                    .ok_or_else(|| Error::InvalidInput("the local builder needs `command`".into()))?;
-                let output = p.resolve(b.output.as_deref().unwrap_or("build-output".as_ref()));
-                let program = if program.contains('/') {
-                    p.resolve(program.as_ref())
-                } else {
-                    program.into()
-                };
-                (
-                    Box::new(LocalCommandBuilder::new(program, &output, timeout).args(args)),
-                    None,
-                )
-            }
+        let mut lines = BTreeMap::new();
+        for (i, l) in p.file.lines.iter().enumerate() {
+            let (builder, koji) = line_builder(p, &l.build, "line.build", i)?;
+            lines.insert(l.name.clone(), LineServices::new(builder, koji));
+        }
+        // The lone [build]'s builder; with lines, the first line's (each line has its own).
+        let (builder, koji) = match (&p.file.build, p.file.lines.first()) {
+            (Some(b), _) => line_builder(p, b, "build", 0)?,
+            (None, Some(l)) => line_builder(p, &l.build, "line.build", 0)?,
+            (None, None) => return Err(Error::InvalidInput("the pipeline has no [build]".into())),
         };
+        let mut variants = BTreeMap::new();
+        let mut compute = None;
+        if let Some(t) = &p.file.test {
+            if t.variants.is_empty() {
+                compute = variant_compute(p, t, &t.variants()[0], None)?;
+            }
+            for (i, v) in t.variants.iter().enumerate() {
+                if let Some(c) = variant_compute(p, t, v, Some(i))? {
+                    variants.insert(v.name.clone(), c);
+                } else {
+                    read_user_data(p, v, Some(i))?;
+                }
+            }
+        }
         let mut stores: BTreeMap<String, Box<dyn ImageStore>> = BTreeMap::new();
         for (i, s) in p.file.stores.iter().enumerate() {
             let store: Box<dyn ImageStore> = match s.kind {
@@ -211,7 +316,9 @@ impl Services {
             registries,
             koji,
             registry_client,
-            compute: test_compute(p)?,
+            compute,
+            lines,
+            variants,
         })
     }
 }
@@ -245,6 +352,8 @@ impl RunOptions {
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
 pub struct RunImage {
+    /// The image line (the build's name for a lone `[build]`).
+    pub line: String,
     /// Store name.
     pub store: String,
     /// Architecture.
@@ -263,14 +372,26 @@ pub struct RunImage {
 pub struct RunReport {
     /// The run.
     pub run_id: RunId,
-    /// The build.
+    /// The first line's build (the only one for a lone `[build]`); every line's is in `lines`.
     pub build: BuildResult,
-    /// The images.
+    /// Each image line's outcome, in the file's order.
+    pub lines: Vec<LineReport>,
+    /// The images of every line.
     pub images: Vec<RunImage>,
     /// The container flavour's outcome, when the pipeline has one.
     pub containers: Option<ContainerOutcome>,
     /// Stages skipped because an earlier attempt had finished them.
     pub skipped_stages: Vec<String>,
+}
+
+/// What one image line built.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct LineReport {
+    /// The line (the build's name for a lone `[build]`).
+    pub name: String,
+    /// Its build.
+    pub build: BuildResult,
 }
 
 /// What a test stage found.
@@ -502,71 +623,262 @@ impl<'a> Runner<'a> {
         let p = &self.pipeline.file;
         let record = self.journal.run(run)?;
         let date = rfc3339(record.started_at)[..10].to_string();
+        let shared = Shared {
+            skipped: std::sync::Mutex::new(Vec::new()),
+            limits: self.machine_limits(),
+            budget: p
+                .test
+                .as_ref()
+                .and_then(|t| t.memory_budget_mib)
+                .map(crate::boot_test::qemu::MemoryBudget::new),
+        };
+        let lines = self.pipeline.lines();
+        // Lines run at once and apart: one failing (a build, an upload, a test) never stops
+        // another's promotion.
+        let outcomes = futures::future::join_all(
+            lines
+                .iter()
+                .map(|line| self.line_stages(run, opts, line, record.started_at, &date, &shared)),
+        )
+        .await;
+        let mut skipped = shared.skipped.into_inner().unwrap_or_default();
+        let mut reports = Vec::new();
+        let mut images = Vec::new();
+        let mut failures = Vec::new();
+        for (line, outcome) in lines.iter().zip(outcomes) {
+            match outcome {
+                Ok((report, line_images)) => {
+                    reports.push(report);
+                    images.extend(line_images);
+                }
+                Err(e) => failures.push((line.name.to_string(), e)),
+            }
+        }
+        if !failures.is_empty() {
+            return Err(combine_failures(run, lines.len(), failures));
+        }
+        let Some(first) = reports.first() else {
+            return Err(Error::InvalidInput("the pipeline has no lines".into()));
+        };
+        let build = first.build.clone();
+        let containers = match (&p.container, lines.first()) {
+            (Some(c), Some(line)) => {
+                let vars = self.line_vars(run, line, &build, &date);
+                Some(self.container_stages(run, opts, c, &build, &vars, &mut skipped).await?)
+            }
+            _ => None,
+        };
+        Ok(RunReport {
+            run_id: run.clone(),
+            build,
+            lines: reports,
+            images,
+            containers,
+            skipped_stages: skipped,
+        })
+    }
+
+    /// The QEMU compute of a cell: the section's memory and kernel, the variant's memory,
+    /// disks and user data, the run's memory budget.
+    fn qemu_compute(
+        &self,
+        t: &super::config::TestSection,
+        cell: &Cell<'_>,
+        shared: &Shared,
+    ) -> Result<crate::boot_test::QemuCompute> {
+        let v = cell.variant;
+        let mut config = crate::boot_test::qemu::QemuConfig::default()
+            .memory_mib(v.memory_mib.unwrap_or(t.memory_mib))
+            .extra_disks_gib(v.disks_gib.iter().copied());
+        if let (Some(k), Some(i)) = (&t.kernel, &t.initrd) {
+            config = config.kernel(self.pipeline.resolve(k)).initrd(self.pipeline.resolve(i));
+        }
+        if cell.declared {
+            let nth = t.variants.iter().position(|d| d.name == v.name);
+            if let Some(profile) = read_user_data(self.pipeline, v, nth)? {
+                config = config.user_data(profile);
+            }
+        }
+        let mut compute = crate::boot_test::QemuCompute::new(config);
+        if let Some(b) = &shared.budget {
+            compute = compute.memory_budget(b.clone());
+        }
+        Ok(compute)
+    }
+
+    /// Writes `RESULTS/RUN/junit.xml`: every cell's suite (line/arch/format/variant) with its
+    /// tests and their attempts, gathered from the cells' own reports, so a resumed run's file
+    /// has the cells an earlier attempt tested too.
+    fn write_run_junit(&self, run: &RunId, t: &super::config::TestSection) -> Result<()> {
+        let dir = self.pipeline.resolve(&t.results).join(run.as_str());
+        let prefixes: Vec<String> = self.pipeline.lines().into_iter().map(|l| l.key_prefix).collect();
+        let mut cells: Vec<(String, std::path::PathBuf)> = Vec::new();
+        for stage in self.journal.stages(run)? {
+            // `[LINE/]test/ARCH/FORMAT[/VARIANT]` → `[LINE/]ARCH/FORMAT[/VARIANT]`.
+            let cell = prefixes.iter().find_map(|p| {
+                let rest = stage.key.strip_prefix(p.as_str())?.strip_prefix("test/")?;
+                Some(format!("{p}{rest}"))
+            });
+            let Some(cell) = cell else { continue };
+            if stage.status != Status::Done && stage.status != Status::Failed {
+                continue;
+            }
+            let junit = dir.join(cell.replace('/', "-")).join("junit.xml");
+            if junit.is_file() {
+                cells.push((cell, junit));
+            }
+        }
+        cells.sort();
+        cells.dedup();
+        let mut report = quick_junit::Report::new(format!("imagekit {}", self.pipeline.file.name));
+        for (cell, path) in &cells {
+            let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
+                path: path.clone(),
+                source: e,
+            })?;
+            let Ok(parsed) = quick_junit::Report::deserialize_from_str(&text) else {
+                tracing::warn!(path = %path.display(), "an unreadable JUnit report is left out of the run's");
+                continue;
+            };
+            for mut suite in parsed.test_suites {
+                suite.name = cell.clone().into();
+                for case in &mut suite.test_cases {
+                    case.classname = Some(cell.replace('/', ".").into());
+                }
+                report.add_test_suite(suite);
+            }
+        }
+        if cells.is_empty() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| Error::Io {
+            path: dir.clone(),
+            source: e,
+        })?;
+        let xml = report
+            .to_string()
+            .map_err(|e| Error::InvalidInput(format!("JUnit: {e}")))?;
+        let path = dir.join("junit.xml");
+        let tmp = tempfile::NamedTempFile::new_in(&dir).map_err(|e| Error::Io {
+            path: dir.clone(),
+            source: e,
+        })?;
+        std::fs::write(tmp.path(), xml).map_err(|e| Error::Io {
+            path: tmp.path().to_path_buf(),
+            source: e,
+        })?;
+        tmp.persist(&path).map_err(|e| Error::Io {
+            path: path.clone(),
+            source: e.error,
+        })?;
+        Ok(())
+    }
+
+    /// One semaphore per variant (its `max_machines`), shared by every line of the run.
+    fn machine_limits(&self) -> BTreeMap<String, std::sync::Arc<tokio::sync::Semaphore>> {
+        let Some(t) = &self.pipeline.file.test else {
+            return BTreeMap::new();
+        };
+        t.variants()
+            .into_iter()
+            .map(|v| {
+                let n = v.max_machines.unwrap_or(t.max_machines).max(1);
+                (v.name, std::sync::Arc::new(tokio::sync::Semaphore::new(n)))
+            })
+            .collect()
+    }
+
+    /// The template variables of a line's names.
+    fn line_vars(
+        &self,
+        run: &RunId,
+        line: &super::config::Line<'_>,
+        build: &BuildResult,
+        date: &str,
+    ) -> BTreeMap<String, String> {
+        let release = build.nvr.rsplit('-').next().unwrap_or_default().to_string();
+        [
+            ("distro", line.upload.distro.as_str()),
+            ("version", line.build.version.as_str()),
+            ("release", release.as_str()),
+            ("date", date),
+            ("run", run.as_str()),
+            ("line", line.name),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    /// One line: build → upload → test (every variant) → promote what passed.
+    async fn line_stages(
+        &self,
+        run: &RunId,
+        opts: &RunOptions,
+        line: &super::config::Line<'_>,
+        started_at: i64,
+        date: &str,
+        shared: &Shared,
+    ) -> Result<(LineReport, Vec<RunImage>)> {
+        let p = &self.pipeline.file;
+        let prefix = &line.key_prefix;
+        let (builder, koji) = self.services.builder_for(line.name);
         let mut skipped = Vec::new();
 
         // Build.
-        let spec = p.build.spec();
-        let since = p
+        let spec = line.build.spec();
+        let since = line
             .build
             .skip_if_built_within_hours
-            .map(|h| record.started_at - (h as i64) * 3600);
+            .map(|h| started_at - (h as i64) * 3600);
         let build_input = json!({"spec": spec, "since": since});
+        let build_key = format!("{prefix}build");
         // A task an interrupted attempt started is picked up, not started again.
         let earlier_task = self
             .journal
             .live_resources(Some(run))?
             .into_iter()
-            .find(|r| r.stage == "build" && r.kind == BUILD_TASK_RESOURCE)
+            .find(|r| r.stage == build_key && r.kind == BUILD_TASK_RESOURCE)
             .map(|r| r.id);
-        let builder_name = self.services.builder.name();
+        let builder_name = builder.name();
         // A build attempted before may have been submitted without the journal hearing its task id
         // (a crash right after submitting): look for builds and tasks since the run began.
-        let attempted_before = self.journal.stages(run)?.iter().any(|s| s.key == "build");
-        let search_since = since.or(attempted_before.then_some(record.started_at));
+        let attempted_before = self.journal.stages(run)?.iter().any(|s| s.key == build_key);
+        let search_since = since.or(attempted_before.then_some(started_at));
         let build: BuildResult = self
-            .stage(run, "build", &build_input, &mut skipped, || async {
+            .stage(run, &build_key, &build_input, &mut skipped, || async {
                 let started = |task: &str| {
-                    tracing::info!(task, "build started");
+                    tracing::info!(line = line.name, task, "build started");
                     self.journal
-                        .record_resource(run, "build", BUILD_TASK_RESOURCE, &builder_name, task, None)
+                        .record_resource(run, &build_key, BUILD_TASK_RESOURCE, &builder_name, task, None)
                 };
                 let result = match &earlier_task {
-                    Some(task) => self.services.builder.resume(&spec, task, &started).await?,
-                    None => self.services.builder.build(&spec, search_since, &started).await?,
+                    Some(task) => builder.resume(&spec, task, &started).await?,
+                    None => builder.build(&spec, search_since, &started).await?,
                 };
                 // A finished build task is history, not something to clean up.
                 for r in self.journal.live_resources(Some(run))? {
-                    if r.kind == BUILD_TASK_RESOURCE {
+                    if r.kind == BUILD_TASK_RESOURCE && r.stage == build_key {
                         self.journal.keep_resource(&r.kind, &r.location, &r.id)?;
                     }
                 }
                 Ok(result)
             })
             .await?;
-        self.stop_check(run, opts, "build")?;
+        self.stop_check(run, opts, &build_key)?;
 
         // Upload every artifact into every store, a few at a time.
-        let release = build.nvr.rsplit('-').next().unwrap_or_default().to_string();
-        let vars: BTreeMap<String, String> = [
-            ("distro", p.upload.distro.as_str()),
-            ("version", p.build.version.as_str()),
-            ("release", release.as_str()),
-            ("date", date.as_str()),
-            ("run", run.as_str()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        let mut upload_spec = UploadSpec::new(self.pipeline.upload_name.clone())
+        let vars = self.line_vars(run, line, &build, date);
+        let mut upload_spec = UploadSpec::new(line.upload_name.clone())
             .vars(vars.clone())
-            .properties(p.upload.properties.clone())
-            .tags(p.upload.tags.clone());
+            .properties(line.upload.properties.clone())
+            .tags(line.upload.tags.clone());
         // Checked when the pipeline was loaded (with its line); empty is the store's default.
-        if !p.upload.visibility.is_empty() {
-            upload_spec = upload_spec.visibility(p.upload.visibility.parse()?);
+        if !line.upload.visibility.is_empty() {
+            upload_spec = upload_spec.visibility(line.upload.visibility.parse()?);
         }
         let mut jobs = Vec::new();
-        for store in self.pipeline.upload_stores() {
+        for store in self.pipeline.upload_stores_for(line.upload) {
             for a in build.artifacts.iter().filter(|a| a.format != "docker") {
                 jobs.push((store.name.clone(), a.clone()));
             }
@@ -577,7 +889,7 @@ impl<'a> Runner<'a> {
                 let upload_spec = &upload_spec;
                 let skipped_cell = &skipped_cell;
                 async move {
-                    let key = format!("upload/{}/{}/{store_name}", artifact.arch, artifact.format);
+                    let key = format!("{prefix}upload/{}/{}/{store_name}", artifact.arch, artifact.format);
                     let store = self
                         .services
                         .stores
@@ -592,7 +904,7 @@ impl<'a> Runner<'a> {
                                 self.journal
                                     .record_resource(run, &key, IMAGE_RESOURCE, &location, id, None)
                             };
-                            upload(self.services.koji.as_ref(), &artifact, store.as_ref(), upload_spec, &record).await
+                            upload(koji, &artifact, store.as_ref(), upload_spec, &record).await
                         })
                         .await?;
                     if let Ok(mut s) = skipped_cell.lock() {
@@ -610,62 +922,91 @@ impl<'a> Runner<'a> {
             uploaded.push(u?);
         }
         uploaded.sort_by(|a, b| (&a.0, &a.1.arch, &a.1.format).cmp(&(&b.0, &b.1.arch, &b.1.format)));
-        self.stop_check(run, opts, "upload")?;
+        self.stop_check(run, opts, &format!("{prefix}upload"))?;
 
-        // Test: boot each tested arch's image and run the suite, `max_machines` at once.
-        let mut tested: BTreeMap<(String, String), TestSummary> = BTreeMap::new();
+        // Test: every variant boots each tested arch's image from its store and runs the suite;
+        // each variant has its own machine limit, shared with the run's other lines.
+        let mut tested: BTreeMap<(String, String), Vec<TestSummary>> = BTreeMap::new();
         if let Some(t) = &p.test {
+            let declared = !t.variants.is_empty();
             let skipped_cell = std::sync::Mutex::new(Vec::new());
-            let jobs = uploaded
-                .iter()
-                .filter(|(store_name, artifact, _)| *store_name == t.store && t.arches.contains(&artifact.arch))
-                .map(|(store_name, artifact, image)| {
-                    let skipped_cell = &skipped_cell;
-                    async move {
-                        let key = format!("test/{}/{}", artifact.arch, artifact.format);
-                        let input =
-                            json!({"image": image.id, "suite": t.suite, "runner": t.runner, "scenarios": t.scenarios});
-                        let mut local_skipped = Vec::new();
-                        let summary: TestSummary = self
-                            .stage(run, &key, &input, &mut local_skipped, || {
-                                self.test_image(run, &key, t, store_name, image)
-                            })
-                            .await?;
-                        if let Ok(mut s) = skipped_cell.lock() {
-                            s.extend(local_skipped);
-                        }
-                        Ok::<_, Error>(((artifact.arch.clone(), artifact.format.clone()), summary))
+            let mut jobs = Vec::new();
+            for variant in t.variants() {
+                let store_for_variant = variant.store.clone().unwrap_or_else(|| t.store.clone());
+                for (store_name, artifact, image) in &uploaded {
+                    let arches = variant.arches.as_ref().unwrap_or(&t.arches);
+                    if *store_name != store_for_variant || !arches.contains(&artifact.arch) {
+                        continue;
                     }
-                });
-            let results: Vec<Result<_>> = futures::stream::iter(jobs)
-                .buffer_unordered(t.max_machines.max(1))
-                .collect()
-                .await;
+                    jobs.push((variant.clone(), store_name, artifact, image));
+                }
+            }
+            let runs = jobs.into_iter().map(|(variant, store_name, artifact, image)| {
+                let skipped_cell = &skipped_cell;
+                async move {
+                    let mut key = format!("{prefix}test/{}/{}", artifact.arch, artifact.format);
+                    if declared {
+                        key = format!("{key}/{}", variant.name);
+                    }
+                    let mut input =
+                        json!({"image": image.id, "suite": t.suite, "runner": t.runner, "scenarios": t.scenarios});
+                    if declared {
+                        input["variant"] = serde_json::to_value(&variant).unwrap_or_default();
+                    }
+                    let limit = shared.limits.get(&variant.name).cloned();
+                    let mut local_skipped = Vec::new();
+                    let cell = Cell {
+                        line: line.name,
+                        arch: &artifact.arch,
+                        format: &artifact.format,
+                        variant: &variant,
+                        prefixed: !prefix.is_empty(),
+                        declared,
+                    };
+                    let summary: TestSummary = self
+                        .stage(run, &key, &input, &mut local_skipped, || async {
+                            // Waiting for a machine slot is not part of the test's time.
+                            let _slot = match &limit {
+                                Some(l) => Some(
+                                    l.clone()
+                                        .acquire_owned()
+                                        .await
+                                        .map_err(|_| Error::InvalidInput("the machine limit was closed".into()))?,
+                                ),
+                                None => None,
+                            };
+                            self.test_image(run, &key, t, &cell, store_name, image, shared).await
+                        })
+                        .await?;
+                    if let Ok(mut s) = skipped_cell.lock() {
+                        s.extend(local_skipped);
+                    }
+                    Ok::<_, Error>(((artifact.arch.clone(), artifact.format.clone()), summary))
+                }
+            });
+            let results: Vec<Result<_>> = futures::future::join_all(runs).await;
             skipped.extend(skipped_cell.into_inner().unwrap_or_default());
             for r in results {
                 let (k, summary) = r?;
-                tested.insert(k, summary);
+                tested.entry(k).or_default().push(summary);
             }
-            self.stop_check(run, opts, "test")?;
+            self.write_run_junit(run, t)?;
+            self.stop_check(run, opts, &format!("{prefix}test"))?;
         }
-        let failed_tests: usize = tested.values().map(|s| s.failed).sum();
+        let failed_tests: usize = tested.values().flatten().map(|s| s.failed).sum();
 
-        // Promote.
+        // Promote what passed every variant.
         let mut images = Vec::new();
         for (store_name, artifact, image) in uploaded {
-            let verdict = tested.get(&(artifact.arch.clone(), artifact.format.clone()));
-            let allowed = match (&p.test, verdict) {
-                (_, Some(v)) => v.failed == 0,
-                (Some(_), None) => p.promote.as_ref().is_some_and(|pr| pr.without_tests),
+            let verdicts = tested.get(&(artifact.arch.clone(), artifact.format.clone()));
+            let allowed = match (&p.test, verdicts) {
+                (_, Some(v)) => v.iter().all(|s| s.failed == 0),
+                (Some(_), None) => line.promote.is_some_and(|(pr, _)| pr.without_tests),
                 (None, None) => true,
             };
-            let promotion = p
-                .promote
-                .as_ref()
-                .zip(self.pipeline.promote_name.as_ref())
-                .filter(|_| allowed);
-            let Some((section, template)) = promotion else {
+            let Some((section, template)) = line.promote.filter(|_| allowed) else {
                 images.push(RunImage {
+                    line: line.name.to_string(),
                     store: store_name,
                     arch: artifact.arch,
                     format: artifact.format,
@@ -683,17 +1024,17 @@ impl<'a> Runner<'a> {
                 .rotation(section.rotation)
                 .keep(section.keep)
                 .delete_beyond_keep(section.delete_beyond_keep);
-            let evidence = match verdict {
+            let evidence = match verdicts {
                 Some(v) => json!({
-                    "tests": format!("{} passed", v.passed),
-                    "flaky": v.flaky,
-                    "quarantined": v.quarantined,
-                    "junit": v.junit,
+                    "tests": format!("{} passed", v.iter().map(|s| s.passed).sum::<usize>()),
+                    "flaky": v.iter().map(|s| s.flaky).sum::<usize>(),
+                    "quarantined": v.iter().map(|s| s.quarantined).sum::<usize>(),
+                    "junit": v.iter().map(|s| &s.junit).collect::<Vec<_>>(),
                     "build": build.nvr,
                 }),
                 None => json!({"tests": "none: promoted without tests (without_tests = true)", "build": build.nvr}),
             };
-            let key = format!("promote/{}/{}/{store_name}", artifact.arch, artifact.format);
+            let key = format!("{prefix}promote/{}/{}/{store_name}", artifact.arch, artifact.format);
             let input = json!({"image": image.id, "name": policy.production_name});
             let store = self
                 .services
@@ -750,6 +1091,7 @@ impl<'a> Runner<'a> {
                 .await?;
             self.stop_check(run, opts, &key)?;
             images.push(RunImage {
+                line: line.name.to_string(),
                 store: store_name,
                 arch: artifact.arch,
                 format: artifact.format,
@@ -757,40 +1099,41 @@ impl<'a> Runner<'a> {
                 promoted: true,
             });
         }
+        shared.skipped.lock().map(|mut s| s.extend(skipped)).ok();
         if failed_tests > 0 {
             return Err(Error::TestsFailed {
                 run: run.to_string(),
                 failed: failed_tests,
                 reports: tested
                     .values()
+                    .flatten()
                     .filter(|v| v.failed > 0)
                     .map(|v| v.junit.display().to_string())
                     .collect(),
             });
         }
-        let containers = match &p.container {
-            Some(c) => Some(self.container_stages(run, opts, c, &build, &vars, &mut skipped).await?),
-            None => None,
-        };
-        Ok(RunReport {
-            run_id: run.clone(),
-            build,
+        Ok((
+            LineReport {
+                name: line.name.to_string(),
+                build,
+            },
             images,
-            containers,
-            skipped_stages: skipped,
-        })
+        ))
     }
 
     /// Boots one image on the run's compute (the local one for local stores) and runs the suite;
     /// test verdicts go to the journal. A machine that never came up fails the stage (it is retried
     /// on resume); failed tests do not.
+    #[allow(clippy::too_many_arguments)]
     async fn test_image(
         &self,
         run: &RunId,
         key: &str,
         t: &super::config::TestSection,
+        cell: &Cell<'_>,
         store_name: &str,
         image: &StoredImage,
+        shared: &Shared,
     ) -> Result<TestSummary> {
         use crate::boot_test::{BootTestOptions, Suite, TestCase, boot_test};
         let store = self
@@ -841,7 +1184,7 @@ impl<'a> Runner<'a> {
             .pipeline
             .resolve(&t.results)
             .join(run.as_str())
-            .join(key.trim_start_matches("test/").replace('/', "-"));
+            .join(cell.dir_name());
         let mut opts = BootTestOptions::new(&results)
             .user(&t.user)
             .ssh_deadline(Duration::from_secs(t.ssh_timeout_seconds))
@@ -854,12 +1197,12 @@ impl<'a> Runner<'a> {
             opts = opts.arch(arch);
         }
         // Images (and runs) are tested at once: each suite copy gets its own directory.
-        opts.remote_dir = format!(
-            "/tmp/imagekit-suite-{}-{}",
-            run.as_str(),
-            key.trim_start_matches("test/").replace('/', "-")
-        );
-        let report = match &self.services.compute {
+        opts.remote_dir = format!("/tmp/imagekit-suite-{}-{}", run.as_str(), cell.dir_name());
+        let remote = match cell.declared {
+            true => self.services.variants.get(&cell.variant.name),
+            false => self.services.compute.as_ref(),
+        };
+        let report = match remote {
             // Nova or Ironic boot the store's image by id.
             Some(compute) => {
                 // Leases and the like record this run as their holder.
@@ -867,13 +1210,24 @@ impl<'a> Runner<'a> {
                 let compute = for_run.as_deref().unwrap_or(compute.as_ref());
                 boot_test(compute, &image.id, &suite, &opts).await?
             }
+            None if cell.declared && cell.variant.platform() != super::config::Platform::Qemu => {
+                return Err(Error::InvalidInput(format!(
+                    "variant {:?} boots on {}, and no compute was set up for it (Services::variant)",
+                    cell.variant.name,
+                    if cell.variant.flavor.is_some() {
+                        "Nova"
+                    } else {
+                        "Ironic"
+                    }
+                )));
+            }
             None => {
                 let path = store
                     .local_path(&image.id)
                     .ok_or_else(|| Error::InvalidInput(format!("store {store_name} keeps no local files to boot")))?;
                 // The local backend (QEMU) boots the store's file.
-                let compute = self.pipeline.local_compute(t);
-                boot_test(compute.as_ref(), &path.display().to_string(), &suite, &opts).await?
+                let compute = self.qemu_compute(t, cell, shared)?;
+                boot_test(&compute, &path.display().to_string(), &suite, &opts).await?
             }
         };
         let record = |name: String, verdict: &str, duration: Duration, message: Option<String>| {
@@ -1041,6 +1395,75 @@ impl<'a> Runner<'a> {
             promoted_tags: promotion.tags,
             pushed,
         })
+    }
+}
+
+/// What the lines of one run share: stages skipped, machine limits, QEMU's memory.
+struct Shared {
+    skipped: std::sync::Mutex<Vec<String>>,
+    limits: BTreeMap<String, std::sync::Arc<tokio::sync::Semaphore>>,
+    budget: Option<crate::boot_test::qemu::MemoryBudget>,
+}
+
+/// One cell of the test matrix: line × arch × format × variant.
+struct Cell<'a> {
+    line: &'a str,
+    arch: &'a str,
+    format: &'a str,
+    variant: &'a super::config::VariantSection,
+    /// The line is a `[[line]]` (its name is in stage keys), not a lone `[build]`.
+    prefixed: bool,
+    /// The variant was declared (`[[test.variant]]`), rather than the section's own settings.
+    declared: bool,
+}
+
+impl Cell<'_> {
+    /// Its results directory (and suite copy) name: `x86_64-qcow2` for a lone `[build]` without
+    /// variants (as before lines and variants existed), else `LINE-ARCH-FORMAT[-VARIANT]`.
+    fn dir_name(&self) -> String {
+        let mut parts = Vec::new();
+        if self.prefixed {
+            parts.push(self.line);
+        }
+        parts.extend([self.arch, self.format]);
+        if self.declared {
+            parts.push(&self.variant.name);
+        }
+        parts.join("-")
+    }
+}
+
+/// The error of a run some of whose lines failed: a lone line's own error; several lines' test
+/// failures as one [`Error::TestsFailed`]; else [`Error::LinesFailed`] naming each.
+fn combine_failures(run: &RunId, lines: usize, mut failures: Vec<(String, Error)>) -> Error {
+    if lines == 1 && failures.len() == 1 {
+        return failures.remove(0).1;
+    }
+    if failures.iter().all(|(_, e)| matches!(e, Error::TestsFailed { .. })) {
+        let mut failed = 0;
+        let mut reports = Vec::new();
+        for (_, e) in failures {
+            if let Error::TestsFailed {
+                failed: f, reports: r, ..
+            } = e
+            {
+                failed += f;
+                reports.extend(r);
+            }
+        }
+        return Error::TestsFailed {
+            run: run.to_string(),
+            failed,
+            reports,
+        };
+    }
+    if failures.iter().all(|(_, e)| matches!(e, Error::Interrupted { .. })) {
+        return failures.remove(0).1;
+    }
+    Error::LinesFailed {
+        run: run.to_string(),
+        lines,
+        failures: failures.into_iter().map(|(l, e)| format!("{l}: {e}")).collect(),
     }
 }
 

@@ -24,6 +24,8 @@ pub(crate) struct Node {
     wait: u32,
     /// This deploy fails with this message.
     fail: Option<String>,
+    /// The user data of the config drive it was last deployed with.
+    user_data: Option<String>,
 }
 
 pub(crate) struct Allocation {
@@ -139,6 +141,7 @@ pub(crate) fn route(st: &mut State, method: &str, rel: &str, query: &[(String, S
                 extra: body["extra"].as_object().cloned().unwrap_or_default(),
                 wait: looks,
                 fail: None,
+                user_data: None,
             };
             let v = show(&node);
             st.ironic.nodes.insert(uuid, node);
@@ -256,6 +259,18 @@ pub(crate) fn route(st: &mut State, method: &str, rel: &str, query: &[(String, S
                     );
                 }
             };
+            // The config drive (a JSON one, API 1.56+): what cloud-init on the node will read.
+            let drive = &body["configdrive"];
+            let user_data = (want == "active")
+                .then(|| drive["user_data"].as_str().map(str::to_string))
+                .flatten();
+            let keys: Vec<String> = drive["meta_data"]["public_keys"]
+                .as_object()
+                .map(|m| m.values().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                .unwrap_or_default();
+            if want == "active" {
+                n.user_data = user_data.clone();
+            }
             if n.instance_uuid.is_none() && want == "active" {
                 n.instance_uuid = Some(format!("mock-instance-{}", n.uuid));
             }
@@ -268,6 +283,14 @@ pub(crate) fn route(st: &mut State, method: &str, rel: &str, query: &[(String, S
                 st.ironic
                     .allocations
                     .retain(|_, a| a.node.as_deref() != Some(uuid.as_str()));
+            }
+            if want == "active" {
+                for k in &keys {
+                    super::authorize(st, k);
+                }
+                if let Some(ud) = &user_data {
+                    super::authorize_user_data(st, ud);
+                }
             }
             Answer::empty(202)
         }
@@ -416,6 +439,7 @@ pub(crate) fn add_node(st: &mut State, name: &str, resource_class: &str) -> Stri
             extra: serde_json::Map::new(),
             wait: 1,
             fail: None,
+            user_data: None,
         },
     );
     uuid
@@ -446,6 +470,13 @@ pub(crate) fn leaks(ir: &Ironic) -> Vec<Leak> {
 }
 
 /// A node as the API shows it.
+pub(crate) fn user_data(ir: &Ironic, ident: &str) -> Option<String> {
+    ir.nodes
+        .values()
+        .find(|n| n.uuid == ident || n.name.as_deref() == Some(ident))
+        .and_then(|n| n.user_data.clone())
+}
+
 pub(crate) fn node(ir: &Ironic, ident: &str) -> Option<Value> {
     ir.nodes
         .values()

@@ -707,9 +707,29 @@ impl MockOpenStack {
         st.nova.servers.get(id).map(|s| nova::show(&st, s))
     }
 
-    /// The decoded user data a server was created with.
+    /// The decoded user data a server was created with (deleted since or not), or that an Ironic node (by UUID or
+    /// name) was last deployed with on its config drive.
     pub fn user_data(&self, id: &str) -> Option<String> {
-        self.state().nova.servers.get(id).and_then(|s| s.user_data.clone())
+        let st = self.state();
+        st.nova
+            .user_data
+            .get(id)
+            .cloned()
+            .or_else(|| ironic::user_data(&st.ironic, id))
+    }
+}
+
+/// Plays cloud-init reading user data: authorizes every SSH public key in it (a cloud-config's
+/// `ssh_authorized_keys`, in any part of a MIME multipart).
+pub(crate) fn authorize_user_data(st: &State, user_data: &str) {
+    for line in user_data.lines() {
+        let l = line.trim().trim_start_matches("- ").trim_matches('"');
+        if ["ssh-ed25519 ", "ssh-rsa ", "ecdsa-sha2-"]
+            .iter()
+            .any(|p| l.starts_with(p))
+        {
+            authorize(st, l);
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use super::{Answer, Leak, State, authorize, neutron, not_found, rfc3339_in};
+use super::{Answer, Leak, State, authorize, authorize_user_data, neutron, not_found, rfc3339_in};
 
 pub(crate) struct Server {
     pub(crate) id: String,
@@ -16,7 +16,6 @@ pub(crate) struct Server {
     key_name: Option<String>,
     metadata: Value,
     tags: Vec<String>,
-    pub(crate) user_data: Option<String>,
     status: String,
     polls_left: u32,
     pending_fault: Option<String>,
@@ -38,6 +37,9 @@ pub(crate) struct Nova {
     /// When set, the console is this file's content, read at each request (a test machine that
     /// is really the local sshd writes its "console" there).
     pub(crate) console_file: Option<std::path::PathBuf>,
+    /// The user data of every server ever created here, by id (kept after deletion, for tests
+    /// that look at what a finished boot test sent).
+    pub(crate) user_data: BTreeMap<String, String>,
 }
 
 impl Default for Nova {
@@ -50,6 +52,7 @@ impl Default for Nova {
             boot_faults: Vec::new(),
             console: "[    0.000000] Linux version 6.1.0 (mock)\nlogin: \n".into(),
             console_file: None,
+            user_data: BTreeMap::new(),
         }
     }
 }
@@ -309,15 +312,8 @@ fn create(st: &mut State, body: &Value) -> Answer {
         authorize(st, k);
     }
     if let Some(ud) = &user_data {
-        for line in ud.lines() {
-            let l = line.trim().trim_start_matches("- ").trim_matches('"');
-            if ["ssh-ed25519 ", "ssh-rsa ", "ecdsa-sha2-"]
-                .iter()
-                .any(|p| l.starts_with(p))
-            {
-                authorize(st, l);
-            }
-        }
+        authorize_user_data(st, ud);
+        st.nova.user_data.insert(id.clone(), ud.clone());
     }
     let pending_fault = (!st.nova.boot_faults.is_empty()).then(|| st.nova.boot_faults.remove(0));
     let server = Server {
@@ -331,7 +327,6 @@ fn create(st: &mut State, body: &Value) -> Answer {
             .as_array()
             .map(|t| t.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
             .unwrap_or_default(),
-        user_data,
         status: "BUILD".into(),
         polls_left: st.nova.build_polls,
         pending_fault,
