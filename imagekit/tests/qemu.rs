@@ -377,3 +377,91 @@ name = "{{distro}} - {{arch}}"
     let evidence = &journal.promotions(Some(&report.run_id)).unwrap()[0].evidence;
     assert_eq!(evidence["tests"], "3 passed");
 }
+
+/// QEMU variants: one with an extra disk and a cloud-init script profile, one without; a memory
+/// budget that fits one guest at a time; each variant's machines see only their own disks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qemu_variants_get_their_own_disks_and_user_data_within_the_memory_budget() {
+    use imagekit::journal::Journal;
+    use imagekit::pipeline::{Pipeline, RunOptions, Runner, Services};
+    let Some(guest) = guest() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let exe = |name: &str, text: String| {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    };
+    exe(
+        "build.sh",
+        format!("#!/bin/sh\ncp {}/disk.qcow2 \"$IMAGEKIT_OUTPUT\"\n", guest.display()),
+    );
+    // vda is the image, vdb the seed; the `data` variant's extra disk is vdc, 1 GiB.
+    exe(
+        "suite/runtests.sh",
+        "#!/bin/sh\nset -e\ncase \"$PWD\" in\n\
+         *-data) [ \"$(cat /sys/block/vdc/size)\" = 2097152 ]; grep -q 'touch /root/managed' /seed/user-data ;;\n\
+         *) [ ! -e /sys/block/vdc ]; ! grep -q 'touch /root/managed' /seed/user-data ;;\nesac\n"
+            .into(),
+    );
+    std::fs::write(dir.path().join("managed.sh"), "#!/bin/sh\ntouch /root/managed\n").unwrap();
+    let toml = format!(
+        r#"
+name = "tiny-variants"
+[build]
+builder = "local"
+command = ["./build.sh"]
+output = "out"
+name = "tiny"
+version = "1"
+arches = ["x86_64"]
+formats = ["qcow2"]
+[[store]]
+name = "local"
+kind = "local"
+path = "images"
+[test]
+store = "local"
+suite = "suite"
+scenarios = ["devices"]
+kernel = "{g}/vmlinuz"
+initrd = "{g}/initrd.img"
+memory_mib = 256
+memory_budget_mib = 300
+ssh_timeout_seconds = 240
+results = "results"
+[[test.variant]]
+name = "plain"
+[[test.variant]]
+name = "data"
+disks_gib = [1]
+user_data = "managed.sh"
+[promote]
+name = "{{distro}} - {{arch}}"
+"#,
+        g = guest.display()
+    );
+    std::fs::write(dir.path().join("p.toml"), toml).unwrap();
+    let pipeline = Pipeline::load(&dir.path().join("p.toml")).unwrap();
+    let services = Services::from_pipeline(&pipeline).unwrap();
+    let journal = Journal::open(&dir.path().join("j.sqlite")).unwrap();
+    let report = Runner::new(&pipeline, &services, &journal)
+        .run(&RunOptions::default())
+        .await
+        .unwrap();
+    assert!(report.images[0].promoted, "{report:?}");
+    let mut verdicts: Vec<(String, String)> = journal
+        .test_results(&report.run_id)
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.stage, t.verdict))
+        .collect();
+    verdicts.sort();
+    assert_eq!(
+        verdicts,
+        [
+            ("test/x86_64/qcow2/data".to_string(), "passed".to_string()),
+            ("test/x86_64/qcow2/plain".to_string(), "passed".to_string())
+        ]
+    );
+}

@@ -758,6 +758,34 @@ impl Compute for QemuCompute {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn machines_wait_for_their_memory_and_give_it_back_when_they_go() {
+        let budget = MemoryBudget::new(1024);
+        let a = budget.take(512, "a").await.unwrap();
+        let b = budget.take(512, "b").await.unwrap();
+        assert_eq!(budget.free_mib(), 0);
+        // A third machine waits while both run…
+        let waiting = budget.take(256, "c");
+        tokio::pin!(waiting);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), &mut waiting)
+                .await
+                .is_err()
+        );
+        // …and starts once one of them is gone.
+        drop(a);
+        let c = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(budget.free_mib(), 256);
+        drop((b, c));
+        assert_eq!(budget.free_mib(), 1024);
+        // Larger than the whole budget: an error at once, never a wait.
+        let e = budget.take(2048, "huge").await.unwrap_err().to_string();
+        assert!(e.contains("2048 MiB") && e.contains("1024 MiB"), "{e}");
+    }
+
     #[test]
     fn the_forwarded_ssh_port_is_read_from_info_usernet() {
         let text = "Hub -1 (n0):\r\n  Protocol[State]    FD  Source Address  Port   Dest. Address  Port RecvQ SendQ\r\n  TCP[HOST_FORWARD]  13       127.0.0.1 40123       10.0.2.15    22     0     0\r\n";

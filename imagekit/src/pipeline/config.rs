@@ -1007,6 +1007,20 @@ impl Pipeline {
             if let Some(b) = t.memory_budget_mib {
                 check_range("memory_budget_mib", b, MEMORY_MIB, "MiB")
                     .map_err(|r| at(key_line("test", "memory_budget_mib"), r))?;
+                // A machine larger than the whole budget would wait forever.
+                let largest = t
+                    .variants()
+                    .iter()
+                    .filter(|v| v.platform() == Platform::Qemu || t.variants.is_empty())
+                    .map(|v| u64::from(v.memory_mib.unwrap_or(t.memory_mib)))
+                    .max()
+                    .unwrap_or(0);
+                if largest > b {
+                    return Err(at(
+                        key_line("test", "memory_budget_mib"),
+                        format!("a machine takes {largest} MiB, more than the whole budget of {b} MiB"),
+                    ));
+                }
             }
             if let Some(bad) = t.allow.iter().find(|a| !crate::boot_test::health::is_check(a)) {
                 let known: Vec<&str> = crate::boot_test::health::checks().iter().map(|c| c.name).collect();
@@ -1396,6 +1410,11 @@ without_tests = true
             ),
             (variant("name = \"q\"\ndisks_gib = [0]"), Some(27), "a disk is 1 to"),
             (variant("name = \"q\"\nmemory_mib = 1"), Some(27), "between 64"),
+            (
+                with_variants("memory_budget_mib = 1000\n[[test.variant]]\nname = \"q\"\nmemory_mib = 2048"),
+                Some(25),
+                "more than the whole budget",
+            ),
             (
                 variant("name = \"q\"\narches = [\"s390x\"]"),
                 Some(27),
