@@ -441,6 +441,69 @@ pub struct BootTestOptions {
     /// How many machines of one image may run at once: the shared tests' machine and each
     /// exclusive test's (default 1: one after another).
     pub max_machines: usize,
+    /// Told of machines and tests as they come and go (progress displays).
+    pub observer: Option<Observer>,
+}
+
+/// What a boot test is doing, as it happens: see [`BootTestOptions::on_event`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Event {
+    /// A machine is being created and booted.
+    Booting {
+        /// Its name.
+        machine: String,
+    },
+    /// SSH logged in: the machine is ready for the suite.
+    Ready {
+        /// Its id.
+        machine: String,
+        /// Since it was asked for.
+        after: Duration,
+    },
+    /// A machine failed the infrastructure's way (a fresh one replaces it while retries remain).
+    MachineFailed {
+        /// Its name.
+        machine: String,
+        /// Why.
+        error: String,
+    },
+    /// A test started.
+    TestStarted {
+        /// The test.
+        test: String,
+    },
+    /// A test ended.
+    TestFinished {
+        /// The test.
+        test: String,
+        /// Its verdict.
+        verdict: Verdict,
+        /// How long it ran.
+        duration: Duration,
+    },
+}
+
+/// A function told of boot-test [`Event`]s (it must be quick: it runs in the test's task).
+#[derive(Clone)]
+pub struct Observer(std::sync::Arc<dyn Fn(&Event) + Send + Sync>);
+
+impl Observer {
+    /// `f` is told of every event.
+    pub fn new(f: impl Fn(&Event) + Send + Sync + 'static) -> Observer {
+        Observer(std::sync::Arc::new(f))
+    }
+    fn tell(opts: &BootTestOptions, event: Event) {
+        if let Some(o) = &opts.observer {
+            (o.0)(&event);
+        }
+    }
+}
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Observer")
+    }
 }
 
 impl BootTestOptions {
@@ -522,7 +585,23 @@ impl BootTestOptions {
             quarantine: Vec::new(),
             arch: None,
             max_machines: 1,
+            observer: None,
         }
+    }
+    /// Tell `f` of machines and tests as they come and go.
+    ///
+    /// ```
+    /// use imagekit::boot_test::{BootTestOptions, Event};
+    /// let opts = BootTestOptions::new("out".as_ref()).on_event(|e| {
+    ///     if let Event::TestFinished { test, verdict, .. } = e {
+    ///         eprintln!("{test}: {}", verdict.as_str());
+    ///     }
+    /// });
+    /// # drop(opts);
+    /// ```
+    pub fn on_event(mut self, f: impl Fn(&Event) + Send + Sync + 'static) -> Self {
+        self.observer = Some(Observer::new(f));
+        self
     }
 }
 
@@ -1116,10 +1195,19 @@ async fn run_machine(
     };
     let key = SshKey::generate()?;
     let name = format!("imagekit-test-{}-{:08x}", std::process::id(), rand::random::<u32>());
+    Observer::tell(opts, Event::Booting { machine: name.clone() });
+    let asked = std::time::Instant::now();
     let machine = match compute.boot(image, &name, &key.public_openssh()).await {
         Ok(m) => m,
         Err(e) => {
             run.infrastructure_error = Some(format!("boot: {e}"));
+            Observer::tell(
+                opts,
+                Event::MachineFailed {
+                    machine: name,
+                    error: format!("boot: {e}"),
+                },
+            );
             return Ok(run);
         }
     };
@@ -1135,10 +1223,20 @@ async fn run_machine(
         &mut window,
         &mut run,
         report,
+        asked,
     )
     .await
     {
         run.infrastructure_error = Some(e.to_string());
+    }
+    if let (Some(error), false) = (&run.infrastructure_error, run.logged_in) {
+        Observer::tell(
+            opts,
+            Event::MachineFailed {
+                machine: name.clone(),
+                error: error.clone(),
+            },
+        );
     }
     let console = machine.console().await;
     if run.tests.is_empty() && run.boot_failure.is_none() {
@@ -1224,9 +1322,17 @@ async fn run_on(
     window: &mut health::Window,
     run: &mut MachineRun,
     report: &mut TestReport,
+    asked: std::time::Instant,
 ) -> Result<()> {
     let session = machine.wait_ssh(key, &opts.user, opts.ssh_deadline).await?;
     run.logged_in = true;
+    Observer::tell(
+        opts,
+        Event::Ready {
+            machine: machine.id(),
+            after: asked.elapsed(),
+        },
+    );
     let tested = prepare_and_test(machine, &session, suite, tests, opts, label, window, run, report).await;
     let fetched = fetch_guest_logs(&session, opts, label, report).await;
     let _ = session.close().await;
@@ -1324,6 +1430,7 @@ async fn prepare_and_test(
         }
     }
     for t in tests {
+        Observer::tell(opts, Event::TestStarted { test: t.name.clone() });
         let mut outcome = match &setup_failed {
             Some(why) => TestOutcome {
                 name: t.name.clone(),
@@ -1350,6 +1457,14 @@ async fn prepare_and_test(
             }
             outcome.health = found;
         }
+        Observer::tell(
+            opts,
+            Event::TestFinished {
+                test: outcome.name.clone(),
+                verdict: outcome.verdict,
+                duration: outcome.duration,
+            },
+        );
         report.artifacts.extend(outcome.logs.iter().cloned());
         run.tests.push(outcome);
     }

@@ -37,6 +37,7 @@ use shared::{MAX_HOURS, exit_code};
 
 mod build;
 mod promote;
+mod progress;
 mod push;
 mod runs;
 mod shared;

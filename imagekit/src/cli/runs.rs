@@ -7,50 +7,75 @@ use crate::pipeline::{Pipeline, RunOptions, Runner, Services};
 use serde_json::json;
 
 use super::Cli;
-use super::shared::{cancellable, journal_path, spinner, to_json};
+use super::progress::{Progress, summary_table};
+use super::shared::{cancellable, journal_path, to_json};
 
 /// `imagekit run PIPELINE [--stop-after STAGE]`.
 pub(super) async fn run_cmd(cli: &Cli, pipeline: &Path, stop_after: Option<&str>) -> crate::Result<String> {
-    let human = !cli.json;
     let pipeline = Pipeline::load(pipeline)?;
     let services = Services::from_pipeline(&pipeline)?;
     let journal = Journal::open(&journal_path(cli))?;
-    let bar = spinner(human, &format!("running {}", pipeline.file.name));
-    let mut opts = RunOptions::default();
+    let progress = Progress::new(cli.json);
+    let shown = progress.clone();
+    let mut opts = RunOptions::default().on_event(move |e| shown.run_event(e));
     if let Some(stage) = stop_after {
         opts = opts.stop_after(stage);
     }
     let report = cancellable(
         Runner::new(&pipeline, &services, &journal).run(&opts),
-        services.compute.as_deref(),
+        &services.computes(),
         "the run",
         "; `imagekit results` shows the run to resume",
     )
     .await;
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    run_output(cli, &report?)
+    finish(cli, &journal, &progress, report)
 }
 
 /// `imagekit resume RUN`: finished stages are not repeated.
 pub(super) async fn resume_cmd(cli: &Cli, run: &str) -> crate::Result<String> {
-    let human = !cli.json;
     let id = RunId::parse(run)?;
     let journal = Journal::open_existing(&journal_path(cli))?;
     let record = journal.run(&id)?;
     let pipeline = Pipeline::from_recorded(&record.spec)?;
     let services = Services::from_pipeline(&pipeline)?;
-    let bar = spinner(human, &format!("resuming {id}"));
+    let progress = Progress::new(cli.json);
+    let shown = progress.clone();
+    let opts = RunOptions::default().on_event(move |e| shown.run_event(e));
     let report = cancellable(
-        Runner::new(&pipeline, &services, &journal).resume(&id, &RunOptions::default()),
-        services.compute.as_deref(),
+        Runner::new(&pipeline, &services, &journal).resume(&id, &opts),
+        &services.computes(),
         "the run",
         "; `imagekit resume` goes on",
     )
     .await;
-    if let Some(b) = bar {
-        b.finish_and_clear();
+    finish(cli, &journal, &progress, report)
+}
+
+/// Ends the display, prints the test matrix's summary (on stderr, for people: also when the run
+/// failed, which is when it matters most), and gives the report or the error.
+fn finish(
+    cli: &Cli,
+    journal: &Journal,
+    progress: &Progress,
+    report: crate::Result<crate::pipeline::RunReport>,
+) -> crate::Result<String> {
+    progress.finish();
+    let run = match &report {
+        Ok(r) => Some(r.run_id.clone()),
+        Err(
+            crate::Error::TestsFailed { run, .. }
+            | crate::Error::LinesFailed { run, .. }
+            | crate::Error::Interrupted { run, .. },
+        ) => RunId::parse(run).ok(),
+        Err(_) => None,
+    };
+    if !cli.json
+        && let Some(run) = run
+    {
+        let table = summary_table(journal, &run);
+        if !table.is_empty() {
+            eprint!("\n{table}");
+        }
     }
     run_output(cli, &report?)
 }

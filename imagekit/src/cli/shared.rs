@@ -41,7 +41,7 @@ pub(super) use crate::pipeline::{MAX_HOURS, MAX_MINUTES, MAX_SECONDS};
 /// answer is [`Error::Cancelled`] with that signal.
 pub(super) async fn cancellable<T>(
     work: impl std::future::Future<Output = crate::Result<T>>,
-    compute: Option<&dyn crate::boot_test::Compute>,
+    computes: &[&dyn crate::boot_test::Compute],
     what: &str,
     hint: &str,
 ) -> crate::Result<T> {
@@ -54,10 +54,15 @@ pub(super) async fn cancellable<T>(
     // Dropping the work starts the cleanup of what it booted; then wait for it, unless asked twice.
     drop(work);
     let mut cleanup = String::new();
-    if let Some(c) = compute {
+    if !computes.is_empty() {
+        // Every platform the work booted on (a run's Nova and Ironic variants) at once.
+        let settled = futures::future::join_all(computes.iter().map(|c| c.settle()));
         tokio::select! {
-            n = c.settle() => if n > 0 {
-                cleanup = format!("; {n} test machine(s) deleted");
+            n = settled => {
+                let n: usize = n.into_iter().sum();
+                if n > 0 {
+                    cleanup = format!("; {n} test machine(s) deleted");
+                }
             },
             _ = stop_signal() => eprintln!("left behind: `imagekit sweep-machines` (Nova) or the lease expiry (Ironic) will find them"),
         }

@@ -6,7 +6,8 @@ use std::time::Duration;
 use crate::Error;
 
 use super::Cli;
-use super::shared::{MAX_SECONDS, TESTS_FAILED, cancellable, spinner, to_json};
+use super::progress::Progress;
+use super::shared::{MAX_SECONDS, TESTS_FAILED, cancellable, to_json};
 
 #[derive(clap::Args, Debug)]
 pub(super) struct TestArgs {
@@ -254,17 +255,19 @@ pub(super) async fn test_cmd(cli: &Cli, a: &TestArgs) -> crate::Result<(String, 
             }
         }
     };
-    let bar = spinner(!cli.json, &format!("booting {image} on {} and testing", compute.name()));
+    // Live: the machine booting, each test running, passed or failed.
+    let progress = Progress::new(cli.json);
+    let shown = progress.clone();
+    let row = format!("{} on {}", image, compute.name());
+    let opts = opts.on_event(move |e| shown.test_event(&row, e));
     let report = cancellable(
         boot_test(compute.as_ref(), &image, &suite, &opts),
-        Some(compute.as_ref()),
+        &[compute.as_ref()],
         "the boot test",
         "",
     )
     .await;
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+    progress.finish();
     let report = report?;
     let code = match (&report.infrastructure_error, report.success()) {
         (Some(_), _) => 1,

@@ -98,7 +98,7 @@ pub(super) async fn upload_cmd(cli: &Cli, a: &UploadArgs) -> crate::Result<Strin
             },
             Some(&progress),
         ),
-        None,
+        &[],
         "the upload",
         "",
     )

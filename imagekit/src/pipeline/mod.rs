@@ -6,9 +6,12 @@ mod run;
 mod sweep;
 
 pub use config::{
-    BuildSection, BuilderKind, ContainerSection, MAX_HOURS, MAX_LEASE_MINUTES, MAX_MINUTES, MAX_SECONDS, Pipeline,
-    PipelineFile, PromoteSection, PushSection, RegistryKind, RegistrySection, StoreKind, StoreSection, SuiteLayout,
-    TestSection, UploadSection,
+    BuildSection, BuilderKind, ContainerSection, Line, LineSection, MAX_HOURS, MAX_LEASE_MINUTES, MAX_MINUTES,
+    MAX_SECONDS, Pipeline, PipelineFile, Platform, PromoteSection, PushSection, RegistryKind, RegistrySection,
+    StoreKind, StoreSection, SuiteLayout, TestSection, UploadSection, VariantSection,
 };
-pub use run::{ContainerOutcome, IMAGE_RESOURCE, RunImage, RunOptions, RunReport, Runner, Services, TestSummary};
+pub use run::{
+    ContainerOutcome, IMAGE_RESOURCE, LineReport, LineServices, RunEvent, RunImage, RunObserver, RunOptions,
+    RunReport, Runner, Services, TestSummary,
+};
 pub use sweep::{SweepItem, SweepOptions, SweepReport, sweep};

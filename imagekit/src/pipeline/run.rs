@@ -218,6 +218,11 @@ impl Services {
         self.variants.insert(name.to_string(), compute);
         self
     }
+    /// Every compute a run may boot machines on (the section's and each variant's): after a
+    /// cancelled run, [`Compute::settle`] each to let their cleanup finish.
+    pub fn computes(&self) -> Vec<&dyn Compute> {
+        self.compute.iter().chain(self.variants.values()).map(|c| c.as_ref()).collect()
+    }
     fn builder_for(&self, line: &str) -> (&dyn Builder, Option<&koji_client::Client>) {
         match self.lines.get(line) {
             Some(l) => (l.builder.as_ref(), l.koji.as_ref()),
@@ -332,6 +337,65 @@ pub struct RunOptions {
     pub stop_after: Option<String>,
     /// Run with at most this many uploads at once (default 4).
     pub max_uploads: Option<usize>,
+    /// Told of stages and tests as they come and go (progress displays).
+    pub observer: Option<RunObserver>,
+}
+
+/// What a run is doing, as it happens: see [`RunOptions::on_event`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum RunEvent {
+    /// A stage (`build`, `alma9/upload/x86_64/qcow2/prod`, …) started.
+    StageStarted {
+        /// Its key.
+        key: String,
+    },
+    /// A stage finished.
+    StageDone {
+        /// Its key.
+        key: String,
+    },
+    /// A stage was done by an earlier attempt of the run, and is not repeated.
+    StageSkipped {
+        /// Its key.
+        key: String,
+    },
+    /// A stage failed.
+    StageFailed {
+        /// Its key.
+        key: String,
+        /// Why.
+        error: String,
+    },
+    /// A machine or test of one cell of the test matrix (`LINE/ARCH/FORMAT/VARIANT`, without
+    /// the parts a pipeline does not have).
+    Test {
+        /// The cell.
+        cell: String,
+        /// What happened.
+        event: crate::boot_test::Event,
+    },
+}
+
+/// A function told of [`RunEvent`]s (it must be quick: it runs in the run's tasks).
+#[derive(Clone)]
+pub struct RunObserver(std::sync::Arc<dyn Fn(&RunEvent) + Send + Sync>);
+
+impl RunObserver {
+    /// `f` is told of every event.
+    pub fn new(f: impl Fn(&RunEvent) + Send + Sync + 'static) -> RunObserver {
+        RunObserver(std::sync::Arc::new(f))
+    }
+    /// Tells it of `event`.
+    pub fn tell(&self, event: RunEvent) {
+        (self.0)(&event);
+    }
+}
+
+impl std::fmt::Debug for RunObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RunObserver")
+    }
 }
 
 impl RunOptions {
@@ -344,6 +408,21 @@ impl RunOptions {
     /// Run with at most this many uploads at once (default 4).
     pub fn max_uploads(mut self, v: usize) -> Self {
         self.max_uploads = Some(v);
+        self
+    }
+    /// Tell `f` of stages and tests as they come and go.
+    ///
+    /// ```
+    /// use imagekit::pipeline::{RunEvent, RunOptions};
+    /// let opts = RunOptions::default().on_event(|e| match e {
+    ///     RunEvent::StageFailed { key, error } => eprintln!("{key} failed: {error}"),
+    ///     RunEvent::Test { cell, event } => eprintln!("{cell}: {event:?}"),
+    ///     _ => {}
+    /// });
+    /// # drop(opts);
+    /// ```
+    pub fn on_event(mut self, f: impl Fn(&RunEvent) + Send + Sync + 'static) -> Self {
+        self.observer = Some(RunObserver::new(f));
         self
     }
 }
@@ -432,6 +511,8 @@ pub struct Runner<'a> {
     pipeline: &'a Pipeline,
     services: &'a Services,
     journal: &'a Journal,
+    /// The running run's observer (from its [`RunOptions`]).
+    observer: std::sync::Mutex<Option<RunObserver>>,
 }
 
 /// Records in the journal that a run (or one of its stages) was dropped before it ended: the
@@ -498,6 +579,7 @@ impl<'a> Runner<'a> {
             pipeline,
             services,
             journal,
+            observer: std::sync::Mutex::new(None),
         }
     }
 
@@ -536,6 +618,9 @@ impl<'a> Runner<'a> {
             })?;
         // Dropped before the end (Ctrl-C, SIGTERM, a caller's timeout): the run is marked
         // cancelled, not left `running`.
+        if let Ok(mut o) = self.observer.lock() {
+            o.clone_from(&opts.observer);
+        }
         let mut cancelled = Cancelled::run(self.journal, run);
         let result = self.stages(run, opts).await;
         cancelled.disarm();
@@ -583,24 +668,38 @@ impl<'a> Runner<'a> {
                     ))
                 })?;
                 skipped.push(key.to_string());
+                self.tell(RunEvent::StageSkipped { key: key.to_string() });
                 return Ok(v);
             }
             StageStart::Started { attempt } if attempt > 1 => self.clean_up_stage(run, key).await?,
             StageStart::Started { .. } => {}
         }
         let mut cancelled = Cancelled::stage(self.journal, run, key);
+        self.tell(RunEvent::StageStarted { key: key.to_string() });
         let outcome = f().await;
         cancelled.disarm();
         match outcome {
             Ok(v) => {
                 let out = serde_json::to_value(&v).map_err(|e| Error::InvalidInput(e.to_string()))?;
                 self.journal.complete_stage(run, key, &out)?;
+                self.tell(RunEvent::StageDone { key: key.to_string() });
                 Ok(v)
             }
             Err(e) => {
                 self.journal.fail_stage(run, key, &e.to_string(), true)?;
+                self.tell(RunEvent::StageFailed {
+                    key: key.to_string(),
+                    error: e.to_string(),
+                });
                 Err(e)
             }
+        }
+    }
+
+    fn tell(&self, event: RunEvent) {
+        let observer = self.observer.lock().ok().and_then(|o| o.clone());
+        if let Some(o) = observer {
+            o.tell(event);
         }
     }
 
@@ -1193,6 +1292,16 @@ impl<'a> Runner<'a> {
         for q in &t.quarantine {
             opts = opts.quarantine(q.clone());
         }
+        let observer = self.observer.lock().ok().and_then(|o| o.clone());
+        if let Some(o) = observer {
+            let cell = cell.name();
+            opts = opts.on_event(move |e| {
+                o.tell(RunEvent::Test {
+                    cell: cell.clone(),
+                    event: e.clone(),
+                })
+            });
+        }
         if let Some(arch) = image.properties.get("architecture") {
             opts = opts.arch(arch);
         }
@@ -1418,9 +1527,16 @@ struct Cell<'a> {
 }
 
 impl Cell<'_> {
+    /// Its name in events and reports: `[LINE/]ARCH/FORMAT[/VARIANT]`.
+    fn name(&self) -> String {
+        self.dir_name_with('/')
+    }
     /// Its results directory (and suite copy) name: `x86_64-qcow2` for a lone `[build]` without
     /// variants (as before lines and variants existed), else `LINE-ARCH-FORMAT[-VARIANT]`.
     fn dir_name(&self) -> String {
+        self.dir_name_with('-')
+    }
+    fn dir_name_with(&self, sep: char) -> String {
         let mut parts = Vec::new();
         if self.prefixed {
             parts.push(self.line);
@@ -1429,7 +1545,7 @@ impl Cell<'_> {
         if self.declared {
             parts.push(&self.variant.name);
         }
-        parts.join("-")
+        parts.join(&sep.to_string())
     }
 }
 
