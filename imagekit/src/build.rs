@@ -51,6 +51,63 @@ pub struct BuildSpec {
     /// A scratch build (not imported, not tagged).
     #[serde(default)]
     pub scratch: bool,
+    /// How Koji builds it: `oz` (`buildImageOz`, the default), `livemedia` (`buildImage`) or
+    /// `kiwi` (`kiwiBuild`).
+    #[serde(default, skip_serializing_if = "ImageMethod::is_oz")]
+    pub method: ImageMethod,
+    /// kiwi: the SCM URL of the image description (`git+https://…/descriptions.git#main`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kiwi_description_url: Option<String>,
+    /// kiwi: the description file in it (`cloud/alma9.kiwi`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kiwi_description_path: Option<String>,
+    /// kiwi: the description's profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kiwi_profile: Option<String>,
+    /// livemedia: extra repositories for the build (`--repo`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repos: Vec<String>,
+}
+
+/// The image methods of Koji.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageMethod {
+    /// `buildImageOz` (`koji image-build`): needs `install_tree` and a kickstart.
+    #[default]
+    Oz,
+    /// `buildImage` of type livemedia (`koji spin-livemedia`): needs a kickstart; ISO images.
+    Livemedia,
+    /// `kiwiBuild` (`koji kiwi-build`): needs the description's URL and path.
+    Kiwi,
+}
+
+impl ImageMethod {
+    fn is_oz(&self) -> bool {
+        *self == ImageMethod::Oz
+    }
+    /// The Koji method of the per-arch child tasks that make the images.
+    pub fn child_method(self) -> &'static str {
+        match self {
+            ImageMethod::Oz => "createImage",
+            ImageMethod::Livemedia => "createLiveMedia",
+            ImageMethod::Kiwi => "createKiwiImage",
+        }
+    }
+}
+
+impl std::str::FromStr for ImageMethod {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<ImageMethod> {
+        match s {
+            "oz" => Ok(ImageMethod::Oz),
+            "livemedia" => Ok(ImageMethod::Livemedia),
+            "kiwi" => Ok(ImageMethod::Kiwi),
+            other => Err(Error::InvalidInput(format!(
+                "image method {other:?} is not oz, livemedia or kiwi"
+            ))),
+        }
+    }
 }
 
 impl BuildSpec {
@@ -75,6 +132,11 @@ impl BuildSpec {
             distro: None,
             disk_size: None,
             scratch: false,
+            method: ImageMethod::Oz,
+            kiwi_description_url: None,
+            kiwi_description_path: None,
+            kiwi_profile: None,
+            repos: Vec::new(),
         }
     }
 
@@ -116,6 +178,27 @@ impl BuildSpec {
     /// A scratch build (not imported, not tagged).
     pub fn scratch(mut self, on: bool) -> BuildSpec {
         self.scratch = on;
+        self
+    }
+    /// Build with this Koji method (default `oz`).
+    pub fn method(mut self, m: ImageMethod) -> BuildSpec {
+        self.method = m;
+        self
+    }
+    /// kiwi: the image description, its SCM URL and the file in it.
+    pub fn kiwi_description(mut self, url: impl Into<String>, path: impl Into<String>) -> BuildSpec {
+        self.kiwi_description_url = Some(url.into());
+        self.kiwi_description_path = Some(path.into());
+        self
+    }
+    /// kiwi: the description's profile.
+    pub fn kiwi_profile(mut self, profile: impl Into<String>) -> BuildSpec {
+        self.kiwi_profile = Some(profile.into());
+        self
+    }
+    /// livemedia: an extra repository.
+    pub fn repo(mut self, url: impl Into<String>) -> BuildSpec {
+        self.repos.push(url.into());
         self
     }
 
@@ -500,7 +583,15 @@ impl Builder for LocalCommandBuilder {
 
 // ---------------------------------------------------------------------------------------------
 
-/// Builds in Koji with `buildImageOz` (Koji's `image-build`), watching the task tree to the end.
+/// A request for one of Koji's image methods.
+enum Submission {
+    Oz(koji_client::ImageBuild),
+    Livemedia(koji_client::LiveImage),
+    Kiwi(koji_client::KiwiBuild),
+}
+
+/// Builds in Koji with `buildImageOz` (Koji's `image-build`), `buildImage` (livemedia) or
+/// `kiwiBuild`, as the spec's [`ImageMethod`] says, watching the task tree to the end.
 #[derive(Debug, Clone)]
 pub struct KojiBuilder {
     koji: koji_client::Client,
@@ -511,6 +602,68 @@ impl KojiBuilder {
     /// Builds with this (authenticated) client; the watch has the given deadline and polling.
     pub fn new(koji: koji_client::Client, watch: koji_client::WatchOptions) -> KojiBuilder {
         KojiBuilder { koji, watch }
+    }
+
+    /// What to submit for `spec`, checked before anything is sent.
+    fn submission(spec: &BuildSpec) -> Result<Submission> {
+        let missing = |what: &str| {
+            Err(Error::InvalidInput(format!(
+                "build {}: Koji's {:?} method needs {what}",
+                spec.name, spec.method
+            )))
+        };
+        match spec.method {
+            ImageMethod::Oz => Ok(Submission::Oz(Self::request(spec)?)),
+            ImageMethod::Livemedia => {
+                let (Some(target), Some(ks)) = (&spec.target, &spec.kickstart) else {
+                    return missing("`target` and `kickstart`");
+                };
+                let mut req = koji_client::LiveImage::new(
+                    koji_client::LiveImageType::LiveMedia,
+                    &spec.name,
+                    &spec.version,
+                    target,
+                    ks,
+                )
+                .scratch(spec.scratch);
+                for a in &spec.arches {
+                    req = req.arch(a);
+                }
+                if let Some(t) = &spec.install_tree {
+                    req = req.install_tree_url(t);
+                }
+                if let Some(u) = &spec.ksurl {
+                    req = req.ksurl(u);
+                }
+                if let Some(r) = &spec.release {
+                    req = req.release(r);
+                }
+                for r in &spec.repos {
+                    req = req.repo(r);
+                }
+                Ok(Submission::Livemedia(req))
+            }
+            ImageMethod::Kiwi => {
+                let (Some(target), Some(url), Some(path)) =
+                    (&spec.target, &spec.kiwi_description_url, &spec.kiwi_description_path)
+                else {
+                    return missing("`target`, `kiwi_description_url` and `kiwi_description_path`");
+                };
+                let mut req = koji_client::KiwiBuild::new(target, url, path)
+                    .scratch(spec.scratch)
+                    .version(&spec.version);
+                for a in &spec.arches {
+                    req = req.arch(a);
+                }
+                if let Some(p) = &spec.kiwi_profile {
+                    req = req.profile(p);
+                }
+                if let Some(r) = &spec.release {
+                    req = req.release(r);
+                }
+                Ok(Submission::Kiwi(req))
+            }
+        }
     }
 
     fn request(spec: &BuildSpec) -> Result<koji_client::ImageBuild> {
@@ -593,7 +746,7 @@ impl KojiBuilder {
             .into_result()?;
         let mut artifacts = Vec::new();
         let mut nvr = String::new();
-        for child in outcome.children_of_method("createImage") {
+        for child in outcome.children_of_method(spec.method.child_method()) {
             let Some(Ok(value)) = outcome.results.get(&child.id) else {
                 continue;
             };
@@ -652,7 +805,7 @@ impl Builder for KojiBuilder {
         started: &(dyn for<'a> Fn(&'a str) -> Result<()> + Send + Sync),
     ) -> Result<BuildResult> {
         spec.check()?;
-        let req = Self::request(spec)?;
+        let submission = Self::submission(spec)?;
         if let Some(since) = since {
             let found = self
                 .koji
@@ -686,7 +839,11 @@ impl Builder for KojiBuilder {
             }
         }
         self.koji.login().await?;
-        let task = self.koji.build_image_oz(&req).await?;
+        let task = match &submission {
+            Submission::Oz(req) => self.koji.build_image_oz(req).await?,
+            Submission::Livemedia(req) => self.koji.build_image(req).await?,
+            Submission::Kiwi(req) => self.koji.kiwi_build(req).await?,
+        };
         started(&task.to_string())?;
         self.watch_to_end(spec, task).await
     }

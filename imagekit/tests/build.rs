@@ -395,3 +395,119 @@ wait"#,
         "the build command's background process {grandchild} outlived a SIGKILLed imagekit"
     );
 }
+
+/// A pipeline of a livemedia line and a kiwi line on the simulated hub: each is built with its
+/// own Koji method, uploaded and promoted; a second run finds both already built and submits
+/// nothing.
+#[tokio::test]
+async fn livemedia_and_kiwi_lines_build_with_their_methods_and_are_reused_when_built() {
+    use imagekit::journal::Journal;
+    use imagekit::pipeline::{Pipeline, RunOptions, Runner, Services};
+    use koji_client::testing::MockKoji;
+    let hub = MockKoji::simulated().await;
+    hub.set_polls_per_state(1).set_image_size(50_000);
+    let koji = koji_client::Client::builder()
+        .hub(hub.hub_url())
+        .topurl(hub.topurl())
+        .password("builder", secrecy::SecretString::from("pw".to_string()))
+        .build()
+        .unwrap();
+    let watch = koji_client::WatchOptions::default()
+        .poll_interval(Duration::from_millis(5))
+        .deadline(Duration::from_secs(30));
+    let dir = tempfile::tempdir().unwrap();
+    let toml = r#"
+name = "spins"
+[[line]]
+name = "live"
+[line.build]
+builder = "koji"
+method = "livemedia"
+target = "alma9-images"
+kickstart = "alma9-live.ks"
+ksurl = "git+https://git.example/ks.git#main"
+repos = ["https://mirror.example/alma/9/AppStream/x86_64/os/"]
+name = "alma9-live"
+version = "9.5"
+arches = ["x86_64"]
+formats = ["iso"]
+skip_if_built_within_hours = 24
+[line.upload]
+distro = "LIVE"
+[[line]]
+name = "kiwi"
+[line.build]
+builder = "koji"
+method = "kiwi"
+target = "alma9-images"
+kiwi_description_url = "git+https://git.example/kiwi.git#main"
+kiwi_description_path = "cloud/alma9-kiwi.kiwi"
+kiwi_profile = "Cloud"
+name = "alma9-kiwi"
+version = "9.5"
+arches = ["x86_64"]
+formats = ["qcow2"]
+skip_if_built_within_hours = 24
+[line.upload]
+distro = "KIWI"
+[[store]]
+name = "here"
+kind = "local"
+path = "images"
+[promote]
+name = "{distro} - {arch} {format}"
+without_tests = true
+"#;
+    std::fs::write(dir.path().join("spins.toml"), toml).unwrap();
+    let pipeline = Pipeline::load(&dir.path().join("spins.toml")).unwrap();
+    let services = || {
+        let builder = || Box::new(KojiBuilder::new(koji.clone(), watch.clone()));
+        Services::new(builder())
+            .unwrap()
+            .line("live", builder(), Some(koji.clone()))
+            .line("kiwi", builder(), Some(koji.clone()))
+            .store(
+                "here",
+                Box::new(imagekit::store::LocalStore::new(&dir.path().join("images"))),
+            )
+    };
+    let journal = Journal::open(&dir.path().join("j.sqlite")).unwrap();
+    let services1 = services();
+    let first = Runner::new(&pipeline, &services1, &journal)
+        .run(&RunOptions::default())
+        .await
+        .unwrap();
+    let mut names: Vec<&str> = first.images.iter().map(|i| i.image.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["KIWI - x86_64 qcow2", "LIVE - x86_64 iso"]);
+    assert!(first.images.iter().all(|i| i.promoted));
+    assert!(first.lines.iter().all(|l| !l.build.reused));
+    // Each line went to its own method, with what the file says.
+    let live = hub.calls_of("buildImage");
+    assert_eq!(live.len(), 1);
+    let live = format!("{:?}", live[0]);
+    assert!(
+        live.contains("livemedia") && live.contains("alma9-live.ks") && live.contains("AppStream"),
+        "{live}"
+    );
+    let kiwi = hub.calls_of("kiwiBuild");
+    assert_eq!(kiwi.len(), 1);
+    let kiwi = format!("{:?}", kiwi[0]);
+    assert!(
+        kiwi.contains("cloud/alma9-kiwi.kiwi") && kiwi.contains("Cloud"),
+        "{kiwi}"
+    );
+    assert!(hub.calls_of("buildImageOz").is_empty());
+
+    // A second run the same day: both found already built, nothing submitted.
+    let services2 = services();
+    let second = Runner::new(&pipeline, &services2, &journal)
+        .run(&RunOptions::default())
+        .await
+        .unwrap();
+    assert!(second.lines.iter().all(|l| l.build.reused), "{:?}", second.lines);
+    assert_eq!(hub.calls_of("buildImage").len(), 1);
+    assert_eq!(hub.calls_of("kiwiBuild").len(), 1);
+    let nvrs = |r: &imagekit::pipeline::RunReport| r.lines.iter().map(|l| l.build.nvr.clone()).collect::<Vec<_>>();
+    assert_eq!(nvrs(&first), nvrs(&second));
+}

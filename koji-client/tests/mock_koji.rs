@@ -77,7 +77,7 @@ async fn each_image_build_tree_advances_as_it_is_watched_and_registers_a_build()
     ];
     for (task, child_method) in tasks
         .into_iter()
-        .zip(["createImage", "createLivemedia", "createKiwiImage"])
+        .zip(["createImage", "createLiveMedia", "createKiwiImage"])
     {
         let mut states = Vec::new();
         let outcome = koji

@@ -40,6 +40,21 @@ pub(super) struct BuildArgs {
     ksurl: Option<String>,
     #[arg(long)]
     scratch: bool,
+    /// Koji's image method: oz (`image-build`), livemedia (`spin-livemedia`) or kiwi (`kiwi-build`).
+    #[arg(long, default_value = "oz")]
+    method: crate::build::ImageMethod,
+    /// kiwi: the SCM URL of the image description.
+    #[arg(long)]
+    kiwi_description_url: Option<String>,
+    /// kiwi: the description file in it.
+    #[arg(long)]
+    kiwi_description_path: Option<String>,
+    /// kiwi: the description's profile.
+    #[arg(long)]
+    kiwi_profile: Option<String>,
+    /// livemedia: an extra repository (repeatable).
+    #[arg(long = "repo")]
+    repos: Vec<String>,
     /// Reuse a build made within this many hours (at most 87600, ten years).
     #[arg(long, value_parser = clap::value_parser!(u64).range(0..=MAX_HOURS))]
     skip_if_built_within_hours: Option<u64>,
@@ -58,6 +73,16 @@ pub(super) async fn build(cli: &Cli, a: &BuildArgs) -> crate::Result<String> {
     spec.kickstart = a.kickstart.clone();
     spec.ksurl = a.ksurl.clone();
     spec.scratch = a.scratch;
+    if a.koji_profile.is_none() && a.method != crate::build::ImageMethod::Oz {
+        return Err(Error::InvalidInput(
+            "--method chooses Koji's image method: it needs --koji-profile".into(),
+        ));
+    }
+    spec.method = a.method;
+    spec.kiwi_description_url = a.kiwi_description_url.clone();
+    spec.kiwi_description_path = a.kiwi_description_path.clone();
+    spec.kiwi_profile = a.kiwi_profile.clone();
+    spec.repos = a.repos.clone();
     let timeout = Duration::from_secs(a.timeout_minutes.saturating_mul(60));
     let builder: Box<dyn Builder> = match (&a.koji_profile, &a.command) {
         (Some(profile), _) => {

@@ -36,8 +36,8 @@ use clap::{Parser, Subcommand};
 use shared::{MAX_HOURS, exit_code};
 
 mod build;
-mod promote;
 mod progress;
+mod promote;
 mod push;
 mod runs;
 mod shared;

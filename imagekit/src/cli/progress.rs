@@ -63,7 +63,8 @@ impl Progress {
         let entry = rows.entry(row.to_string()).or_insert_with(|| Row {
             bar: self.multi.as_ref().map(|m| {
                 let bar = m.add(indicatif::ProgressBar::new_spinner());
-                if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {prefix:.bold} {msg} ({elapsed})") {
+                if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {prefix:.bold} {msg} ({elapsed})")
+                {
                     bar.set_style(style);
                 }
                 bar.set_prefix(row.to_string());
@@ -190,7 +191,10 @@ mod tests {
     fn test_stages_share_their_cells_row() {
         assert_eq!(row_of("test/x86_64/qcow2"), "x86_64/qcow2");
         assert_eq!(row_of("alma9/test/x86_64/qcow2/nova"), "alma9/x86_64/qcow2/nova");
-        assert_eq!(row_of("alma9/upload/x86_64/qcow2/prod"), "alma9/upload/x86_64/qcow2/prod");
+        assert_eq!(
+            row_of("alma9/upload/x86_64/qcow2/prod"),
+            "alma9/upload/x86_64/qcow2/prod"
+        );
         assert_eq!(row_of("build"), "build");
     }
 
@@ -212,7 +216,10 @@ mod tests {
             rec("b/test/x86_64/qcow2/nova", "quarantined"),
         ]);
         let lines: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
-        assert_eq!(lines[0], ["cell", "passed", "failed", "flaky", "quarantined", "replaced"]);
+        assert_eq!(
+            lines[0],
+            ["cell", "passed", "failed", "flaky", "quarantined", "replaced"]
+        );
         assert_eq!(lines[1], ["a/x86_64/qcow2/nova", "1", "1", "0", "0", "1"]);
         assert_eq!(lines[2], ["b/x86_64/qcow2/nova", "0", "0", "1", "1", "0"]);
         assert_eq!(summarize(&[]), "");

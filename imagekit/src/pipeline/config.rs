@@ -491,6 +491,21 @@ pub struct BuildSection {
     /// Scratch build.
     #[serde(default)]
     pub scratch: bool,
+    /// Koji's image method: `oz` (the default), `livemedia` or `kiwi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<crate::build::ImageMethod>,
+    /// kiwi: the SCM URL of the image description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kiwi_description_url: Option<String>,
+    /// kiwi: the description file in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kiwi_description_path: Option<String>,
+    /// kiwi: the description's profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kiwi_profile: Option<String>,
+    /// livemedia: extra repositories.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repos: Vec<String>,
 }
 
 impl BuildSection {
@@ -507,6 +522,11 @@ impl BuildSection {
         s.distro = self.distro.clone();
         s.disk_size = self.disk_size;
         s.scratch = self.scratch;
+        s.method = self.method.unwrap_or_default();
+        s.kiwi_description_url = self.kiwi_description_url.clone();
+        s.kiwi_description_path = self.kiwi_description_path.clone();
+        s.kiwi_profile = self.kiwi_profile.clone();
+        s.repos = self.repos.clone();
         s
     }
 }
@@ -746,17 +766,41 @@ fn check_variants(file: &PipelineFile, t: &TestSection) -> std::result::Result<(
 
 /// Checks one build section; `Err((key, reason))`.
 fn check_build(b: &BuildSection) -> std::result::Result<(), (&'static str, String)> {
-    match b.builder {
-        BuilderKind::Local if b.command.is_empty() => {
+    use crate::build::ImageMethod;
+    match (b.builder, b.method.unwrap_or_default()) {
+        (BuilderKind::Local, _) if b.command.is_empty() => {
             return Err(("builder", "the local builder needs `command`".into()));
         }
-        BuilderKind::Koji if b.target.is_none() || b.install_tree.is_none() => {
+        (BuilderKind::Local, _) if b.method.is_some() => {
+            return Err((
+                "method",
+                "`method` chooses Koji's image method: it needs `builder = \"koji\"`".into(),
+            ));
+        }
+        (BuilderKind::Koji, _) if b.target.is_none() => {
+            return Err(("builder", "the koji builder needs `target`".into()));
+        }
+        (BuilderKind::Koji, ImageMethod::Oz) if b.install_tree.is_none() => {
             return Err(("builder", "the koji builder needs `target` and `install_tree`".into()));
         }
-        BuilderKind::Koji if b.kickstart.is_none() && b.ksurl.is_none() => {
+        (BuilderKind::Koji, ImageMethod::Oz) if b.kickstart.is_none() && b.ksurl.is_none() => {
             return Err((
                 "builder",
                 "the koji builder needs `kickstart` (a file name) or `ksurl` (its SCM URL)".into(),
+            ));
+        }
+        (BuilderKind::Koji, ImageMethod::Livemedia) if b.kickstart.is_none() => {
+            return Err((
+                "method",
+                "livemedia needs `kickstart` (the file name, in `ksurl` or uploaded)".into(),
+            ));
+        }
+        (BuilderKind::Koji, ImageMethod::Kiwi)
+            if b.kiwi_description_url.is_none() || b.kiwi_description_path.is_none() =>
+        {
+            return Err((
+                "method",
+                "kiwi needs `kiwi_description_url` (the descriptions' SCM URL) and `kiwi_description_path`".into(),
             ));
         }
         _ => {}

@@ -11,7 +11,7 @@ pub use config::{
     StoreKind, StoreSection, SuiteLayout, TestSection, UploadSection, VariantSection,
 };
 pub use run::{
-    ContainerOutcome, IMAGE_RESOURCE, LineReport, LineServices, RunEvent, RunImage, RunObserver, RunOptions,
-    RunReport, Runner, Services, TestSummary,
+    ContainerOutcome, IMAGE_RESOURCE, LineReport, LineServices, RunEvent, RunImage, RunObserver, RunOptions, RunReport,
+    Runner, Services, TestSummary,
 };
 pub use sweep::{SweepItem, SweepOptions, SweepReport, sweep};

@@ -221,7 +221,11 @@ impl Services {
     /// Every compute a run may boot machines on (the section's and each variant's): after a
     /// cancelled run, [`Compute::settle`] each to let their cleanup finish.
     pub fn computes(&self) -> Vec<&dyn Compute> {
-        self.compute.iter().chain(self.variants.values()).map(|c| c.as_ref()).collect()
+        self.compute
+            .iter()
+            .chain(self.variants.values())
+            .map(|c| c.as_ref())
+            .collect()
     }
     fn builder_for(&self, line: &str) -> (&dyn Builder, Option<&koji_client::Client>) {
         match self.lines.get(line) {

@@ -91,7 +91,11 @@ impl Default for Sim {
             looks_per_state: 1,
             failures: Vec::new(),
             image_size: 64 << 10,
-            clock: 1_764_000_000.0,
+            // Koji stamps builds and tasks with the hub's wall clock: callers filter with times
+            // from theirs (`createdAfter: now - 24 h`), so the simulation starts at real time.
+            clock: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1_764_000_000.0, |d| d.as_secs() as f64),
         }
     }
 }
@@ -210,8 +214,15 @@ impl Sim {
                 let kind = arg_str(args, 5);
                 let format = if kind == "appliance" { "raw" } else { "iso" };
                 self.submit(
-                    "image",
-                    &format!("create{}", capitalise(&kind)),
+                    // Koji's parent task is named after the kind (`livemedia`), its children
+                    // after LiveCDTask, ApplianceTask and LiveMediaTask's methods.
+                    &kind,
+                    // Koji's LiveCDTask, ApplianceTask and LiveMediaTask children.
+                    match kind.as_str() {
+                        "livecd" => "createLiveCD",
+                        "appliance" => "createAppliance",
+                        _ => "createLiveMedia",
+                    },
                     &arg_str(args, 0),
                     &arg_str(args, 1),
                     &arches_of(args.get(2)),
@@ -646,14 +657,6 @@ impl Sim {
                 (b.nvr(), tags)
             })
             .collect()
-    }
-}
-
-fn capitalise(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().chain(c).collect(),
-        None => String::new(),
     }
 }
 
