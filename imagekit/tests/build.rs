@@ -224,6 +224,20 @@ async fn koji_builds_and_watches_the_task_tree_and_reports_a_failure_with_its_fa
     assert!(e.to_string().contains("anaconda failed"), "{e}");
 }
 
+/// A client of the simulated hub, and a watch that polls it quickly.
+fn on_the_hub(hub: &koji_client::testing::MockKoji) -> (koji_client::Client, koji_client::WatchOptions) {
+    let koji = koji_client::Client::builder()
+        .hub(hub.hub_url())
+        .topurl(hub.topurl())
+        .password("builder", secrecy::SecretString::from("pw".to_string()))
+        .build()
+        .unwrap();
+    let watch = koji_client::WatchOptions::default()
+        .poll_interval(Duration::from_millis(5))
+        .deadline(Duration::from_secs(30));
+    (koji, watch)
+}
+
 /// The whole Koji side against the simulated hub (`MockKoji::simulated`), no script: a real
 /// build of two arches whose task tree advances as it is watched, its archives' checksums, the
 /// images uploaded and verified, the build reused next time, a failed arch with its fault.
@@ -235,15 +249,7 @@ async fn koji_on_the_simulated_hub_builds_two_arches_whose_images_upload_verifie
     use koji_client::testing::MockKoji;
     let hub = MockKoji::simulated().await;
     hub.set_polls_per_state(2).set_image_size(300_000);
-    let koji = koji_client::Client::builder()
-        .hub(hub.hub_url())
-        .topurl(hub.topurl())
-        .password("builder", secrecy::SecretString::from("pw".to_string()))
-        .build()
-        .unwrap();
-    let watch = koji_client::WatchOptions::default()
-        .poll_interval(Duration::from_millis(5))
-        .deadline(Duration::from_secs(30));
+    let (koji, watch) = on_the_hub(&hub);
     let builder = KojiBuilder::new(koji.clone(), watch);
     let mut spec = koji_spec();
     spec.scratch = false;
@@ -406,15 +412,7 @@ async fn livemedia_and_kiwi_lines_build_with_their_methods_and_are_reused_when_b
     use koji_client::testing::MockKoji;
     let hub = MockKoji::simulated().await;
     hub.set_polls_per_state(1).set_image_size(50_000);
-    let koji = koji_client::Client::builder()
-        .hub(hub.hub_url())
-        .topurl(hub.topurl())
-        .password("builder", secrecy::SecretString::from("pw".to_string()))
-        .build()
-        .unwrap();
-    let watch = koji_client::WatchOptions::default()
-        .poll_interval(Duration::from_millis(5))
-        .deadline(Duration::from_secs(30));
+    let (koji, watch) = on_the_hub(&hub);
     let dir = tempfile::tempdir().unwrap();
     let toml = r#"
 name = "spins"
