@@ -392,7 +392,8 @@ async fn a_sweep_deletes_what_a_killed_boot_test_left_and_spares_running_ones() 
         fast(
             NovaOptions::new("m1.tiny")
                 .floating_ip_from("public")
-                .ssh_port(closed_port()),
+                .ssh_port(closed_port())
+                .volumes_gib([1]),
         ),
     );
     let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE9s test";
@@ -400,19 +401,24 @@ async fn a_sweep_deletes_what_a_killed_boot_test_left_and_spares_running_ones() 
     std::mem::forget(compute.boot("IMAGE-1", "imagekit-test-killed", key).await.unwrap());
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let running = compute.boot("IMAGE-1", "imagekit-test-running", key).await.unwrap();
-    assert_eq!(cloud.leaks().len(), 8, "two of server, port, floating IP, keypair");
+    assert_eq!(
+        cloud.leaks().len(),
+        10,
+        "two of server, port, floating IP, keypair, volume"
+    );
     let found = compute.leftovers(Duration::from_secs(2)).await.unwrap();
-    assert_eq!(cloud.leaks().len(), 8, "finding deletes nothing");
+    assert_eq!(cloud.leaks().len(), 10, "finding deletes nothing");
     let swept = compute.sweep(Duration::from_secs(2)).await.unwrap();
     assert_eq!(swept, found);
     let names: Vec<String> = swept.iter().map(ToString::to_string).collect();
-    assert_eq!(names.len(), 2, "{names:?}");
+    assert_eq!(names.len(), 3, "{names:?}");
     assert!(names.iter().all(|n| n.contains("imagekit-test-killed")), "{names:?}");
+    assert!(names.iter().any(|n| n.starts_with("volume ")), "{names:?}");
     let left = cloud.leaks();
     assert_eq!(
         left.len(),
-        4,
-        "the running test keeps its server, port, floating IP and keypair: {left:?}"
+        5,
+        "the running test keeps its server, port, floating IP, keypair and volume: {left:?}"
     );
     running.destroy().await.unwrap();
     assert_eq!(cloud.leaks(), vec![]);
@@ -740,4 +746,53 @@ name = "{{distro}} - {{arch}}"
     );
     let failures: usize = parsed.test_suites.iter().map(|s| s.failures).sum();
     assert_eq!(failures, 2);
+}
+
+/// A Nova machine with Cinder volumes: both are created and attached (in use) before the tests,
+/// and deleted with the server; a volume the backend fails is an infrastructure error that
+/// leaves nothing behind.
+#[tokio::test]
+async fn cinder_volumes_are_attached_before_the_tests_and_deleted_with_the_server() {
+    let Some(sshd) = common::sshd() else {
+        return;
+    };
+    let cloud = MockOpenStack::start().await;
+    cloud
+        .set_server_address("127.0.0.1")
+        .authorize_keys_in(&sshd.authorized_keys);
+    let compute = NovaCompute::new(
+        cloud.client(),
+        fast(NovaOptions::new("m1.small").ssh_port(sshd.port).volumes_gib([1, 2])),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("suite")).unwrap();
+    let suite = Suite::dir(&dir.path().join("suite")).test(TestCase::new("disks", ["true"]));
+    let mut opts = options(&dir.path().join("out"), Duration::from_secs(20));
+    opts.user = sshd.user.clone();
+    let report = boot_test(&compute, "IMAGE-1", &suite, &opts).await.unwrap();
+    assert!(report.success(), "{report:?}");
+    // Both volumes were in use by the server before it was deleted.
+    let calls = cloud.calls();
+    let attached: Vec<usize> = calls
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.method == "POST" && c.path.ends_with("/os-volume_attachments"))
+        .map(|(i, _)| i)
+        .collect();
+    let deleted = calls
+        .iter()
+        .position(|c| c.service == Service::Compute && c.method == "DELETE" && c.path.starts_with("servers/"))
+        .unwrap();
+    assert_eq!(attached.len(), 2, "{calls:?}");
+    assert!(attached.iter().all(|i| *i < deleted));
+    assert_eq!(cloud.count(Service::BlockStorage, "POST", "mock-project/volumes"), 2);
+    assert_eq!(cloud.leaks(), vec![]);
+
+    // The backend fails a volume: an infrastructure error, the server and the volume deleted.
+    cloud.fail_next_volumes(1);
+    let report = boot_test(&compute, "IMAGE-1", &suite, &opts).await.unwrap();
+    let e = report.infrastructure_error.clone().unwrap_or_default();
+    assert!(e.contains("volume") && e.contains("error"), "{report:?}");
+    assert!(report.tests.is_empty());
+    assert_eq!(cloud.leaks(), vec![]);
 }

@@ -59,6 +59,11 @@ impl Client {
         Glance::new(self.session.clone())
     }
 
+    /// Cinder (volumes).
+    pub fn cinder(&self) -> crate::cinder::Cinder {
+        crate::cinder::Cinder::new(self.session.clone())
+    }
+
     /// Nova (servers, flavors, keypairs, consoles).
     pub fn nova(&self) -> Nova {
         Nova::new(self.session.clone())

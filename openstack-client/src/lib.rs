@@ -40,6 +40,7 @@
 
 mod util;
 
+pub mod cinder;
 pub mod client;
 pub mod config;
 pub mod error;

@@ -297,3 +297,46 @@ async fn a_client_for_an_unknown_cloud_is_a_config_error() {
     assert!(e.to_string().contains("prod"), "{e}");
     assert!(cloud.calls().is_empty(), "nothing was sent");
 }
+
+/// Cinder on the kit: a volume is created, attached (in-use), refused deletion while attached,
+/// detached by its server's deletion, then deleted; a volume the backend fails says so at once.
+#[tokio::test]
+async fn a_volume_is_attached_then_deleted_once_its_server_is_gone() {
+    use openstack_client::cinder::{Cinder, CreateVolume};
+    let cloud = MockOpenStack::start().await;
+    cloud.set_build_polls(2);
+    let cinder = Cinder::new(cloud.session());
+    let nova = Nova::new(cloud.session());
+    let server = nova
+        .create_server(&CreateServer::new("vm", "img", "1").networks(Networks::Auto))
+        .await
+        .unwrap();
+    nova.wait_for_active(&server.id, &fast()).await.unwrap();
+    let v = cinder
+        .create_volume(&CreateVolume::new(2).name("vm-disk0").metadata("imagekit", "boot-test"))
+        .await
+        .unwrap();
+    assert_eq!(v.status, "creating");
+    let v = cinder.wait_for_available(&v.id, &fast()).await.unwrap();
+    assert_eq!((v.size, v.metadata["imagekit"].as_str()), (2, "boot-test"));
+    nova.attach_volume(&server.id, v.id.as_str()).await.unwrap();
+    let v = cinder.wait_for_status(&v.id, "in-use", &fast()).await.unwrap();
+    assert_eq!(v.attachments[0].server_id, server.id.as_str());
+    // Cinder refuses to delete an attached volume, and says why.
+    let e = cinder.delete_volume(&v.id).await.unwrap_err();
+    assert_eq!(e.status(), Some(400));
+    assert!(e.to_string().contains("must be available"), "{e}");
+    // Deleting the server detaches it; delete_and_wait waits for that, then deletes.
+    nova.delete_and_wait(&server.id, &fast()).await.unwrap();
+    cinder.delete_and_wait(&v.id, &fast()).await.unwrap();
+    assert!(cloud.volume(v.id.as_str()).is_none());
+    assert_eq!(cloud.leaks(), vec![]);
+
+    cloud.fail_next_volumes(1);
+    let bad = cinder.create_volume(&CreateVolume::new(1).name("x")).await.unwrap();
+    let e = cinder.wait_for_available(&bad.id, &fast()).await.unwrap_err();
+    assert!(matches!(e, Error::Failed { kind: "volume", .. }), "{e:?}");
+    assert!(e.to_string().contains("error"), "{e}");
+    cinder.delete_and_wait(&bad.id, &fast()).await.unwrap();
+    assert_eq!(cloud.leaks(), vec![]);
+}

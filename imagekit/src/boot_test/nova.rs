@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use openstack_client::cinder::{Cinder, CreateVolume, VolumeId};
 use openstack_client::neutron::{ListFloatingIps, Neutron};
 use openstack_client::nova::{CreateServer, ListServers, NetworkRef, Networks, Nova, ServerId};
 use openstack_client::{Session, WaitOptions};
@@ -49,6 +50,9 @@ pub struct NovaOptions {
     /// A cloud-init profile sent as user data (with [`KeyInjection::UserData`], the key is
     /// merged into it: see [`super::user_data::with_key`]).
     pub user_data: Option<String>,
+    /// Cinder volumes to attach, GiB each: created, attached and waited for (`in-use`) before
+    /// the tests, and deleted with the server on every path.
+    pub volumes_gib: Vec<u32>,
 }
 
 impl NovaOptions {
@@ -65,7 +69,13 @@ impl NovaOptions {
             delete_timeout: Duration::from_secs(300),
             poll: (Duration::from_secs(2), Duration::from_secs(10)),
             user_data: None,
+            volumes_gib: Vec::new(),
         }
+    }
+    /// Attach Cinder volumes of these sizes (GiB) to every server, for the duration of its test.
+    pub fn volumes_gib(mut self, sizes: impl IntoIterator<Item = u32>) -> Self {
+        self.volumes_gib = sizes.into_iter().collect();
+        self
     }
     /// Send this cloud-init profile as user data (`#cloud-config`, a `#!` script, …).
     pub fn user_data(mut self, profile: impl Into<String>) -> Self {
@@ -121,6 +131,7 @@ impl NovaOptions {
 pub struct NovaCompute {
     nova: Nova,
     neutron: Neutron,
+    cinder: Cinder,
     opts: NovaOptions,
     background: Background,
 }
@@ -132,6 +143,7 @@ impl NovaCompute {
         let session = cloud.into();
         NovaCompute {
             nova: Nova::new(session.clone()),
+            cinder: Cinder::new(session.clone()),
             neutron: Neutron::new(session),
             opts,
             background: Background::default(),
@@ -202,6 +214,28 @@ impl NovaCompute {
                 reason: format!("server {} is ACTIVE without an address", server.id),
             })?,
         };
+        // Extra disks: Cinder volumes, named after the server (so a cut-short create is found),
+        // attached and in use before the tests start.
+        for (i, gib) in self.opts.volumes_gib.iter().enumerate() {
+            let volume_name = format!("{name}-disk{i}");
+            made.note(|m| m.volume_names.push(volume_name.clone()));
+            let v = self
+                .cinder
+                .create_volume(
+                    &CreateVolume::new(u64::from(*gib))
+                        .name(&volume_name)
+                        .metadata("imagekit", "boot-test"),
+                )
+                .await?;
+            made.note(|m| m.volumes.push(v.id.clone()));
+            self.cinder
+                .wait_for_available(&v.id, &self.wait(self.opts.boot_timeout))
+                .await?;
+            self.nova.attach_volume(&server.id, v.id.as_str()).await?;
+            self.cinder
+                .wait_for_status(&v.id, "in-use", &self.wait(self.opts.boot_timeout))
+                .await?;
+        }
         Ok((server.id, address))
     }
 }
@@ -235,6 +269,13 @@ pub enum Leftover {
         /// Its description (`imagekit boot test SERVER`).
         description: String,
     },
+    /// A Cinder volume with imagekit's `boot-test` metadata.
+    Volume {
+        /// Its id.
+        id: String,
+        /// Its name (`SERVER-diskN`).
+        name: String,
+    },
 }
 
 impl std::fmt::Display for Leftover {
@@ -242,6 +283,7 @@ impl std::fmt::Display for Leftover {
         match self {
             Leftover::Server { id, name } => write!(f, "server {id} ({name})"),
             Leftover::Keypair { name } => write!(f, "keypair {name}"),
+            Leftover::Volume { id, name } => write!(f, "volume {id} ({name})"),
             Leftover::FloatingIp {
                 id,
                 address,
@@ -283,6 +325,15 @@ impl NovaCompute {
                 found.push(Leftover::Keypair { name: k.name });
             }
         }
+        for v in self.cinder.list_volumes(&[]).await? {
+            let ours = v.metadata.get("imagekit").map(String::as_str) == Some("boot-test");
+            if ours && v.created_at().is_some_and(|t| t <= cutoff) {
+                found.push(Leftover::Volume {
+                    id: v.id.to_string(),
+                    name: v.name.clone().unwrap_or_default(),
+                });
+            }
+        }
         // Neutron filters descriptions by equality only, so list all and match the prefix here.
         for f in self.neutron.list_floating_ips(&ListFloatingIps::new()).await? {
             if f.description.starts_with(FIP_DESCRIPTION_PREFIX)
@@ -314,9 +365,11 @@ impl NovaCompute {
                         server: Some(id),
                         ..Made::default()
                     };
-                    clean(&self.nova, &self.neutron, &made, &wait).await?;
+                    clean(&self.nova, &self.neutron, &self.cinder, &made, &wait).await?;
                 }
                 Leftover::Keypair { name } => self.nova.delete_keypair(name).await?,
+                // After the servers: deleting them detached their volumes.
+                Leftover::Volume { id, .. } => self.cinder.delete_and_wait(&VolumeId(id.clone()), &wait).await?,
                 // Already gone counts as done (a server's cleanup above may have released it).
                 Leftover::FloatingIp { id, .. } => self.neutron.delete_floating_ip(id).await?,
             }
@@ -341,6 +394,9 @@ struct Made {
     server: Option<ServerId>,
     fip_description: Option<String>,
     fip: Option<String>,
+    /// Volumes asked for (by name) and created (by id), in the same order.
+    volume_names: Vec<String>,
+    volumes: Vec<VolumeId>,
 }
 
 /// Deletes what a boot made: when asked, or in the background when dropped armed.
@@ -348,6 +404,7 @@ struct Made {
 struct Teardown {
     nova: Nova,
     neutron: Neutron,
+    cinder: Cinder,
     made: Arc<Mutex<Made>>,
     delete_wait: WaitOptions,
     background: Background,
@@ -365,7 +422,7 @@ impl Teardown {
     async fn run(mut self) -> Result<()> {
         self.armed = false;
         let made = self.made.lock().map(|m| m.clone()).unwrap_or_default();
-        clean(&self.nova, &self.neutron, &made, &self.delete_wait).await
+        clean(&self.nova, &self.neutron, &self.cinder, &made, &self.delete_wait).await
     }
 }
 
@@ -375,9 +432,14 @@ impl Drop for Teardown {
             return;
         }
         let made = self.made.lock().map(|m| m.clone()).unwrap_or_default();
-        let (nova, neutron, wait) = (self.nova.clone(), self.neutron.clone(), self.delete_wait.clone());
+        let (nova, neutron, cinder, wait) = (
+            self.nova.clone(),
+            self.neutron.clone(),
+            self.cinder.clone(),
+            self.delete_wait.clone(),
+        );
         self.background.spawn(async move {
-            if let Err(e) = clean(&nova, &neutron, &made, &wait).await {
+            if let Err(e) = clean(&nova, &neutron, &cinder, &made, &wait).await {
                 tracing::warn!("cleanup of a cancelled Nova boot test failed: {e}");
             }
         });
@@ -386,7 +448,7 @@ impl Drop for Teardown {
 
 /// Deletes the floating IP, the server (waiting until it is gone), ports still bound to it, and the
 /// keypair. Keeps going past failures and reports them all.
-async fn clean(nova: &Nova, neutron: &Neutron, made: &Made, wait: &WaitOptions) -> Result<()> {
+async fn clean(nova: &Nova, neutron: &Neutron, cinder: &Cinder, made: &Made, wait: &WaitOptions) -> Result<()> {
     let mut failures = Vec::new();
     let mut server = made.server.clone();
     if server.is_none()
@@ -428,6 +490,20 @@ async fn clean(nova: &Nova, neutron: &Neutron, made: &Made, wait: &WaitOptions) 
                 }
                 Err(e) => failures.push(format!("ports of server {id}: {e}")),
             },
+        }
+    }
+    // Volumes, once their server is gone (deleting it detached them). A volume whose create
+    // was cut short is found by its name.
+    let mut volumes = made.volumes.clone();
+    for name in made.volume_names.iter().skip(made.volumes.len()) {
+        match cinder.list_volumes(&[("name", name.as_str())]).await {
+            Ok(list) => volumes.extend(list.into_iter().map(|v| v.id)),
+            Err(e) => failures.push(format!("finding volume {name}: {e}")),
+        }
+    }
+    for v in &volumes {
+        if let Err(e) = cinder.delete_and_wait(v, wait).await {
+            failures.push(format!("volume {v}: {e}"));
         }
     }
     if let Some(k) = &made.keypair
@@ -491,6 +567,7 @@ impl Compute for NovaCompute {
         let teardown = Teardown {
             nova: self.nova.clone(),
             neutron: self.neutron.clone(),
+            cinder: self.cinder.clone(),
             made: Arc::default(),
             delete_wait: self.wait(self.opts.delete_timeout),
             background: self.background.clone(),

@@ -272,8 +272,8 @@ pub struct VariantSection {
     /// QEMU: guest memory, MiB (default: `[test] memory_mib`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_mib: Option<u32>,
-    /// Extra block devices, GiB each: under QEMU blank disks beside the image (`/dev/vdb`, …),
-    /// created and deleted with the machine.
+    /// Extra block devices, GiB each, created and deleted with the machine: under QEMU blank
+    /// disks beside the image; on Nova Cinder volumes, attached before the tests (not on Ironic).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub disks_gib: Vec<u32>,
     /// Arches this variant tests (default: all of `[test] arches`).
@@ -736,13 +736,6 @@ fn check_variants(file: &PipelineFile, t: &TestSection) -> std::result::Result<(
         }
         if v.platform() == Platform::Ironic && !v.disks_gib.is_empty() {
             return bad("disks_gib", "a bare-metal node has the disks it has".into());
-        }
-        if v.platform() == Platform::Nova && !v.disks_gib.is_empty() {
-            return bad(
-                "disks_gib",
-                "extra disks on Nova (Cinder volumes) are not supported yet; use a flavor with an ephemeral disk"
-                    .into(),
-            );
         }
         if let Some(d) = v
             .disks_gib

@@ -114,6 +114,9 @@ fn variant_compute(
         if let Some(u) = user_data {
             o = o.user_data(u);
         }
+        if !v.disks_gib.is_empty() {
+            o = o.volumes_gib(v.disks_gib.iter().copied());
+        }
         return Ok(Some(std::sync::Arc::new(NovaCompute::new(os, o))));
     }
     if let Some(rc) = &v.resource_class {

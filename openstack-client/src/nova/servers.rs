@@ -517,6 +517,34 @@ impl Nova {
         Ok(created.server)
     }
 
+    /// Attaches a Cinder volume to the server; returns the device Nova asked for (`/dev/vdb`; the
+    /// guest may name it otherwise). Follow with Cinder's wait for `in-use`.
+    pub async fn attach_volume(&self, server: &ServerId, volume: &str) -> Result<Option<String>> {
+        let r = self
+            .request(Method::POST, &format!("servers/{server}/os-volume_attachments"))
+            .await?
+            .json(json!({"volumeAttachment": {"volumeId": volume}}));
+        let v: Value = self.session.send_json(r).await?;
+        tracing::info!(server = %server, volume, "volume attached");
+        Ok(v["volumeAttachment"]["device"].as_str().map(str::to_string))
+    }
+
+    /// Detaches a volume from the server (202; it is `detaching`, then `available`). Not attached
+    /// (or no such server) counts as done.
+    pub async fn detach_volume(&self, server: &ServerId, volume: &str) -> Result<()> {
+        let r = self
+            .request(
+                Method::DELETE,
+                &format!("servers/{server}/os-volume_attachments/{volume}"),
+            )
+            .await?;
+        match self.session.send(r).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// One server.
     pub async fn get_server(&self, id: &ServerId) -> Result<Server> {
         let r = self.request(Method::GET, &format!("servers/{id}")).await?;

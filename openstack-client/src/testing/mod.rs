@@ -28,6 +28,7 @@
 //! # }
 //! ```
 
+mod cinder;
 mod glance;
 mod ironic;
 mod neutron;
@@ -58,6 +59,8 @@ pub enum Service {
     Image,
     /// Ironic, under `/baremetal` (v1 at `/baremetal/v1`).
     Baremetal,
+    /// Cinder v3, under `/volume/v3/PROJECT`.
+    BlockStorage,
 }
 
 impl Service {
@@ -68,6 +71,7 @@ impl Service {
             Service::Network => "/network/v2.0",
             Service::Image => "/image",
             Service::Baremetal => "/baremetal",
+            Service::BlockStorage => "/volume/v3",
         }
     }
     fn of(path: &str) -> Option<Service> {
@@ -77,6 +81,7 @@ impl Service {
             Service::Network,
             Service::Image,
             Service::Baremetal,
+            Service::BlockStorage,
         ]
         .into_iter()
         .find(|s| path == s.prefix() || path.starts_with(&format!("{}/", s.prefix())))
@@ -135,6 +140,7 @@ pub(crate) struct State {
     pub(crate) neutron: neutron::Neutron,
     pub(crate) glance: glance::Glance,
     pub(crate) ironic: ironic::Ironic,
+    pub(crate) cinder: cinder::Cinder,
 }
 
 impl State {
@@ -303,6 +309,7 @@ fn route(st: &mut State, service: Service, method: &str, rel: &str, req: &Reques
         Service::Network => neutron::route(st, method, rel, &query, &body),
         Service::Image => glance::route(st, method, rel, &pairs, &req.body),
         Service::Baremetal => ironic::route(st, method, rel, &pairs, &body),
+        Service::BlockStorage => cinder::route(st, method, rel, &query, &body),
         Service::Identity => Answer::empty(404),
     }
 }
@@ -359,6 +366,7 @@ fn identity(st: &mut State, method: &str, rel: &str, body: &Value) -> Answer {
         entry("network", format!("{}/network", st.base)),
         entry("image", format!("{}/image", st.base)),
         entry("baremetal", format!("{}/baremetal", st.base)),
+        entry("block-storage", format!("{}/volume/v3/mock-project", st.base)),
     ]);
     doc["token"]["expires_at"] = json!(st.token_expires_at.clone().unwrap_or_else(|| rfc3339_in(3600)));
     doc["token"]["issued_at"] = json!(rfc3339_in(0));
@@ -424,6 +432,7 @@ impl MockOpenStack {
             neutron: neutron::Neutron::default(),
             glance: glance::Glance::default(),
             ironic: ironic::Ironic::default(),
+            cinder: cinder::Cinder::default(),
         };
         neutron::add_network(&mut state, "private", false);
         neutron::add_network(&mut state, "public", true);
@@ -638,7 +647,19 @@ impl MockOpenStack {
         out.extend(neutron::leaks(&st.neutron));
         out.extend(glance::leaks(&st.glance));
         out.extend(ironic::leaks(&st.ironic));
+        out.extend(cinder::leaks(&st.cinder));
         out
+    }
+
+    /// The next `n` volumes created go to `error` (a backend out of space).
+    pub fn fail_next_volumes(&self, n: u32) -> &Self {
+        self.state().cinder.create_faults = n;
+        self
+    }
+
+    /// A volume as Cinder shows it (`None` once deleted).
+    pub fn volume(&self, id: &str) -> Option<Value> {
+        cinder::volume(&self.state().cinder, id)
     }
 
     /// Enrolls an available, powered-off Ironic node of `resource_class`; returns its UUID.

@@ -100,9 +100,16 @@ pub(crate) fn route(st: &mut State, method: &str, rel: &str, query: &BTreeMap<St
             match st.nova.servers.get_mut(*id) {
                 None => not_found("Instance", id),
                 Some(s) => {
+                    let first = !s.deleting;
                     if !s.deleting {
                         s.deleting = true;
                         s.polls_left = polls;
+                    }
+                    // Deleting a server detaches its volumes.
+                    if first {
+                        for v in super::cinder::attached_to(&st.cinder, id) {
+                            super::cinder::detach(st, id, &v);
+                        }
                     }
                     if polls == 0 {
                         remove(st, id);
@@ -110,6 +117,18 @@ pub(crate) fn route(st: &mut State, method: &str, rel: &str, query: &BTreeMap<St
                     Answer::empty(204)
                 }
             }
+        }
+        ("POST", ["servers", id, "os-volume_attachments"]) => {
+            if !st.nova.servers.contains_key(*id) {
+                return not_found("Instance", id);
+            }
+            super::cinder::attach(st, id, body)
+        }
+        ("DELETE", ["servers", id, "os-volume_attachments", volume]) => {
+            if !st.nova.servers.contains_key(*id) {
+                return not_found("Instance", id);
+            }
+            super::cinder::detach(st, id, volume)
         }
         ("POST", ["servers", id, "action"]) => {
             if body.get("os-getConsoleOutput").is_some() {
