@@ -105,6 +105,81 @@ pub trait Compute: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// A compute whose machines each take a slot of a limit shared with other computes (or other
+/// boot tests): a platform's `max_machines` across every image, line and variant of a run. A boot
+/// waits for a free slot; the slot is given back when the machine is destroyed (or dropped).
+///
+/// ```
+/// use std::sync::Arc;
+/// use imagekit::boot_test::{LimitedCompute, QemuCompute};
+/// use imagekit::boot_test::qemu::QemuConfig;
+/// let slots = Arc::new(tokio::sync::Semaphore::new(3));
+/// let small = LimitedCompute::new(Arc::new(QemuCompute::new(QemuConfig::default())), slots.clone());
+/// let large = LimitedCompute::new(Arc::new(QemuCompute::new(QemuConfig::default().memory_mib(4096))), slots);
+/// # drop((small, large));
+/// ```
+#[derive(Debug, Clone)]
+pub struct LimitedCompute {
+    inner: std::sync::Arc<dyn Compute>,
+    slots: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl LimitedCompute {
+    /// `inner`'s machines, at most as many at once as `slots` has permits.
+    pub fn new(inner: std::sync::Arc<dyn Compute>, slots: std::sync::Arc<tokio::sync::Semaphore>) -> LimitedCompute {
+        LimitedCompute { inner, slots }
+    }
+}
+
+/// A machine holding a slot of a [`LimitedCompute`].
+struct Slotted {
+    inner: Box<dyn Machine>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+#[async_trait]
+impl Machine for Slotted {
+    fn id(&self) -> String {
+        self.inner.id()
+    }
+    async fn wait_ssh(&self, key: &SshKey, user: &str, deadline: Duration) -> Result<Session> {
+        self.inner.wait_ssh(key, user, deadline).await
+    }
+    async fn console(&self) -> String {
+        self.inner.console().await
+    }
+    async fn destroy(self: Box<Self>) -> Result<()> {
+        // The slot is given back once the machine is gone, not before.
+        let Slotted { inner, _slot } = *self;
+        inner.destroy().await
+    }
+}
+
+#[async_trait]
+impl Compute for LimitedCompute {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+    async fn boot(&self, image: &str, name: &str, public_key: &str) -> Result<Box<dyn Machine>> {
+        let slot = self.slots.clone().acquire_owned().await.map_err(|_| Error::Vm {
+            name: name.into(),
+            reason: "the machine limit was closed".into(),
+        })?;
+        let inner = self.inner.boot(image, name, public_key).await?;
+        Ok(Box::new(Slotted { inner, _slot: slot }))
+    }
+    async fn settle(&self) -> usize {
+        self.inner.settle().await
+    }
+    fn for_run(&self, run: &str) -> Option<std::sync::Arc<dyn Compute>> {
+        let inner = self.inner.for_run(run)?;
+        Some(std::sync::Arc::new(LimitedCompute::new(inner, self.slots.clone())))
+    }
+    fn capacity(&self) -> Capacity {
+        self.inner.capacity()
+    }
+}
+
 /// What a compute's machines have (`None`: not known).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
@@ -1567,6 +1642,69 @@ mod tests {
                 reason: "no such image".into(),
             })
         }
+    }
+
+    /// Machines that boot at once and count how many exist.
+    #[derive(Debug, Default)]
+    struct Live(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+    struct LiveMachine(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+    #[async_trait]
+    impl Machine for LiveMachine {
+        fn id(&self) -> String {
+            "live".into()
+        }
+        async fn wait_ssh(&self, _: &SshKey, _: &str, _: Duration) -> Result<Session> {
+            Err(Error::InvalidInput("no SSH here".into()))
+        }
+        async fn console(&self) -> String {
+            String::new()
+        }
+        async fn destroy(self: Box<Self>) -> Result<()> {
+            self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl Compute for Live {
+        fn name(&self) -> String {
+            "live".into()
+        }
+        async fn boot(&self, _: &str, _: &str, _: &str) -> Result<Box<dyn Machine>> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(Box::new(LiveMachine(self.0.clone())))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_limited_compute_boots_once_a_slot_is_free_and_frees_it_when_the_machine_goes() {
+        let live = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(2));
+        // Two computes (two variants of one platform) share the slots.
+        let a = LimitedCompute::new(std::sync::Arc::new(Live(live.clone())), slots.clone());
+        let b = LimitedCompute::new(std::sync::Arc::new(Live(live.clone())), slots.clone());
+        let m1 = a.boot("i", "1", "k").await.unwrap();
+        let m2 = b.boot("i", "2", "k").await.unwrap();
+        let third = b.boot("i", "3", "k");
+        tokio::pin!(third);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), &mut third)
+                .await
+                .is_err(),
+            "a third machine waits"
+        );
+        assert_eq!(live.load(std::sync::atomic::Ordering::SeqCst), 2);
+        m1.destroy().await.unwrap();
+        let m3 = tokio::time::timeout(Duration::from_secs(5), third)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(live.load(std::sync::atomic::Ordering::SeqCst), 2);
+        drop(m2);
+        drop(m3);
+        assert_eq!(slots.available_permits(), 2, "dropped machines give their slots back");
     }
 
     #[tokio::test]

@@ -1059,7 +1059,6 @@ impl<'a> Runner<'a> {
                     if declared {
                         input["variant"] = serde_json::to_value(&variant).unwrap_or_default();
                     }
-                    let limit = shared.limits.get(&variant.name).cloned();
                     let mut local_skipped = Vec::new();
                     let cell = Cell {
                         line: line.name,
@@ -1070,18 +1069,8 @@ impl<'a> Runner<'a> {
                         declared,
                     };
                     let summary: TestSummary = self
-                        .stage(run, &key, &input, &mut local_skipped, || async {
-                            // Waiting for a machine slot is not part of the test's time.
-                            let _slot = match &limit {
-                                Some(l) => Some(
-                                    l.clone()
-                                        .acquire_owned()
-                                        .await
-                                        .map_err(|_| Error::InvalidInput("the machine limit was closed".into()))?,
-                                ),
-                                None => None,
-                            };
-                            self.test_image(run, &key, t, &cell, store_name, image, shared).await
+                        .stage(run, &key, &input, &mut local_skipped, || {
+                            self.test_image(run, &key, t, &cell, store_name, image, shared)
                         })
                         .await?;
                     if let Ok(mut s) = skipped_cell.lock() {
@@ -1314,6 +1303,16 @@ impl<'a> Runner<'a> {
         }
         // Images (and runs) are tested at once: each suite copy gets its own directory.
         opts.remote_dir = format!("/tmp/imagekit-suite-{}-{}", run.as_str(), cell.dir_name());
+        // Every machine of the variant, over all lines and images, takes one of its slots; within
+        // the image, its exclusive tests' machines may run at once up to the same limit.
+        let slots = shared.limits.get(&cell.variant.name).cloned();
+        let limited = |c: std::sync::Arc<dyn Compute>| -> std::sync::Arc<dyn Compute> {
+            match &slots {
+                Some(s) => std::sync::Arc::new(crate::boot_test::LimitedCompute::new(c, s.clone())),
+                None => c,
+            }
+        };
+        opts = opts.max_machines(cell.variant.max_machines.unwrap_or(t.max_machines));
         let remote = match cell.declared {
             true => self.services.variants.get(&cell.variant.name),
             false => self.services.compute.as_ref(),
@@ -1322,9 +1321,8 @@ impl<'a> Runner<'a> {
             // Nova or Ironic boot the store's image by id.
             Some(compute) => {
                 // Leases and the like record this run as their holder.
-                let for_run = compute.for_run(run.as_str());
-                let compute = for_run.as_deref().unwrap_or(compute.as_ref());
-                boot_test(compute, &image.id, &suite, &opts).await?
+                let compute = compute.for_run(run.as_str()).unwrap_or_else(|| compute.clone());
+                boot_test(limited(compute).as_ref(), &image.id, &suite, &opts).await?
             }
             None if cell.declared && cell.variant.platform() != super::config::Platform::Qemu => {
                 return Err(Error::InvalidInput(format!(
@@ -1342,8 +1340,8 @@ impl<'a> Runner<'a> {
                     .local_path(&image.id)
                     .ok_or_else(|| Error::InvalidInput(format!("store {store_name} keeps no local files to boot")))?;
                 // The local backend (QEMU) boots the store's file.
-                let compute = self.qemu_compute(t, cell, shared)?;
-                boot_test(&compute, &path.display().to_string(), &suite, &opts).await?
+                let compute = limited(std::sync::Arc::new(self.qemu_compute(t, cell, shared)?));
+                boot_test(compute.as_ref(), &path.display().to_string(), &suite, &opts).await?
             }
         };
         let record = |name: String, verdict: &str, duration: Duration, message: Option<String>| {
