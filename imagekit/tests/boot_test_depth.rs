@@ -528,3 +528,89 @@ platforms = ["ironic"]
     assert!(dir.path().join("out/tests/reboots.exclusive-reboots.stdout").exists());
     assert_eq!(cloud.leaks(), vec![]);
 }
+
+/// The guest's journal is checked beside the console, each test over its own window: a segfault
+/// only the journal saw fails the test it happened in, not the ones after it; a line both saw is
+/// one finding.
+#[tokio::test]
+async fn the_journal_is_checked_per_test_beside_the_console() {
+    let Some(sshd) = sshd() else { return };
+    let cloud = MockOpenStack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("journal.log");
+    std::fs::write(&log, "[    1.0] systemd[1]: Started sshd.service\n").unwrap();
+    let console = dir.path().join("console");
+    std::fs::write(&console, "[    0.0] Linux version 6.1.0\n").unwrap();
+    cloud.console_from_file(&console);
+    // journald, played by a script: a cursor is a line count.
+    let fake = dir.path().join("journalctl");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nlog={}\ncase \"$*\" in\n\
+             *--show-cursor*) echo \"-- cursor: $(wc -l < \"$log\" | tr -d ' ')\" ;;\n\
+             *--after-cursor=*) c=$(echo \"$*\" | sed 's/.*--after-cursor=\\([0-9]*\\).*/\\1/'); tail -n +$((c + 1)) \"$log\" ;;\n\
+             *) cat \"$log\" ;;\nesac\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (l, c) = (log.display(), console.display());
+    let suite = Suite::dir(&suite_dir(
+        dir.path(),
+        &[
+            ("ok.sh", &format!("echo '[   20.0] sshd[90]: Accepted publickey' >> {l}")),
+            (
+                "segv.sh",
+                &format!("echo '[   30.0] kernel: httpd[812]: segfault at 0 ip 00007f sp 00007ffd error 4 in libc.so.6' >> {l}"),
+            ),
+            (
+                "oops.sh",
+                &format!("echo '[   40.0] Oops: general protection fault' | tee -a {l} >> {c}"),
+            ),
+        ],
+    ))
+    .test(TestCase::new("before", ["./ok.sh"]))
+    .test(TestCase::new("segfaults", ["./segv.sh"]))
+    .test(TestCase::new("after", ["./ok.sh"]))
+    .test(TestCase::new("oopses", ["./oops.sh"]));
+    let opts = options(dir.path(), &sshd).journal_command(Some(&fake.display().to_string()));
+    let report = boot_test(&nova(&cloud, &sshd), "IMAGE-1", &suite, &opts).await.unwrap();
+    let verdicts: Vec<(&str, Verdict)> = report.tests.iter().map(|t| (t.name.as_str(), t.verdict)).collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("before", Verdict::Passed),
+            ("segfaults", Verdict::Failed),
+            ("after", Verdict::Passed),
+            ("oopses", Verdict::Failed)
+        ],
+        "{report:#?}"
+    );
+    let segv = &report.tests[1];
+    assert!(
+        segv.message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("httpd[812]: segfault"),
+        "{segv:?}"
+    );
+    assert_eq!(report.tests[3].health.len(), 1, "console and journal: one finding");
+    assert_eq!(report.boot_failure, None);
+
+    // Without a journal (the command fails), the console alone is checked: the segfault goes
+    // unseen, the oops is still found.
+    std::fs::write(&log, "").unwrap();
+    std::fs::write(&console, "[    0.0] Linux version 6.1.0\n").unwrap();
+    let opts = options(dir.path(), &sshd).journal_command(Some("/nonexistent/journalctl"));
+    let report = boot_test(&nova(&cloud, &sshd), "IMAGE-1", &suite, &opts).await.unwrap();
+    let failed: Vec<&str> = report
+        .tests
+        .iter()
+        .filter(|t| t.verdict == Verdict::Failed)
+        .map(|t| t.name.as_str())
+        .collect();
+    assert_eq!(failed, ["oopses"], "{report:#?}");
+    assert_eq!(report.boot_failure, None);
+}

@@ -518,6 +518,10 @@ pub struct BootTestOptions {
     pub max_machines: usize,
     /// Told of machines and tests as they come and go (progress displays).
     pub observer: Option<Observer>,
+    /// The guest's `journalctl`, read for health checks beside the console, each test over its
+    /// own window (default `journalctl`; `None`: the console only). A guest without a journal is
+    /// checked on its console alone.
+    pub journal_command: Option<String>,
 }
 
 /// What a boot test is doing, as it happens: see [`BootTestOptions::on_event`].
@@ -661,7 +665,13 @@ impl BootTestOptions {
             arch: None,
             max_machines: 1,
             observer: None,
+            journal_command: Some("journalctl".into()),
         }
+    }
+    /// Read the guest's journal with this command (`None`: check the console only).
+    pub fn journal_command(mut self, command: Option<&str>) -> Self {
+        self.journal_command = command.map(str::to_string);
+        self
     }
     /// Tell `f` of machines and tests as they come and go.
     ///
@@ -1484,8 +1494,13 @@ async fn prepare_and_test(
         }
         (None, None) => {}
     }
-    // The boot's window of the console: up to here.
-    let boot = health::scan(window.advance(&machine.console().await), &[]);
+    // The boot's window of the console, and of the journal when the guest has one: up to here.
+    let mut journal = GuestJournal::open(session, opts).await;
+    let mut boot = health::scan(window.advance(&machine.console().await), &[]);
+    if let Some(j) = &mut journal {
+        let text = j.since_mark(session).await;
+        merge(&mut boot, health::scan(&text, &[]));
+    }
     if !boot.is_empty() {
         run.boot_failure = Some(boot.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
         run.boot_health = boot;
@@ -1506,6 +1521,9 @@ async fn prepare_and_test(
     }
     for t in tests {
         Observer::tell(opts, Event::TestStarted { test: t.name.clone() });
+        if let Some(j) = &mut journal {
+            j.mark(session).await;
+        }
         let mut outcome = match &setup_failed {
             Some(why) => TestOutcome {
                 name: t.name.clone(),
@@ -1519,8 +1537,12 @@ async fn prepare_and_test(
             },
             None => run_test(session, t, remote, opts, label).await?,
         };
-        // This test's window of the console.
-        let found = health::scan(window.advance(&machine.console().await), &t.allow);
+        // This test's window of the console, and of the journal.
+        let mut found = health::scan(window.advance(&machine.console().await), &t.allow);
+        if let Some(j) = &mut journal {
+            let text = j.since_mark(session).await;
+            merge(&mut found, health::scan(&text, &t.allow));
+        }
         if !found.is_empty() {
             let lines = found.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
             outcome.message = Some(match (outcome.verdict, outcome.message.take()) {
@@ -1545,6 +1567,72 @@ async fn prepare_and_test(
     }
     Ok(())
 }
+
+/// Findings of `more` whose check `found` does not have yet (the kernel's lines reach both the
+/// console and the journal: one finding per check).
+fn merge(found: &mut Vec<health::Finding>, more: Vec<health::Finding>) {
+    for f in more {
+        if !found.iter().any(|g| g.check == f.check) {
+            found.push(f);
+        }
+    }
+}
+
+/// The guest's journal, read in windows: a cursor marks where a window starts.
+struct GuestJournal {
+    command: String,
+    cursor: Option<String>,
+}
+
+impl GuestJournal {
+    /// The journal, when the guest has one that answers (else `None`: the console alone is checked).
+    async fn open(session: &Session, opts: &BootTestOptions) -> Option<GuestJournal> {
+        let command = opts.journal_command.clone()?;
+        // The boot's window starts at the beginning of this boot.
+        let probe = session
+            .run(
+                &Command::new([command.as_str(), "-n", "0", "--show-cursor", "-q", "--no-pager"])
+                    .timeout(JOURNAL_TIMEOUT),
+            )
+            .await
+            .ok()?;
+        if !probe.success() {
+            tracing::debug!(command, "no journal on the guest; the console alone is checked");
+            return None;
+        }
+        Some(GuestJournal { command, cursor: None })
+    }
+
+    /// Starts a window here.
+    async fn mark(&mut self, session: &Session) {
+        let cmd = Command::new([self.command.as_str(), "-n", "0", "--show-cursor", "-q", "--no-pager"])
+            .timeout(JOURNAL_TIMEOUT);
+        self.cursor = match session.run(&cmd).await {
+            Ok(r) if r.success() => String::from_utf8_lossy(&r.stdout)
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("-- cursor: ").map(str::to_string)),
+            _ => None,
+        };
+    }
+
+    /// What the journal got since the window's start (since boot, before the first mark); empty
+    /// when it cannot be read.
+    async fn since_mark(&mut self, session: &Session) -> String {
+        let mut argv = vec![self.command.clone()];
+        match &self.cursor {
+            Some(c) => argv.push(format!("--after-cursor={c}")),
+            None => argv.push("-b".into()),
+        }
+        argv.extend(["-q", "--no-pager", "-o", "short-monotonic"].map(String::from));
+        match session.run(&Command::new(argv).timeout(JOURNAL_TIMEOUT)).await {
+            Ok(r) if r.success() => String::from_utf8_lossy(&r.stdout).into_owned(),
+            _ => String::new(),
+        }
+    }
+}
+
+/// How long a journal read may take.
+const JOURNAL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Runs one test (or setup step): its output goes to `tests/NAME[.LABEL].stdout|stderr`.
 async fn run_test(

@@ -60,6 +60,9 @@ pub(super) struct TestArgs {
     /// Wait for cloud-init to finish before testing.
     #[arg(long)]
     cloud_init: bool,
+    /// Check the console only, not the guest's journal.
+    #[arg(long)]
+    no_journal: bool,
     /// Where reports and logs go.
     #[arg(long, default_value = "imagekit-test-results")]
     artifacts: PathBuf,
@@ -207,6 +210,7 @@ pub(super) async fn test_cmd(cli: &Cli, a: &TestArgs) -> crate::Result<(String, 
         .user(&a.user)
         .ssh_deadline(Duration::from_secs(a.ssh_timeout))
         .cloud_init(a.cloud_init)
+        .journal_command((!a.no_journal).then_some("journalctl"))
         .infra_retries(a.infra_retries, Duration::from_secs(a.retry_backoff))
         .max_machines(usize::try_from(a.max_machines).unwrap_or(1));
     if let Some(arch) = a

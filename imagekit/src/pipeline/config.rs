@@ -144,6 +144,10 @@ pub struct TestSection {
     /// Wait for cloud-init before testing.
     #[serde(default)]
     pub cloud_init: bool,
+    /// Check the guest's journal beside the console (default true; a guest without one is
+    /// checked on its console alone).
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub journal: bool,
     /// Where reports and logs go (relative to the pipeline file); a directory per run and image.
     #[serde(default = "default_results")]
     pub results: PathBuf,
@@ -358,6 +362,13 @@ fn default_test_timeout() -> u64 {
 }
 fn default_results() -> PathBuf {
     "test-results".into()
+}
+
+fn default_true() -> bool {
+    true
+}
+fn is_true(v: &bool) -> bool {
+    *v
 }
 
 fn default_infra_retries() -> u32 {

@@ -1284,6 +1284,7 @@ impl<'a> Runner<'a> {
             .user(&t.user)
             .ssh_deadline(Duration::from_secs(t.ssh_timeout_seconds))
             .cloud_init(t.cloud_init)
+            .journal_command(t.journal.then_some("journalctl"))
             .infra_retries(t.infra_retries, Duration::from_secs(t.retry_backoff_seconds));
         for q in &t.quarantine {
             opts = opts.quarantine(q.clone());
