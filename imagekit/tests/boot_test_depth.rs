@@ -614,3 +614,35 @@ async fn the_journal_is_checked_per_test_beside_the_console() {
     assert_eq!(failed, ["oopses"], "{report:#?}");
     assert_eq!(report.boot_failure, None);
 }
+
+/// Nova's flavor says what the machines have: a case that needs more memory or disk than
+/// `m1.small` (2048 MiB, 20 GiB) is reported as not run, the others run.
+#[tokio::test]
+async fn cases_larger_than_the_flavor_are_not_run_and_say_why() {
+    let Some(sshd) = sshd() else { return };
+    let cloud = MockOpenStack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let suite = Suite::dir(&suite_dir(dir.path(), &[("ok.sh", "exit 0")]))
+        .test(TestCase::new("fits", ["./ok.sh"]).needs(Some(1024), Some(10)))
+        .test(TestCase::new("big-memory", ["./ok.sh"]).needs(Some(4096), None))
+        .test(TestCase::new("big-disk", ["./ok.sh"]).needs(None, Some(40)));
+    let report = run(&cloud, &sshd, dir.path(), &suite).await;
+    let outcome = |name: &str| report.tests.iter().find(|t| t.name == name).unwrap();
+    assert_eq!(outcome("fits").verdict, Verdict::Passed, "{report:#?}");
+    for (name, says) in [
+        (
+            "big-memory",
+            "needs 4096 MiB of memory; the test machines have 2048 MiB",
+        ),
+        ("big-disk", "needs 40 GiB of disk; the test machines have 20 GiB"),
+    ] {
+        let o = outcome(name);
+        assert_eq!(o.verdict, Verdict::Error);
+        assert!(o.message.as_deref().unwrap_or_default().contains(says), "{o:?}");
+    }
+    assert_eq!(
+        cloud.count(Service::Compute, "POST", "servers"),
+        1,
+        "one machine, for the case that fits"
+    );
+}

@@ -512,6 +512,28 @@ impl Machine for IronicMachine {
 
 #[async_trait]
 impl Compute for IronicCompute {
+    async fn machine_capacity(&self) -> super::Capacity {
+        // Any node of the pool may be leased: what the smallest has (`memory_mb`, `local_gb`).
+        let query = openstack_client::ironic::ListNodes::new().resource_class(&self.pool.resource_class);
+        match self.pool.ironic.list(&query).await {
+            Ok(nodes) if !nodes.is_empty() => {
+                let least = |key: &str| {
+                    nodes
+                        .iter()
+                        .map(|n| n.properties.get(key).and_then(serde_json::Value::as_u64))
+                        .collect::<Option<Vec<u64>>>()
+                        .and_then(|v| v.into_iter().min())
+                        .and_then(|v| u32::try_from(v).ok())
+                };
+                super::Capacity::new(least("memory_mb"), least("local_gb"))
+            }
+            Ok(_) => super::Capacity::default(),
+            Err(e) => {
+                tracing::warn!(pool = %self.pool.resource_class, error = %e, "pool unknown; every test will run");
+                super::Capacity::default()
+            }
+        }
+    }
     fn name(&self) -> String {
         format!("ironic:{}", self.pool.resource_class)
     }

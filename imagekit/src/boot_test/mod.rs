@@ -103,6 +103,12 @@ pub trait Compute: Send + Sync + std::fmt::Debug {
     fn capacity(&self) -> Capacity {
         Capacity::default()
     }
+    /// What its machines have, asking the backend when it has to (Nova's flavor, the smallest
+    /// node of an Ironic pool). An answer it cannot get is "unknown", never an error: the tests
+    /// then all run. Defaults to [`Compute::capacity`].
+    async fn machine_capacity(&self) -> Capacity {
+        self.capacity()
+    }
 }
 
 /// A compute whose machines each take a slot of a limit shared with other computes (or other
@@ -177,6 +183,9 @@ impl Compute for LimitedCompute {
     }
     fn capacity(&self) -> Capacity {
         self.inner.capacity()
+    }
+    async fn machine_capacity(&self) -> Capacity {
+        self.inner.machine_capacity().await
     }
 }
 
@@ -1004,7 +1013,7 @@ pub async fn boot_test(
     };
     // What applies to this image and platform, and fits its machines.
     let platform = compute.name().split(':').next().unwrap_or_default().to_string();
-    let capacity = compute.capacity();
+    let capacity = compute.machine_capacity().await;
     let mut runnable = Vec::new();
     for t in suite
         .tests

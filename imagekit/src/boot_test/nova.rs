@@ -560,6 +560,16 @@ impl Machine for NovaMachine {
 
 #[async_trait]
 impl Compute for NovaCompute {
+    async fn machine_capacity(&self) -> super::Capacity {
+        match self.nova.find_flavor(&self.opts.flavor).await {
+            // A flavor's disk of 0 means "the image's size": not known here.
+            Ok(f) => super::Capacity::new(u32::try_from(f.ram).ok(), u32::try_from(f.disk).ok().filter(|d| *d > 0)),
+            Err(e) => {
+                tracing::warn!(flavor = %self.opts.flavor, error = %e, "flavor unknown; every test will run");
+                super::Capacity::default()
+            }
+        }
+    }
     fn name(&self) -> String {
         "nova".into()
     }

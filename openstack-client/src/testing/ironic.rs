@@ -59,7 +59,9 @@ fn show(n: &Node) -> Value {
         "provision_state": n.provision, "target_provision_state": n.target, "power_state": n.power,
         "target_power_state": null, "maintenance": n.maintenance, "maintenance_reason": null,
         "last_error": n.last_error, "instance_info": n.instance_info, "instance_uuid": n.instance_uuid,
-        "allocation_uuid": n.instance_uuid, "extra": n.extra, "properties": {}, "driver_info": {},
+        "allocation_uuid": n.instance_uuid, "extra": n.extra, "driver_info": {},
+        // What inspection finds on the kit's nodes.
+        "properties": {"cpus": 8, "memory_mb": 16384, "local_gb": 100, "cpu_arch": "x86_64"},
         "traits": [], "reservation": null, "provision_updated_at": rfc3339_in(0), "updated_at": rfc3339_in(0)})
 }
 
