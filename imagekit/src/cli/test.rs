@@ -112,6 +112,10 @@ pub(super) struct TestArgs {
     /// Guest memory, MiB (64 to 1048576: below 64 no kernel boots).
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(64..=1024 * 1024))]
     memory: u32,
+    /// QEMU: the memory all machines may take at once, MiB; machines wait for it to be free
+    /// (default: no bound but --max-machines).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(64..=1024 * 1024))]
+    memory_budget: Option<u64>,
 }
 
 /// `--layout`.
@@ -225,7 +229,19 @@ pub(super) async fn test_cmd(cli: &Cli, a: &TestArgs) -> crate::Result<(String, 
     }
     let image = a.image.display().to_string();
     let compute: Box<dyn crate::boot_test::Compute> = match &a.cloud {
-        None => Box::new(QemuCompute::new(qemu)),
+        None => {
+            let mut compute = QemuCompute::new(qemu);
+            if let Some(b) = a.memory_budget {
+                if b < u64::from(a.memory) {
+                    return Err(Error::InvalidInput(format!(
+                        "--memory-budget {b} is less than one machine's --memory {}",
+                        a.memory
+                    )));
+                }
+                compute = compute.memory_budget(crate::boot_test::qemu::MemoryBudget::new(b));
+            }
+            Box::new(compute)
+        }
         Some(cloud) => {
             use crate::boot_test::{IronicCompute, IronicOptions, NovaCompute, NovaOptions, Pool, SshAddress};
             let os = crate::openstack::Client::builder().cloud(cloud).build()?;
