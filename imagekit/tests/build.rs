@@ -171,15 +171,7 @@ async fn koji_builds_and_watches_the_task_tree_and_reports_a_failure_with_its_fa
     ];
     hub.load_recorded(&calls);
     hub.answer("buildImageOz", Answer::value(json!(5000)));
-    let koji = koji_client::Client::builder()
-        .hub(hub.hub_url())
-        .topurl(hub.topurl())
-        .password("builder", secrecy::SecretString::from("pw".to_string()))
-        .build()
-        .unwrap();
-    let watch = koji_client::WatchOptions::default()
-        .poll_interval(Duration::from_millis(10))
-        .deadline(Duration::from_secs(20));
+    let (koji, watch) = on_the_hub(&hub);
     let builder = KojiBuilder::new(koji.clone(), watch.clone());
     let started = std::sync::Mutex::new(None);
     let r = builder
