@@ -796,3 +796,109 @@ async fn cinder_volumes_are_attached_before_the_tests_and_deleted_with_the_serve
     assert!(report.tests.is_empty());
     assert_eq!(cloud.leaks(), vec![]);
 }
+
+/// `[test] max_machines` is per platform: two variants on one Nova cloud share it, so with a
+/// limit of 1 their servers never exist at the same time.
+#[tokio::test]
+async fn variants_on_one_cloud_share_its_machine_limit() {
+    use imagekit::build::LocalCommandBuilder;
+    use imagekit::journal::Journal;
+    use imagekit::pipeline::{Pipeline, RunOptions, Runner, Services};
+    use imagekit::store::GlanceStore;
+    let Some(sshd) = common::sshd() else {
+        return;
+    };
+    let cloud = MockOpenStack::start().await;
+    cloud
+        .set_server_address("127.0.0.1")
+        .authorize_keys_in(&sshd.authorized_keys);
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in [
+        (
+            "build.sh",
+            "#!/bin/sh\nprintf 'qcow2 %s' \"$IMAGEKIT_ARCH\" > \"$IMAGEKIT_OUTPUT\"\n",
+        ),
+        ("suite/runtests.sh", "#!/bin/sh\nsleep 1\n"),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let toml = format!(
+        r#"
+name = "shared-limit"
+[build]
+builder = "local"
+command = ["./build.sh"]
+output = "out"
+name = "cc"
+version = "9"
+arches = ["x86_64", "aarch64"]
+formats = ["qcow2"]
+[[store]]
+name = "kit"
+kind = "glance"
+cloud = "kit"
+[test]
+store = "kit"
+suite = "suite"
+arches = ["x86_64", "aarch64"]
+user = "{user}"
+ssh_timeout_seconds = 30
+max_machines = 1
+results = "results"
+[[test.variant]]
+name = "puppet"
+flavor = "m1.small"
+[[test.variant]]
+name = "unmanaged"
+flavor = "m1.small"
+[promote]
+name = "CC - {{arch}}"
+"#,
+        user = sshd.user
+    );
+    std::fs::write(dir.path().join("p.toml"), toml).unwrap();
+    let pipeline = Pipeline::load(&dir.path().join("p.toml")).unwrap();
+    let nova = || {
+        std::sync::Arc::new(NovaCompute::new(
+            cloud.client(),
+            fast(NovaOptions::new("m1.small").ssh_port(sshd.port)),
+        ))
+    };
+    let builder = Box::new(LocalCommandBuilder::new(
+        dir.path().join("build.sh"),
+        &dir.path().join("out"),
+        Duration::from_secs(60),
+    ));
+    let services = Services::new(builder)
+        .unwrap()
+        .store("kit", Box::new(GlanceStore::new("kit", cloud.client().glance())))
+        .variant("puppet", nova())
+        .variant("unmanaged", nova());
+    let journal = Journal::open(&dir.path().join("j.sqlite")).unwrap();
+    let report = Runner::new(&pipeline, &services, &journal)
+        .run(&RunOptions::default())
+        .await
+        .unwrap();
+    assert!(report.images.iter().all(|i| i.promoted));
+    assert_eq!(
+        journal.test_results(&report.run_id).unwrap().len(),
+        4,
+        "2 arches × 2 variants"
+    );
+    // Four servers, one at a time: each is created after the one before was deleted.
+    let mut alive = 0i32;
+    let mut most = 0;
+    for c in cloud.calls().iter().filter(|c| c.service == Service::Compute) {
+        if c.method == "POST" && c.path == "servers" {
+            alive += 1;
+        } else if c.method == "DELETE" && c.path.starts_with("servers/") && c.path.matches('/').count() == 1 {
+            alive -= 1;
+        }
+        most = most.max(alive);
+    }
+    assert_eq!(cloud.count(Service::Compute, "POST", "servers"), 4);
+    assert_eq!(most, 1, "servers of the two variants overlapped");
+}

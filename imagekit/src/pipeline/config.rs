@@ -109,7 +109,8 @@ pub struct TestSection {
     /// Ironic: how long to wait for a free node of the pool (default 30; 0 fails at once).
     #[serde(default)]
     pub wait_for_node_minutes: Option<u64>,
-    /// How many machines run at once.
+    /// How many machines run at once on each platform (this machine's QEMU, a Nova cloud, an
+    /// Ironic pool), over every line, image and variant booting there.
     #[serde(default = "default_max_machines")]
     pub max_machines: usize,
     /// The suite: a directory (relative to the pipeline file) or a git URL.
@@ -283,7 +284,8 @@ pub struct VariantSection {
     /// Arches this variant tests (default: all of `[test] arches`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arches: Option<Vec<String>>,
-    /// Machines of this variant at once (default: `[test] max_machines`).
+    /// At most this many of this variant's machines at once, within its platform's
+    /// `[test] max_machines` (default: the platform's limit alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_machines: Option<usize>,
 }

@@ -880,18 +880,46 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 
-    /// One semaphore per variant (its `max_machines`), shared by every line of the run.
-    fn machine_limits(&self) -> BTreeMap<String, std::sync::Arc<tokio::sync::Semaphore>> {
+    /// Each variant's machine slots, shared by every line of the run: its platform's
+    /// (`[test] max_machines`, shared by all variants booting on the same QEMU host, Nova cloud or
+    /// Ironic pool), then its own `max_machines` when it sets one.
+    fn machine_limits(&self) -> BTreeMap<String, Vec<std::sync::Arc<tokio::sync::Semaphore>>> {
         let Some(t) = &self.pipeline.file.test else {
             return BTreeMap::new();
         };
-        t.variants()
-            .into_iter()
-            .map(|v| {
-                let n = v.max_machines.unwrap_or(t.max_machines).max(1);
-                (v.name, std::sync::Arc::new(tokio::sync::Semaphore::new(n)))
-            })
-            .collect()
+        let semaphore = |n: usize| std::sync::Arc::new(tokio::sync::Semaphore::new(n.max(1)));
+        let mut platforms: BTreeMap<String, std::sync::Arc<tokio::sync::Semaphore>> = BTreeMap::new();
+        let mut out = BTreeMap::new();
+        for v in t.variants() {
+            let store = v.store.as_deref().unwrap_or(&t.store);
+            let cloud = self
+                .pipeline
+                .file
+                .stores
+                .iter()
+                .find(|s| s.name == store)
+                .and_then(|s| s.cloud.clone())
+                .unwrap_or_default();
+            let platform = match v.platform() {
+                super::config::Platform::Qemu => "qemu".to_string(),
+                super::config::Platform::Nova => format!("nova:{cloud}"),
+                super::config::Platform::Ironic => {
+                    format!("ironic:{cloud}:{}", v.resource_class.as_deref().unwrap_or_default())
+                }
+            };
+            // Every machine takes its variant's slot, then its platform's: one order, no deadlock.
+            let mut slots = vec![
+                platforms
+                    .entry(platform)
+                    .or_insert_with(|| semaphore(t.max_machines))
+                    .clone(),
+            ];
+            if let Some(n) = v.max_machines {
+                slots.push(semaphore(n));
+            }
+            out.insert(v.name, slots);
+        }
+        out
     }
 
     /// The template variables of a line's names.
@@ -1306,12 +1334,11 @@ impl<'a> Runner<'a> {
         opts.remote_dir = format!("/tmp/imagekit-suite-{}-{}", run.as_str(), cell.dir_name());
         // Every machine of the variant, over all lines and images, takes one of its slots; within
         // the image, its exclusive tests' machines may run at once up to the same limit.
-        let slots = shared.limits.get(&cell.variant.name).cloned();
+        let slots = shared.limits.get(&cell.variant.name).cloned().unwrap_or_default();
         let limited = |c: std::sync::Arc<dyn Compute>| -> std::sync::Arc<dyn Compute> {
-            match &slots {
-                Some(s) => std::sync::Arc::new(crate::boot_test::LimitedCompute::new(c, s.clone())),
-                None => c,
-            }
+            slots.iter().fold(c, |c, s| {
+                std::sync::Arc::new(crate::boot_test::LimitedCompute::new(c, s.clone())) as std::sync::Arc<dyn Compute>
+            })
         };
         opts = opts.max_machines(cell.variant.max_machines.unwrap_or(t.max_machines));
         let remote = match cell.declared {
@@ -1516,7 +1543,7 @@ impl<'a> Runner<'a> {
 /// What the lines of one run share: stages skipped, machine limits, QEMU's memory.
 struct Shared {
     skipped: std::sync::Mutex<Vec<String>>,
-    limits: BTreeMap<String, std::sync::Arc<tokio::sync::Semaphore>>,
+    limits: BTreeMap<String, Vec<std::sync::Arc<tokio::sync::Semaphore>>>,
     budget: Option<crate::boot_test::qemu::MemoryBudget>,
 }
 
