@@ -550,23 +550,16 @@ async fn a_matrix_of_two_lines_and_a_nova_and_an_ironic_variant_promotes_only_th
         return;
     };
     let cloud = MockOpenStack::start().await;
-    cloud
-        .set_server_address("127.0.0.1")
-        .authorize_keys_in(&sshd.authorized_keys);
+    common::machines_are_sshd(&cloud, &sshd);
     let node = cloud.add_ironic_node("rack1-n1", "bm-test");
     let dir = tempfile::tempdir().unwrap();
-    let exe = |path: &std::path::Path, text: &str| {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    };
-    exe(
+    common::executable(
         &dir.path().join("build.sh"),
         "#!/bin/sh\nprintf 'qcow2 %s' \"$IMAGEKIT_ARCH\" > \"$IMAGEKIT_OUTPUT\"\n",
     );
     // The suite copy's directory names the cell (line-arch-format-variant): the `broken` line's
     // images "fail" wherever they boot.
-    exe(
+    common::executable(
         &dir.path().join("suite/runtests.sh"),
         "#!/bin/sh\ncase \"$PWD\" in *-broken-*) echo \"smoke: /etc/os-release missing\" >&2; exit 1;; esac\n",
     );
@@ -757,9 +750,7 @@ async fn cinder_volumes_are_attached_before_the_tests_and_deleted_with_the_serve
         return;
     };
     let cloud = MockOpenStack::start().await;
-    cloud
-        .set_server_address("127.0.0.1")
-        .authorize_keys_in(&sshd.authorized_keys);
+    common::machines_are_sshd(&cloud, &sshd);
     let compute = NovaCompute::new(
         cloud.client(),
         fast(NovaOptions::new("m1.small").ssh_port(sshd.port).volumes_gib([1, 2])),
@@ -809,22 +800,13 @@ async fn variants_on_one_cloud_share_its_machine_limit() {
         return;
     };
     let cloud = MockOpenStack::start().await;
-    cloud
-        .set_server_address("127.0.0.1")
-        .authorize_keys_in(&sshd.authorized_keys);
+    common::machines_are_sshd(&cloud, &sshd);
     let dir = tempfile::tempdir().unwrap();
-    for (name, text) in [
-        (
-            "build.sh",
-            "#!/bin/sh\nprintf 'qcow2 %s' \"$IMAGEKIT_ARCH\" > \"$IMAGEKIT_OUTPUT\"\n",
-        ),
-        ("suite/runtests.sh", "#!/bin/sh\nsleep 1\n"),
-    ] {
-        let path = dir.path().join(name);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, text).unwrap();
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    }
+    common::executable(
+        &dir.path().join("build.sh"),
+        "#!/bin/sh\nprintf 'qcow2 %s' \"$IMAGEKIT_ARCH\" > \"$IMAGEKIT_OUTPUT\"\n",
+    );
+    common::executable(&dir.path().join("suite/runtests.sh"), "#!/bin/sh\nsleep 1\n");
     let toml = format!(
         r#"
 name = "shared-limit"

@@ -19,12 +19,7 @@ printf 'image %s %s' "$IMAGEKIT_ARCH" "$IMAGEKIT_FORMAT" > "$IMAGEKIT_OUTPUT"
 "#;
 
 fn local_pipeline(dir: &Path) -> Pipeline {
-    std::fs::write(dir.join("build.sh"), BUILD_SH).unwrap();
-    std::fs::set_permissions(
-        dir.join("build.sh"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    common::executable(&dir.join("build.sh"), BUILD_SH);
     let toml = r#"
 name = "alma9-local"
 
@@ -477,17 +472,13 @@ fn left_image(dir: &Path, suffix: &str) -> std::path::PathBuf {
 #[tokio::test]
 async fn two_lines_run_apart_one_failing_does_not_stop_the_others_promotion() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("build.sh"), BUILD_SH).unwrap();
+    common::executable(&dir.path().join("build.sh"), BUILD_SH);
     // Fails until the `fixed` file exists.
-    std::fs::write(
-        dir.path().join("broken.sh"),
+    common::executable(
+        &dir.path().join("broken.sh"),
         "#!/bin/sh\n[ -f \"$(dirname \"$0\")/fixed\" ] || { echo 'missing package: kernel' >&2; exit 1; }\n\
          printf 'image %s' \"$IMAGEKIT_ARCH\" > \"$IMAGEKIT_OUTPUT\"\n",
-    )
-    .unwrap();
-    for f in ["build.sh", "broken.sh"] {
-        std::fs::set_permissions(dir.path().join(f), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    }
+    );
     let toml = r#"
 name = "monthly"
 

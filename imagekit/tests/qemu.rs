@@ -9,6 +9,8 @@ use std::time::Duration;
 use imagekit::boot_test::qemu::{QemuConfig, Vm, VmSpec};
 use imagekit::ssh::{Command, SshKey};
 
+mod common;
+
 fn guest() -> Option<PathBuf> {
     match std::env::var_os("IMAGEKIT_TINY_GUEST") {
         Some(d) => Some(d.into()),
@@ -386,12 +388,7 @@ async fn qemu_variants_get_their_own_disks_and_user_data_within_the_memory_budge
     use imagekit::pipeline::{Pipeline, RunOptions, Runner, Services};
     let Some(guest) = guest() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let exe = |name: &str, text: String| {
-        let path = dir.path().join(name);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, text).unwrap();
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    };
+    let exe = |name: &str, text: String| common::executable(&dir.path().join(name), &text);
     exe(
         "build.sh",
         format!("#!/bin/sh\ncp {}/disk.qcow2 \"$IMAGEKIT_OUTPUT\"\n", guest.display()),

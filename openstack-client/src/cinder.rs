@@ -182,22 +182,20 @@ impl Cinder {
             .await?
             .json(json!({ "volume": volume }));
         let find = || async {
-            let Some(name) = &req.name else { return Ok(None) };
-            let found = self.list_volumes(&[("name", name.as_str())]).await?;
+            let name = req.name.as_deref().unwrap_or_default();
+            let found = self.list_volumes(&[("name", name)]).await?;
             match found.len() {
                 0 => Ok(None),
                 1 => Ok(found.into_iter().next().map(|volume| One { volume })),
                 _ => Err(Error::Ambiguous {
                     kind: "volume",
-                    name: name.clone(),
+                    name: name.to_string(),
                     ids: found.into_iter().map(|v| v.id.to_string()).collect(),
                 }),
             }
         };
-        let created: One = match &req.name {
-            Some(_) => self.session.create_json(r, Some(find)).await?,
-            None => self.session.send_json(r).await?,
-        };
+        // Without a name there is nothing to find it by: such a POST is not retried.
+        let created: One = self.session.create_json(r, req.name.is_some().then_some(find)).await?;
         tracing::info!(volume = %created.volume.id, size = req.size, "volume created");
         Ok(created.volume)
     }

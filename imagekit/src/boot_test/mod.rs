@@ -167,6 +167,8 @@ impl Compute for LimitedCompute {
         self.inner.name()
     }
     async fn boot(&self, image: &str, name: &str, public_key: &str) -> Result<Box<dyn Machine>> {
+        // No deadline of its own: a slot comes back when a running machine goes, and every
+        // machine's boot, tests and deletion have theirs.
         let slot = self.slots.clone().acquire_owned().await.map_err(|_| Error::Vm {
             name: name.into(),
             reason: "the machine limit was closed".into(),
@@ -1590,47 +1592,57 @@ fn merge(found: &mut Vec<health::Finding>, more: Vec<health::Finding>) {
 /// The guest's journal, read in windows: a cursor marks where a window starts.
 struct GuestJournal {
     command: String,
-    cursor: Option<String>,
+    window: JournalWindow,
+}
+
+/// Where the current journal window starts.
+enum JournalWindow {
+    /// At this boot's start (before the first mark).
+    Boot,
+    /// After this cursor.
+    After(String),
+    /// Unknown: the guest gave no cursor, so this window is not read (reading the whole boot
+    /// again would blame this test for what earlier ones logged).
+    Unknown,
 }
 
 impl GuestJournal {
+    fn cursor_request(command: &str) -> Command {
+        Command::new([command, "-n", "0", "--show-cursor", "-q", "--no-pager"]).timeout(JOURNAL_TIMEOUT)
+    }
+
     /// The journal, when the guest has one that answers (else `None`: the console alone is checked).
     async fn open(session: &Session, opts: &BootTestOptions) -> Option<GuestJournal> {
         let command = opts.journal_command.clone()?;
-        // The boot's window starts at the beginning of this boot.
-        let probe = session
-            .run(
-                &Command::new([command.as_str(), "-n", "0", "--show-cursor", "-q", "--no-pager"])
-                    .timeout(JOURNAL_TIMEOUT),
-            )
-            .await
-            .ok()?;
+        let probe = session.run(&Self::cursor_request(&command)).await.ok()?;
         if !probe.success() {
             tracing::debug!(command, "no journal on the guest; the console alone is checked");
             return None;
         }
-        Some(GuestJournal { command, cursor: None })
+        Some(GuestJournal {
+            command,
+            window: JournalWindow::Boot,
+        })
     }
 
     /// Starts a window here.
     async fn mark(&mut self, session: &Session) {
-        let cmd = Command::new([self.command.as_str(), "-n", "0", "--show-cursor", "-q", "--no-pager"])
-            .timeout(JOURNAL_TIMEOUT);
-        self.cursor = match session.run(&cmd).await {
+        let cursor = match session.run(&Self::cursor_request(&self.command)).await {
             Ok(r) if r.success() => String::from_utf8_lossy(&r.stdout)
                 .lines()
                 .find_map(|l| l.trim().strip_prefix("-- cursor: ").map(str::to_string)),
             _ => None,
         };
+        self.window = cursor.map_or(JournalWindow::Unknown, JournalWindow::After);
     }
 
-    /// What the journal got since the window's start (since boot, before the first mark); empty
-    /// when it cannot be read.
+    /// What the journal got since the window's start; empty when it cannot be read.
     async fn since_mark(&mut self, session: &Session) -> String {
         let mut argv = vec![self.command.clone()];
-        match &self.cursor {
-            Some(c) => argv.push(format!("--after-cursor={c}")),
-            None => argv.push("-b".into()),
+        match &self.window {
+            JournalWindow::Boot => argv.push("-b".into()),
+            JournalWindow::After(c) => argv.push(format!("--after-cursor={c}")),
+            JournalWindow::Unknown => return String::new(),
         }
         argv.extend(["-q", "--no-pager", "-o", "short-monotonic"].map(String::from));
         match session.run(&Command::new(argv).timeout(JOURNAL_TIMEOUT)).await {

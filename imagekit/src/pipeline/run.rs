@@ -747,6 +747,10 @@ impl<'a> Runner<'a> {
                 .map(|line| self.line_stages(run, opts, line, record.started_at, &date, &shared)),
         )
         .await;
+        // Once every line is done (passed, failed or stopped): the run's JUnit has every cell.
+        if let Some(t) = &p.test {
+            self.write_run_junit(run, t)?;
+        }
         let mut skipped = shared.skipped.into_inner().unwrap_or_default();
         let mut reports = Vec::new();
         let mut images = Vec::new();
@@ -1113,7 +1117,6 @@ impl<'a> Runner<'a> {
                 let (k, summary) = r?;
                 tested.entry(k).or_default().push(summary);
             }
-            self.write_run_junit(run, t)?;
             self.stop_check(run, opts, &format!("{prefix}test"))?;
         }
         let failed_tests: usize = tested.values().flatten().map(|s| s.failed).sum();

@@ -57,15 +57,28 @@ pub fn sshd() -> Option<Sshd> {
     })
 }
 
+/// Writes an executable file, and the directories it is in.
+pub fn executable(path: &std::path::Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
+/// The mock cloud's machines (servers, deployed nodes) are the local sshd: they answer on
+/// 127.0.0.1, and the keys cloud-init would install land in the sshd's `authorized_keys`.
+pub fn machines_are_sshd(cloud: &imagekit::openstack::testing::MockOpenStack, sshd: &Sshd) {
+    cloud
+        .set_server_address("127.0.0.1")
+        .authorize_keys_in(&sshd.authorized_keys);
+}
+
 /// Nova on a mock cloud whose servers are the local sshd, polling fast enough for tests.
 pub fn nova_on_sshd(
     cloud: &imagekit::openstack::testing::MockOpenStack,
     sshd: &Sshd,
 ) -> imagekit::boot_test::NovaCompute {
     use std::time::Duration;
-    cloud
-        .set_server_address("127.0.0.1")
-        .authorize_keys_in(&sshd.authorized_keys);
+    machines_are_sshd(cloud, sshd);
     imagekit::boot_test::NovaCompute::new(
         cloud.client(),
         imagekit::boot_test::NovaOptions::new("m1.small")
