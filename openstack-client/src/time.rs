@@ -23,7 +23,19 @@ use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 /// A timestamp as a UTC date-time: RFC 3339 (`Z` or a `±hh:mm` offset; `t`/space for `T`), the
 /// `±hhmm` offset form, or an offset-less date-time read as UTC (Nova). `None` for anything else.
 pub fn parse_datetime(s: &str) -> Option<DateTime<Utc>> {
-    let s = s.trim();
+    // RFC 3339 years have four digits; `%Y` alone would also take `+10000` or `-1`, which no
+    // service writes and [`format_rfc3339`] could not write back.
+    parse_any(s.trim()).filter(|t| {
+        // A leap second (`23:59:60`) carries into the next second once it is a `SystemTime`.
+        let carry = i64::from(t.timestamp_subsec_nanos() >= 1_000_000_000);
+        RFC3339_SECONDS.contains(&(t.timestamp() + carry))
+    })
+}
+
+/// The seconds RFC 3339 can write: `0000-01-01T00:00:00Z` to `9999-12-31T23:59:59Z`.
+const RFC3339_SECONDS: std::ops::RangeInclusive<i64> = -62_167_219_200..=253_402_300_799;
+
+fn parse_any(s: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.with_timezone(&Utc));
     }
@@ -58,13 +70,15 @@ pub fn to_system_time(t: DateTime<Utc>) -> Option<SystemTime> {
 }
 
 /// A [`SystemTime`] as RFC 3339 UTC with whole seconds (`2026-11-24T10:35:00Z`), as OpenStack
-/// writes times; `None` outside chrono's range.
+/// writes times; `None` outside the four-digit years RFC 3339 can write.
 pub fn format_rfc3339(t: SystemTime) -> Option<String> {
     let dt = match t.duration_since(UNIX_EPOCH) {
         Ok(d) => DateTime::<Utc>::UNIX_EPOCH.checked_add_signed(chrono::TimeDelta::from_std(d).ok()?)?,
         Err(e) => DateTime::<Utc>::UNIX_EPOCH.checked_sub_signed(chrono::TimeDelta::from_std(e.duration()).ok()?)?,
     };
-    Some(dt.to_rfc3339_opts(SecondsFormat::Secs, true))
+    RFC3339_SECONDS
+        .contains(&dt.timestamp())
+        .then(|| dt.to_rfc3339_opts(SecondsFormat::Secs, true))
 }
 
 #[cfg(test)]
@@ -118,6 +132,9 @@ mod tests {
             "T",
             "-",
             "2015-11-07Té",
+            // Outside four-digit years: readable by `%Y`, not writable as RFC 3339.
+            "+10000-1-1T0:0:0",
+            "-1-01-01T00:00:00",
         ] {
             assert_eq!(parse_timestamp(s), None, "{s:?}");
         }
@@ -142,6 +159,8 @@ mod tests {
             }
         }
         assert!(parse_timestamp("9999-12-31T23:59:59Z").is_some());
+        assert!(parse_timestamp("0000-01-01T00:00:00Z").is_some());
+        assert!(parse_timestamp("9999-12-31T23:59:60Z").is_none());
     }
 
     #[test]
