@@ -1,6 +1,8 @@
-//! Building images: Koji (`buildImageOz`) or a local command (kiwi-ng, mkosi, diskimage-builder,
-//! a script), behind one [`Builder`] trait. Both skip the build when one of the same
-//! name-version-release exists since a given time, so a daily job never builds twice.
+//! Building images: Koji (`buildImageOz`, livemedia, kiwi), a Debian cloud image from Debian's
+//! packages on this machine ([`DebianBuilder`]), or a local command (kiwi-ng, mkosi,
+//! diskimage-builder, a script), behind one [`Builder`] trait. Each skips the build when one of the
+//! same name-version-release exists since a given time (the Debian builder: when its inputs have
+//! not changed), so a daily job never builds twice.
 //!
 //! Most programs build through [`crate::Imagekit::build`]; the [`Builder`] trait and its two
 //! implementations here are the lower layer (and what you implement for a builder of your own).
@@ -14,6 +16,9 @@ use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
 use crate::upload::{Artifact, ArtifactChecksum, ArtifactSource};
+
+pub mod debian;
+pub use debian::DebianBuilder;
 
 /// What to build.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -424,8 +429,11 @@ impl LocalCommandBuilder {
 
 /// The shell script that supervises a build command: on SIGTERM (the parent-death signal set by
 /// `setpriv`) it SIGKILLs its whole process group, that is the command and everything it started.
+/// The command keeps the supervisor's standard input (a shell gives a background command
+/// `/dev/null` unless it is redirected through another descriptor).
 const SUPERVISOR: &str = r#"trap 'kill -KILL 0' TERM
-"$@" &
+exec 3<&0
+"$@" 0<&3 3<&- &
 wait $!"#;
 
 /// A build command, run so that none of its processes outlives imagekit:
@@ -484,6 +492,22 @@ impl Drop for GroupChild {
     fn drop(&mut self) {
         self.kill_group();
     }
+}
+
+/// Writes a build's record whole or not at all: another run reading it never sees half of it.
+fn write_record(dir: &Path, path: &Path, nvr: &str, rec: &impl Serialize) -> Result<()> {
+    let text = serde_json::to_vec_pretty(rec).map_err(|e| Error::InvalidInput(e.to_string()))?;
+    let io = |e: std::io::Error| Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{nvr}.json."))
+        .tempfile_in(dir)
+        .map_err(io)?;
+    std::io::Write::write_all(&mut tmp, &text).map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
 }
 
 fn tail_of(path: &Path, n: usize) -> String {
@@ -559,19 +583,7 @@ impl Builder for LocalCommandBuilder {
             nvr: nvr.clone(),
             artifacts: artifacts.clone(),
         };
-        let path = self.record_path(&nvr);
-        let text = serde_json::to_vec_pretty(&rec).map_err(|e| Error::InvalidInput(e.to_string()))?;
-        // Whole or not at all: another run reading the record never sees half of it.
-        let io = |e: std::io::Error| Error::Io {
-            path: path.clone(),
-            source: e,
-        };
-        let mut tmp = tempfile::Builder::new()
-            .prefix(&format!(".{nvr}.json."))
-            .tempfile_in(&self.output)
-            .map_err(io)?;
-        std::io::Write::write_all(&mut tmp, &text).map_err(io)?;
-        tmp.persist(&path).map_err(|e| io(e.error))?;
+        write_record(&self.output, &self.record_path(&nvr), &nvr, &rec)?;
         Ok(BuildResult {
             nvr,
             task: None,

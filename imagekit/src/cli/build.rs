@@ -1,10 +1,11 @@
-//! `imagekit build`: build images in Koji or with a local command, or reuse a recent build.
+//! `imagekit build`: build images in Koji, as Debian cloud images from Debian's packages, or with a
+//! local command; or reuse a recent build.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::Error;
-use crate::build::{BuildSpec, Builder, KojiBuilder, LocalCommandBuilder};
+use crate::build::{BuildSpec, Builder, DebianBuilder, KojiBuilder, LocalCommandBuilder};
 
 use super::Cli;
 use super::shared::{MAX_HOURS, MAX_MINUTES, spinner, to_json};
@@ -15,9 +16,25 @@ pub(super) struct BuildArgs {
     #[arg(long, conflicts_with = "command")]
     koji_profile: Option<String>,
     /// A local build command (gets IMAGEKIT_* variables, writes IMAGEKIT_OUTPUT).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "debian")]
     command: Option<PathBuf>,
-    /// Where the local builder keeps images.
+    /// Build a Debian cloud image of this suite (`bookworm`) from Debian's packages, as root;
+    /// reused while its inputs do not change.
+    #[arg(long, conflicts_with = "koji_profile")]
+    debian: Option<String>,
+    /// --debian: the mirror (default `http://deb.debian.org/debian`).
+    #[arg(long, requires = "debian")]
+    mirror: Option<String>,
+    /// --debian: a package to install beside the base ones (repeatable).
+    #[arg(long = "package", requires = "debian")]
+    packages: Vec<String>,
+    /// --debian: a shell command run on the installed tree, `$1` being its root (repeatable).
+    #[arg(long = "customize", requires = "debian")]
+    customize: Vec<String>,
+    /// Disk size, GiB (--debian: default 2).
+    #[arg(long)]
+    disk_size: Option<u32>,
+    /// Where the local and Debian builders keep images.
     #[arg(long, default_value = "build-output")]
     output: PathBuf,
     #[arg(long)]
@@ -73,6 +90,7 @@ pub(super) async fn build(cli: &Cli, a: &BuildArgs) -> crate::Result<String> {
     spec.kickstart = a.kickstart.clone();
     spec.ksurl = a.ksurl.clone();
     spec.scratch = a.scratch;
+    spec.disk_size = a.disk_size;
     if a.koji_profile.is_none() && a.method != crate::build::ImageMethod::Oz {
         return Err(Error::InvalidInput(
             "--method chooses Koji's image method: it needs --koji-profile".into(),
@@ -85,6 +103,16 @@ pub(super) async fn build(cli: &Cli, a: &BuildArgs) -> crate::Result<String> {
     spec.repos = a.repos.clone();
     let timeout = Duration::from_secs(a.timeout_minutes.saturating_mul(60));
     let builder: Box<dyn Builder> = match (&a.koji_profile, &a.command) {
+        _ if a.debian.is_some() => {
+            let mut d = DebianBuilder::new(&a.output, timeout)
+                .suite(a.debian.as_deref().unwrap_or("bookworm"))
+                .packages(&a.packages)
+                .customize(&a.customize);
+            if let Some(m) = &a.mirror {
+                d = d.mirror(m);
+            }
+            Box::new(d)
+        }
         (Some(profile), _) => {
             let profile = koji_client::Profile::load(profile)?;
             let koji = koji_client::ClientBuilder::from_profile(&profile).build()?;
@@ -96,7 +124,7 @@ pub(super) async fn build(cli: &Cli, a: &BuildArgs) -> crate::Result<String> {
         (None, Some(cmd)) => Box::new(LocalCommandBuilder::new(cmd, &a.output, timeout)),
         (None, None) => {
             return Err(Error::InvalidInput(
-                "give --koji-profile NAME or --command PROGRAM".into(),
+                "give --koji-profile NAME, --debian SUITE or --command PROGRAM".into(),
             ));
         }
     };

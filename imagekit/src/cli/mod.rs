@@ -106,7 +106,7 @@ enum Command {
         yes: bool,
     },
     /// Build images (Koji, or a local command), or reuse a recent build.
-    Build(build::BuildArgs),
+    Build(Box<build::BuildArgs>),
     /// Upload an image file or a Koji task output into a store.
     Upload(upload::UploadArgs),
     /// Promote a tested image (cloud) or retag a container image.
