@@ -529,6 +529,9 @@ pub struct BootTestOptions {
     pub max_machines: usize,
     /// Told of machines and tests as they come and go (progress displays).
     pub observer: Option<Observer>,
+    /// Check that the image's machines had different SSH host keys (default off): a test named
+    /// [`UNIQUE_HOST_KEYS`] in the report. It needs two machines: an exclusive test, or a rerun.
+    pub unique_host_keys: bool,
     /// The guest's `journalctl`, read for health checks beside the console, each test over its
     /// own window (default `journalctl`; `None`: the console only). A guest without a journal is
     /// checked on its console alone.
@@ -654,7 +657,17 @@ impl BootTestOptions {
         self.max_machines = n.max(1);
         self
     }
+    /// Check that every machine of the image had SSH host keys of its own (see
+    /// [`BootTestOptions::unique_host_keys`]): keys baked into an image are shared by all its
+    /// machines, and whoever has the image can impersonate them.
+    pub fn unique_host_keys(mut self, on: bool) -> Self {
+        self.unique_host_keys = on;
+        self
+    }
 }
+
+/// The name of the test [`BootTestOptions::unique_host_keys`] adds to a report.
+pub const UNIQUE_HOST_KEYS: &str = "ssh_host_keys_unique";
 
 impl BootTestOptions {
     /// Defaults: user `root`, 300 s to SSH, no cloud-init wait, cloud-init logs fetched.
@@ -676,6 +689,7 @@ impl BootTestOptions {
             arch: None,
             max_machines: 1,
             observer: None,
+            unique_host_keys: false,
             journal_command: Some("journalctl".into()),
         }
     }
@@ -836,6 +850,8 @@ pub struct TestReport {
     /// Every machine the tests ran on: the shared tests' first, then each exclusive test's,
     /// then reruns'.
     pub machines: Vec<String>,
+    /// The SSH host key (SHA-256 fingerprint) each machine showed at login.
+    pub host_keys: std::collections::BTreeMap<String, String>,
     /// The tests.
     pub tests: Vec<TestOutcome>,
     /// Total time.
@@ -1009,6 +1025,7 @@ pub async fn boot_test(
         boot_health: Vec::new(),
         attempts: Vec::new(),
         machines: Vec::new(),
+        host_keys: Default::default(),
         tests: Vec::new(),
         duration: Duration::ZERO,
         artifacts: Vec::new(),
@@ -1078,6 +1095,7 @@ pub async fn boot_test(
         )
         .await?;
         report.machines.extend(rerun.machines);
+        report.host_keys.extend(rerun.host_keys);
         report.artifacts.extend(rerun.artifacts);
         for a in rerun.attempts {
             report.attempts.push(Attempt {
@@ -1103,6 +1121,10 @@ pub async fn boot_test(
             first.health.extend(o.health);
         }
     }
+    if opts.unique_host_keys && report.infrastructure_error.is_none() {
+        let outcome = host_keys_outcome(&report.host_keys);
+        report.tests.push(outcome);
+    }
     apply_quarantine(&mut report, &opts.quarantine, chrono::Utc::now().date_naive());
     report.duration = started.elapsed();
     let json = serde_json::to_vec_pretty(&report).map_err(|e| Error::InvalidInput(e.to_string()))?;
@@ -1114,6 +1136,49 @@ pub async fn boot_test(
         .artifacts
         .push(write(&opts.artifacts.join("junit.xml"), junit.as_bytes())?);
     Ok(report)
+}
+
+/// The verdict on the machines' host keys: passed when at least two machines each showed a key of
+/// their own, failed naming those that shared one.
+fn host_keys_outcome(keys: &std::collections::BTreeMap<String, String>) -> TestOutcome {
+    let mut by_key: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for (machine, key) in keys {
+        by_key.entry(key.as_str()).or_default().push(machine.as_str());
+    }
+    let shared: Vec<String> = by_key
+        .iter()
+        .filter(|(_, m)| m.len() > 1)
+        .map(|(k, m)| format!("{} showed the same host key {k}", m.join(" and ")))
+        .collect();
+    let (verdict, message) = if keys.len() < 2 {
+        (
+            Verdict::Error,
+            Some(format!(
+                "not run: {} machine(s) logged in, and comparing host keys takes two (mark a test exclusive)",
+                keys.len()
+            )),
+        )
+    } else if shared.is_empty() {
+        (Verdict::Passed, None)
+    } else {
+        (
+            Verdict::Failed,
+            Some(format!(
+                "{}: the image carries SSH host keys (remove /etc/ssh/ssh_host_* before it is released)",
+                shared.join("; ")
+            )),
+        )
+    };
+    TestOutcome {
+        name: UNIQUE_HOST_KEYS.into(),
+        verdict,
+        exit_status: None,
+        duration: Duration::ZERO,
+        logs: Vec::new(),
+        message,
+        health: Vec::new(),
+        quarantined: None,
+    }
 }
 
 /// The machines `tests` need: one for the shared tests, one for each exclusive test; labelled for
@@ -1179,6 +1244,9 @@ async fn run_groups(
             });
         }
         report.artifacts.extend(scratch.artifacts);
+        if let (Some(m), Some(k)) = (&run.machine, &run.host_key) {
+            report.host_keys.insert(m.clone(), k.clone());
+        }
         report.machines.extend(run.machine);
         if let Some(e) = run.infrastructure_error {
             report.infrastructure_error = Some(match report.infrastructure_error.take() {
@@ -1223,6 +1291,8 @@ struct MachineRun {
     boot_failure: Option<String>,
     boot_health: Vec<health::Finding>,
     tests: Vec<TestOutcome>,
+    /// The host key the machine showed at login.
+    host_key: Option<String>,
 }
 
 /// Runs `tests` on a machine, replacing machines that fail the infrastructure's way (before any
@@ -1288,6 +1358,7 @@ async fn run_machine(
         boot_failure: None,
         boot_health: Vec::new(),
         tests: Vec::new(),
+        host_key: None,
     };
     let key = SshKey::generate()?;
     let name = format!("imagekit-test-{}-{:08x}", std::process::id(), rand::random::<u32>());
@@ -1422,6 +1493,7 @@ async fn run_on(
 ) -> Result<()> {
     let session = machine.wait_ssh(key, &opts.user, opts.ssh_deadline).await?;
     run.logged_in = true;
+    run.host_key = session.host_key().map(str::to_string);
     Observer::tell(
         opts,
         Event::Ready {
@@ -1842,6 +1914,29 @@ mod tests {
     }
 
     #[test]
+    fn host_keys_shared_by_machines_fail_and_one_machine_cannot_tell() {
+        let keys = |pairs: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+            pairs.iter().map(|(m, k)| (m.to_string(), k.to_string())).collect()
+        };
+        let ok = host_keys_outcome(&keys(&[("vm-a", "SHA256:a"), ("vm-b", "SHA256:b")]));
+        assert_eq!((ok.name.as_str(), ok.verdict), (UNIQUE_HOST_KEYS, Verdict::Passed));
+        let baked = host_keys_outcome(&keys(&[
+            ("vm-a", "SHA256:x"),
+            ("vm-b", "SHA256:x"),
+            ("vm-c", "SHA256:c"),
+        ]));
+        assert_eq!(baked.verdict, Verdict::Failed);
+        let m = baked.message.unwrap();
+        assert!(
+            m.contains("vm-a and vm-b") && m.contains("SHA256:x") && !m.contains("vm-c"),
+            "{m}"
+        );
+        let once = host_keys_outcome(&keys(&[("vm-a", "SHA256:a")]));
+        assert_eq!(once.verdict, Verdict::Error);
+        assert!(once.message.unwrap().contains("takes two"));
+    }
+
+    #[test]
     fn junit_keeps_infrastructure_errors_apart_and_escapes_names() {
         let report = TestReport {
             image: "alma9.qcow2".into(),
@@ -1852,6 +1947,7 @@ mod tests {
             boot_health: vec![],
             attempts: vec![],
             machines: vec![],
+            host_keys: Default::default(),
             tests: vec![TestOutcome {
                 name: "a <b> & \"c\"".into(),
                 verdict: Verdict::Failed,

@@ -70,6 +70,9 @@ pub struct QemuConfig {
     /// Extra blank disks, GiB each (`/dev/vdb`, … after the image and the seed), created with
     /// the VM and deleted with it.
     pub extra_disks_gib: Vec<u32>,
+    /// The guest's disk, GiB, when larger than the image's (the image is never written: the
+    /// guest's writes go to an overlay of this size).
+    pub root_disk_gib: Option<u32>,
 }
 
 impl QemuConfig {
@@ -118,6 +121,11 @@ impl QemuConfig {
         self.user_data = Some(profile.into());
         self
     }
+    /// The guest's disk, GiB (at least the image's size): room for cloud-init's `growpart`.
+    pub fn root_disk_gib(mut self, gib: u32) -> Self {
+        self.root_disk_gib = Some(gib);
+        self
+    }
     /// Extra blank disks, GiB each (sparse qcow2: they take no space until written).
     pub fn extra_disks_gib(mut self, sizes: impl IntoIterator<Item = u32>) -> Self {
         self.extra_disks_gib = sizes.into_iter().collect();
@@ -138,6 +146,7 @@ impl Default for QemuConfig {
             work_dir: std::env::temp_dir(),
             user_data: None,
             extra_disks_gib: Vec::new(),
+            root_disk_gib: None,
         }
     }
 }
@@ -213,6 +222,11 @@ fn vm_err(name: &str, reason: impl std::fmt::Display) -> Error {
 static KVM_WORKS: OnceLock<bool> = OnceLock::new();
 
 async fn run_tool(program: &str, args: &[&std::ffi::OsStr], name: &str) -> Result<()> {
+    tool_output(program, args, name).await.map(drop)
+}
+
+/// What `program` printed, or an error with what it said.
+async fn tool_output(program: &str, args: &[&std::ffi::OsStr], name: &str) -> Result<Vec<u8>> {
     let out = tokio::process::Command::new(program)
         .args(args)
         .output()
@@ -224,12 +238,34 @@ async fn run_tool(program: &str, args: &[&std::ffi::OsStr], name: &str) -> Resul
             format!("{program} failed: {}", String::from_utf8_lossy(&out.stderr).trim()),
         ));
     }
-    Ok(())
+    Ok(out.stdout)
 }
 
-/// A qcow2 overlay on `image`: the image is never written, and VMs can share it.
-async fn create_overlay(image: &Path, overlay: &Path, name: &str) -> Result<()> {
-    let args: [&std::ffi::OsStr; 9] = [
+/// A qcow2 overlay on `image` (qcow2 or raw, as `qemu-img info` says), at least `min_gib` large
+/// when given: the image is never written, and VMs can share it. A larger overlay is how a
+/// guest's disk is bigger than its image, for cloud-init to grow the root filesystem into.
+async fn create_overlay(image: &Path, overlay: &Path, min_gib: Option<u32>, name: &str) -> Result<()> {
+    let info = tool_output(
+        "qemu-img",
+        &["info".as_ref(), "--output=json".as_ref(), image.as_os_str()],
+        name,
+    )
+    .await?;
+    let info: serde_json::Value =
+        serde_json::from_slice(&info).map_err(|e| vm_err(name, format!("qemu-img info {}: {e}", image.display())))?;
+    let format = match info["format"].as_str() {
+        Some(f @ ("qcow2" | "raw")) => f.to_string(),
+        other => {
+            return Err(vm_err(
+                name,
+                format!("{} is {other:?}, not a qcow2 or raw disk image", image.display()),
+            ));
+        }
+    };
+    let virtual_size = info["virtual-size"].as_u64().unwrap_or(0);
+    let size = min_gib.map_or(virtual_size, |g| virtual_size.max(u64::from(g) << 30));
+    let size = size.to_string();
+    let args: [&std::ffi::OsStr; 10] = [
         "create".as_ref(),
         "-q".as_ref(),
         "-f".as_ref(),
@@ -237,8 +273,9 @@ async fn create_overlay(image: &Path, overlay: &Path, name: &str) -> Result<()> 
         "-b".as_ref(),
         image.as_os_str(),
         "-F".as_ref(),
-        "qcow2".as_ref(),
+        format.as_ref(),
         overlay.as_os_str(),
+        size.as_ref(),
     ];
     run_tool("qemu-img", &args, name).await
 }
@@ -265,7 +302,7 @@ impl Vm {
             memory: None,
         };
         let overlay = dir.join("overlay.qcow2");
-        create_overlay(&image, &overlay, &spec.name).await?;
+        create_overlay(&image, &overlay, config.root_disk_gib, &spec.name).await?;
         for (i, gib) in config.extra_disks_gib.iter().enumerate() {
             let disk = dir.join(format!("disk-{i}.qcow2"));
             let size = format!("{gib}G");
@@ -610,7 +647,7 @@ async fn probe_kvm(config: &QemuConfig, vm: &Vm, image: &Path, seed: &Path, spec
     let works = async {
         std::fs::create_dir_all(&probe.dir).ok()?;
         let overlay = probe.dir.join("overlay.qcow2");
-        create_overlay(image, &overlay, &spec.name).await.ok()?;
+        create_overlay(image, &overlay, None, &spec.name).await.ok()?;
         // The probe boots the image alone: the VM's extra disks live in the VM's own directory.
         let bare = QemuConfig {
             extra_disks_gib: Vec::new(),

@@ -6,7 +6,7 @@
 //! name = "alma9-monthly"
 //!
 //! [build]
-//! builder = "koji"            # or "local" with `command` and `output`
+//! builder = "koji"            # or "debian" (see below), or "local" with `command` and `output`
 //! koji_profile = "koji"
 //! name = "alma9-cloud"
 //! version = "9.5"
@@ -32,6 +32,24 @@
 //! visibility = "public"
 //! rotation = "hide"          # or "community", "rename"
 //! keep = 3
+//! ```
+//!
+//! A Debian cloud image built on this machine from Debian's packages
+//! ([`crate::build::DebianBuilder`]); it is rebuilt only when these keys change:
+//!
+//! ```toml
+//! [build]
+//! builder = "debian"
+//! suite = "bookworm"                          # default
+//! mirror = "http://deb.debian.org/debian"     # default
+//! packages = ["vim-tiny"]                     # beside the base packages
+//! customize = ['echo Welcome > "$1/etc/motd"'] # mmdebstrap customize hooks; $1 is the root
+//! output = "images"
+//! name = "debian-cloud"
+//! version = "12"
+//! arches = ["x86_64"]
+//! formats = ["qcow2"]
+//! disk_size = 2                               # GiB (default)
 //! ```
 
 use std::collections::BTreeMap;
@@ -133,6 +151,19 @@ pub struct TestSection {
     /// Guest memory, MiB.
     #[serde(default = "default_memory")]
     pub memory_mib: u32,
+    /// QEMU: the guest's disk, GiB, when larger than the image's (room for cloud-init to grow
+    /// the root filesystem into).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_disk_gib: Option<u32>,
+    /// Tests (scenarios or `t_functional` directories) that get a machine of their own: for
+    /// what changes the machine, and so that an image boots more than once (its SSH host keys
+    /// must then differ).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclusive: Vec<String>,
+    /// Fail an image whose machines showed the same SSH host key (keys baked into the image):
+    /// the test `ssh_host_keys_unique`. It needs two machines, so an exclusive test.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unique_host_keys: bool,
     /// Login user.
     #[serde(default = "default_user")]
     pub user: String,
@@ -207,6 +238,7 @@ impl TestSection {
             user_data: None,
             memory_mib: None,
             disks_gib: Vec::new(),
+            root_disk_gib: None,
             arches: None,
             max_machines: None,
         }]
@@ -281,6 +313,10 @@ pub struct VariantSection {
     /// disks beside the image; on Nova Cinder volumes, attached before the tests (not on Ironic).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub disks_gib: Vec<u32>,
+    /// QEMU: the guest's disk, GiB, when larger than the image (default: `[test] root_disk_gib`,
+    /// else the image's size), for cloud-init to grow the root filesystem into.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_disk_gib: Option<u32>,
     /// Arches this variant tests (default: all of `[test] arches`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arches: Option<Vec<String>>,
@@ -455,7 +491,7 @@ fn default_container_tags() -> Vec<String> {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BuildSection {
-    /// `koji` or `local`.
+    /// `koji`, `debian` or `local`.
     pub builder: BuilderKind,
     /// The Koji profile (`~/.koji/config`, `/etc/koji.conf.d/`) for `koji`.
     #[serde(default)]
@@ -463,7 +499,7 @@ pub struct BuildSection {
     /// The command (program and arguments) for `local`.
     #[serde(default)]
     pub command: Vec<String>,
-    /// Where `local` keeps images (relative to the pipeline file).
+    /// Where `local` and `debian` keep images (relative to the pipeline file).
     #[serde(default)]
     pub output: Option<PathBuf>,
     /// Longest time a build may take, in minutes (default 180).
@@ -519,6 +555,19 @@ pub struct BuildSection {
     /// livemedia: extra repositories.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub repos: Vec<String>,
+    /// debian: the suite (default `bookworm`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suite: Option<String>,
+    /// debian: the mirror (default `http://deb.debian.org/debian`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<String>,
+    /// debian: packages beside the base ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<String>,
+    /// debian: shell commands run on the installed tree (mmdebstrap customize hooks; `$1` is
+    /// the image's root).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub customize: Vec<String>,
 }
 
 impl BuildSection {
@@ -554,6 +603,8 @@ fn default_build_minutes() -> u64 {
 pub enum BuilderKind {
     /// Koji's `buildImageOz`.
     Koji,
+    /// A Debian cloud image from Debian's packages ([`crate::build::DebianBuilder`]).
+    Debian,
     /// A local command.
     Local,
 }
@@ -747,6 +798,15 @@ fn check_variants(file: &PipelineFile, t: &TestSection) -> std::result::Result<(
                 "`memory_mib` is for QEMU; on Nova the flavor says it".into(),
             );
         }
+        if v.platform() != Platform::Qemu && v.root_disk_gib.is_some() {
+            return bad(
+                "root_disk_gib",
+                "`root_disk_gib` is for QEMU; on Nova the flavor says it".into(),
+            );
+        }
+        if let Some(d) = v.root_disk_gib.filter(|d| !(1..=MAX_DISK_GIB).contains(&u64::from(*d))) {
+            return bad("root_disk_gib", format!("a disk is 1 to {MAX_DISK_GIB} GiB, not {d}"));
+        }
         if v.platform() == Platform::Ironic && !v.disks_gib.is_empty() {
             return bad("disks_gib", "a bare-metal node has the disks it has".into());
         }
@@ -809,7 +869,28 @@ fn check_build(b: &BuildSection) -> std::result::Result<(), (&'static str, Strin
                 "kiwi needs `kiwi_description_url` (the descriptions' SCM URL) and `kiwi_description_path`".into(),
             ));
         }
+        (BuilderKind::Debian, _) if b.method.is_some() || b.target.is_some() || !b.command.is_empty() => {
+            return Err((
+                "builder",
+                "the debian builder takes `suite`, `mirror`, `packages` and `customize`, not Koji's keys or `command`"
+                    .into(),
+            ));
+        }
         _ => {}
+    }
+    if b.builder != BuilderKind::Debian
+        && (b.suite.is_some() || b.mirror.is_some() || !b.packages.is_empty() || !b.customize.is_empty())
+    {
+        let key = [
+            ("suite", b.suite.is_some()),
+            ("mirror", b.mirror.is_some()),
+            ("packages", !b.packages.is_empty()),
+            ("customize", !b.customize.is_empty()),
+        ]
+        .into_iter()
+        .find(|(_, set)| *set)
+        .map_or("builder", |(k, _)| k);
+        return Err((key, format!("`{key}` is for `builder = \"debian\"`")));
     }
     check_range(
         "timeout_minutes",
@@ -1043,6 +1124,24 @@ impl Pipeline {
                 return Err(at(
                     key_line("test", "scenarios"),
                     "`[[test.case]]` is the whole test plan: drop `scenarios` and `layout`".into(),
+                ));
+            }
+            if !t.cases.is_empty() && !t.exclusive.is_empty() {
+                return Err(at(
+                    key_line("test", "exclusive"),
+                    "with `[[test.case]]`, say `exclusive = true` in the case".into(),
+                ));
+            }
+            if t.unique_host_keys && t.exclusive.is_empty() && !t.cases.iter().any(|c| c.exclusive) {
+                return Err(at(
+                    key_line("test", "unique_host_keys"),
+                    "comparing host keys takes two machines of each image: name a test in `exclusive`".into(),
+                ));
+            }
+            if let Some(d) = t.root_disk_gib.filter(|d| !(1..=MAX_DISK_GIB).contains(&u64::from(*d))) {
+                return Err(at(
+                    key_line("test", "root_disk_gib"),
+                    format!("a disk is 1 to {MAX_DISK_GIB} GiB, not {d}"),
                 ));
             }
             let names: Vec<&str> = t.cases.iter().map(|c| c.name.as_str()).collect();

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::config::{BuilderKind, Pipeline, RegistryKind, StoreKind};
 use crate::boot_test::Compute;
-use crate::build::{BuildResult, Builder, KojiBuilder, LocalCommandBuilder};
+use crate::build::{BuildResult, Builder, DebianBuilder, KojiBuilder, LocalCommandBuilder};
 use crate::container::{ContainerRegistry, LayoutRegistry, RemoteRegistry};
 use crate::error::{Error, Result};
 use crate::journal::{Journal, Promoted, RunId, StageStart, Status, rfc3339};
@@ -177,6 +177,19 @@ fn line_builder(
                 .map_err(|e| p.error_at(section, nth, "koji_profile", format!("Koji profile {name:?}: {e}")))?;
             let watch = koji_client::WatchOptions::default().deadline(timeout);
             (Box::new(KojiBuilder::new(koji.clone(), watch)), Some(koji))
+        }
+        BuilderKind::Debian => {
+            let output = p.resolve(b.output.as_deref().unwrap_or("build-output".as_ref()));
+            let mut d = DebianBuilder::new(&output, timeout)
+                .packages(&b.packages)
+                .customize(&b.customize);
+            if let Some(suite) = &b.suite {
+                d = d.suite(suite);
+            }
+            if let Some(mirror) = &b.mirror {
+                d = d.mirror(mirror);
+            }
+            (Box::new(d), None)
         }
         BuilderKind::Local => {
             let (program, args) = b
@@ -800,6 +813,9 @@ impl<'a> Runner<'a> {
         let mut config = crate::boot_test::qemu::QemuConfig::default()
             .memory_mib(v.memory_mib.unwrap_or(t.memory_mib))
             .extra_disks_gib(v.disks_gib.iter().copied());
+        if let Some(gib) = v.root_disk_gib.or(t.root_disk_gib) {
+            config = config.root_disk_gib(gib);
+        }
         if let (Some(k), Some(i)) = (&t.kernel, &t.initrd) {
             config = config.kernel(self.pipeline.resolve(k)).initrd(self.pipeline.resolve(i));
         }
@@ -1297,8 +1313,24 @@ impl<'a> Runner<'a> {
                 suite
             }
         };
+        if let Some(missing) = t
+            .exclusive
+            .iter()
+            .find(|n| !suite.tests().iter().any(|c| &c.name == *n))
+        {
+            return Err(Error::InvalidInput(format!(
+                "[test] exclusive names {missing:?}, which is not a test of the suite {}",
+                t.suite
+            )));
+        }
         if t.cases.is_empty() {
-            suite = suite.map_tests(|c| c.timeout(timeout).rerun(t.rerun).allow(t.allow.clone()));
+            suite = suite.map_tests(|c| {
+                let exclusive = t.exclusive.contains(&c.name);
+                c.timeout(timeout)
+                    .rerun(t.rerun)
+                    .allow(t.allow.clone())
+                    .exclusive(exclusive)
+            });
         } else {
             // Cases carry their own timeouts and reruns; the section's allow list adds to theirs.
             suite = suite.map_tests(|c| {
@@ -1315,6 +1347,7 @@ impl<'a> Runner<'a> {
             .user(&t.user)
             .ssh_deadline(Duration::from_secs(t.ssh_timeout_seconds))
             .cloud_init(t.cloud_init)
+            .unique_host_keys(t.unique_host_keys)
             .journal_command(t.journal.then_some("journalctl"))
             .infra_retries(t.infra_retries, Duration::from_secs(t.retry_backoff_seconds));
         for q in &t.quarantine {
