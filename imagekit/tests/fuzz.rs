@@ -22,7 +22,7 @@ fn config() -> ProptestConfig {
 /// The pipeline files shipped as examples: real, valid inputs to mutate.
 fn seeds() -> Vec<String> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/pipelines");
-    let mut v: Vec<String> = ["local-demo.toml", "local-qemu.toml"]
+    let mut v: Vec<String> = ["local-demo.toml", "local-qemu.toml", "debian-qemu.toml"]
         .iter()
         .map(|f| std::fs::read_to_string(dir.join(f)).unwrap())
         .collect();

@@ -1,0 +1,7 @@
+#!/bin/bash
+# The hostname is the one the metadata gave, and it resolves (no "unable to resolve host").
+want=$(cloud-init query local_hostname) || t_Fail "cloud-init cannot say the metadata's hostname"
+have=$(hostname)
+t_Log "metadata: $want, hostname: $have"
+[ -n "$want" ] && [ "$have" = "$want" ] || t_Fail "hostname $have is not the metadata's $want"
+getent hosts "$have" >/dev/null || t_Fail "the hostname $have does not resolve"
