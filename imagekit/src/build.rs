@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::upload::{Artifact, ArtifactChecksum, ArtifactSource};
 
 pub mod debian;
+pub mod kickstart;
 pub use debian::DebianBuilder;
 
 /// What to build.
@@ -72,6 +73,13 @@ pub struct BuildSpec {
     /// livemedia: extra repositories for the build (`--repo`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub repos: Vec<String>,
+    /// A local copy of the kickstart, validated with `ksvalidator` before Koji is asked for
+    /// anything ([`kickstart::validate`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kickstart_file: Option<PathBuf>,
+    /// The kickstart syntax to validate against (`RHEL9`, `F41`; default: from `distro`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kickstart_version: Option<String>,
 }
 
 /// The image methods of Koji.
@@ -142,6 +150,8 @@ impl BuildSpec {
             kiwi_description_path: None,
             kiwi_profile: None,
             repos: Vec::new(),
+            kickstart_file: None,
+            kickstart_version: None,
         }
     }
 
@@ -204,6 +214,14 @@ impl BuildSpec {
     /// livemedia: an extra repository.
     pub fn repo(mut self, url: impl Into<String>) -> BuildSpec {
         self.repos.push(url.into());
+        self
+    }
+
+    /// Validates this local kickstart with `ksvalidator` before building, against `version`
+    /// (`RHEL9`; `None`: from the spec's `distro`).
+    pub fn validate_kickstart(mut self, file: impl Into<PathBuf>, version: Option<&str>) -> BuildSpec {
+        self.kickstart_file = Some(file.into());
+        self.kickstart_version = version.map(str::to_string);
         self
     }
 
@@ -818,6 +836,20 @@ impl Builder for KojiBuilder {
     ) -> Result<BuildResult> {
         spec.check()?;
         let submission = Self::submission(spec)?;
+        if let Some(file) = &spec.kickstart_file {
+            let version = spec
+                .kickstart_version
+                .clone()
+                .or_else(|| spec.distro.as_deref().and_then(kickstart::syntax_for_distro))
+                .ok_or_else(|| {
+                    Error::InvalidInput(format!(
+                        "build {}: which kickstart syntax is {}? Set kickstart_version (RHEL9, F41, …)",
+                        spec.name,
+                        file.display()
+                    ))
+                })?;
+            kickstart::validate(file, &version).await?;
+        }
         if let Some(since) = since {
             let found = self
                 .koji

@@ -134,6 +134,19 @@ pub enum Error {
     /// says which ([`crate::boot_test::TestReport::infrastructure_error`]).
     #[error("boot test of {} on {}: {}", .0.image, .0.compute, boot_test_summary(.0))]
     BootTest(Box<crate::boot_test::TestReport>),
+    /// A kickstart that pykickstart's `ksvalidator` refused (or could not check): nothing was
+    /// submitted.
+    #[error("{}{}: {problem} (kickstart syntax {version}, checked with ksvalidator before building)", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Kickstart {
+        /// The kickstart file.
+        file: std::path::PathBuf,
+        /// The line, when ksvalidator names one.
+        line: Option<usize>,
+        /// The syntax version it was checked against (`RHEL9`).
+        version: String,
+        /// What is wrong.
+        problem: String,
+    },
     /// Arguments that cannot work, found before anything was changed.
     #[error("{0}")]
     InvalidInput(String),
@@ -178,6 +191,7 @@ impl Error {
             | Error::Locked { .. } => true,
             Error::BootTest(r) => r.infrastructure_error.is_some(),
             Error::BuildFailed { .. }
+            | Error::Kickstart { .. }
             | Error::Pipeline { .. }
             | Error::Interrupted { .. }
             | Error::Cancelled { .. }

@@ -501,3 +501,81 @@ without_tests = true
     let nvrs = |r: &imagekit::pipeline::RunReport| r.lines.iter().map(|l| l.build.nvr.clone()).collect::<Vec<_>>();
     assert_eq!(nvrs(&first), nvrs(&second));
 }
+
+/// `ksvalidator` (pykickstart), or `None` with a note — a failure under IMAGEKIT_REAL_PEERS=1.
+fn ksvalidator() -> Option<()> {
+    let found = std::process::Command::new("ksvalidator")
+        .arg("--help")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if found {
+        return Some(());
+    }
+    assert_ne!(
+        std::env::var("IMAGEKIT_REAL_PEERS").as_deref(),
+        Ok("1"),
+        "no ksvalidator: dev/setup-test-deps installs pykickstart"
+    );
+    eprintln!("skipped: ksvalidator (pykickstart) is not installed");
+    None
+}
+
+const GOOD_KS: &str = "text\nlang en_US.UTF-8\nkeyboard us\ntimezone UTC --utc\nrootpw --lock\nbootloader --timeout=1\n\
+    zerombr\nclearpart --all --initlabel\nautopart --type=plain\nreboot\n%packages\n@core\ncloud-init\n%end\n";
+
+/// A kickstart with a typo fails with its file and line before Koji hears of the build; a good one
+/// (with the syntax taken from the distro) goes on to build.
+#[tokio::test]
+async fn a_kickstart_is_validated_with_ksvalidator_before_koji_is_asked() {
+    use koji_client::testing::MockKoji;
+    if ksvalidator().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("alma9-cloud.ks");
+    std::fs::write(
+        &bad,
+        GOOD_KS.replace("rootpw --lock\n", "rootpw --lock\nbootloaderr --timeout=1\n"),
+    )
+    .unwrap();
+    let hub = MockKoji::simulated().await;
+    let (koji, watch) = on_the_hub(&hub);
+    let builder = KojiBuilder::new(koji, watch);
+    let spec = koji_spec().validate_kickstart(&bad, Some("RHEL9"));
+    let e = builder.build(&spec, None, &|_| Ok(())).await.unwrap_err();
+    let imagekit::Error::Kickstart {
+        file,
+        line,
+        version,
+        problem,
+    } = &e
+    else {
+        panic!("{e:?}")
+    };
+    assert_eq!((file, *line, version.as_str()), (&bad, Some(6), "RHEL9"));
+    assert!(problem.contains("bootloaderr"), "{problem}");
+    assert!(e.to_string().starts_with(&format!("{}:6: ", bad.display())), "{e}");
+    assert!(hub.calls_of("buildImageOz").is_empty(), "Koji was asked to build");
+
+    // A command of another release's syntax is caught too: `install` left RHEL with RHEL8.
+    std::fs::write(&bad, format!("install\n{GOOD_KS}")).unwrap();
+    let e = builder.build(&spec, None, &|_| Ok(())).await.unwrap_err();
+    assert!(matches!(e, imagekit::Error::Kickstart { line: Some(1), .. }), "{e}");
+
+    // No version and a distro that says none: asked for, before anything runs.
+    let e = builder
+        .build(&koji_spec().validate_kickstart(&bad, None), None, &|_| Ok(()))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("kickstart_version"), "{e}");
+
+    let good = dir.path().join("good.ks");
+    std::fs::write(&good, GOOD_KS).unwrap();
+    let mut spec = koji_spec().validate_kickstart(&good, None);
+    spec.distro = Some("RHEL-9.5".into());
+    let built = builder.build(&spec, None, &|_| Ok(())).await.unwrap();
+    assert_eq!(built.artifacts.len(), 1);
+    assert_eq!(hub.calls_of("buildImageOz").len(), 1);
+}

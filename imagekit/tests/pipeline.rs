@@ -559,3 +559,71 @@ without_tests = true
     assert_eq!(names, ["ALMA8 - x86_64 (alma8)", "ALMA9 - x86_64 (alma9)"]);
     assert_eq!(journal.run(&run).unwrap().status, Status::Done);
 }
+
+/// A pipeline whose kickstart is also a file beside it: ksvalidator refuses a typo with its line,
+/// the run fails at its build stage, and Koji never hears of the build.
+#[tokio::test]
+async fn a_pipeline_s_kickstart_is_validated_before_the_koji_build() {
+    use imagekit::build::KojiBuilder;
+    if std::process::Command::new("ksvalidator")
+        .arg("--help")
+        .output()
+        .is_err()
+    {
+        assert_ne!(
+            std::env::var("IMAGEKIT_REAL_PEERS").as_deref(),
+            Ok("1"),
+            "no ksvalidator"
+        );
+        eprintln!("skipped: ksvalidator (pykickstart) is not installed");
+        return;
+    }
+    let hub = koji_client::testing::MockKoji::simulated().await;
+    let koji = koji_client::Client::builder()
+        .hub(hub.hub_url())
+        .topurl(hub.topurl())
+        .password("builder", secrecy::SecretString::from("pw".to_string()))
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("alma9-cloud.ks"),
+        "text\nlang en_US.UTF-8\nkeyboard us\ntimezone UTC --utc\nrootpw --lock\nautopartt --type=plain\n",
+    )
+    .unwrap();
+    let toml = r#"
+name = "alma9-koji"
+[build]
+builder = "koji"
+name = "alma9-cloud"
+version = "9.5"
+arches = ["x86_64"]
+formats = ["qcow2"]
+target = "alma9-images"
+install_tree = "https://mirror.example/alma/9.5/BaseOS/x86_64/os/"
+kickstart = "alma9-cloud.ks"
+distro = "AlmaLinux-9.5"
+[[store]]
+name = "here"
+kind = "local"
+path = "images"
+"#;
+    std::fs::write(dir.path().join("p.toml"), toml).unwrap();
+    let pipeline = Pipeline::load(&dir.path().join("p.toml")).unwrap();
+    let services = Services::new(Box::new(KojiBuilder::new(koji.clone(), Default::default())))
+        .unwrap()
+        .store("here", Box::new(LocalStore::new(&dir.path().join("images"))))
+        .koji(koji);
+    let journal = Journal::open(&dir.path().join("journal.sqlite")).unwrap();
+    let e = Runner::new(&pipeline, &services, &journal)
+        .run(&RunOptions::default())
+        .await
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("alma9-cloud.ks:6") && text.contains("autopartt"),
+        "{text}"
+    );
+    assert!(text.contains("RHEL9"), "the syntax comes from the distro: {text}");
+    assert!(hub.calls_of("buildImageOz").is_empty(), "Koji was asked to build");
+}

@@ -280,6 +280,7 @@ impl DebianBuilder {
             log,
             log_path: log_path.clone(),
             what: what.clone(),
+            started: Instant::now(),
             deadline,
         };
         let uuid = random_uuid();
@@ -433,18 +434,21 @@ impl DebianBuilder {
 }
 
 /// One build's log, and the commands it runs until its deadline.
+/// Every line of the log starts with the seconds since the build started (`[   91.2 s]`), so the
+/// log says where the time went: packages downloaded, installed, the disk, the conversion.
 struct Step {
     log: std::fs::File,
     log_path: PathBuf,
     what: String,
+    started: Instant,
     deadline: Instant,
 }
 
 impl Step {
     fn log_line(&mut self, text: &str) -> Result<()> {
-        use std::io::Write as _;
         tracing::info!(build = %self.what, "{text}");
-        writeln!(self.log, "== {text}").map_err(|e| Error::Io {
+        let line = format!("== {text}");
+        write_stamped(&mut self.log, self.started, line.as_bytes()).map_err(|e| Error::Io {
             path: self.log_path.clone(),
             source: e,
         })
@@ -465,15 +469,25 @@ impl Step {
         } else {
             std::process::Stdio::null()
         })
-        .stdout(self.log.try_clone().map_err(io)?)
-        .stderr(self.log.try_clone().map_err(io)?)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
         let mut child = GroupChild(cmd.spawn().map_err(|e| Error::Io { path, source: e })?);
         if let (Some(text), Some(mut pipe)) = (stdin, child.0.stdin.take()) {
             pipe.write_all(text.as_bytes()).await.map_err(io)?;
         }
+        let log = std::sync::Mutex::new(self.log.try_clone().map_err(io)?);
+        let (out, err) = (child.0.stdout.take(), child.0.stderr.take());
         let left = self.deadline.saturating_duration_since(Instant::now());
-        let status = match tokio::time::timeout(left, child.0.wait()).await {
+        let ran = async {
+            let (status, _, _) = tokio::join!(
+                child.0.wait(),
+                copy_stamped(out, &log, self.started),
+                copy_stamped(err, &log, self.started)
+            );
+            status
+        };
+        let status = match tokio::time::timeout(left, ran).await {
             Ok(s) => s.map_err(io)?,
             Err(_) => {
                 child.kill_group();
@@ -498,6 +512,41 @@ impl Step {
                 tail_of(&self.log_path, 2000)
             ),
         })
+    }
+}
+
+/// `line` into `log`, after the seconds since `started`.
+fn write_stamped(log: &mut std::fs::File, started: Instant, line: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut text = format!("[{:8.1} s] ", started.elapsed().as_secs_f64()).into_bytes();
+    text.extend_from_slice(line);
+    text.push(b'\n');
+    log.write_all(&text)
+}
+
+/// Copies what a command prints into the log, a stamped line at a time (bytes that are not UTF-8
+/// are kept as they are); a failing log write stops the copy, not the build.
+async fn copy_stamped(
+    from: Option<impl tokio::io::AsyncRead + Unpin>,
+    log: &std::sync::Mutex<std::fs::File>,
+    started: Instant,
+) {
+    use tokio::io::AsyncBufReadExt as _;
+    let Some(from) = from else { return };
+    let mut reader = tokio::io::BufReader::new(from);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let text = line.strip_suffix(b"\n").unwrap_or(&line);
+                let Ok(mut log) = log.lock() else { return };
+                if write_stamped(&mut log, started, text).is_err() {
+                    return;
+                }
+            }
+        }
     }
 }
 

@@ -51,8 +51,15 @@ pub(super) struct BuildArgs {
     target: Option<String>,
     #[arg(long)]
     install_tree: Option<String>,
+    /// The kickstart's name for Koji; when it is also a local file, ksvalidator checks it first.
     #[arg(long)]
     kickstart: Option<String>,
+    /// The kickstart syntax ksvalidator checks against (`RHEL9`, `F41`; default: from --distro).
+    #[arg(long)]
+    kickstart_version: Option<String>,
+    /// Oz's distro string (`RHEL-9.5`).
+    #[arg(long)]
+    distro: Option<String>,
     #[arg(long)]
     ksurl: Option<String>,
     #[arg(long)]
@@ -91,6 +98,10 @@ pub(super) async fn build(cli: &Cli, a: &BuildArgs) -> crate::Result<String> {
     spec.ksurl = a.ksurl.clone();
     spec.scratch = a.scratch;
     spec.disk_size = a.disk_size;
+    spec.distro = a.distro.clone();
+    if let Some(ks) = a.kickstart.as_deref().filter(|k| std::path::Path::new(k).is_file()) {
+        spec = spec.validate_kickstart(ks, a.kickstart_version.as_deref());
+    }
     if a.koji_profile.is_none() && a.method != crate::build::ImageMethod::Oz {
         return Err(Error::InvalidInput(
             "--method chooses Koji's image method: it needs --koji-profile".into(),

@@ -531,6 +531,11 @@ pub struct BuildSection {
     /// SCM URL of the kickstart.
     #[serde(default)]
     pub ksurl: Option<String>,
+    /// The kickstart syntax (`RHEL9`, `F41`) that `ksvalidator` checks a local copy of the
+    /// kickstart against before the build (default: from `distro`). The local copy is
+    /// `kickstart` relative to the pipeline file, when that file exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kickstart_version: Option<String>,
     /// Oz distro string.
     #[serde(default)]
     pub distro: Option<String>,

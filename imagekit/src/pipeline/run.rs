@@ -979,8 +979,15 @@ impl<'a> Runner<'a> {
         let (builder, koji) = self.services.builder_for(line.name);
         let mut skipped = Vec::new();
 
-        // Build.
-        let spec = line.build.spec();
+        // Build. A kickstart that is also a file beside the pipeline (the same checkout as its
+        // `ksurl`, or the file uploaded) is validated before Koji is asked for anything.
+        let mut spec = line.build.spec();
+        if let (BuilderKind::Koji, Some(ks)) = (line.build.builder, &line.build.kickstart) {
+            let local = self.pipeline.resolve(ks.as_ref());
+            if local.is_file() {
+                spec = spec.validate_kickstart(local, line.build.kickstart_version.as_deref());
+            }
+        }
         let since = line
             .build
             .skip_if_built_within_hours
