@@ -529,7 +529,10 @@ fn write_record(dir: &Path, path: &Path, nvr: &str, rec: &impl Serialize) -> Res
 }
 
 fn tail_of(path: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    // Lossy: one byte that is not UTF-8 in a build's output must not empty the whole tail.
+    let text = std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
     let start = text.len().saturating_sub(n);
     let start = (start..text.len())
         .find(|i| text.is_char_boundary(*i))
@@ -836,20 +839,6 @@ impl Builder for KojiBuilder {
     ) -> Result<BuildResult> {
         spec.check()?;
         let submission = Self::submission(spec)?;
-        if let Some(file) = &spec.kickstart_file {
-            let version = spec
-                .kickstart_version
-                .clone()
-                .or_else(|| spec.distro.as_deref().and_then(kickstart::syntax_for_distro))
-                .ok_or_else(|| {
-                    Error::InvalidInput(format!(
-                        "build {}: which kickstart syntax is {}? Set kickstart_version (RHEL9, F41, …)",
-                        spec.name,
-                        file.display()
-                    ))
-                })?;
-            kickstart::validate(file, &version).await?;
-        }
         if let Some(since) = since {
             let found = self
                 .koji
@@ -881,6 +870,21 @@ impl Builder for KojiBuilder {
                 }
                 _ => {}
             }
+        }
+        // Only a build that will really be asked for needs its kickstart checked (a reuse does not).
+        if let Some(file) = &spec.kickstart_file {
+            let version = spec
+                .kickstart_version
+                .clone()
+                .or_else(|| spec.distro.as_deref().and_then(kickstart::syntax_for_distro))
+                .ok_or_else(|| {
+                    Error::InvalidInput(format!(
+                        "build {}: which kickstart syntax is {}? Set kickstart_version (RHEL9, F41, …)",
+                        spec.name,
+                        file.display()
+                    ))
+                })?;
+            kickstart::validate(file, &version).await?;
         }
         self.koji.login().await?;
         let task = match &submission {

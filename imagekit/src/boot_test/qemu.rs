@@ -262,7 +262,10 @@ async fn create_overlay(image: &Path, overlay: &Path, min_gib: Option<u32>, name
             ));
         }
     };
-    let virtual_size = info["virtual-size"].as_u64().unwrap_or(0);
+    let virtual_size = info["virtual-size"]
+        .as_u64()
+        .filter(|s| *s > 0)
+        .ok_or_else(|| vm_err(name, format!("qemu-img info {} gave no virtual size", image.display())))?;
     let size = min_gib.map_or(virtual_size, |g| virtual_size.max(u64::from(g) << 30));
     let size = size.to_string();
     let args: [&std::ffi::OsStr; 10] = [

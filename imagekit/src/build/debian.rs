@@ -36,10 +36,10 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Limits: the image is for this machine's architecture (x86_64 or i686, BIOS); kernels installed
-//! later inside the guest land in its `/boot` on the root filesystem, not on the FAT partition
-//! SYSLINUX reads, so a kernel upgrade takes a rebuild (as it does for any image a team releases
-//! monthly).
+//! The FAT partition is mounted at `/boot/syslinux` in the guest, and kernel and initramfs hooks
+//! copy the newest installed kernel there: `apt upgrade` inside the guest keeps it bootable.
+//!
+//! Limits: the image is for x86_64 (BIOS) on an x86_64 machine.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -75,7 +75,7 @@ pub const BASE_PACKAGES: &[&str] = &[
 ];
 
 /// Bumped whenever what the builder does changes, so that older builds are not reused.
-const BUILDER_VERSION: u32 = 1;
+const BUILDER_VERSION: u32 = 2;
 
 /// The `/boot` partition (FAT, SYSLINUX), MiB, after the first MiB of the disk.
 const BOOT_MIB: u64 = 127;
@@ -95,6 +95,13 @@ disable_root: true
 const FINALIZE: &str = r#"set -eu
 r="$1"
 echo "UUID=@UUID@ / ext4 defaults,errors=remount-ro 0 1" > "$r/etc/fstab"
+# SYSLINUX's partition, where the kernel it boots lives: kept the newest installed kernel's.
+mkdir -p "$r/boot/syslinux" "$r/etc/kernel/postinst.d" "$r/etc/initramfs/post-update.d"
+echo "LABEL=BOOT /boot/syslinux vfat defaults,nofail,umask=0077 0 0" >> "$r/etc/fstab"
+cat > "$r/etc/kernel/postinst.d/zz-imagekit-syslinux" <<'EOF'
+@KERNEL_HOOK@EOF
+chmod 755 "$r/etc/kernel/postinst.d/zz-imagekit-syslinux"
+cp "$r/etc/kernel/postinst.d/zz-imagekit-syslinux" "$r/etc/initramfs/post-update.d/"
 # No identity baked in: systemd makes a machine-id and cloud-init new host keys at first boot.
 : > "$r/etc/machine-id"
 rm -f "$r/var/lib/dbus/machine-id" "$r"/etc/ssh/ssh_host_*
@@ -105,6 +112,22 @@ cat > "$r/etc/cloud/cloud.cfg.d/90-imagekit.cfg" <<'EOF'
 printf 'auto lo\niface lo inet loopback\n\nsource /etc/network/interfaces.d/*\n' > "$r/etc/network/interfaces"
 rm -rf "$r"/var/lib/apt/lists/* "$r"/var/cache/apt/*.bin "$r"/var/cache/apt/archives/*.deb
 rm -f "$r"/var/log/*.log "$r"/var/log/apt/*
+"#;
+
+/// Installed in the image as a kernel `postinst.d` and an initramfs `post-update.d` hook: a
+/// kernel installed or an initramfs rebuilt inside the guest reaches the partition SYSLINUX
+/// boots from.
+const KERNEL_HOOK: &str = r#"#!/bin/sh
+# imagekit's Debian builder: SYSLINUX boots /vmlinuz and /initrd.img of the FAT partition mounted
+# at /boot/syslinux. Keep them the newest installed kernel's.
+set -e
+newest=$(linux-version list | linux-version sort | tail -n 1)
+[ -n "$newest" ] && [ -f "/boot/initrd.img-$newest" ] || exit 0
+mountpoint -q /boot/syslinux || { echo "zz-imagekit-syslinux: /boot/syslinux is not mounted" >&2; exit 1; }
+cp "/boot/vmlinuz-$newest" /boot/syslinux/vmlinuz.new
+cp "/boot/initrd.img-$newest" /boot/syslinux/initrd.img.new
+mv /boot/syslinux/vmlinuz.new /boot/syslinux/vmlinuz
+mv /boot/syslinux/initrd.img.new /boot/syslinux/initrd.img
 "#;
 
 /// Where Debian (and Fedora) keep SYSLINUX's MBR code.
@@ -128,6 +151,8 @@ pub struct DebianBuilder {
     timeout: Duration,
     suite: String,
     mirror: String,
+    security_mirror: Option<String>,
+    reuse_within: Duration,
     packages: Vec<String>,
     customize: Vec<String>,
 }
@@ -143,13 +168,17 @@ struct Record {
 
 impl DebianBuilder {
     /// Keeps images in `output`; a whole build (every arch and format) may take up to `timeout`.
-    /// Defaults: Debian 12 `bookworm` from `http://deb.debian.org/debian`, [`BASE_PACKAGES`].
+    /// Defaults: Debian 12 `bookworm` from `http://deb.debian.org/debian` with its updates and
+    /// security updates, [`BASE_PACKAGES`], builds reused for 24 hours while their inputs do not
+    /// change.
     pub fn new(output: &Path, timeout: Duration) -> DebianBuilder {
         DebianBuilder {
             output: output.to_path_buf(),
             timeout,
             suite: "bookworm".into(),
             mirror: "http://deb.debian.org/debian".into(),
+            security_mirror: Some("http://deb.debian.org/debian-security".into()),
+            reuse_within: Duration::from_secs(24 * 3600),
             packages: Vec::new(),
             customize: Vec::new(),
         }
@@ -167,6 +196,20 @@ impl DebianBuilder {
         self
     }
 
+    /// The mirror of security updates (`None`: none, for a mirror that carries them itself or a
+    /// suite that has none).
+    pub fn security_mirror(mut self, url: Option<&str>) -> DebianBuilder {
+        self.security_mirror = url.map(str::to_string);
+        self
+    }
+
+    /// How long a build whose inputs have not changed is reused when the caller gives no time of
+    /// its own (default 24 hours: packages do change, even when the inputs do not).
+    pub fn reuse_within(mut self, d: Duration) -> DebianBuilder {
+        self.reuse_within = d;
+        self
+    }
+
     /// Packages installed beside [`BASE_PACKAGES`].
     pub fn packages(mut self, names: impl IntoIterator<Item = impl Into<String>>) -> DebianBuilder {
         self.packages = names.into_iter().map(Into::into).collect();
@@ -180,12 +223,27 @@ impl DebianBuilder {
         self
     }
 
+    /// The apt sources, one line each: the suite, and for a release its `-updates` from the same
+    /// mirror and its `-security` from the security mirror (what mmdebstrap itself only adds
+    /// when given no mirror at all).
+    fn sources(&self) -> Vec<String> {
+        let mut lines = vec![format!("deb {} {} main", self.mirror, self.suite)];
+        if !["sid", "unstable", "experimental"].contains(&self.suite.as_str()) {
+            lines.push(format!("deb {} {}-updates main", self.mirror, self.suite));
+            if let Some(sec) = &self.security_mirror {
+                lines.push(format!("deb {sec} {}-security main", self.suite));
+            }
+        }
+        lines
+    }
+
     /// The digest of everything that decides what a build of `spec` makes.
     fn inputs(&self, spec: &BuildSpec) -> String {
         let all = serde_json::json!({
             "builder": BUILDER_VERSION,
             "suite": self.suite,
             "mirror": self.mirror,
+            "security_mirror": self.security_mirror,
             "packages": self.packages,
             "customize": self.customize,
             "disk_gib": disk_gib(spec),
@@ -217,6 +275,18 @@ impl DebianBuilder {
         if let Some(p) = self.packages.iter().find(|p| p.is_empty() || p.contains([',', ' '])) {
             return bad(format!("package {p:?} is not a package name"));
         }
+        if self.mirror.contains('@') || self.security_mirror.as_deref().is_some_and(|m| m.contains('@')) {
+            return bad(
+                "a mirror URL with credentials would be written into the image and its logs: \
+                 give the mirror without them, and the credentials in an apt auth.conf (customize hook)"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// What the build needs of this machine: root, the tools, SYSLINUX's MBR code.
+    fn check_machine(&self, spec: &BuildSpec) -> Result<()> {
         let missing: Vec<String> = TOOLS
             .iter()
             .filter(|(tool, _)| find_tool(tool).is_none())
@@ -256,25 +326,18 @@ impl DebianBuilder {
     }
 
     /// One image: the root tree once per arch, then the disk, then the format.
-    async fn build_one(
-        &self,
-        spec: &BuildSpec,
-        nvr: &str,
-        arch: &str,
-        format: &str,
-        deadline: Instant,
-    ) -> Result<Artifact> {
-        let what = format!("{nvr} {arch} {format}");
+    async fn build_arch(&self, spec: &BuildSpec, nvr: &str, arch: &str, deadline: Instant) -> Result<Vec<Artifact>> {
+        let what = format!("{nvr} {arch}");
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |e: std::io::Error| Error::Io { path, source: e }
         };
         let work = tempfile::Builder::new()
-            .prefix(&format!(".{nvr}.{arch}.{format}."))
+            .prefix(&format!(".{nvr}.{arch}."))
             .suffix(".work")
             .tempdir_in(&self.output)
             .map_err(io(&self.output))?;
-        let log_path = self.output.join(format!("{nvr}.{arch}.{format}.log"));
+        let log_path = self.output.join(format!("{nvr}.{arch}.log"));
         let log = std::fs::File::create(&log_path).map_err(io(&log_path))?;
         let mut step = Step {
             log,
@@ -291,7 +354,10 @@ impl DebianBuilder {
         std::fs::create_dir_all(&boot_tree).map_err(io(&boot_tree))?;
         let mut include: Vec<String> = BASE_PACKAGES.iter().map(|p| p.to_string()).collect();
         include.extend(self.packages.iter().cloned());
-        let finalize = FINALIZE.replace("@UUID@", &uuid).replace("@CLOUD_CFG@", CLOUD_CFG);
+        let finalize = FINALIZE
+            .replace("@UUID@", &uuid)
+            .replace("@CLOUD_CFG@", CLOUD_CFG)
+            .replace("@KERNEL_HOOK@", KERNEL_HOOK);
         let mut args = vec![
             "--variant=minbase".to_string(),
             format!("--architectures={}", debian_arch(arch).unwrap_or("amd64")),
@@ -300,7 +366,8 @@ impl DebianBuilder {
         args.extend(self.customize.iter().map(|c| format!("--customize-hook={c}")));
         args.push(format!("--customize-hook={finalize}"));
         args.push(format!("--customize-hook=sync-out /boot {}", boot_tree.display()));
-        args.extend([self.suite.clone(), tree.display().to_string(), self.mirror.clone()]);
+        args.extend([self.suite.clone(), tree.display().to_string()]);
+        args.extend(self.sources());
         step.log_line(&format!(
             "mmdebstrap {} from {} ({} packages)",
             self.suite,
@@ -335,7 +402,7 @@ impl DebianBuilder {
         std::fs::write(
             &cfg,
             format!(
-                "DEFAULT debian\nTIMEOUT 0\nPROMPT 0\nSERIAL 0 115200\nLABEL debian\n  KERNEL /vmlinuz\n  INITRD /initrd.img\n  \
+                "SERIAL 0 115200\nDEFAULT debian\nTIMEOUT 0\nPROMPT 0\nLABEL debian\n  KERNEL /vmlinuz\n  INITRD /initrd.img\n  \
                  APPEND root=UUID={uuid} ro console=tty0 console=ttyS0,115200n8\n"
             ),
         )
@@ -398,38 +465,38 @@ impl DebianBuilder {
         .await?;
         let _ = std::fs::remove_dir_all(&tree);
 
-        // 3. The format, under a name of its own until it is whole.
-        let partial = tempfile::Builder::new()
-            .prefix(&format!(".{nvr}.{arch}.{format}."))
-            .suffix(".partial")
-            .tempfile_in(&self.output)
-            .map_err(io(&self.output))?
-            .into_temp_path();
-        if format == "qcow2" {
-            step.log_line("qemu-img convert")?;
-            let args = ["convert", "-O", "qcow2"]
+        // 3. Each format of the one disk, under a name of its own until it is whole.
+        let mut artifacts = Vec::new();
+        for format in &spec.formats {
+            let partial = tempfile::Builder::new()
+                .prefix(&format!(".{nvr}.{arch}.{format}."))
+                .suffix(".partial")
+                .tempfile_in(&self.output)
+                .map_err(io(&self.output))?
+                .into_temp_path();
+            step.log_line(&format!("qemu-img convert to {format}"))?;
+            let args = ["convert", "-O", format]
                 .map(String::from)
                 .into_iter()
                 .chain([disk.display().to_string(), partial.display().to_string()]);
             step.run("qemu-img", &args.collect::<Vec<_>>(), None).await?;
-        } else {
-            std::fs::rename(&disk, &partial).map_err(io(&disk))?;
+            let (size, sha256) = hash_file(&partial).await.map_err(io(&partial))?;
+            let dest = self.output.join(format!("{nvr}.{arch}.{format}"));
+            partial.persist(&dest).map_err(|e| Error::Io {
+                path: dest.clone(),
+                source: e.error,
+            })?;
+            step.log_line(&format!("done: {} ({size} bytes, sha256 {sha256})", dest.display()))?;
+            artifacts.push(Artifact {
+                arch: arch.to_string(),
+                format: format.clone(),
+                source: ArtifactSource::Path { path: dest },
+                size: Some(size),
+                checksum: Some(ArtifactChecksum::sha256(&sha256)),
+                url: None,
+            });
         }
-        let (size, sha256) = hash_file(&partial).await.map_err(io(&partial))?;
-        let dest = self.output.join(format!("{nvr}.{arch}.{format}"));
-        partial.persist(&dest).map_err(|e| Error::Io {
-            path: dest.clone(),
-            source: e.error,
-        })?;
-        step.log_line(&format!("done: {} ({size} bytes, sha256 {sha256})", dest.display()))?;
-        Ok(Artifact {
-            arch: arch.into(),
-            format: format.into(),
-            source: ArtifactSource::Path { path: dest },
-            size: Some(size),
-            checksum: Some(ArtifactChecksum::sha256(&sha256)),
-            url: None,
-        })
+        Ok(artifacts)
     }
 }
 
@@ -480,11 +547,26 @@ impl Step {
         let (out, err) = (child.0.stdout.take(), child.0.stderr.take());
         let left = self.deadline.saturating_duration_since(Instant::now());
         let ran = async {
-            let (status, _, _) = tokio::join!(
-                child.0.wait(),
-                copy_stamped(out, &log, self.started),
-                copy_stamped(err, &log, self.started)
+            use futures::FutureExt as _;
+            use futures::future::FusedFuture as _;
+            let mut copies = Box::pin(
+                async {
+                    tokio::join!(
+                        copy_stamped(out, &log, self.started),
+                        copy_stamped(err, &log, self.started)
+                    );
+                }
+                .fuse(),
             );
+            let status = tokio::select! {
+                s = child.0.wait() => s,
+                () = &mut copies => child.0.wait().await,
+            };
+            // Something the command left running may hold its output open: the command is done,
+            // its output gets a moment to drain, not the build's whole deadline.
+            if !copies.is_terminated() {
+                let _ = tokio::time::timeout(Duration::from_secs(5), &mut copies).await;
+            }
             status
         };
         let status = match tokio::time::timeout(left, ran).await {
@@ -571,10 +653,13 @@ impl Builder for DebianBuilder {
         let release = spec.release.clone().unwrap_or_else(|| "1".into());
         let nvr = format!("{}-{}-{release}", spec.name, spec.version);
         let inputs = self.inputs(spec);
+        let reuse_since = since.unwrap_or_else(|| {
+            crate::journal::now().saturating_sub(i64::try_from(self.reuse_within.as_secs()).unwrap_or(i64::MAX))
+        });
         if let Ok(text) = tokio::fs::read(self.record_path(&nvr)).await
             && let Ok(rec) = serde_json::from_slice::<Record>(&text)
             && rec.inputs == inputs
-            && since.is_none_or(|s| rec.built_at >= s)
+            && rec.built_at >= reuse_since
             && rec.artifacts.iter().all(|a| match &a.source {
                 ArtifactSource::Path { path } => path.exists(),
                 _ => false,
@@ -588,13 +673,12 @@ impl Builder for DebianBuilder {
                 artifacts: rec.artifacts,
             });
         }
+        self.check_machine(spec)?;
         started(&nvr)?;
         let deadline = Instant::now() + self.timeout;
         let mut artifacts = Vec::new();
         for arch in &spec.arches {
-            for format in &spec.formats {
-                artifacts.push(self.build_one(spec, &nvr, arch, format, deadline).await?);
-            }
+            artifacts.extend(self.build_arch(spec, &nvr, arch, deadline).await?);
         }
         let rec = Record {
             built_at: crate::journal::now(),
@@ -620,7 +704,6 @@ fn disk_gib(spec: &BuildSpec) -> u32 {
 fn debian_arch(arch: &str) -> Option<&'static str> {
     match (arch, std::env::consts::ARCH) {
         ("x86_64" | "amd64", "x86_64") => Some("amd64"),
-        ("i686" | "i386", "x86" | "x86_64") => Some("i386"),
         _ => None,
     }
 }
@@ -732,6 +815,28 @@ mod tests {
         assert!(e.contains("not a package name"), "{e}");
         let e = b.suite("../x").check(&ok).unwrap_err().to_string();
         assert!(e.contains("not a Debian suite"), "{e}");
+    }
+
+    #[test]
+    fn releases_get_their_updates_and_security_sources_and_credentials_stay_out() {
+        let lines = builder().sources();
+        assert_eq!(
+            lines,
+            [
+                "deb http://deb.debian.org/debian bookworm main",
+                "deb http://deb.debian.org/debian bookworm-updates main",
+                "deb http://deb.debian.org/debian-security bookworm-security main",
+            ]
+        );
+        assert_eq!(builder().suite("sid").sources().len(), 1);
+        assert_eq!(builder().security_mirror(None).sources().len(), 2);
+        let ok = BuildSpec::new("d", "12", ["x86_64"], ["qcow2"]);
+        let e = builder()
+            .mirror("http://user:secret@mirror.example/debian")
+            .check(&ok)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("auth.conf") && !e.contains("secret"), "{e}");
     }
 
     #[test]

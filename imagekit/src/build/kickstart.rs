@@ -32,7 +32,12 @@ pub fn syntax_for_distro(distro: &str) -> Option<String> {
             .collect();
         digits.parse().ok()
     };
-    if let Some(rest) = lower.strip_prefix("fedora").or_else(|| lower.strip_prefix('f')) {
+    let fedora = lower.strip_prefix("fedora").or_else(|| {
+        lower
+            .strip_prefix('f')
+            .filter(|r| r.starts_with(|c: char| c.is_ascii_digit()))
+    });
+    if let Some(rest) = fedora {
         return major(rest).map(|m| format!("F{m}"));
     }
     [
@@ -85,7 +90,10 @@ pub async fn validate(file: &Path, version: &str) -> Result<()> {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let (line, problem) = parse_problem(&text);
+    let (line, mut problem) = parse_problem(&text);
+    if problem.is_empty() {
+        problem = format!("ksvalidator exited with {} and said nothing", out.status);
+    }
     Err(kickstart_error(file, line, version, problem))
 }
 
@@ -145,6 +153,7 @@ mod tests {
             ("Fedora-41", Some("F41")),
             ("F40", Some("F40")),
             ("Debian-12", None),
+            ("freebsd-14", None),
             ("", None),
         ] {
             assert_eq!(syntax_for_distro(distro).as_deref(), want, "{distro}");

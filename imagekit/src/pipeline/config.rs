@@ -984,6 +984,7 @@ impl Pipeline {
             std::fs::read_to_string(path).map_err(|e| unusable(format!("cannot read the pipeline file: {e}")))?;
         let mut p = Pipeline::parse(&text, Some(path))?;
         p.path = Some(path.to_path_buf());
+        p.check_exclusive_names(&text)?;
         Ok(p)
     }
 
@@ -1422,6 +1423,27 @@ impl Pipeline {
                 promote: l.promote.as_ref().or(f.promote.as_ref()).zip(promote_name.as_ref()),
             })
             .collect()
+    }
+
+    /// A `t_functional` suite in a local directory: every name of `[test] exclusive` is one of its
+    /// test directories, found now rather than after the build and the upload.
+    fn check_exclusive_names(&self, text: &str) -> Result<()> {
+        let Some(t) = &self.file.test else { return Ok(()) };
+        let tests = self.resolve(t.suite.as_ref()).join("tests");
+        if t.layout != SuiteLayout::TFunctional || !tests.is_dir() {
+            return Ok(());
+        }
+        match t.exclusive.iter().find(|n| n.contains('/') || !tests.join(n).is_dir()) {
+            Some(missing) => Err(Error::Pipeline {
+                path: self.path.clone().unwrap_or_default(),
+                line: locate(text, "test", 0, "exclusive"),
+                reason: format!(
+                    "`exclusive` names {missing:?}, and {} has no such test directory",
+                    tests.display()
+                ),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// A path from the file, made absolute against the file's directory.

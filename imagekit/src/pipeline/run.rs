@@ -986,6 +986,11 @@ impl<'a> Runner<'a> {
             let local = self.pipeline.resolve(ks.as_ref());
             if local.is_file() {
                 spec = spec.validate_kickstart(local, line.build.kickstart_version.as_deref());
+            } else if line.build.kickstart_version.is_some() {
+                return Err(Error::InvalidInput(format!(
+                    "kickstart_version asks for {} to be validated, and there is no such file",
+                    local.display()
+                )));
             }
         }
         let since = line

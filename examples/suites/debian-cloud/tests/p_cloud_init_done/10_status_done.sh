@@ -1,6 +1,6 @@
 #!/bin/bash
 # cloud-init ran every stage and reported no error.
-out=$(timeout 300 cloud-init status --wait --long 2>&1); rc=$?
+out=$(timeout 240 cloud-init status --wait --long 2>&1); rc=$?
 echo "$out"
 [ "$rc" -eq 0 ] || t_Fail "cloud-init status exited $rc"
 echo "$out" | grep -qx 'status: done' || t_Fail "cloud-init is not done"

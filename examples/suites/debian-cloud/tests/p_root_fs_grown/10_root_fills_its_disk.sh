@@ -1,11 +1,20 @@
 #!/bin/bash
-# The root filesystem grew to the disk it booted on (growpart, then resize2fs).
+# The root filesystem grew to the disk it booted on: its partition ends where the disk ends
+# (growpart), and the filesystem fills the partition (resize2fs).
+set -u
+number() { [[ "$2" =~ ^[0-9]+$ ]] || t_Fail "could not read $1 (got '$2')"; }
 dev=$(findmnt -no SOURCE /)
-disk=/dev/$(lsblk -no PKNAME "$dev")
-disk_bytes=$(lsblk -bdno SIZE "$disk")
-part_bytes=$(lsblk -bdno SIZE "$dev")
-fs_bytes=$(( $(stat -f -c '%b * %S' / ) ))
-t_Log "disk $disk $disk_bytes B, root partition $dev $part_bytes B, filesystem $fs_bytes B"
-# The partitions before the root's (the boot partition) and ext4's own metadata stay out.
-[ $(( part_bytes * 100 / disk_bytes )) -ge 90 ] || t_Fail "the root partition was not grown to the disk"
-[ $(( fs_bytes * 100 / part_bytes )) -ge 90 ] || t_Fail "the root filesystem was not grown to its partition"
+name=$(basename "$dev")
+disk=$(lsblk -no PKNAME "$dev" | head -1)
+[ -n "$disk" ] || t_Fail "/ is on $dev, which is not a partition of a disk"
+disk_sectors=$(cat "/sys/block/$disk/size")
+start=$(cat "/sys/block/$disk/$name/start")
+part_sectors=$(cat "/sys/block/$disk/$name/size")
+fs_bytes=$(( $(stat -f -c '%b * %S' /) ))
+for v in disk_sectors start part_sectors fs_bytes; do number "$v" "${!v}"; done
+end=$(( start + part_sectors ))
+t_Log "disk $disk: $disk_sectors sectors; $dev: sectors $start to $end; filesystem $fs_bytes bytes"
+# Partition tables keep at most a few MiB at the end (GPT's backup); 16 MiB is generous.
+[ $(( disk_sectors - end )) -le 32768 ] || t_Fail "the root partition ends $(( (disk_sectors - end) / 2048 )) MiB before the disk does: it was not grown"
+# ext4 keeps its own metadata out of the count.
+[ $(( fs_bytes * 100 / (part_sectors * 512) )) -ge 90 ] || t_Fail "the root filesystem does not fill its partition"

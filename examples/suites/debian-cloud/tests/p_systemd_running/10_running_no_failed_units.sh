@@ -1,6 +1,6 @@
 #!/bin/bash
 # The system reached `running`: every unit started, none failed.
-state=$(timeout 300 systemctl is-system-running --wait 2>&1)
+state=$(timeout 240 systemctl is-system-running --wait 2>&1)
 failed=$(systemctl --failed --no-legend --plain)
 t_Log "system state: $state"
 if [ -n "$failed" ]; then
