@@ -512,6 +512,14 @@ impl Drop for GroupChild {
     }
 }
 
+/// Whether every artifact of a local build's record is still a file on disk.
+fn all_on_disk(artifacts: &[Artifact]) -> bool {
+    artifacts.iter().all(|a| match &a.source {
+        ArtifactSource::Path { path } => path.exists(),
+        _ => false,
+    })
+}
+
 /// Writes a build's record whole or not at all: another run reading it never sees half of it.
 fn write_record(dir: &Path, path: &Path, nvr: &str, rec: &impl Serialize) -> Result<()> {
     let text = serde_json::to_vec_pretty(rec).map_err(|e| Error::InvalidInput(e.to_string()))?;
@@ -580,10 +588,7 @@ impl Builder for LocalCommandBuilder {
             && let Ok(text) = tokio::fs::read(self.record_path(&nvr)).await
             && let Ok(rec) = serde_json::from_slice::<LocalRecord>(&text)
             && rec.built_at >= since
-            && rec.artifacts.iter().all(|a| match &a.source {
-                ArtifactSource::Path { path } => path.exists(),
-                _ => false,
-            })
+            && all_on_disk(&rec.artifacts)
         {
             return Ok(BuildResult {
                 nvr,

@@ -660,10 +660,7 @@ impl Builder for DebianBuilder {
             && let Ok(rec) = serde_json::from_slice::<Record>(&text)
             && rec.inputs == inputs
             && rec.built_at >= reuse_since
-            && rec.artifacts.iter().all(|a| match &a.source {
-                ArtifactSource::Path { path } => path.exists(),
-                _ => false,
-            })
+            && super::all_on_disk(&rec.artifacts)
         {
             tracing::info!(%nvr, "inputs unchanged since the last build: reusing it");
             return Ok(BuildResult {
