@@ -360,6 +360,9 @@ pub struct Validation {
     pub reason: Option<String>,
 }
 
+/// How long a wait keeps reading a node that reached a failure state without a `last_error`.
+const LAST_ERROR_GRACE: Duration = Duration::from_secs(5);
+
 fn failure(node: &Node, session: &crate::Session) -> Error {
     Error::Failed {
         kind: "node",
@@ -463,12 +466,27 @@ impl Ironic {
         wait: &ProvisionWait,
     ) -> Result<Node> {
         let seen = std::sync::Mutex::new((String::new(), Instant::now()));
+        let failed_without_reason = std::sync::Mutex::new(None::<Instant>);
         wait_for(&format!("node {ident} to become {target}"), &wait.wait, || async {
             let node = self.get(ident).await?;
             if node.provision_state == target && node.target_provision_state.is_none() {
                 return Ok(Poll::Ready(node));
             }
             if node.provision_state.is_failure() && node.provision_state != target {
+                // Ironic can save the failed state a moment before its `last_error` (seen with
+                // `clean failed`): give the reason a few seconds to arrive, so the error says why.
+                if node.last_error.is_none() {
+                    let first = *failed_without_reason
+                        .lock()
+                        .map_err(|_| Error::InvalidInput("wait state poisoned".into()))?
+                        .get_or_insert_with(Instant::now);
+                    if first.elapsed() < LAST_ERROR_GRACE {
+                        return Ok(Poll::Pending(format!(
+                            "{} (waiting for its last_error)",
+                            node.provision_state
+                        )));
+                    }
+                }
                 return Err(failure(&node, &self.session));
             }
             let state = node.provision_state.to_string();
