@@ -160,6 +160,24 @@ async fn a_built_debian_image_passes_the_functional_suite_and_a_broken_one_is_re
         );
     }
 
+    // `imagekit results RUN` says why, and where to look.
+    let results_cmd = std::process::Command::new(env!("CARGO_BIN_EXE_imagekit"))
+        .args(["results", run])
+        .env("IMAGEKIT_JOURNAL", dir.path().join("journal.sqlite"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&results_cmd.stdout);
+    assert!(said.contains("why broken/test/x86_64/qcow2 failed"), "{said}");
+    assert!(!said.contains("why good/"), "{said}");
+    for wanted in [
+        "p_systemd_running:",
+        "p_journal_errors:",
+        "console.log",
+        "cloud-init.log",
+    ] {
+        assert!(said.contains(wanted), "no {wanted} in:\n{said}");
+    }
+
     // Promoted: the good image only.
     let images = imagekit::store::LocalStore::new(&dir.path().join("images"));
     let all = imagekit::store::ImageStore::list(&images, &Default::default())

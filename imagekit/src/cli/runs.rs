@@ -76,6 +76,9 @@ fn finish(
         if !table.is_empty() {
             eprint!("\n{table}");
         }
+        for stage in journal.stages(&run).unwrap_or_default() {
+            eprint!("{}", failure_evidence(&stage));
+        }
     }
     run_output(cli, &report?)
 }
@@ -163,6 +166,9 @@ pub(super) fn results(cli: &Cli, run: Option<&str>) -> crate::Result<String> {
             t.message.as_ref().map(|m| format!("  {m}")).unwrap_or_default()
         );
     }
+    for s in &stages {
+        out += &failure_evidence(s);
+    }
     for p in &promotions {
         out += &format!(
             "  promoted {} in {} as {} — evidence {}\n",
@@ -176,4 +182,54 @@ pub(super) fn results(cli: &Cli, run: Option<&str>) -> crate::Result<String> {
         out += &format!("  not cleaned up: {} {} in {}\n", r.kind, r.id, r.location);
     }
     Ok(out.trim_end().to_string())
+}
+
+/// For a test stage with failures: each failed test with its logs, then the machine's console and
+/// cloud-init logs, read from the report beside the stage's JUnit file. Empty when there is
+/// nothing to show or the report is gone.
+fn failure_evidence(stage: &crate::journal::StageRecord) -> String {
+    let Some(output) = &stage.output else {
+        return String::new();
+    };
+    if output["failed"].as_u64().unwrap_or(0) == 0 {
+        return String::new();
+    }
+    let Some(dir) = output["junit"].as_str().and_then(|j| Path::new(j).parent()) else {
+        return String::new();
+    };
+    let Ok(text) = std::fs::read(dir.join("report.json")) else {
+        return String::new();
+    };
+    let Ok(report) = serde_json::from_slice::<serde_json::Value>(&text) else {
+        return String::new();
+    };
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+            .unwrap_or_default()
+    };
+    let mut out = format!("  why {} failed:\n", stage.key);
+    for t in report["tests"].as_array().into_iter().flatten() {
+        if !matches!(t["verdict"].as_str(), Some("failed" | "timed_out" | "error")) {
+            continue;
+        }
+        out += &format!(
+            "    {}: {}\n",
+            t["name"].as_str().unwrap_or("?"),
+            t["message"].as_str().unwrap_or("failed")
+        );
+        for log in strings(&t["logs"]) {
+            out += &format!("      log {log}\n");
+        }
+    }
+    for a in strings(&report["artifacts"]) {
+        let name = Path::new(&a)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.starts_with("console") || name.contains("cloud-init") {
+            out += &format!("    machine log {a}\n");
+        }
+    }
+    out
 }
