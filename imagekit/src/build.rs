@@ -1,5 +1,6 @@
 //! Building images: Koji (`buildImageOz`, livemedia, kiwi), a Debian cloud image from Debian's
-//! packages on this machine ([`DebianBuilder`]), or a local command (kiwi-ng, mkosi,
+//! packages on this machine ([`DebianBuilder`]), a vendor's image adapted with `virt-customize`
+//! ([`CustomizeBuilder`]), or a local command (kiwi-ng, mkosi,
 //! diskimage-builder, a script), behind one [`Builder`] trait. Each skips the build when one of the
 //! same name-version-release exists since a given time (the Debian builder: when its inputs have
 //! not changed), so a daily job never builds twice.
@@ -17,8 +18,11 @@ use sha2::{Digest as _, Sha256};
 use crate::error::{Error, Result};
 use crate::upload::{Artifact, ArtifactChecksum, ArtifactSource};
 
+pub mod customize;
 pub mod debian;
 pub mod kickstart;
+mod steps;
+pub use customize::CustomizeBuilder;
 pub use debian::DebianBuilder;
 
 /// What to build.

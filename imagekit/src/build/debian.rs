@@ -45,12 +45,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use super::{BuildResult, BuildSpec, Builder, GroupChild, hash_file, supervised, tail_of};
+use super::steps::{Step, find_tool, reusable, write_inputs_record};
+use super::{BuildResult, BuildSpec, Builder};
 use crate::error::{Error, Result};
-use crate::upload::{Artifact, ArtifactChecksum, ArtifactSource};
+use crate::upload::Artifact;
 
 /// The packages every image gets: a kernel, systemd, cloud-init and what it drives (`growpart`,
 /// ifupdown with a DHCP client, `sudo`, `locales`), OpenSSH and time synchronisation.
@@ -155,15 +155,6 @@ pub struct DebianBuilder {
     reuse_within: Duration,
     packages: Vec<String>,
     customize: Vec<String>,
-}
-
-/// The record kept beside a build's images: when, from which inputs, what.
-#[derive(Serialize, Deserialize)]
-struct Record {
-    built_at: i64,
-    nvr: String,
-    inputs: String,
-    artifacts: Vec<Artifact>,
 }
 
 impl DebianBuilder {
@@ -321,10 +312,6 @@ impl DebianBuilder {
         Ok(())
     }
 
-    fn record_path(&self, nvr: &str) -> PathBuf {
-        self.output.join(format!("{nvr}.json"))
-    }
-
     /// One image: the root tree once per arch, then the disk, then the format.
     async fn build_arch(&self, spec: &BuildSpec, nvr: &str, arch: &str, deadline: Instant) -> Result<Vec<Artifact>> {
         let what = format!("{nvr} {arch}");
@@ -465,170 +452,8 @@ impl DebianBuilder {
         .await?;
         let _ = std::fs::remove_dir_all(&tree);
 
-        // 3. Each format of the one disk, under a name of its own until it is whole.
-        let mut artifacts = Vec::new();
-        for format in &spec.formats {
-            let partial = tempfile::Builder::new()
-                .prefix(&format!(".{nvr}.{arch}.{format}."))
-                .suffix(".partial")
-                .tempfile_in(&self.output)
-                .map_err(io(&self.output))?
-                .into_temp_path();
-            step.log_line(&format!("qemu-img convert to {format}"))?;
-            let args = ["convert", "-O", format]
-                .map(String::from)
-                .into_iter()
-                .chain([disk.display().to_string(), partial.display().to_string()]);
-            step.run("qemu-img", &args.collect::<Vec<_>>(), None).await?;
-            let (size, sha256) = hash_file(&partial).await.map_err(io(&partial))?;
-            let dest = self.output.join(format!("{nvr}.{arch}.{format}"));
-            partial.persist(&dest).map_err(|e| Error::Io {
-                path: dest.clone(),
-                source: e.error,
-            })?;
-            step.log_line(&format!("done: {} ({size} bytes, sha256 {sha256})", dest.display()))?;
-            artifacts.push(Artifact {
-                arch: arch.to_string(),
-                format: format.clone(),
-                source: ArtifactSource::Path { path: dest },
-                size: Some(size),
-                checksum: Some(ArtifactChecksum::sha256(&sha256)),
-                url: None,
-            });
-        }
-        Ok(artifacts)
-    }
-}
-
-/// One build's log, and the commands it runs until its deadline.
-/// Every line of the log starts with the seconds since the build started (`[   91.2 s]`), so the
-/// log says where the time went: packages downloaded, installed, the disk, the conversion.
-struct Step {
-    log: std::fs::File,
-    log_path: PathBuf,
-    what: String,
-    started: Instant,
-    deadline: Instant,
-}
-
-impl Step {
-    fn log_line(&mut self, text: &str) -> Result<()> {
-        tracing::info!(build = %self.what, "{text}");
-        let line = format!("== {text}");
-        write_stamped(&mut self.log, self.started, line.as_bytes()).map_err(|e| Error::Io {
-            path: self.log_path.clone(),
-            source: e,
-        })
-    }
-
-    /// Runs `program` with `args` (and `stdin`), its output into the log; its whole process
-    /// group is killed at the deadline or when the build is dropped.
-    async fn run(&mut self, program: &str, args: &[String], stdin: Option<&str>) -> Result<()> {
-        use tokio::io::AsyncWriteExt as _;
-        let io = |e: std::io::Error| Error::Io {
-            path: self.log_path.clone(),
-            source: e,
-        };
-        let path = find_tool(program).unwrap_or_else(|| PathBuf::from(program));
-        let mut cmd = supervised(&path, args);
-        cmd.stdin(if stdin.is_some() {
-            std::process::Stdio::piped()
-        } else {
-            std::process::Stdio::null()
-        })
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-        let mut child = GroupChild(cmd.spawn().map_err(|e| Error::Io { path, source: e })?);
-        if let (Some(text), Some(mut pipe)) = (stdin, child.0.stdin.take()) {
-            pipe.write_all(text.as_bytes()).await.map_err(io)?;
-        }
-        let log = std::sync::Mutex::new(self.log.try_clone().map_err(io)?);
-        let (out, err) = (child.0.stdout.take(), child.0.stderr.take());
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        let ran = async {
-            use futures::FutureExt as _;
-            use futures::future::FusedFuture as _;
-            let mut copies = Box::pin(
-                async {
-                    tokio::join!(
-                        copy_stamped(out, &log, self.started),
-                        copy_stamped(err, &log, self.started)
-                    );
-                }
-                .fuse(),
-            );
-            let status = tokio::select! {
-                s = child.0.wait() => s,
-                () = &mut copies => child.0.wait().await,
-            };
-            // Something the command left running may hold its output open: the command is done,
-            // its output gets a moment to drain, not the build's whole deadline.
-            if !copies.is_terminated() {
-                let _ = tokio::time::timeout(Duration::from_secs(5), &mut copies).await;
-            }
-            status
-        };
-        let status = match tokio::time::timeout(left, ran).await {
-            Ok(s) => s.map_err(io)?,
-            Err(_) => {
-                child.kill_group();
-                let _ = child.0.wait().await;
-                return Err(Error::BuildFailed {
-                    what: self.what.clone(),
-                    reason: format!(
-                        "the build ran out of its time during {program} and was stopped; log: {}",
-                        self.log_path.display()
-                    ),
-                });
-            }
-        };
-        if status.success() {
-            return Ok(());
-        }
-        Err(Error::BuildFailed {
-            what: self.what.clone(),
-            reason: format!(
-                "{program} failed ({status}); log {}:\n{}",
-                self.log_path.display(),
-                tail_of(&self.log_path, 2000)
-            ),
-        })
-    }
-}
-
-/// `line` into `log`, after the seconds since `started`.
-fn write_stamped(log: &mut std::fs::File, started: Instant, line: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let mut text = format!("[{:8.1} s] ", started.elapsed().as_secs_f64()).into_bytes();
-    text.extend_from_slice(line);
-    text.push(b'\n');
-    log.write_all(&text)
-}
-
-/// Copies what a command prints into the log, a stamped line at a time (bytes that are not UTF-8
-/// are kept as they are); a failing log write stops the copy, not the build.
-async fn copy_stamped(
-    from: Option<impl tokio::io::AsyncRead + Unpin>,
-    log: &std::sync::Mutex<std::fs::File>,
-    started: Instant,
-) {
-    use tokio::io::AsyncBufReadExt as _;
-    let Some(from) = from else { return };
-    let mut reader = tokio::io::BufReader::new(from);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                let text = line.strip_suffix(b"\n").unwrap_or(&line);
-                let Ok(mut log) = log.lock() else { return };
-                if write_stamped(&mut log, started, text).is_err() {
-                    return;
-                }
-            }
-        }
+        // 3. Each format of the one disk.
+        step.convert(&disk, &self.output, nvr, arch, &spec.formats).await
     }
 }
 
@@ -653,21 +478,12 @@ impl Builder for DebianBuilder {
         let release = spec.release.clone().unwrap_or_else(|| "1".into());
         let nvr = format!("{}-{}-{release}", spec.name, spec.version);
         let inputs = self.inputs(spec);
-        let reuse_since = since.unwrap_or_else(|| {
-            crate::journal::now().saturating_sub(i64::try_from(self.reuse_within.as_secs()).unwrap_or(i64::MAX))
-        });
-        if let Ok(text) = tokio::fs::read(self.record_path(&nvr)).await
-            && let Ok(rec) = serde_json::from_slice::<Record>(&text)
-            && rec.inputs == inputs
-            && rec.built_at >= reuse_since
-            && super::all_on_disk(&rec.artifacts)
-        {
-            tracing::info!(%nvr, "inputs unchanged since the last build: reusing it");
+        if let Some(artifacts) = reusable(&self.output, &nvr, &inputs, since, self.reuse_within).await {
             return Ok(BuildResult {
                 nvr,
                 task: None,
                 reused: true,
-                artifacts: rec.artifacts,
+                artifacts,
             });
         }
         self.check_machine(spec)?;
@@ -677,13 +493,7 @@ impl Builder for DebianBuilder {
         for arch in &spec.arches {
             artifacts.extend(self.build_arch(spec, &nvr, arch, deadline).await?);
         }
-        let rec = Record {
-            built_at: crate::journal::now(),
-            nvr: nvr.clone(),
-            inputs,
-            artifacts: artifacts.clone(),
-        };
-        super::write_record(&self.output, &self.record_path(&nvr), &nvr, &rec)?;
+        write_inputs_record(&self.output, &nvr, inputs, &artifacts)?;
         Ok(BuildResult {
             nvr,
             task: None,
@@ -703,14 +513,6 @@ fn debian_arch(arch: &str) -> Option<&'static str> {
         ("x86_64" | "amd64", "x86_64") => Some("amd64"),
         _ => None,
     }
-}
-
-fn find_tool(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
 }
 
 /// Whether this process runs as root (from `/proc/self/status`, no unsafe `geteuid`).

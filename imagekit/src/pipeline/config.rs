@@ -51,6 +51,25 @@
 //! formats = ["qcow2"]
 //! disk_size = 2                               # GiB (default)
 //! ```
+//!
+//! A vendor's image adapted for a site with `virt-customize` ([`crate::build::CustomizeBuilder`]),
+//! downloaded by URL and checked against its SHA-256 first:
+//!
+//! ```toml
+//! [build]
+//! builder = "customize"
+//! source_url = "https://vendor.example/rhel-9.5-x86_64-kvm.qcow2"
+//! source_sha256 = "5d3d973eb891f4014dbaae6174e338b91bc63506dd400ac0a03dd5ab2811ccab"
+//! packages = ["cern-wrappers"]
+//! files = ["site.repo:/etc/yum.repos.d"]       # LOCAL:/REMOTE/DIR
+//! commands = ["systemctl enable cern-wrappers"]
+//! selinux_relabel = true
+//! output = "images"
+//! name = "rhel9-cern"
+//! version = "9.5"
+//! arches = ["x86_64"]
+//! formats = ["qcow2"]
+//! ```
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -573,6 +592,21 @@ pub struct BuildSection {
     /// the image's root).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub customize: Vec<String>,
+    /// customize: the vendor image's URL (`https://`, `http://`, `file://`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_url: Option<String>,
+    /// customize: the vendor image's SHA-256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_sha256: Option<String>,
+    /// customize: files copied in, `LOCAL:/REMOTE/DIR` (local paths relative to the pipeline file).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
+    /// customize: shell commands run inside the image (`virt-customize --run-command`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub commands: Vec<String>,
+    /// customize: relabel for SELinux at the end.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub selinux_relabel: bool,
 }
 
 impl BuildSection {
@@ -610,6 +644,8 @@ pub enum BuilderKind {
     Koji,
     /// A Debian cloud image from Debian's packages ([`crate::build::DebianBuilder`]).
     Debian,
+    /// A vendor's image adapted with `virt-customize` ([`crate::build::CustomizeBuilder`]).
+    Customize,
     /// A local command.
     Local,
 }
@@ -874,6 +910,13 @@ fn check_build(b: &BuildSection) -> std::result::Result<(), (&'static str, Strin
                 "kiwi needs `kiwi_description_url` (the descriptions' SCM URL) and `kiwi_description_path`".into(),
             ));
         }
+        (BuilderKind::Customize, _) if b.source_url.is_none() || b.source_sha256.is_none() => {
+            return Err((
+                "builder",
+                "the customize builder needs `source_url` and `source_sha256` (the vendor image and its checksum)"
+                    .into(),
+            ));
+        }
         (BuilderKind::Debian, _) if b.method.is_some() || b.target.is_some() || !b.command.is_empty() => {
             return Err((
                 "builder",
@@ -883,13 +926,29 @@ fn check_build(b: &BuildSection) -> std::result::Result<(), (&'static str, Strin
         }
         _ => {}
     }
-    if b.builder != BuilderKind::Debian
-        && (b.suite.is_some() || b.mirror.is_some() || !b.packages.is_empty() || !b.customize.is_empty())
+    if b.builder != BuilderKind::Customize
+        && (b.source_url.is_some()
+            || b.source_sha256.is_some()
+            || !b.files.is_empty()
+            || !b.commands.is_empty()
+            || b.selinux_relabel)
     {
+        return Err((
+            "builder",
+            "`source_url`, `source_sha256`, `files`, `commands` and `selinux_relabel` are for `builder = \"customize\"`"
+                .into(),
+        ));
+    }
+    if !matches!(b.builder, BuilderKind::Debian | BuilderKind::Customize) && !b.packages.is_empty() {
+        return Err((
+            "packages",
+            "`packages` is for `builder = \"debian\"` or `\"customize\"`".into(),
+        ));
+    }
+    if b.builder != BuilderKind::Debian && (b.suite.is_some() || b.mirror.is_some() || !b.customize.is_empty()) {
         let key = [
             ("suite", b.suite.is_some()),
             ("mirror", b.mirror.is_some()),
-            ("packages", !b.packages.is_empty()),
             ("customize", !b.customize.is_empty()),
         ]
         .into_iter()

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::config::{BuilderKind, Pipeline, RegistryKind, StoreKind};
 use crate::boot_test::Compute;
-use crate::build::{BuildResult, Builder, DebianBuilder, KojiBuilder, LocalCommandBuilder};
+use crate::build::{BuildResult, Builder, CustomizeBuilder, DebianBuilder, KojiBuilder, LocalCommandBuilder};
 use crate::container::{ContainerRegistry, LayoutRegistry, RemoteRegistry};
 use crate::error::{Error, Result};
 use crate::journal::{Journal, Promoted, RunId, StageStart, Status, rfc3339};
@@ -190,6 +190,24 @@ fn line_builder(
                 d = d.mirror(mirror);
             }
             (Box::new(d), None)
+        }
+        BuilderKind::Customize => {
+            let output = p.resolve(b.output.as_deref().unwrap_or("build-output".as_ref()));
+            let files = b.files.iter().map(|f| match f.split_once(':') {
+                Some((local, remote)) => format!("{}:{remote}", p.resolve(local.as_ref()).display()),
+                None => f.clone(),
+            });
+            let c = CustomizeBuilder::new(
+                &output,
+                timeout,
+                b.source_url.as_deref().unwrap_or_default(),
+                b.source_sha256.as_deref().unwrap_or_default(),
+            )
+            .packages(&b.packages)
+            .files(files)
+            .commands(&b.commands)
+            .selinux_relabel(b.selinux_relabel);
+            (Box::new(c), None)
         }
         BuilderKind::Local => {
             let (program, args) = b
