@@ -516,6 +516,30 @@ impl Drop for GroupChild {
     }
 }
 
+/// The start of a build on this machine: the spec checked, the output directory made; the
+/// build's `NAME-VERSION-RELEASE` (release `1` unless the spec says).
+async fn start_local(spec: &BuildSpec, output: &Path) -> Result<String> {
+    spec.check()?;
+    tokio::fs::create_dir_all(output).await.map_err(|e| Error::Io {
+        path: output.to_path_buf(),
+        source: e,
+    })?;
+    let release = spec.release.as_deref().unwrap_or("1");
+    Ok(format!("{}-{}-{release}", spec.name, spec.version))
+}
+
+impl BuildResult {
+    /// A local build's result: no task.
+    fn local(nvr: String, artifacts: Vec<Artifact>, reused: bool) -> BuildResult {
+        BuildResult {
+            nvr,
+            task: None,
+            reused,
+            artifacts,
+        }
+    }
+}
+
 /// Whether every artifact of a local build's record is still a file on disk.
 fn all_on_disk(artifacts: &[Artifact]) -> bool {
     artifacts.iter().all(|a| match &a.source {
@@ -581,25 +605,15 @@ impl Builder for LocalCommandBuilder {
         since: Option<i64>,
         started: &(dyn for<'a> Fn(&'a str) -> Result<()> + Send + Sync),
     ) -> Result<BuildResult> {
-        spec.check()?;
-        tokio::fs::create_dir_all(&self.output).await.map_err(|e| Error::Io {
-            path: self.output.clone(),
-            source: e,
-        })?;
+        let nvr = start_local(spec, &self.output).await?;
         let release = spec.release.clone().unwrap_or_else(|| "1".into());
-        let nvr = format!("{}-{}-{release}", spec.name, spec.version);
         if let Some(since) = since
             && let Ok(text) = tokio::fs::read(self.record_path(&nvr)).await
             && let Ok(rec) = serde_json::from_slice::<LocalRecord>(&text)
             && rec.built_at >= since
             && all_on_disk(&rec.artifacts)
         {
-            return Ok(BuildResult {
-                nvr,
-                task: None,
-                reused: true,
-                artifacts: rec.artifacts,
-            });
+            return Ok(BuildResult::local(nvr, rec.artifacts, true));
         }
         started(&nvr)?;
         let mut artifacts = Vec::new();
@@ -614,12 +628,7 @@ impl Builder for LocalCommandBuilder {
             artifacts: artifacts.clone(),
         };
         write_record(&self.output, &self.record_path(&nvr), &nvr, &rec)?;
-        Ok(BuildResult {
-            nvr,
-            task: None,
-            reused: false,
-            artifacts,
-        })
+        Ok(BuildResult::local(nvr, artifacts, false))
     }
 }
 

@@ -469,22 +469,11 @@ impl Builder for DebianBuilder {
         since: Option<i64>,
         started: &(dyn for<'a> Fn(&'a str) -> Result<()> + Send + Sync),
     ) -> Result<BuildResult> {
-        spec.check()?;
         self.check(spec)?;
-        tokio::fs::create_dir_all(&self.output).await.map_err(|e| Error::Io {
-            path: self.output.clone(),
-            source: e,
-        })?;
-        let release = spec.release.clone().unwrap_or_else(|| "1".into());
-        let nvr = format!("{}-{}-{release}", spec.name, spec.version);
+        let nvr = super::start_local(spec, &self.output).await?;
         let inputs = self.inputs(spec);
         if let Some(artifacts) = reusable(&self.output, &nvr, &inputs, since, self.reuse_within).await {
-            return Ok(BuildResult {
-                nvr,
-                task: None,
-                reused: true,
-                artifacts,
-            });
+            return Ok(BuildResult::local(nvr, artifacts, true));
         }
         self.check_machine(spec)?;
         started(&nvr)?;
@@ -494,12 +483,7 @@ impl Builder for DebianBuilder {
             artifacts.extend(self.build_arch(spec, &nvr, arch, deadline).await?);
         }
         write_inputs_record(&self.output, &nvr, inputs, &artifacts)?;
-        Ok(BuildResult {
-            nvr,
-            task: None,
-            reused: false,
-            artifacts,
-        })
+        Ok(BuildResult::local(nvr, artifacts, false))
     }
 }
 
