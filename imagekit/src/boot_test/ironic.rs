@@ -19,7 +19,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use openstack_client::WaitOptions;
 use openstack_client::ironic::{
-    Allocation, ConfigDrive, CreateAllocation, Ironic, PowerAction, ProvisionAction, ProvisionState, ProvisionWait,
+    Allocation, ConfigDrive, CreateAllocation, Ironic, NodePatch, PowerAction, ProvisionAction, ProvisionState,
+    ProvisionWait,
 };
 use serde_json::json;
 
@@ -279,6 +280,18 @@ impl Pool {
         let n = self.ironic.get(node).await?;
         if n.power_state.is_none() {
             self.ironic.set_power(node, PowerAction::Off, &wait).await?;
+        }
+        // A lease ended between setting `instance_info` and deploying leaves the node available
+        // with this lease's image (Ironic clears it only when it undeploys): the next lease must
+        // not inherit it.
+        if n.provision_state == ProvisionState::Available
+            && let Some(info) = n.instance_info.as_object().filter(|o| !o.is_empty())
+        {
+            let ops: Vec<NodePatch> = info
+                .keys()
+                .map(|k| NodePatch::Remove(format!("/instance_info/{}", k.replace('~', "~0").replace('/', "~1"))))
+                .collect();
+            self.ironic.update(node, &ops).await?;
         }
         Ok(())
     }
