@@ -271,26 +271,7 @@ impl Builder for CustomizeBuilder {
         }
         started(&nvr)?;
         let arch = &spec.arches[0];
-        let work = tempfile::Builder::new()
-            .prefix(&format!(".{nvr}.{arch}."))
-            .suffix(".work")
-            .tempdir_in(&self.output)
-            .map_err(|e| Error::Io {
-                path: self.output.clone(),
-                source: e,
-            })?;
-        let log_path = self.output.join(format!("{nvr}.{arch}.log"));
-        let log = std::fs::File::create(&log_path).map_err(|e| Error::Io {
-            path: log_path.clone(),
-            source: e,
-        })?;
-        let mut step = Step {
-            log,
-            log_path,
-            what: format!("{nvr} {arch}"),
-            started: Instant::now(),
-            deadline: Instant::now() + self.timeout,
-        };
+        let (work, mut step) = Step::begin(&self.output, &nvr, arch, Instant::now() + self.timeout)?;
         let disk = work.path().join("source.img");
         self.download(&disk, &mut step).await?;
 

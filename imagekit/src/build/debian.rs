@@ -319,20 +319,7 @@ impl DebianBuilder {
             let path = path.to_path_buf();
             move |e: std::io::Error| Error::Io { path, source: e }
         };
-        let work = tempfile::Builder::new()
-            .prefix(&format!(".{nvr}.{arch}."))
-            .suffix(".work")
-            .tempdir_in(&self.output)
-            .map_err(io(&self.output))?;
-        let log_path = self.output.join(format!("{nvr}.{arch}.log"));
-        let log = std::fs::File::create(&log_path).map_err(io(&log_path))?;
-        let mut step = Step {
-            log,
-            log_path: log_path.clone(),
-            what: what.clone(),
-            started: Instant::now(),
-            deadline,
-        };
+        let (work, mut step) = Step::begin(&self.output, nvr, arch, deadline)?;
         let uuid = random_uuid();
 
         // 1. The root filesystem, as a tree, and a copy of its /boot.
@@ -368,7 +355,7 @@ impl DebianBuilder {
             what: what.clone(),
             reason: format!(
                 "the image has no kernel and initramfs in /boot (is a linux-image package installed?); log: {}",
-                log_path.display()
+                step.log_path.display()
             ),
         })?;
         let disk = work.path().join("disk.raw");

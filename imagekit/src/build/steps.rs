@@ -64,6 +64,30 @@ pub(super) struct Step {
 }
 
 impl Step {
+    /// A build of `nvr` for `arch` in `output`: its work directory (removed when dropped: a
+    /// failed build leaves nothing but its log) and its log, `NVR.ARCH.log`.
+    pub(super) fn begin(output: &Path, nvr: &str, arch: &str, deadline: Instant) -> Result<(tempfile::TempDir, Step)> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |e: std::io::Error| Error::Io { path, source: e }
+        };
+        let work = tempfile::Builder::new()
+            .prefix(&format!(".{nvr}.{arch}."))
+            .suffix(".work")
+            .tempdir_in(output)
+            .map_err(io(output))?;
+        let log_path = output.join(format!("{nvr}.{arch}.log"));
+        let log = std::fs::File::create(&log_path).map_err(io(&log_path))?;
+        let step = Step {
+            log,
+            log_path,
+            what: format!("{nvr} {arch}"),
+            started: Instant::now(),
+            deadline,
+        };
+        Ok((work, step))
+    }
+
     pub(super) fn log_line(&mut self, text: &str) -> Result<()> {
         tracing::info!(build = %self.what, "{text}");
         let line = format!("== {text}");
