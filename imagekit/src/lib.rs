@@ -95,6 +95,7 @@ pub mod cli;
 pub mod client;
 pub mod container;
 pub mod error;
+pub mod gitlab_executor;
 pub mod journal;
 pub mod pipeline;
 pub mod promote;

@@ -18,6 +18,7 @@
 //! ```
 
 use std::fmt;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,7 +30,8 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 
-/// An SSH key made for one test run; never written to disk, never printed.
+/// An SSH key made for one test run; never printed, and written to disk only when asked
+/// ([`SshKey::write_private`]).
 #[derive(Clone)]
 pub struct SshKey {
     key: Arc<PrivateKey>,
@@ -64,6 +66,41 @@ impl SshKey {
         let mut public = self.key.public_key().clone();
         public.set_comment("imagekit");
         public.to_openssh().unwrap_or_default()
+    }
+
+    /// Writes the private key (OpenSSH format, unencrypted) to a new file of mode 0600, for a
+    /// machine that outlives this process (the GitLab executor's stages are separate processes).
+    /// The file must not exist. Whoever can read it can log in to the machine: keep it in a
+    /// private directory and delete it with the machine.
+    pub fn write_private(&self, path: &Path) -> Result<()> {
+        use std::io::Write as _;
+        let text = self
+            .key
+            .to_openssh(russh::keys::ssh_key::LineEnding::LF)
+            .map_err(|e| Error::InvalidInput(format!("cannot encode the SSH key: {e}")))?;
+        let io = |e: std::io::Error| Error::Io {
+            path: path.to_path_buf(),
+            source: e,
+        };
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(io)?;
+        f.write_all(text.as_bytes()).map_err(io)?;
+        f.sync_all().map_err(io)
+    }
+
+    /// Reads a key written by [`SshKey::write_private`].
+    pub fn read_private(path: &Path) -> Result<SshKey> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        let key = PrivateKey::from_openssh(text.as_bytes())
+            .map_err(|e| Error::InvalidInput(format!("{} is not an OpenSSH private key: {e}", path.display())))?;
+        Ok(SshKey { key: Arc::new(key) })
     }
 }
 
@@ -318,6 +355,15 @@ impl Command {
     }
 }
 
+/// Which output of a remote command some bytes came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// Its standard output.
+    Stdout,
+    /// Its standard error.
+    Stderr,
+}
+
 /// What a command did.
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
@@ -398,6 +444,35 @@ impl Session {
     }
 
     async fn run_with_input(&self, command: &Command, input: Option<Vec<u8>>) -> Result<CommandResult> {
+        let (max, mut out, mut err, mut dropped) = (command.max_output, Vec::new(), Vec::new(), 0);
+        let mut result = self
+            .exec(command, input, &mut |stream, data| match stream {
+                Stream::Stdout => keep(&mut out, data, max, &mut dropped),
+                Stream::Stderr => keep(&mut err, data, max, &mut dropped),
+            })
+            .await?;
+        (result.stdout, result.stderr, result.dropped_bytes) = (out, err, dropped);
+        Ok(result)
+    }
+
+    /// Runs a command and hands its output to `sink` as it arrives (a CI job's live log), with
+    /// `input` as its stdin. The result holds no output. As with [`Session::run`], a timeout kills
+    /// the command and is reported in the result.
+    pub async fn run_streaming(
+        &self,
+        command: &Command,
+        input: Option<Vec<u8>>,
+        sink: &mut (dyn FnMut(Stream, &[u8]) + Send),
+    ) -> Result<CommandResult> {
+        self.exec(command, input, sink).await
+    }
+
+    async fn exec(
+        &self,
+        command: &Command,
+        input: Option<Vec<u8>>,
+        sink: &mut (dyn FnMut(Stream, &[u8]) + Send),
+    ) -> Result<CommandResult> {
         let line = command.line();
         let script = command.remote_script();
         let started = Instant::now();
@@ -415,11 +490,12 @@ impl Session {
                 .data(&data[..])
                 .await
                 .map_err(|e| ssh_err(&self.target, format!("send input: {e}")))?;
-            channel
-                .eof()
-                .await
-                .map_err(|e| ssh_err(&self.target, format!("send input: {e}")))?;
         }
+        // No input is an empty stdin, not one left open: a command that reads it ends.
+        channel
+            .eof()
+            .await
+            .map_err(|e| ssh_err(&self.target, format!("send input: {e}")))?;
         let mut result = CommandResult {
             command: line,
             exit_status: None,
@@ -443,12 +519,8 @@ impl Session {
                 }
             };
             match msg {
-                Some(ChannelMsg::Data { data }) => {
-                    keep(&mut result.stdout, &data, command.max_output, &mut result.dropped_bytes)
-                }
-                Some(ChannelMsg::ExtendedData { data, .. }) => {
-                    keep(&mut result.stderr, &data, command.max_output, &mut result.dropped_bytes)
-                }
+                Some(ChannelMsg::Data { data }) => sink(Stream::Stdout, &data),
+                Some(ChannelMsg::ExtendedData { data, .. }) => sink(Stream::Stderr, &data),
                 Some(ChannelMsg::ExitStatus { exit_status }) => result.exit_status = Some(exit_status),
                 Some(ChannelMsg::ExitSignal { signal_name, .. }) => result.signal = Some(format!("{signal_name:?}")),
                 Some(ChannelMsg::Close) | None => break,
@@ -486,6 +558,23 @@ impl Session {
                     "unpacking into {remote_dir} failed ({:?}): {}",
                     r.exit_status,
                     String::from_utf8_lossy(&r.stderr)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Writes `data` to a file in the guest (made 0600 when new; its directory must exist).
+    pub async fn write_file(&self, path: &str, data: Vec<u8>) -> Result<()> {
+        let cmd = Command::shell(&format!("umask 077 && cat > {}", quote(path))).timeout(Duration::from_secs(600));
+        let r = self.run_with_input(&cmd, Some(data)).await?;
+        if !r.success() {
+            return Err(ssh_err(
+                &self.target,
+                format!(
+                    "writing {path} failed ({:?}): {}",
+                    r.exit_status,
+                    String::from_utf8_lossy(&r.stderr).trim()
                 ),
             ));
         }

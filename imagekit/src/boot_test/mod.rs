@@ -30,7 +30,7 @@ pub mod plan;
 pub mod qemu;
 pub mod user_data;
 pub use ironic::{Heartbeat, IronicCompute, IronicMachine, IronicOptions, Lease, Pool, SshAddress};
-pub use nova::{KeyInjection, Leftover, NovaCompute, NovaMachine, NovaOptions};
+pub use nova::{KeyInjection, Leftover, NovaCompute, NovaHandle, NovaMachine, NovaOptions};
 pub use qemu::QemuCompute;
 
 /// Cleanups started in the background by machines dropped without [`Machine::destroy`] (a
@@ -78,6 +78,44 @@ pub trait Machine: Send + Sync {
     async fn console(&self) -> String;
     /// Deletes it and everything made for it.
     async fn destroy(self: Box<Self>) -> Result<()>;
+    /// Hands it over to another process, which gets it back with [`Compute::attach`]: it keeps
+    /// running, and nothing is deleted when this value goes. Backends that cannot (the default)
+    /// delete the machine and say so.
+    async fn detach(self: Box<Self>) -> Result<MachineHandle> {
+        let id = self.id();
+        let deleted = self.destroy().await;
+        Err(Error::Vm {
+            reason: format!(
+                "this backend's machines cannot be handed to another process; the machine was {}",
+                match deleted {
+                    Ok(()) => "deleted".to_string(),
+                    Err(e) => format!("not deleted: {e}"),
+                }
+            ),
+            name: id,
+        })
+    }
+}
+
+/// A machine handed over by [`Machine::detach`]: what another process needs to reach it and
+/// delete it (with [`Compute::attach`]). It holds no secret: the SSH key is the caller's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(tag = "backend", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum MachineHandle {
+    /// A local QEMU VM.
+    Qemu(qemu::VmHandle),
+    /// A Nova server.
+    Nova(nova::NovaHandle),
+}
+
+impl std::fmt::Display for MachineHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MachineHandle::Qemu(h) => write!(f, "qemu:127.0.0.1:{} ({})", h.ssh_port, h.dir.display()),
+            MachineHandle::Nova(h) => write!(f, "nova:{} ({}, {})", h.server, h.name, h.address),
+        }
+    }
 }
 
 /// Where test machines boot.
@@ -108,6 +146,21 @@ pub trait Compute: Send + Sync + std::fmt::Debug {
     /// then all run. Defaults to [`Compute::capacity`].
     async fn machine_capacity(&self) -> Capacity {
         self.capacity()
+    }
+    /// A machine [`Machine::detach`]ed by this or another process, to use or to destroy.
+    /// Dropping it leaves it running; [`Machine::destroy`] deletes it. Backends that cannot hand
+    /// machines over (the default) say so.
+    async fn attach(&self, handle: &MachineHandle) -> Result<Box<dyn Machine>> {
+        Err(Error::Vm {
+            name: handle.to_string(),
+            reason: format!("{} cannot take over machines of another process", self.name()),
+        })
+    }
+    /// Deletes every machine called `name` that a process killed while booting it left behind
+    /// (before it could hand it over or delete it), and says how many there were. Backends whose
+    /// machines cannot outlive their process (the default) find none.
+    async fn reclaim(&self, _name: &str) -> Result<usize> {
+        Ok(0)
     }
 }
 
@@ -159,6 +212,10 @@ impl Machine for Slotted {
         let Slotted { inner, _slot } = *self;
         inner.destroy().await
     }
+    async fn detach(self: Box<Self>) -> Result<MachineHandle> {
+        let Slotted { inner, _slot } = *self;
+        inner.detach().await
+    }
 }
 
 #[async_trait]
@@ -188,6 +245,12 @@ impl Compute for LimitedCompute {
     }
     async fn machine_capacity(&self) -> Capacity {
         self.inner.machine_capacity().await
+    }
+    async fn attach(&self, handle: &MachineHandle) -> Result<Box<dyn Machine>> {
+        self.inner.attach(handle).await
+    }
+    async fn reclaim(&self, name: &str) -> Result<usize> {
+        self.inner.reclaim(name).await
     }
 }
 

@@ -14,7 +14,7 @@ use openstack_client::neutron::{ListFloatingIps, Neutron};
 use openstack_client::nova::{CreateServer, ListServers, NetworkRef, Networks, Nova, ServerId};
 use openstack_client::{Session, WaitOptions};
 
-use super::{Background, Compute, Machine};
+use super::{Background, Compute, Machine, MachineHandle};
 use crate::error::{Error, Result};
 use crate::ssh::{Session as SshSession, SshKey, Target, connect_when_ready};
 
@@ -460,9 +460,15 @@ async fn clean(nova: &Nova, neutron: &Neutron, cinder: &Cinder, made: &Made, wai
         }
     }
     let mut fips: Vec<String> = made.fip.iter().cloned().collect();
-    // A floating IP whose creation was cut short is found by its description.
+    // A floating IP whose creation was cut short is found by its description; so is one of a
+    // server found by its name (its boot was cut short before anything else was noted).
+    let description = match (&made.fip_description, &made.server, &server) {
+        (Some(d), _, _) => Some(d.clone()),
+        (None, None, Some(found)) => Some(fip_description(found)),
+        _ => None,
+    };
     if made.fip.is_none()
-        && let Some(d) = &made.fip_description
+        && let Some(d) = &description
     {
         match neutron
             .list_floating_ips(&ListFloatingIps::new().description(d.clone()))
@@ -521,6 +527,26 @@ async fn clean(nova: &Nova, neutron: &Neutron, cinder: &Cinder, made: &Made, wai
     }
 }
 
+/// A server handed over by [`Machine::detach`]: what [`Compute::attach`] needs to reach it and
+/// delete everything made for it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NovaHandle {
+    /// The server's id.
+    pub server: String,
+    /// Its name.
+    pub name: String,
+    /// The address SSH connects to.
+    pub address: String,
+    /// The SSH port.
+    pub port: u16,
+    /// The keypair imported for it.
+    pub keypair: Option<String>,
+    /// The floating IP allocated for it.
+    pub floating_ip: Option<String>,
+    /// Cinder volumes made for it.
+    pub volumes: Vec<String>,
+}
+
 /// A server booted by [`NovaCompute`].
 #[derive(Debug)]
 pub struct NovaMachine {
@@ -556,6 +582,26 @@ impl Machine for NovaMachine {
     async fn destroy(self: Box<Self>) -> Result<()> {
         self.teardown.run().await
     }
+    async fn detach(self: Box<Self>) -> Result<MachineHandle> {
+        let NovaMachine {
+            id,
+            address,
+            port,
+            mut teardown,
+            ..
+        } = *self;
+        teardown.armed = false;
+        let made = teardown.made.lock().map(|m| m.clone()).unwrap_or_default();
+        Ok(MachineHandle::Nova(NovaHandle {
+            server: id.to_string(),
+            name: made.server_name.unwrap_or_default(),
+            address,
+            port,
+            keypair: made.keypair,
+            floating_ip: made.fip,
+            volumes: made.volumes.iter().map(ToString::to_string).collect(),
+        }))
+    }
 }
 
 #[async_trait]
@@ -574,15 +620,7 @@ impl Compute for NovaCompute {
         "nova".into()
     }
     async fn boot(&self, image: &str, name: &str, public_key: &str) -> Result<Box<dyn Machine>> {
-        let teardown = Teardown {
-            nova: self.nova.clone(),
-            neutron: self.neutron.clone(),
-            cinder: self.cinder.clone(),
-            made: Arc::default(),
-            delete_wait: self.wait(self.opts.delete_timeout),
-            background: self.background.clone(),
-            armed: true,
-        };
+        let teardown = self.teardown(Made::default(), true);
         match self.create(image, name, public_key, &teardown).await {
             Ok((id, address)) => Ok(Box::new(NovaMachine {
                 id,
@@ -602,5 +640,66 @@ impl Compute for NovaCompute {
     }
     async fn settle(&self) -> usize {
         self.background.settle().await
+    }
+    async fn attach(&self, handle: &MachineHandle) -> Result<Box<dyn Machine>> {
+        let MachineHandle::Nova(h) = handle else {
+            return Err(Error::Vm {
+                name: handle.to_string(),
+                reason: "not a Nova server".into(),
+            });
+        };
+        let made = Made {
+            keypair: h.keypair.clone(),
+            server_name: Some(h.name.clone()),
+            server: Some(ServerId::from(h.server.as_str())),
+            fip_description: None,
+            fip: h.floating_ip.clone(),
+            volume_names: Vec::new(),
+            volumes: h.volumes.iter().map(|v| VolumeId::from(v.as_str())).collect(),
+        };
+        Ok(Box::new(NovaMachine {
+            id: ServerId::from(h.server.as_str()),
+            address: h.address.clone(),
+            port: h.port,
+            nova: self.nova.clone(),
+            // Another process's machine: deleted by `destroy`, not by a drop.
+            teardown: self.teardown(made, false),
+        }))
+    }
+    async fn reclaim(&self, name: &str) -> Result<usize> {
+        // What a boot of `name` notes before each request: the server (found by its name), its
+        // keypair, its floating IP (found by the server's id) and its volumes (by their names).
+        let made = Made {
+            keypair: (self.opts.key_injection == KeyInjection::Keypair).then(|| format!("{KEY_PREFIX}{name}")),
+            server_name: Some(name.to_string()),
+            volume_names: (0..self.opts.volumes_gib.len())
+                .map(|i| format!("{name}-disk{i}"))
+                .collect(),
+            ..Made::default()
+        };
+        let servers = self
+            .nova
+            .list_servers(&ListServers::new().name(format!("^{name}$")))
+            .await?
+            .into_iter()
+            .filter(|s| s.name == name)
+            .count();
+        self.teardown(made, false).run().await?;
+        Ok(servers)
+    }
+}
+
+impl NovaCompute {
+    /// A cleanup of what `made` notes; `armed`, it runs in the background when dropped.
+    fn teardown(&self, made: Made, armed: bool) -> Teardown {
+        Teardown {
+            nova: self.nova.clone(),
+            neutron: self.neutron.clone(),
+            cinder: self.cinder.clone(),
+            made: Arc::new(Mutex::new(made)),
+            delete_wait: self.wait(self.opts.delete_timeout),
+            background: self.background.clone(),
+            armed,
+        }
     }
 }

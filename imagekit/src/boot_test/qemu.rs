@@ -73,6 +73,10 @@ pub struct QemuConfig {
     /// The guest's disk, GiB, when larger than the image's (the image is never written: the
     /// guest's writes go to an overlay of this size).
     pub root_disk_gib: Option<u32>,
+    /// QEMU runs in a process group of its own, so that it can outlive this process
+    /// ([`Vm::detach`]): a signal to this process's group (a terminal's hangup, a CI runner
+    /// ending a stage) does not reach it. Off by default: a boot test's VMs share its fate.
+    pub persistent: bool,
 }
 
 impl QemuConfig {
@@ -121,6 +125,11 @@ impl QemuConfig {
         self.user_data = Some(profile.into());
         self
     }
+    /// QEMU in a process group of its own, to outlive this process ([`QemuConfig::persistent`]).
+    pub fn persistent(mut self, on: bool) -> Self {
+        self.persistent = on;
+        self
+    }
     /// The guest's disk, GiB (at least the image's size): room for cloud-init's `growpart`.
     pub fn root_disk_gib(mut self, gib: u32) -> Self {
         self.root_disk_gib = Some(gib);
@@ -147,6 +156,7 @@ impl Default for QemuConfig {
             user_data: None,
             extra_disks_gib: Vec::new(),
             root_disk_gib: None,
+            persistent: false,
         }
     }
 }
@@ -197,6 +207,11 @@ impl VmSpec {
 pub struct Vm {
     dir: PathBuf,
     child: Option<tokio::process::Child>,
+    /// QEMU's pid, for a VM another process started ([`Vm::attach`]).
+    pid: Option<u32>,
+    /// Whether dropping it stops QEMU and removes its directory: a VM started here and not
+    /// handed over ([`Vm::detach`]).
+    owned: bool,
     ssh_port: u16,
     console: PathBuf,
     accel: Accel,
@@ -299,6 +314,8 @@ impl Vm {
         let mut vm = Vm {
             dir: dir.clone(),
             child: None,
+            pid: None,
+            owned: true,
             ssh_port: 0,
             console: dir.join("console.log"),
             accel: Accel::Tcg,
@@ -383,6 +400,8 @@ impl Vm {
             .arg(format!("file:{}", self.console.display()))
             .arg("-qmp")
             .arg(format!("unix:{},server=on,wait=off", qmp.display()))
+            .arg("-pidfile")
+            .arg(self.dir.join(PIDFILE))
             .arg("-drive")
             .arg(format!("file={},if=virtio,format=qcow2", overlay.display()))
             .arg("-drive")
@@ -409,11 +428,15 @@ impl Vm {
                 cmd.arg("-initrd").arg(i);
             }
         }
+        if config.persistent {
+            cmd.process_group(0);
+        }
         let child = cmd
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(self.dir.join("qemu.stderr")).map_err(|e| io(&self.dir, e))?)
-            .kill_on_drop(true)
+            // Stopped by `destroy`, or by the drop of a VM still owned here: a detached VM lives on.
+            .kill_on_drop(false)
             .spawn()
             .map_err(|e| {
                 vm_err(
@@ -520,8 +543,46 @@ impl Vm {
             let _ = c.kill().await;
             let _ = c.wait().await;
         }
+        if let Some(pid) = self.pid.take() {
+            stop_qemu(pid, &self.dir).await?;
+        }
         let dir = std::mem::take(&mut self.dir);
         tokio::fs::remove_dir_all(&dir).await.map_err(|e| io(&dir, e))
+    }
+
+    /// Hands the VM over to another process: QEMU keeps running (start it with
+    /// [`QemuConfig::persistent`], or it shares this process's signals), nothing is removed when
+    /// this value goes, and [`Vm::attach`] with the handle gets it back, to use or destroy.
+    pub fn detach(mut self) -> VmHandle {
+        self.owned = false;
+        self.memory = None;
+        let pid = self.child.as_ref().and_then(tokio::process::Child::id).or(self.pid);
+        VmHandle {
+            dir: self.dir.clone(),
+            pid: pid.unwrap_or_default(),
+            ssh_port: self.ssh_port,
+        }
+    }
+
+    /// A VM detached by this or another process. It is not stopped when the value is dropped,
+    /// only by [`Vm::destroy`]. Fails when its directory is gone.
+    pub fn attach(handle: &VmHandle) -> Result<Vm> {
+        if !handle.dir.join(PIDFILE).exists() {
+            return Err(vm_err(
+                &handle.dir.display().to_string(),
+                "the VM is gone (its directory has no QEMU pid file)",
+            ));
+        }
+        Ok(Vm {
+            dir: handle.dir.clone(),
+            child: None,
+            pid: Some(handle.pid),
+            owned: false,
+            ssh_port: handle.ssh_port,
+            console: handle.dir.join("console.log"),
+            accel: Accel::Auto,
+            memory: None,
+        })
     }
 
     /// Keeps the console log: copies it to `dest` (before destroy).
@@ -532,6 +593,9 @@ impl Vm {
 
 impl Drop for Vm {
     fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
         if let Some(c) = self.child.as_mut() {
             let _ = c.start_kill();
         }
@@ -539,6 +603,54 @@ impl Drop for Vm {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// QEMU writes its pid here, in the VM's directory.
+const PIDFILE: &str = "qemu.pid";
+
+/// A VM handed over by [`Vm::detach`]: enough for another process to reach it and destroy it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VmHandle {
+    /// Its directory (overlay, seed, console log, QMP socket, pid file).
+    pub dir: PathBuf,
+    /// QEMU's pid.
+    pub pid: u32,
+    /// The host port forwarded to the guest's SSH port.
+    pub ssh_port: u16,
+}
+
+/// Whether `pid` is the QEMU of the VM in `dir` (and not a process that got its pid later).
+fn is_qemu_of(pid: u32, dir: &Path) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let needle = dir.join("console.log");
+    let needle = needle.as_os_str().as_encoded_bytes();
+    cmdline.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Stops the QEMU of the VM in `dir`: SIGTERM (QEMU then exits at once), SIGKILL after 10 s.
+/// A process that is gone, or is not that VM's QEMU, is left alone.
+async fn stop_qemu(pid: u32, dir: &Path) -> Result<()> {
+    let name = dir.display().to_string();
+    for signal in ["-TERM", "-KILL"] {
+        if !is_qemu_of(pid, dir) {
+            return Ok(());
+        }
+        let _ = tokio::process::Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .await;
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
+            if !is_qemu_of(pid, dir) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Err(vm_err(&name, format!("QEMU (pid {pid}) did not exit after SIGKILL")))
 }
 
 /// Sends one QMP command and returns its answer, skipping asynchronous events.
@@ -642,6 +754,8 @@ async fn probe_kvm(config: &QemuConfig, vm: &Vm, image: &Path, seed: &Path, spec
     let mut probe = Vm {
         dir: vm.dir.join("kvm-probe"),
         child: None,
+        pid: None,
+        owned: true,
         ssh_port: 0,
         console: vm.dir.join("kvm-probe/console.log"),
         accel: Accel::Kvm,
@@ -750,6 +864,41 @@ impl QemuCompute {
     pub fn new(config: QemuConfig) -> QemuCompute {
         QemuCompute { config, budget: None }
     }
+    /// Stops and removes every VM called `name` in the work directory, and says how many there
+    /// were: what a process killed while booting it left (its QEMU is found by the VM's pid file).
+    pub async fn reclaim_named(&self, name: &str) -> Result<usize> {
+        let prefix = format!("imagekit-vm-{name}-");
+        let entries = match std::fs::read_dir(&self.config.work_dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io(&self.config.work_dir, e)),
+        };
+        let mut found = 0;
+        for entry in entries.flatten() {
+            // `imagekit-vm-NAME-SUFFIX`, the suffix 8 hex digits: `ci-1` is not `ci-1-2`.
+            let file_name = entry.file_name();
+            let file_name = file_name.to_string_lossy();
+            let Some(suffix) = file_name.strip_prefix(&prefix) else {
+                continue;
+            };
+            if suffix.len() != 8 || !suffix.bytes().all(|b| b.is_ascii_hexdigit()) {
+                continue;
+            }
+            let dir = entry.path();
+            for pidfile in [dir.join(PIDFILE), dir.join("kvm-probe").join(PIDFILE)] {
+                let pid = std::fs::read_to_string(&pidfile)
+                    .ok()
+                    .and_then(|p| p.trim().parse::<u32>().ok());
+                if let Some(pid) = pid {
+                    stop_qemu(pid, pidfile.parent().unwrap_or(&dir)).await?;
+                }
+            }
+            tokio::fs::remove_dir_all(&dir).await.map_err(|e| io(&dir, e))?;
+            found += 1;
+        }
+        Ok(found)
+    }
+
     /// Machines take their memory from `budget` (shared with other computes given it), and wait
     /// for it to be free before they start.
     pub fn memory_budget(mut self, budget: MemoryBudget) -> QemuCompute {
@@ -772,6 +921,9 @@ impl Machine for Vm {
     async fn destroy(self: Box<Self>) -> Result<()> {
         Vm::destroy(*self).await
     }
+    async fn detach(self: Box<Self>) -> Result<super::MachineHandle> {
+        Ok(super::MachineHandle::Qemu(Vm::detach(*self)))
+    }
 }
 
 #[async_trait]
@@ -791,6 +943,15 @@ impl Compute for QemuCompute {
         let mut vm = Vm::start(&self.config, &VmSpec::new(image.as_ref(), name, public_key)).await?;
         vm.memory = memory;
         Ok(Box::new(vm))
+    }
+    async fn attach(&self, handle: &super::MachineHandle) -> Result<Box<dyn Machine>> {
+        match handle {
+            super::MachineHandle::Qemu(h) => Ok(Box::new(Vm::attach(h)?)),
+            other => Err(vm_err(&other.to_string(), "not a QEMU machine")),
+        }
+    }
+    async fn reclaim(&self, name: &str) -> Result<usize> {
+        self.reclaim_named(name).await
     }
 }
 

@@ -14,6 +14,7 @@
 //! imagekit promote container registry.cern.ch/cern/alma9 --from test --tag latest --tag 2026-11-24
 //! imagekit push registry.cern.ch/cern/alma9:latest docker.io/cern/alma9 --tag latest
 //! imagekit test alma9.qcow2 --suite ./tests mysql puppet   # boots it in QEMU, JUnit in ./imagekit-test-results
+//! imagekit gitlab-executor --config /etc/imagekit/gitlab-executor.toml prepare   # a runner's custom executor
 //! ```
 //!
 //! Configuration comes from the files users already have: Koji profiles, clouds.yaml, the Docker
@@ -36,6 +37,7 @@ use clap::{Parser, Subcommand};
 use shared::{MAX_HOURS, exit_code};
 
 mod build;
+mod gitlab_executor;
 mod progress;
 mod promote;
 mod push;
@@ -114,6 +116,9 @@ enum Command {
     Promote(promote::PromoteCmd),
     /// Boot an image (locally, with QEMU) and run a test suite in it over SSH.
     Test(Box<test::TestArgs>),
+    /// The driver of a GitLab Runner custom executor: each CI job in a throw-away machine booted
+    /// from IMAGEKIT_IMAGE (QEMU or Nova). See docs/gitlab-executor.md.
+    GitlabExecutor(gitlab_executor::ExecutorArgs),
     /// Copy a container image with every platform, by digest, to another registry.
     Push {
         /// Source reference (`registry.cern.ch/cern/alma9:test`).
@@ -146,6 +151,9 @@ where
     T: Into<std::ffi::OsString> + Clone,
 {
     let cli = Cli::parse_from(args);
+    if let Command::GitlabExecutor(args) = &cli.command {
+        return gitlab_executor::executor_cmd(args).await;
+    }
     let with_status = match &cli.command {
         Command::Test(args) => Some(test::test_cmd(&cli, args).await),
         Command::Sweep {
@@ -187,7 +195,9 @@ async fn dispatch(cli: &Cli) -> crate::Result<String> {
         Command::Run { pipeline, stop_after } => runs::run_cmd(cli, pipeline, stop_after.as_deref()).await,
         Command::Resume { run } => runs::resume_cmd(cli, run).await,
         Command::Results { run } => runs::results(cli, run.as_deref()),
-        Command::Test(_) | Command::Sweep { .. } => Err(crate::Error::InvalidInput("handled in main".into())),
+        Command::Test(_) | Command::Sweep { .. } | Command::GitlabExecutor(_) => {
+            Err(crate::Error::InvalidInput("handled in main".into()))
+        }
         Command::SweepMachines {
             cloud,
             older_than_hours,

@@ -76,7 +76,7 @@ pub(super) async fn cancellable<T>(
 }
 
 /// Waits for SIGINT (Ctrl-C) or SIGTERM and says which: its number.
-async fn stop_signal() -> i32 {
+pub(super) async fn stop_signal() -> i32 {
     use tokio::signal::unix::{SignalKind, signal};
     // Without a SIGTERM handler (it could not be installed) only Ctrl-C stops the work.
     let mut term = signal(SignalKind::terminate()).ok();
