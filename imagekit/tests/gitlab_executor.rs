@@ -7,7 +7,8 @@
 //!
 //! On QEMU with the tiny guest (`IMAGEKIT_TINY_GUEST`) and on the testing kit's Nova whose
 //! servers are the local sshd (`IMAGEKIT_SSHD`): a job that passes, a job whose script fails, a
-//! machine that never boots, SIGTERM in `prepare` and in `run`, a held machine, two jobs at once.
+//! machine that never boots, SIGTERM in `prepare` and in `run`, SIGKILL in `prepare`, a held
+//! machine, two jobs at once (one booting a file, one an image of a local store).
 //! After each job, nothing is left: no state, no VM directory, no QEMU process, no Nova resource.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -53,6 +54,8 @@ enum Interrupt {
     When(&'static str),
     /// The same, after a check of the output so far (a person using a held machine).
     Checked(&'static str, fn(&str)),
+    /// SIGKILL (no chance to clean up) once a file of this name exists in the state directory.
+    KilledOnceExists(&'static str),
 }
 
 /// gitlab-runner, as far as the custom executor sees it.
@@ -216,6 +219,12 @@ impl Runner {
         let watch = async {
             match interrupt {
                 Interrupt::None => std::future::pending::<()>().await,
+                Interrupt::KilledOnceExists(name) => loop {
+                    if file_exists_under(&self.state_dir(), name) {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                },
                 Interrupt::When(marker) | Interrupt::Checked(marker, _) => loop {
                     let seen = format!("{}{}", out.lock().unwrap(), err.lock().unwrap());
                     if seen.contains(marker) {
@@ -235,6 +244,10 @@ impl Runner {
         };
         let status = match status {
             Some(s) => s,
+            None if matches!(interrupt, Interrupt::KilledOnceExists(_)) => {
+                signal("-KILL");
+                child.wait().await.unwrap()
+            }
             None => {
                 signal("-TERM");
                 match tokio::time::timeout(self.timeouts.graceful_kill, child.wait()).await {
@@ -433,6 +446,16 @@ fn processes_in(dir: &Path) -> Vec<(String, String)> {
     found
 }
 
+fn file_exists_under(dir: &Path, name: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let path = e.path();
+        e.file_name() == name || (path.is_dir() && file_exists_under(&path, name))
+    })
+}
+
 fn processes_of(dir: &Path) -> Vec<String> {
     processes_in(dir).into_iter().map(|(pid, _)| pid).collect()
 }
@@ -577,9 +600,52 @@ async fn qemu_sigterm_in_prepare_or_run_leaves_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn qemu_two_jobs_at_once_each_have_their_own_machine() {
+async fn qemu_a_prepare_killed_mid_boot_is_cleaned_up_by_cleanup() {
     let Some(guest) = tiny_guest() else { return };
     let runner = qemu_runner(&guest, "");
+    let mut job = Job::new(1009, &disk(&guest), "echo never runs");
+    // Killed once QEMU runs (it wrote its pid file), before SSH answers.
+    job.interrupt.push(("prepare", Interrupt::KilledOnceExists("qemu.pid")));
+    let env = runner.stage_env(&job, "/builds");
+    let p = runner
+        .exec(&["prepare"], &env, job.interrupt("prepare"), Duration::from_secs(300))
+        .await;
+    assert_eq!(p.code, None, "killed: {}", p.log());
+    assert!(!p.log().contains("is ready"), "{}", p.log());
+    // Its QEMU lives on, in a process group of its own; cleanup finds it by the job's name.
+    let running = processes_in(&runner.state_dir());
+    assert!(running.iter().any(|(_, c)| c.contains("qemu-system")), "{running:?}");
+    let c = runner
+        .exec(&["cleanup"], &env, Interrupt::None, Duration::from_secs(120))
+        .await;
+    assert_eq!(c.code, Some(0), "{}", c.log());
+    runner.assert_nothing_left();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qemu_two_jobs_at_once_each_have_their_own_machine() {
+    let Some(guest) = tiny_guest() else { return };
+    // One job boots a file, the other an image of the local store, by name.
+    let store = tempfile::tempdir().unwrap();
+    let runner = qemu_runner(&guest, "");
+    let config = std::fs::read_to_string(&runner.config)
+        .unwrap()
+        .replace("[qemu]\n", &format!("[qemu]\nstore = \"{}\"\n", store.path().display()));
+    std::fs::write(&runner.config, config).unwrap();
+    let file = tokio::fs::File::open(guest.join("disk.qcow2")).await.unwrap();
+    let length = file.metadata().await.unwrap().len();
+    let data = imagekit::store::ImageData {
+        reader: Box::pin(file),
+        length,
+    };
+    imagekit::store::ImageStore::create_and_upload(
+        &imagekit::store::LocalStore::new(store.path()),
+        &imagekit::store::NewImage::new("tiny-1", "qcow2"),
+        data,
+        &|_| Ok(()),
+    )
+    .await
+    .unwrap();
     let (a, b) = (
         Job::new(
             1006,
@@ -588,7 +654,7 @@ async fn qemu_two_jobs_at_once_each_have_their_own_machine() {
         ),
         Job::new(
             1007,
-            &disk(&guest),
+            "tiny-1",
             "echo \"I am $(hostname)\"; touch /tmp/mine-1007; ls /tmp",
         ),
     );
@@ -605,6 +671,13 @@ async fn qemu_two_jobs_at_once_each_have_their_own_machine() {
     }
     let (sa, sb) = (oa.state.unwrap(), ob.state.unwrap());
     assert_ne!(sa["machine"]["ssh_port"], sb["machine"]["ssh_port"]);
+    assert!(
+        sb["image"]
+            .as_str()
+            .unwrap()
+            .starts_with(&store.path().display().to_string()),
+        "{sb}"
+    );
     runner.assert_nothing_left();
 }
 

@@ -629,6 +629,18 @@ fn is_qemu_of(pid: u32, dir: &Path) -> bool {
     cmdline.windows(needle.len()).any(|w| w == needle)
 }
 
+/// The processes running the VM in `dir`.
+fn qemus_of(dir: &Path) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| is_qemu_of(*pid, dir))
+        .collect()
+}
+
 /// Stops the QEMU of the VM in `dir`: SIGTERM (QEMU then exits at once), SIGKILL after 10 s.
 /// A process that is gone, or is not that VM's QEMU, is left alone.
 async fn stop_qemu(pid: u32, dir: &Path) -> Result<()> {
@@ -865,7 +877,8 @@ impl QemuCompute {
         QemuCompute { config, budget: None }
     }
     /// Stops and removes every VM called `name` in the work directory, and says how many there
-    /// were: what a process killed while booting it left (its QEMU is found by the VM's pid file).
+    /// were: what a process killed while booting it left (its QEMU is found by the VM's pid file,
+    /// or by its command line).
     pub async fn reclaim_named(&self, name: &str) -> Result<usize> {
         let prefix = format!("imagekit-vm-{name}-");
         let entries = match std::fs::read_dir(&self.config.work_dir) {
@@ -885,12 +898,17 @@ impl QemuCompute {
                 continue;
             }
             let dir = entry.path();
-            for pidfile in [dir.join(PIDFILE), dir.join("kvm-probe").join(PIDFILE)] {
-                let pid = std::fs::read_to_string(&pidfile)
+            for vm_dir in [dir.clone(), dir.join("kvm-probe")] {
+                // The pid file; and, should the process have died between starting QEMU and
+                // QEMU writing it, any process running this VM.
+                let mut pids: Vec<u32> = std::fs::read_to_string(vm_dir.join(PIDFILE))
                     .ok()
-                    .and_then(|p| p.trim().parse::<u32>().ok());
-                if let Some(pid) = pid {
-                    stop_qemu(pid, pidfile.parent().unwrap_or(&dir)).await?;
+                    .and_then(|p| p.trim().parse().ok())
+                    .into_iter()
+                    .collect();
+                pids.extend(qemus_of(&vm_dir));
+                for pid in pids {
+                    stop_qemu(pid, &vm_dir).await?;
                 }
             }
             tokio::fs::remove_dir_all(&dir).await.map_err(|e| io(&dir, e))?;

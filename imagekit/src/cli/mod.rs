@@ -23,11 +23,13 @@
 //! Exit status: 0 done; 1 an infrastructure error (a service failed or answered garbage, a VM never
 //! came up); 2 bad input (arguments, pipeline file, configuration), nothing was changed; 3 a test
 //! failed (`imagekit test`); 4 a run stopped on purpose (`--stop-after`), resume it; 130 (Ctrl-C)
-//! or 143 (SIGTERM) cancelled, test machines deleted first.
+//! or 143 (SIGTERM) cancelled, test machines deleted first. `imagekit gitlab-executor` answers
+//! the runner's codes instead (`BUILD_FAILURE_EXIT_CODE`, `SYSTEM_FAILURE_EXIT_CODE`).
 //!
 //! Inside, one module per subcommand (`runs` for `run`, `resume` and `results`; then `sweep`,
-//! `sweep_machines`, `build`, `upload`, `promote`, `push` and `test`) and one small module for what
-//! they share: exit statuses, cancellation on Ctrl-C or SIGTERM, spinners, JSON output, the journal path.
+//! `sweep_machines`, `build`, `upload`, `promote`, `push`, `test` and `gitlab_executor`) and one
+//! small module for what they share: exit statuses, cancellation on Ctrl-C or SIGTERM, spinners,
+//! JSON output, the journal path.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
