@@ -59,26 +59,27 @@ async fn builds_need_a_session_and_an_expired_one_is_renewed() {
 }
 
 #[tokio::test]
-async fn each_image_build_tree_advances_as_it_is_watched_and_registers_a_build() {
+async fn each_image_build_tree_advances_on_its_own_and_registers_a_build() {
     let hub = MockKoji::simulated().await;
     hub.set_polls_per_state(2);
     let koji = client(&hub);
     koji.login().await.unwrap();
-    let tasks = [
-        koji.build_image_oz(&oz("9.5")).await.unwrap(),
-        koji.build_image(
-            &LiveImage::new(LiveImageType::LiveMedia, "cc9-live", "9.5", "cc9-image", "live.ks").arch("x86_64"),
-        )
-        .await
-        .unwrap(),
-        koji.kiwi_build(&KiwiBuild::new("cc9-image", "git+https://kiwi.git#a", "cc9-kiwi.kiwi").arch("x86_64"))
-            .await
-            .unwrap(),
-    ];
-    for (task, child_method) in tasks
-        .into_iter()
-        .zip(["createImage", "createLiveMedia", "createKiwiImage"])
-    {
+    // Each build is watched as soon as it is submitted: tasks advance on their own, with every
+    // call to the hub, so a build submitted long before is already done when looked at.
+    for child_method in ["createImage", "createLiveMedia", "createKiwiImage"] {
+        let task = match child_method {
+            "createImage" => koji.build_image_oz(&oz("9.5")).await.unwrap(),
+            "createLiveMedia" => koji
+                .build_image(
+                    &LiveImage::new(LiveImageType::LiveMedia, "cc9-live", "9.5", "cc9-image", "live.ks").arch("x86_64"),
+                )
+                .await
+                .unwrap(),
+            _ => koji
+                .kiwi_build(&KiwiBuild::new("cc9-image", "git+https://kiwi.git#a", "cc9-kiwi.kiwi").arch("x86_64"))
+                .await
+                .unwrap(),
+        };
         let mut states = Vec::new();
         let outcome = koji
             .watch_task(task, fast())
@@ -180,4 +181,35 @@ async fn a_hub_failing_its_next_calls_is_retried() {
     let info = koji.get_task_info(task).await.unwrap();
     assert_eq!(info.method, "image");
     assert_eq!(hub.calls_of("getTaskInfo").len(), 3, "two 503s, then the answer");
+}
+
+#[tokio::test]
+async fn a_parent_watched_alone_finishes_and_the_next_build_gets_the_next_release() {
+    let hub = MockKoji::simulated().await;
+    hub.set_polls_per_state(3);
+    let koji = client(&hub);
+    koji.login().await.unwrap();
+    // A bot that looks only at the parent: its children advance anyway, and it follows them.
+    let first = koji.build_image_oz(&oz("9.5")).await.unwrap();
+    let mut polls = 0;
+    let done = loop {
+        polls += 1;
+        assert!(polls < 50, "the parent never finished");
+        let info = koji.get_task_info(first).await.unwrap();
+        if info.state.is_finished() {
+            break info;
+        }
+    };
+    assert_eq!(done.state, TaskState::Closed);
+    // No release given: Koji takes the next free one, counting the build under way.
+    let second = koji.build_image_oz(&oz("9.5")).await.unwrap();
+    let third = koji.build_image_oz(&oz("9.5")).await.unwrap();
+    for t in [second, third] {
+        koji.watch_task(t, fast()).run(|_| {}).await.unwrap();
+    }
+    let builds: Vec<String> = hub.builds().into_iter().map(|(nvr, _)| nvr).collect();
+    assert_eq!(builds, ["cc9-cloud-9.5-1", "cc9-cloud-9.5-2", "cc9-cloud-9.5-3"]);
+    // A release that is taken is refused, as on a hub.
+    let e = koji.build_image_oz(&oz("9.5").release("2")).await.unwrap_err();
+    assert!(e.to_string().contains("Build already exists: cc9-cloud-9.5-2"), "{e}");
 }

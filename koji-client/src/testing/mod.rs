@@ -201,6 +201,12 @@ impl Respond for RpcResponder {
     fn respond(&self, req: &Request) -> ResponseTemplate {
         let raw = String::from_utf8_lossy(&req.body).into_owned();
         let Some((name, args, kwargs)) = decode_call(&raw) else {
+            // A file upload (`rawUpload`: the koji CLI's `--kickstart ./local.ks`) is the raw
+            // chunk, its destination in the query.
+            let query: BTreeMap<String, String> = req.url.query_pairs().into_owned().collect();
+            if query.contains_key("filename") && query.contains_key("filepath") {
+                return raw_upload(&self.0, req, &query);
+            }
             return ResponseTemplate::new(400).set_body_string("not an XML-RPC call");
         };
         let headers: BTreeMap<String, String> = req
@@ -276,6 +282,76 @@ impl Respond for RpcResponder {
             None => t,
         }
     }
+}
+
+/// Koji's upload checksum: adler32, as `%08x`.
+pub(crate) fn adler32_hex(data: &[u8]) -> String {
+    let (mut a, mut b) = (1u32, 0u32);
+    for chunk in data.chunks(5552) {
+        for &x in chunk {
+            a += u32::from(x);
+            b += a;
+        }
+        a %= 65521;
+        b %= 65521;
+    }
+    format!("{:08x}", (b << 16) | a)
+}
+
+/// `rawUpload`: writes the chunk at its offset into `work/FILEPATH/FILENAME` of the hub's files
+/// (logged-in sessions only, as on a hub), and answers its size and checksum.
+fn raw_upload(state: &Mutex<HubState>, req: &Request, query: &BTreeMap<String, String>) -> ResponseTemplate {
+    let headers: BTreeMap<String, String> = req
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_ascii_lowercase(),
+                v.to_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let mut st = lock(state);
+    let answer = (|| {
+        if st.sim.enabled {
+            st.sim.check_session(&headers)?;
+        }
+        let (dir, name) = (&query["filepath"], &query["filename"]);
+        if dir.split('/').any(|p| p == ".." || p.is_empty()) || name.contains('/') || name == ".." {
+            return Err(Answer::Fault(1000, format!("invalid upload path: {dir}/{name}")));
+        }
+        let offset: usize = query.get("offset").and_then(|o| o.parse().ok()).unwrap_or(0);
+        let path = format!("/kojifiles/work/{dir}/{name}");
+        let file = st.files.entry(path).or_default();
+        if offset == 0 && query.get("overwrite").is_some_and(|o| o == "1") {
+            file.clear();
+        }
+        if file.len() < offset {
+            return Err(Answer::Fault(
+                1000,
+                format!("upload offset {offset} is past the end ({})", file.len()),
+            ));
+        }
+        file.truncate(offset);
+        file.extend_from_slice(&req.body);
+        Ok(serde_json::json!({"size": req.body.len(), "hexdigest": adler32_hex(&req.body)}))
+    })();
+    st.requests.push(RecordedCall {
+        path: req.url.path().to_string(),
+        method: "rawUpload".into(),
+        args: Vec::new(),
+        kwargs: query.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect(),
+        headers,
+        raw: String::new(),
+    });
+    let body = match answer {
+        Ok(v) => xml_response(&v),
+        Err(Answer::Fault(code, msg)) => xml_fault(code, &msg),
+        Err(_) => xml_fault(1000, "upload refused"),
+    };
+    ResponseTemplate::new(200)
+        .insert_header("content-type", "text/xml")
+        .set_body_string(body)
 }
 
 /// The request as a debugging hub prints it: method and path, header lines, a blank line, the body.
@@ -567,9 +643,17 @@ impl MockHub {
         self
     }
 
-    /// Simulated tasks stay this many polls in each state (default 1).
+    /// Simulated tasks stay this many hub calls in each state (default 1): each call to the hub,
+    /// whatever it asks, is a step for every unfinished task.
     pub fn set_polls_per_state(&self, n: u32) -> &Self {
         lock(&self.state).sim.looks_per_state = n.max(1);
+        self
+    }
+
+    /// Simulated tasks also stay at least this long in each state (default: no least time), as
+    /// builds on a real hub take minutes: a bot sees them open.
+    pub fn set_state_duration(&self, d: Option<Duration>) -> &Self {
+        lock(&self.state).sim.state_duration = d;
         self
     }
 

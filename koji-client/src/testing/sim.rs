@@ -1,7 +1,11 @@
 //! The hub's simulation: what [`super::MockKoji`] answers when no scripted or recorded answer
 //! applies. Sessions from `login`/`sslLogin` are checked on the calls that need one; image builds
 //! (`buildImageOz`, `buildImage`, `kiwiBuild`) create a parent task with one child per arch that
-//! advance FREE → OPEN → CLOSED (or FAILED with a chosen fault) each time they are looked at;
+//! advance FREE → OPEN → CLOSED (or FAILED with a chosen fault) on their own, as a hub's builders
+//! do: every call to the hub is a moment in which each unfinished task may take a step (children
+//! first; a parent finishes with its last child), optionally no sooner than a set time; the
+//! release is the next free one of the name and version unless given; uploads (`rawUpload`) land
+//! under `work/`;
 //! finished children serve their images under the topurl, and a finished non-scratch build is
 //! registered with archives and checksums, queryable and taggable.
 
@@ -32,6 +36,8 @@ pub(crate) struct Task {
     fail: Option<String>,
     result: Option<Value>,
     create_ts: f64,
+    /// When it entered its state.
+    since: std::time::Instant,
 }
 
 #[derive(Debug, Clone)]
@@ -70,6 +76,8 @@ pub(crate) struct Sim {
     expired: HashSet<i64>,
     /// Looks a task spends in each state.
     pub(crate) looks_per_state: u32,
+    /// The least time a task spends in each state, as well.
+    pub(crate) state_duration: Option<std::time::Duration>,
     /// Faults for the next builds' children: (arch or any, message).
     pub(crate) failures: Vec<(Option<String>, String)>,
     /// Size of each simulated image.
@@ -89,6 +97,7 @@ impl Default for Sim {
             sessions: HashMap::new(),
             expired: HashSet::new(),
             looks_per_state: 1,
+            state_duration: None,
             failures: Vec::new(),
             image_size: 64 << 10,
             // Koji stamps builds and tasks with the hub's wall clock: callers filter with times
@@ -143,7 +152,7 @@ impl Sim {
         self.clock
     }
 
-    fn session_ok(&self, headers: &BTreeMap<String, String>) -> Result<(), Answer> {
+    pub(crate) fn check_session(&self, headers: &BTreeMap<String, String>) -> Result<(), Answer> {
         let id = headers.get("koji-session-id").and_then(|v| v.parse::<i64>().ok());
         let key = headers.get("koji-session-key");
         match (id, key) {
@@ -176,9 +185,14 @@ impl Sim {
             "untagBuild",
             "cancelTask",
             "getLoggedInUser",
+            "checkUpload",
         ];
+        // The hub's builders work on their own: every call to the hub is a moment in which each
+        // unfinished task may move on, whichever task the caller watches. A parent follows its
+        // children.
+        self.tick_all(files);
         if NEEDS_SESSION.contains(&name)
-            && let Err(a) = self.session_ok(headers)
+            && let Err(a) = self.check_session(headers)
         {
             return Some(a);
         }
@@ -191,7 +205,12 @@ impl Sim {
                 Answer::Value(json!({"session-id": id, "session-key": key, "header-auth": true}))
             }
             "logout" => Answer::Value(Value::Null),
-            "getLoggedInUser" => Answer::Value(json!({"id": 1, "name": "releasebot", "status": 0, "usertype": 0})),
+            "getLoggedInUser" => Answer::Value(user_info()),
+            "getUser" => {
+                let u = arg(0, "userInfo");
+                let known = u.is_null() || u.as_i64() == Some(1) || u.as_str() == Some("releasebot");
+                Answer::Value(if known { user_info() } else { Value::Null })
+            }
             "buildImageOz" => {
                 let opts = kwargs.get("opts").cloned().unwrap_or_else(|| json!({}));
                 let formats = match opts.get("format") {
@@ -206,7 +225,7 @@ impl Sim {
                     &arches_of(args.get(2)),
                     &formats,
                     &opts,
-                    json!([args, kwargs]),
+                    positional_request(args, kwargs),
                 )
             }
             "buildImage" => {
@@ -228,7 +247,7 @@ impl Sim {
                     &arches_of(args.get(2)),
                     &[format.to_string()],
                     &opts,
-                    json!([args, kwargs]),
+                    positional_request(args, kwargs),
                 )
             }
             "kiwiBuild" => {
@@ -248,16 +267,22 @@ impl Sim {
                     &arches_of(kwargs.get("arches")),
                     &["qcow2".to_string()],
                     &Value::Object(kwargs.clone()),
-                    json!([args, kwargs]),
+                    kiwi_request(kwargs),
                 )
             }
             "getTaskInfo" => {
                 let id = arg(0, "task_id").as_i64().unwrap_or(-1);
                 let request = arg(1, "request").as_bool().unwrap_or(false);
-                self.look(id, files);
                 match self.tasks.get(&id) {
                     Some(t) => Answer::Value(self.task_info(t, request)),
                     None => Answer::Value(Value::Null),
+                }
+            }
+            "getTaskRequest" => {
+                let id = arg(0, "taskId").as_i64().unwrap_or(-1);
+                match self.tasks.get(&id) {
+                    Some(t) => Answer::Value(t.request.clone()),
+                    None => fault(1000, format!("No such task: {id}")),
                 }
             }
             "getTaskChildren" => {
@@ -316,22 +341,74 @@ impl Sim {
                 Answer::Value(Value::Null)
             }
             "listTasks" => {
-                let open: Vec<Value> = self
+                // Koji's filters (`opts`): state, parent, method, owner; without a state or a
+                // parent, every task. The koji CLI's `list-tasks` asks for the open ones.
+                let opts = arg(0, "opts");
+                let states: Option<Vec<i64>> = opts
+                    .get("state")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(Value::as_i64).collect());
+                let parent = opts.get("parent").and_then(Value::as_i64);
+                let method = opts.get("method").and_then(Value::as_str);
+                let list: Vec<Value> = self
                     .tasks
                     .values()
-                    .filter(|t| t.parent.is_none() && matches!(t.state, FREE | OPEN))
+                    .filter(|t| states.as_ref().is_none_or(|s| s.contains(&t.state)))
+                    .filter(|t| parent.is_none_or(|p| t.parent == Some(p)))
+                    .filter(|t| method.is_none_or(|m| t.method == m))
                     .map(|t| self.task_info(t, true))
                     .collect();
-                Answer::Value(Value::Array(open))
+                Answer::Value(Value::Array(list))
             }
+            "checkUpload" => {
+                let (dir, name) = (arg(0, "path"), arg(1, "name"));
+                let path = format!(
+                    "/kojifiles/work/{}/{}",
+                    dir.as_str().unwrap_or_default(),
+                    name.as_str().unwrap_or_default()
+                );
+                match files.get(&path) {
+                    None => Answer::Value(Value::Null),
+                    Some(data) => Answer::Value(json!({"size": data.len().to_string(), "mtime": self.clock,
+                        "name": name, "hexdigest": super::adler32_hex(data)})),
+                }
+            }
+            "getHost" => {
+                let h = arg(0, "hostInfo");
+                if h.as_i64() == Some(BUILDER_ID) || h.as_str() == Some(BUILDER) {
+                    Answer::Value(builder_info())
+                } else {
+                    Answer::Value(Value::Null)
+                }
+            }
+            "listHosts" => Answer::Value(json!([builder_info()])),
+            // Image builds run in the builder's own root here: no Koji buildroots to list.
+            "listBuildroots" => Answer::Value(json!([])),
+            "listTags" => {
+                let b = arg(0, "build");
+                let build = self.find_build(&b).map(|x| x.id);
+                let list: Vec<Value> = self
+                    .tags
+                    .iter()
+                    .filter(|(_, ids)| b.is_null() || build.is_some_and(|id| ids.contains(&id)))
+                    .map(|(name, _)| tag_info(name))
+                    .collect();
+                Answer::Value(Value::Array(list))
+            }
+            // Every build here is an image build: not Maven, not Windows, and with no RPMs.
+            "getMavenBuild" | "getWinBuild" => Answer::Value(Value::Null),
+            "getImageBuild" => {
+                let b = arg(0, "buildInfo");
+                Answer::Value(self.find_build(&b).map_or(Value::Null, |x| json!({"build_id": x.id})))
+            }
+            "getBuildType" => {
+                let b = arg(0, "buildInfo");
+                Answer::Value(self.find_build(&b).map_or(Value::Null, |_| json!({"image": {}})))
+            }
+            "listRPMs" => Answer::Value(json!([])),
             "getBuild" => {
                 let b = arg(0, "buildInfo");
-                let found = self.builds.iter().find(|x| match &b {
-                    Value::String(s) => x.nvr() == *s || x.id.to_string() == *s,
-                    Value::Number(n) => n.as_i64() == Some(x.id),
-                    _ => false,
-                });
-                Answer::Value(found.map(Build::info).unwrap_or(Value::Null))
+                Answer::Value(self.find_build(&b).map(Build::info).unwrap_or(Value::Null))
             }
             "listBuilds" => {
                 let pattern = kwargs.get("pattern").and_then(Value::as_str);
@@ -350,10 +427,13 @@ impl Sim {
                     .get("buildID")
                     .and_then(Value::as_i64)
                     .or_else(|| args.first().and_then(Value::as_i64));
+                // `type` is the build type (`maven`, `win`, `image`): here all are images.
+                let btype = kwargs.get("type").and_then(Value::as_str);
                 let list = self
                     .builds
                     .iter()
                     .find(|b| Some(b.id) == id)
+                    .filter(|_| btype.is_none_or(|t| t == "image"))
                     .map(|b| b.archives.clone())
                     .unwrap_or_default();
                 Answer::Value(Value::Array(list))
@@ -361,9 +441,7 @@ impl Sim {
             "getTag" => {
                 let t = arg(0, "taginfo");
                 let name = t.as_str().map(str::to_string).unwrap_or_else(|| t.to_string());
-                Answer::Value(
-                    json!({"id": 10 + name.len(), "name": name, "arches": "x86_64 aarch64", "locked": false, "perm": null}),
-                )
+                Answer::Value(tag_info(&name))
             }
             "getBuildTarget" => {
                 let n = arg_str(args, 0);
@@ -431,6 +509,7 @@ impl Sim {
                 fail: None,
                 result: None,
                 create_ts: ts,
+                since: std::time::Instant::now(),
             },
         );
         id
@@ -451,7 +530,10 @@ impl Sim {
         if name.is_empty() || arches.is_empty() {
             return fault(1000, "name and at least one arch are required");
         }
-        let release = opts.get("release").and_then(Value::as_str).unwrap_or("1").to_string();
+        let release = match opts.get("release").and_then(Value::as_str) {
+            Some(r) => r.to_string(),
+            None => self.next_release(name, version),
+        };
         let scratch = opts.get("scratch").and_then(Value::as_bool).unwrap_or(false);
         let nvr = format!("{name}-{version}-{release}");
         if !scratch && self.builds.iter().any(|b| b.nvr() == nvr) {
@@ -481,10 +563,57 @@ impl Sim {
         Answer::Value(json!(parent))
     }
 
+    fn find_build(&self, b: &Value) -> Option<&Build> {
+        self.builds.iter().find(|x| match b {
+            Value::String(s) => x.nvr() == *s || x.id.to_string() == *s,
+            Value::Number(n) => n.as_i64() == Some(x.id),
+            _ => false,
+        })
+    }
+
+    /// Each unfinished task one look further: children first, so that a parent whose last
+    /// child just finished finishes in the same moment.
+    fn tick_all(&mut self, files: &mut Files) {
+        let mut ids: Vec<(bool, i64)> = self
+            .tasks
+            .values()
+            .filter(|t| !matches!(t.state, CLOSED | FAILED | CANCELED))
+            .map(|t| (t.parent.is_none(), t.id))
+            .collect();
+        ids.sort();
+        for (_, id) in ids {
+            self.look(id, files);
+        }
+    }
+
+    /// The release Koji picks when none is given: one above the highest numeric release of
+    /// `name-version`, among its builds and the builds under way.
+    fn next_release(&self, name: &str, version: &str) -> String {
+        let built = self
+            .builds
+            .iter()
+            .filter(|b| b.name == name && b.version == version)
+            .map(|b| b.release.clone());
+        let building = self
+            .tasks
+            .values()
+            .filter(|t| t.parent.is_some() && !matches!(t.state, FAILED | CANCELED))
+            .filter(|t| t.request["name"] == name && t.request["version"] == version)
+            .filter(|t| !t.request["scratch"].as_bool().unwrap_or(false))
+            .filter_map(|t| t.request["release"].as_str().map(str::to_string));
+        let highest = built
+            .chain(building)
+            .filter_map(|r| r.split('.').next().and_then(|n| n.parse::<u64>().ok()))
+            .max()
+            .unwrap_or(0);
+        (highest + 1).to_string()
+    }
+
     fn task_info(&self, t: &Task, request: bool) -> Value {
         let mut v = json!({"id": t.id, "method": t.method, "state": t.state, "parent": t.parent,
             "arch": t.arch, "label": if t.parent.is_some() { Value::from(t.arch.clone()) } else { Value::Null },
-            "owner": 1, "host_id": if t.state == FREE { Value::Null } else { json!(2) },
+            "owner": 1, "owner_name": "releasebot", "owner_type": 0,
+            "host_id": if t.state == FREE { Value::Null } else { json!(BUILDER_ID) },
             "create_ts": t.create_ts, "start_ts": if t.state == FREE { Value::Null } else { json!(t.create_ts + 1.0) },
             "completion_ts": if matches!(t.state, CLOSED | FAILED | CANCELED) { json!(t.create_ts + 2.0) } else { Value::Null },
             "priority": 20, "channel_id": 1, "waiting": null, "awaited": null});
@@ -497,6 +626,7 @@ impl Sim {
     /// One look at a task: it moves on when it has been looked at enough.
     fn look(&mut self, id: i64, files: &mut Files) {
         let looks = self.looks_per_state;
+        let least = self.state_duration;
         let Some(t) = self.tasks.get_mut(&id) else { return };
         if matches!(t.state, CLOSED | FAILED | CANCELED) {
             return;
@@ -505,7 +635,11 @@ impl Sim {
             t.wait -= 1;
             return;
         }
+        if least.is_some_and(|d| t.since.elapsed() < d) {
+            return;
+        }
         t.wait = looks;
+        let before = t.state;
         match (t.state, t.parent) {
             (FREE, _) => t.state = OPEN,
             (_, Some(_)) => {
@@ -549,6 +683,11 @@ impl Sim {
                     }
                 }
             }
+        }
+        if let Some(t) = self.tasks.get_mut(&id)
+            && t.state != before
+        {
+            t.since = std::time::Instant::now();
         }
     }
 
@@ -612,8 +751,13 @@ impl Sim {
                     continue;
                 };
                 let md5 = hex::encode(md5::Md5::digest(&data));
+                let type_name = f.rsplit('.').next().unwrap_or("").to_string();
                 archives.push(json!({"id": 9000 + archives.len(), "filename": f, "size": data.len(),
-                    "checksum": md5, "checksum_type": 0, "type_name": f.rsplit('.').next().unwrap_or(""),
+                    "checksum": md5, "checksum_type": 0, "type_name": type_name,
+                    "type_id": 30 + type_name.len(), "type_extensions": type_name,
+                    "type_description": format!("{type_name} image"),
+                    "btype": "image", "btype_id": 4, "metadata_only": false, "extra": {"image": {"arch": t.arch}},
+                    "buildroot_id": null, "compression_type": null,
                     "build_id": self.next_build + 1, "arch": t.arch}));
                 files.insert(
                     format!("/kojifiles/packages/{name}/{version}/{release}/images/{f}"),
@@ -658,6 +802,45 @@ impl Sim {
             })
             .collect()
     }
+}
+
+/// A task's request as Koji keeps it: the call's positional arguments, then its `opts`.
+fn positional_request(args: &[Value], kwargs: &serde_json::Map<String, Value>) -> Value {
+    let mut request = args.to_vec();
+    if let Some(opts) = kwargs.get("opts") {
+        request.push(opts.clone());
+    }
+    Value::Array(request)
+}
+
+/// `kiwiBuild`'s request: `[target, arches, desc_url, desc_path, opts]`.
+fn kiwi_request(kwargs: &serde_json::Map<String, Value>) -> Value {
+    let get = |k: &str| kwargs.get(k).cloned().unwrap_or(Value::Null);
+    let opts: serde_json::Map<String, Value> = kwargs
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "target" | "arches" | "desc_url" | "desc_path" | "priority"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    json!([get("target"), get("arches"), get("desc_url"), get("desc_path"), opts])
+}
+
+/// The simulated hub's one builder.
+const BUILDER_ID: i64 = 2;
+const BUILDER: &str = "builder-01.kit.invalid";
+
+fn builder_info() -> Value {
+    json!({"id": BUILDER_ID, "name": BUILDER, "user_id": 3, "arches": "x86_64 aarch64", "task_load": 0.0,
+           "capacity": 2.0, "enabled": true, "ready": true, "comment": null, "description": null})
+}
+
+/// The one user of the simulated hub, owner of every task and build.
+fn user_info() -> Value {
+    json!({"id": 1, "name": "releasebot", "status": 0, "usertype": 0, "krb_principals": []})
+}
+
+fn tag_info(name: &str) -> Value {
+    json!({"id": 10 + name.len(), "name": name, "arches": "x86_64 aarch64", "locked": false, "perm": null,
+           "perm_id": null, "maven_support": false, "maven_include_all": false, "extra": {}})
 }
 
 /// `*` and `?` globbing, as Koji's `pattern` filter.
