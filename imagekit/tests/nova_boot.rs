@@ -776,7 +776,14 @@ async fn cinder_volumes_are_attached_before_the_tests_and_deleted_with_the_serve
         .unwrap();
     assert_eq!(attached.len(), 2, "{calls:?}");
     assert!(attached.iter().all(|i| *i < deleted));
-    assert_eq!(cloud.count(Service::BlockStorage, "POST", "mock-project/volumes"), 2);
+    assert_eq!(
+        cloud.count(
+            Service::BlockStorage,
+            "POST",
+            &format!("{}/volumes", imagekit::openstack::testing::PROJECT_ID)
+        ),
+        2
+    );
     assert_eq!(cloud.leaks(), vec![]);
 
     // The backend fails a volume: an infrastructure error, the server and the volume deleted.

@@ -148,7 +148,7 @@ pub(crate) fn route(st: &mut State, method: &str, rel: &str, query: &BTreeMap<St
             }
             Answer::empty(202)
         }
-        _ => error(404, "itemNotFound", format!("no route for {method} {rel}")),
+        _ => super::not_implemented("Cinder", method, rel),
     }
 }
 

@@ -157,11 +157,7 @@ pub(crate) fn route(st: &mut State, method: &str, rel: &str, query: &[(String, S
                 ),
             }
         }
-        _ => error(
-            404,
-            "Not Found",
-            format!("MockOpenStack's Glance has no {method} {rel}"),
-        ),
+        _ => super::not_implemented("Glance", method, rel),
     }
 }
 
@@ -215,6 +211,38 @@ fn create(st: &mut State, body: &Value) -> Answer {
     };
     st.glance.images.insert(id, image);
     Answer::json(201, Value::Object(doc))
+}
+
+/// A server snapshot (Nova's `createImage`): an active private image with `properties`, its data
+/// a small placeholder.
+pub(crate) fn snapshot(st: &mut State, name: &str, properties: &serde_json::Map<String, Value>) -> String {
+    let id = st.uuid(0x5a95);
+    st.glance.used_ids.insert(id.clone());
+    let data = format!("snapshot {name}\n").into_bytes();
+    let now = rfc3339_in(0);
+    let mut doc = properties.clone();
+    let md5 = hex::encode(md5::Md5::digest(&data));
+    let sha512 = hex::encode(sha2::Sha512::digest(&data));
+    for (k, v) in json!({"id": id, "name": name, "status": "active", "visibility": "private", "protected": false,
+        "os_hidden": false, "checksum": md5, "os_hash_algo": "sha512", "os_hash_value": sha512, "owner": "admin",
+        "size": data.len(), "virtual_size": null, "min_ram": 0, "min_disk": 0, "tags": [], "created_at": now,
+        "updated_at": now, "container_format": "bare", "disk_format": "qcow2", "image_type": "snapshot",
+        "self": format!("/v2/images/{id}"), "file": format!("/v2/images/{id}/file"), "schema": "/v2/schemas/image"})
+    .as_object()
+    .cloned()
+    .unwrap_or_default()
+    {
+        doc.insert(k, v);
+    }
+    st.glance.seq += 1;
+    let image = Image {
+        id: id.clone(),
+        doc,
+        data: Some(data),
+        seq: st.glance.seq,
+    };
+    st.glance.images.insert(id.clone(), image);
+    id
 }
 
 fn is_uuid(s: &str) -> bool {

@@ -366,7 +366,7 @@ pub(crate) fn route(st: &mut State, method: &str, rel: &str, query: &[(String, S
             st.ironic.allocations.remove(&key);
             Answer::empty(204)
         }
-        _ => error(404, format!("MockOpenStack's Ironic has no {method} {rel}")),
+        _ => super::not_implemented("Ironic", method, rel),
     }
 }
 

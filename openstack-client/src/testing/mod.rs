@@ -243,7 +243,7 @@ impl Answer {
             headers: Vec::new(),
         }
     }
-    fn header(mut self, k: &str, v: &str) -> Answer {
+    pub(crate) fn header(mut self, k: &str, v: &str) -> Answer {
         self.headers.push((k.into(), v.into()));
         self
     }
@@ -305,7 +305,27 @@ fn route(st: &mut State, service: Service, method: &str, rel: &str, req: &Reques
     let pairs: Vec<(String, String)> = req.url.query_pairs().into_owned().collect();
     let query: BTreeMap<String, String> = pairs.iter().cloned().collect();
     match service {
-        Service::Compute => nova::route(st, method, rel, &query, &body),
+        Service::Compute => {
+            let asked = req
+                .headers
+                .get("openstack-api-version")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().strip_prefix("compute "))
+                .or_else(|| {
+                    req.headers
+                        .get("x-openstack-nova-api-version")
+                        .and_then(|v| v.to_str().ok())
+                });
+            let mv = match nova::microversion(asked) {
+                Ok(mv) => mv,
+                Err(a) => return a,
+            };
+            let shown = format!("{}.{}", mv.0, mv.1);
+            nova::route(st, method, rel, &query, &body, mv)
+                .header("OpenStack-API-Version", &format!("compute {shown}"))
+                .header("X-OpenStack-Nova-API-Version", &shown)
+                .header("Vary", "OpenStack-API-Version, X-OpenStack-Nova-API-Version")
+        }
         Service::Network => neutron::route(st, method, rel, &query, &body),
         Service::Image => glance::route(st, method, rel, &pairs, &req.body),
         Service::Baremetal => ironic::route(st, method, rel, &pairs, &body),
@@ -366,12 +386,16 @@ fn identity(st: &mut State, method: &str, rel: &str, body: &Value) -> Answer {
         entry("network", format!("{}/network", st.base)),
         entry("image", format!("{}/image", st.base)),
         entry("baremetal", format!("{}/baremetal", st.base)),
-        entry("block-storage", format!("{}/volume/v3/mock-project", st.base)),
+        entry("block-storage", format!("{}/volume/v3/{PROJECT_ID}", st.base)),
     ]);
     doc["token"]["expires_at"] = json!(st.token_expires_at.clone().unwrap_or_else(|| rfc3339_in(3600)));
     doc["token"]["issued_at"] = json!(rfc3339_in(0));
     Answer::json(201, doc).header("X-Subject-Token", &token)
 }
+
+/// The project of every token the mock issues (its Keystone fixture's): tenant ids in Nova's and
+/// Cinder's answers, and Cinder's endpoint, are this one.
+pub const PROJECT_ID: &str = "a6944d763bf64ee6a275f1263fae0352";
 
 /// RFC 3339 UTC for a time `secs` from now (negative: in the past), as OpenStack writes times:
 /// handy for token expiries and `created` fields in fixtures. Beyond chrono's range (about
@@ -725,7 +749,7 @@ impl MockOpenStack {
     /// A server as the API shows it (`None` once deleted).
     pub fn server(&self, id: &str) -> Option<Value> {
         let st = self.state();
-        st.nova.servers.get(id).map(|s| nova::show(&st, s))
+        st.nova.servers.get(id).map(|s| nova::show(&st, s, (2, 1)))
     }
 
     /// The decoded user data a server was created with (deleted since or not), or that an Ironic node (by UUID or
@@ -765,6 +789,15 @@ pub(crate) fn authorize(st: &State, key: &str) {
             let _ = f.write_all(line.as_bytes());
         }
     }
+}
+
+/// What an endpoint out of the mock's scope answers: 501, naming it, never a silent success.
+pub(crate) fn not_implemented(service: &str, method: &str, rel: &str) -> Answer {
+    Answer::json(
+        501,
+        json!({"error": {"code": 501, "title": "Not Implemented",
+               "message": format!("MockOpenStack's {service} does not implement {method} /{rel}")}}),
+    )
 }
 
 pub(crate) fn not_found(what: &str, id: &str) -> Answer {

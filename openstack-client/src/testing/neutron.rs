@@ -312,11 +312,7 @@ pub(crate) fn route(st: &mut State, method: &str, rel: &str, query: &BTreeMap<St
                 format!("Floating IP {id} could not be found"),
             ),
         },
-        _ => error(
-            404,
-            "HTTPNotFound",
-            format!("MockOpenStack's Neutron has no {method} {rel}"),
-        ),
+        _ => super::not_implemented("Neutron", method, rel),
     }
 }
 

@@ -61,7 +61,85 @@ fn fixture(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or(Value::Null)
 }
 
-pub(crate) fn route(st: &mut State, method: &str, rel: &str, query: &BTreeMap<String, String>, body: &Value) -> Answer {
+/// The microversions this Nova speaks (its version document's).
+const MIN_MICROVERSION: (u32, u32) = (2, 1);
+const MAX_MICROVERSION: (u32, u32) = (2, 104);
+
+/// The microversion a request asked for (`None`: the minimum; `latest`: the maximum), or Nova's
+/// 406 for one it does not speak.
+pub(crate) fn microversion(asked: Option<&str>) -> Result<(u32, u32), Answer> {
+    let Some(asked) = asked.map(str::trim) else {
+        return Ok(MIN_MICROVERSION);
+    };
+    if asked.eq_ignore_ascii_case("latest") {
+        return Ok(MAX_MICROVERSION);
+    }
+    let parsed = asked
+        .split_once('.')
+        .and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)));
+    match parsed {
+        Some(v) if (MIN_MICROVERSION..=MAX_MICROVERSION).contains(&v) => Ok(v),
+        Some(_) => Err(Answer::json(
+            406,
+            json!({"computeFault": {"code": 406, "message": format!(
+                "Version {asked} is not supported by the API. Minimum is 2.1 and maximum is 2.104.")}}),
+        )),
+        None => Err(Answer::json(
+            400,
+            json!({"badRequest": {"code": 400, "message": format!("Invalid API version request string: {asked}")}}),
+        )),
+    }
+}
+
+/// The flavors this Nova has (the api-ref sample's).
+fn flavors() -> &'static [Value] {
+    static FLAVORS: std::sync::LazyLock<Vec<Value>> = std::sync::LazyLock::new(|| {
+        fixture(include_str!(
+            "../../tests/fixtures/nova/flavors_flavors-detail-resp.json"
+        ))["flavors"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    });
+    &FLAVORS
+}
+
+fn find_flavor(id: &str) -> Option<&'static Value> {
+    flavors().iter().find(|f| f["id"] == id)
+}
+
+/// Extra specs of a flavor: the sample's `.specs` flavor has some, the rest none.
+fn extra_specs(f: &Value) -> Value {
+    if f["name"].as_str().is_some_and(|n| n.ends_with(".specs")) {
+        json!({"hw:numa_nodes": "1", "hw:cpu_policy": "shared"})
+    } else {
+        json!({})
+    }
+}
+
+/// A flavor as this Nova shows it: its links under this cloud's URL.
+fn show_flavor(st: &State, f: &Value) -> Value {
+    let mut f = f.clone();
+    let id = f["id"].as_str().unwrap_or_default().to_string();
+    f["links"] = links(st, "flavors", &id);
+    f
+}
+
+/// `self` and `bookmark` links under this cloud's compute URL.
+fn links(st: &State, collection: &str, id: &str) -> Value {
+    let base = format!("{}/compute/v2.1", st.base);
+    json!([{"rel": "self", "href": format!("{base}/{collection}/{id}")},
+           {"rel": "bookmark", "href": format!("{base}/{collection}/{id}")}])
+}
+
+pub(crate) fn route(
+    st: &mut State,
+    method: &str,
+    rel: &str,
+    query: &BTreeMap<String, String>,
+    body: &Value,
+    mv: (u32, u32),
+) -> Answer {
     let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
     match (method, parts.as_slice()) {
         ("GET", []) => {
@@ -81,8 +159,18 @@ pub(crate) fn route(st: &mut State, method: &str, rel: &str, query: &BTreeMap<St
                 if query.get("name").is_some_and(|n| !name_matches(n, &s.name)) {
                     continue;
                 }
-                list.push(show(st, s));
+                list.push(show(st, s, mv));
             }
+            Answer::json(200, json!({ "servers": list }))
+        }
+        ("GET", ["servers"]) => {
+            let list: Vec<Value> = st
+                .nova
+                .servers
+                .values()
+                .filter(|s| query.get("name").is_none_or(|n| name_matches(n, &s.name)))
+                .map(|s| json!({"id": s.id, "name": s.name, "links": links(st, "servers", &s.id)}))
+                .collect();
             Answer::json(200, json!({ "servers": list }))
         }
         ("GET", ["servers", id]) => {
@@ -91,7 +179,7 @@ pub(crate) fn route(st: &mut State, method: &str, rel: &str, query: &BTreeMap<St
             }
             advance(st, id);
             match st.nova.servers.get(*id) {
-                Some(s) => Answer::json(200, json!({"server": show(st, s)})),
+                Some(s) => Answer::json(200, json!({"server": show(st, s, mv)})),
                 None => not_found("Instance", id),
             }
         }
@@ -159,7 +247,7 @@ pub(crate) fn route(st: &mut State, method: &str, rel: &str, query: &BTreeMap<St
                 };
                 return Answer::json(200, json!({ "output": out }));
             }
-            Answer::empty(202)
+            action(st, id, body, mv)
         }
         ("GET", ["servers", id, "os-instance-actions"]) => {
             if !st.nova.servers.contains_key(*id) {
@@ -224,21 +312,96 @@ pub(crate) fn route(st: &mut State, method: &str, rel: &str, query: &BTreeMap<St
             Some(_) => Answer::empty(202),
             None => not_found("Keypair", name),
         },
-        ("GET", ["flavors", "detail"]) => Answer::json(
-            200,
-            fixture(include_str!(
-                "../../tests/fixtures/nova/flavors_flavors-detail-resp.json"
-            )),
-        ),
-        ("GET", ["flavors"]) => Answer::json(
-            200,
-            fixture(include_str!("../../tests/fixtures/nova/flavors_flavors-list-resp.json")),
-        ),
-        _ => Answer::json(
-            404,
-            json!({"itemNotFound": {"code": 404, "message": format!("MockOpenStack's Nova has no {method} {rel}")}}),
-        ),
+        ("GET", ["flavors", "detail"]) => {
+            let list: Vec<Value> = flavors()
+                .iter()
+                .map(|f| {
+                    let mut f = show_flavor(st, f);
+                    // Extra specs are in the flavor from 2.61 on.
+                    if mv >= (2, 61) {
+                        f["extra_specs"] = extra_specs(&f);
+                    }
+                    f
+                })
+                .collect();
+            Answer::json(200, json!({ "flavors": list }))
+        }
+        ("GET", ["flavors"]) => {
+            let list: Vec<Value> = flavors()
+                .iter()
+                .map(|f| json!({"id": f["id"], "name": f["name"], "links": links(st, "flavors", f["id"].as_str().unwrap_or_default())}))
+                .collect();
+            Answer::json(200, json!({ "flavors": list }))
+        }
+        ("GET", ["flavors", id]) => match find_flavor(id) {
+            Some(f) => {
+                let mut f = show_flavor(st, f);
+                if mv >= (2, 61) {
+                    f["extra_specs"] = extra_specs(&f);
+                }
+                Answer::json(200, json!({ "flavor": f }))
+            }
+            None => not_found("Flavor", id),
+        },
+        ("GET", ["flavors", id, "os-extra_specs"]) => match find_flavor(id) {
+            Some(f) => Answer::json(200, json!({ "extra_specs": extra_specs(f) })),
+            None => not_found("Flavor", id),
+        },
+        _ => super::not_implemented("Nova", method, rel),
     }
+}
+
+/// A server action other than the console: stop, start, reboot and createImage change what they
+/// should (409 from the wrong state, as Nova answers); any other is 501, never accepted and ignored.
+fn action(st: &mut State, id: &str, body: &Value, mv: (u32, u32)) -> Answer {
+    let Some(name) = body.as_object().and_then(|o| o.keys().next().cloned()) else {
+        return bad_request("Malformed request body: no action");
+    };
+    let Some(s) = st.nova.servers.get_mut(id) else {
+        return not_found("Instance", id);
+    };
+    let conflict = |state: &str| {
+        Answer::json(
+            409,
+            json!({"conflictingRequest": {"code": 409, "message": format!(
+                "Cannot '{name}' instance {id} while it is in vm_state {}", state.to_lowercase())}}),
+        )
+    };
+    match name.as_str() {
+        "os-stop" if s.status == "ACTIVE" => s.status = "SHUTOFF".into(),
+        "os-start" if s.status == "SHUTOFF" => s.status = "ACTIVE".into(),
+        "reboot" if s.status == "ACTIVE" || (s.status == "SHUTOFF" && body["reboot"]["type"] == "HARD") => {
+            s.status = "ACTIVE".into();
+        }
+        "os-stop" | "os-start" | "reboot" => return conflict(&s.status),
+        "createImage" => {
+            if !matches!(s.status.as_str(), "ACTIVE" | "SHUTOFF") {
+                return conflict(&s.status);
+            }
+            let Some(image_name) = body["createImage"]["name"].as_str().filter(|n| !n.is_empty()) else {
+                return bad_request("Invalid input for field/attribute createImage: 'name' is a required property");
+            };
+            let mut props = body["createImage"]["metadata"].as_object().cloned().unwrap_or_default();
+            props.insert("instance_uuid".into(), json!(id));
+            props.insert("base_image_ref".into(), json!(s.image));
+            let image = super::glance::snapshot(st, image_name, &props);
+            let location = format!("{}/image/v2/images/{image}", st.base);
+            // From 2.45 the image's id is in the body, and there is no Location header.
+            return if mv >= (2, 45) {
+                Answer::json(202, json!({"image_id": image}))
+            } else {
+                Answer::empty(202).header("Location", &location)
+            };
+        }
+        other => {
+            return Answer::json(
+                501,
+                json!({"error": {"code": 501, "title": "Not Implemented",
+                       "message": format!("MockOpenStack's Nova does not implement the server action {other}")}}),
+            );
+        }
+    }
+    Answer::empty(202)
 }
 
 /// Nova's `name` filter is a regular expression searched in the name. The mock knows the part of
@@ -401,7 +564,7 @@ fn advance(st: &mut State, id: &str) {
 }
 
 /// The server as `GET /servers/{id}` shows it.
-pub(crate) fn show(st: &State, s: &Server) -> Value {
+pub(crate) fn show(st: &State, s: &Server, mv: (u32, u32)) -> Value {
     // The api-ref sample, parsed once: every poll of every server shows one.
     static TEMPLATE: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
         fixture(include_str!("../../tests/fixtures/nova/servers_server-get-resp.json"))["server"].clone()
@@ -419,10 +582,40 @@ pub(crate) fn show(st: &State, s: &Server) -> Value {
     v["key_name"] = json!(s.key_name);
     v["metadata"] = s.metadata.clone();
     v["tags"] = json!(s.tags);
-    v["image"] = json!({"id": s.image});
-    v["flavor"] = json!({"id": s.flavor});
+    v["image"] = json!({"id": s.image, "links": links(st, "images", &s.image)});
+    // The flavor's shape changed at 2.47: before, its id and links; from then on, what it was
+    // when the server was made.
+    let flavor = flavors()
+        .iter()
+        .find(|f| f["id"] == s.flavor.as_str() || f["name"] == s.flavor.as_str());
+    v["flavor"] = match flavor {
+        Some(f) if mv >= (2, 47) => json!({"original_name": f["name"], "vcpus": f["vcpus"], "ram": f["ram"],
+            "disk": f["disk"], "ephemeral": f["OS-FLV-EXT-DATA:ephemeral"], "swap": 0, "extra_specs": extra_specs(f)}),
+        _ => json!({"id": s.flavor, "links": links(st, "flavors", &s.flavor)}),
+    };
+    v["links"] = links(st, "servers", &s.id);
+    v["tenant_id"] = json!(super::PROJECT_ID);
+    v["user_id"] = json!("admin");
+    // Only the volumes Cinder attached to it (the sample's are not).
+    v["os-extended-volumes:volumes_attached"] = json!(
+        super::cinder::attached_to(&st.cinder, &s.id)
+            .into_iter()
+            .map(|id| json!({"id": id, "delete_on_termination": false}))
+            .collect::<Vec<_>>()
+    );
     v["created"] = json!(s.created);
     v["updated"] = json!(s.created);
+    v["OS-SRV-USG:launched_at"] = if s.status == "BUILD" {
+        Value::Null
+    } else {
+        json!(s.created.trim_end_matches('Z'))
+    };
+    v["OS-EXT-STS:power_state"] = json!(match s.status.as_str() {
+        "ACTIVE" => 1,
+        "SHUTOFF" => 4,
+        _ => 0,
+    });
+
     v["accessIPv4"] = json!("");
     v["accessIPv6"] = json!("");
     v["addresses"] = neutron::addresses_of(st, &s.id);
