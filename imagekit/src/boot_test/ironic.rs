@@ -31,6 +31,9 @@ use crate::ssh::{Session as SshSession, SshKey, Target, connect_when_ready};
 /// `extra` keys of imagekit's allocations.
 const HOLDER: &str = "imagekit_holder";
 const EXPIRES: &str = "imagekit_expires_at";
+/// How long a release waits for a deploy asked for just before it to show (Ironic answers the
+/// request before its conductor starts the deploy).
+const DEPLOY_START_GRACE: Duration = Duration::from_secs(10);
 
 fn now_secs() -> u64 {
     SystemTime::now()
@@ -259,15 +262,32 @@ impl Pool {
     /// (or failed) node, and makes sure the power state is known (allocations need one).
     async fn undeploy(&self, node: &str) -> Result<()> {
         let wait = self.wait(self.settle);
-        let n = openstack_client::wait::wait_for(&format!("node {node} to finish its action"), &wait, || async {
-            let n = self.ironic.get(node).await?;
-            Ok(if n.target_provision_state.is_none() {
-                openstack_client::Poll::Ready(n)
-            } else {
-                openstack_client::Poll::Pending(n.provision_state.to_string())
+        let what = format!("node {node} to finish its action");
+        let settled = || {
+            openstack_client::wait::wait_for(&what, &wait, || async {
+                let n = self.ironic.get(node).await?;
+                Ok(if n.target_provision_state.is_none() {
+                    openstack_client::Poll::Ready(n)
+                } else {
+                    openstack_client::Poll::Pending(n.provision_state.to_string())
+                })
             })
-        })
-        .await?;
+        };
+        let mut n = settled().await?;
+        // An available node with our image set may have a deploy on its way: a lease ended just
+        // after asking for it (a cancelled boot) is answered before Ironic's conductor starts
+        // it. Give it a moment to show, so it is undeployed rather than left to finish.
+        if n.provision_state == ProvisionState::Available && n.instance_info.get("image_source").is_some() {
+            let started = std::time::Instant::now();
+            while started.elapsed() < DEPLOY_START_GRACE {
+                tokio::time::sleep(self.poll.0.max(Duration::from_millis(100))).await;
+                let now = self.ironic.get(node).await?;
+                if now.provision_state != ProvisionState::Available || now.target_provision_state.is_some() {
+                    n = settled().await?;
+                    break;
+                }
+            }
+        }
         if matches!(
             n.provision_state,
             ProvisionState::Active | ProvisionState::DeployFailed | ProvisionState::Error

@@ -209,16 +209,7 @@ impl Respond for RpcResponder {
             }
             return ResponseTemplate::new(400).set_body_string("not an XML-RPC call");
         };
-        let headers: BTreeMap<String, String> = req
-            .headers
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_ascii_lowercase(),
-                    v.to_str().unwrap_or_default().to_string(),
-                )
-            })
-            .collect();
+        let headers = header_map(req);
         let verifier = lock(&self.0).negotiate.clone();
         let mut principal = None;
         if let Some(verify) = verifier.filter(|_| req.url.path().ends_with("/ssllogin")) {
@@ -284,6 +275,19 @@ impl Respond for RpcResponder {
     }
 }
 
+/// The request's headers, by lower-case name.
+fn header_map(req: &Request) -> BTreeMap<String, String> {
+    req.headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_ascii_lowercase(),
+                v.to_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
 /// Koji's upload checksum: adler32, as `%08x`.
 pub(crate) fn adler32_hex(data: &[u8]) -> String {
     let (mut a, mut b) = (1u32, 0u32);
@@ -301,16 +305,7 @@ pub(crate) fn adler32_hex(data: &[u8]) -> String {
 /// `rawUpload`: writes the chunk at its offset into `work/FILEPATH/FILENAME` of the hub's files
 /// (logged-in sessions only, as on a hub), and answers its size and checksum.
 fn raw_upload(state: &Mutex<HubState>, req: &Request, query: &BTreeMap<String, String>) -> ResponseTemplate {
-    let headers: BTreeMap<String, String> = req
-        .headers
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_ascii_lowercase(),
-                v.to_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect();
+    let headers = header_map(req);
     let mut st = lock(state);
     let answer = (|| {
         if st.sim.enabled {
