@@ -93,18 +93,26 @@ impl Kit {
         )
     }
 
+    /// A registry client for the kit's registry (anonymous, as the registry is; 127.0.0.1 is
+    /// spoken to over plain HTTP), retrying fast so that injected faults cost milliseconds.
+    pub fn registry_client(&self) -> registry_client::Client {
+        registry_client::Client::builder()
+            .retry(registry_client::RetryPolicy::default().max_retries(3).delays(
+                std::time::Duration::from_millis(5),
+                std::time::Duration::from_millis(50),
+            ))
+            .build()
+            .unwrap_or_else(|e| panic!("a registry client: {e}"))
+    }
+
     /// An [`Imagekit`](crate::Imagekit) wired to the kit: its Koji (watched fast), its Glance as
-    /// the store `mock`, and a registry client.
+    /// the store `mock`, and [`Kit::registry_client`].
     pub fn imagekit(&self) -> crate::Imagekit {
         crate::Imagekit::builder()
             .koji(self.koji_client())
             .koji_watch(self.koji_watch())
             .store("mock", self.glance_store())
-            .registry(
-                registry_client::Client::builder()
-                    .build()
-                    .unwrap_or_else(|e| panic!("a registry client: {e}")),
-            )
+            .registry(self.registry_client())
             .build()
     }
 

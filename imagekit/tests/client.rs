@@ -160,3 +160,17 @@ async fn a_machine_never_reachable_is_an_infrastructure_error() {
     ik.settle().await;
     assert_eq!(kit.leaks(), Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn the_kit_s_registry_client_pushes_and_reads_back_from_the_kit_s_registry() {
+    let kit = Kit::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    imagekit::registry::testing::two_platform_layout(dir.path(), "test", 4_000).unwrap();
+    let layout: imagekit::registry::ImageLocation = format!("oci:{}:test", dir.path().display()).parse().unwrap();
+    let dest: imagekit::registry::ImageLocation = format!("{}/cern/alma9:test", kit.registry.host()).parse().unwrap();
+    let client = kit.registry_client();
+    let report = client.copy(&layout, &dest, &Default::default()).await.unwrap();
+    assert!(report.blobs_uploaded > 0);
+    assert_eq!(kit.registry.tags("cern/alma9"), ["test"]);
+    assert!(kit.leaks().is_empty(), "{:?}", kit.leaks());
+}

@@ -230,3 +230,64 @@ async fn server_actions_change_the_server_or_say_why_not() {
     assert!(body.to_string().contains("resize"), "{body}");
     assert_eq!(raw.server(&id, None).await["flavor"]["id"], "2");
 }
+
+impl Raw {
+    /// (status, body) of a GET under the cloud's root (`image/v2/schemas/image`, `network/v2.0/subnets`).
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}/{path}", self.base))
+            .header("X-Auth-Token", &self.token)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (
+            status,
+            serde_json::from_str(&r.text().await.unwrap()).unwrap_or(Value::Null),
+        )
+    }
+}
+
+#[tokio::test]
+async fn glance_serves_its_schemas_and_neutron_its_subnets() {
+    let cloud = MockOpenStack::start().await;
+    let raw = Raw::new(&cloud).await;
+    // Glance's own schemas (what python-glanceclient reads before it creates or updates).
+    let (status, schema) = raw.get("image/v2/schemas/image").await;
+    assert_eq!(status, 200);
+    assert_eq!(schema["name"], "image");
+    assert!(
+        schema["properties"]["disk_format"]["enum"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("qcow2"))
+    );
+    for (path, name) in [("images", "images"), ("member", "member"), ("members", "members")] {
+        let (status, s) = raw.get(&format!("image/v2/schemas/{path}")).await;
+        assert_eq!((status, s["name"].as_str()), (200, Some(name)), "{path}");
+    }
+    // A subnet per network, named by the networks' `subnets`, from which their addresses come.
+    let (status, nets) = raw.get("network/v2.0/networks").await;
+    assert_eq!(status, 200);
+    let (status, subnets) = raw.get("network/v2.0/subnets").await;
+    assert_eq!(status, 200);
+    let subnets = subnets["subnets"].as_array().unwrap();
+    assert_eq!(subnets.len(), nets["networks"].as_array().unwrap().len());
+    for n in nets["networks"].as_array().unwrap() {
+        let sid = n["subnets"][0].as_str().unwrap();
+        let s = subnets.iter().find(|s| s["id"] == sid).unwrap();
+        assert_eq!(s["network_id"], n["id"]);
+        assert_eq!(s["project_id"], PROJECT_ID);
+        let (status, one) = raw.get(&format!("network/v2.0/subnets/{sid}")).await;
+        assert_eq!((status, &one["subnet"]["cidr"]), (200, &s["cidr"]));
+    }
+    let public = subnets.iter().find(|s| s["name"] == "public-subnet").unwrap();
+    assert_eq!(public["cidr"], "203.0.113.0/24");
+    // Out of scope, in every service: 501 with the endpoint's name.
+    for path in ["image/v2/tasks", "network/v2.0/routers", "baremetal/v1/chassis"] {
+        let (status, body) = raw.get(path).await;
+        assert_eq!(status, 501, "{path}: {body}");
+        assert!(body.to_string().contains(path.rsplit('/').next().unwrap()), "{body}");
+    }
+}

@@ -211,3 +211,73 @@ async fn bursts_of_503_are_retried_and_a_persistent_one_is_an_error() {
         "the first try and max_retries retries, then the error"
     );
 }
+
+#[tokio::test]
+async fn like_docker_hub_anonymous_tokens_pull_but_do_not_push_and_the_catalog_pages() {
+    let registry = MockRegistry::with_token("bot", "pw").await;
+    let client = client_for(&registry);
+    for repo in ["cern/alma9:test", "cern/alma10:test", "cern/cc7:test"] {
+        seed(&client, &registry, repo, 2_000).await;
+    }
+    // No credentials: an anonymous token, which pulls…
+    let anonymous = Client::builder().build().unwrap();
+    let tags = anonymous
+        .tags(
+            &format!("{}/cern/alma9", registry.host()).parse::<Reference>().unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(tags, ["test"]);
+    // …but does not push: the registry says the scope is not enough, and nothing lands.
+    let e = anonymous
+        .copy(
+            &at(&registry, "cern/alma9:test"),
+            &at(&registry, "cern/stolen:test"),
+            &Default::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Unauthorized { .. }), "{e:?}");
+    assert!(!registry.repositories().contains("cern/stolen"));
+    // The catalog, as a raw client sees it: credentials needed, then pages with a `Link`.
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", registry.host());
+    let denied = http.get(format!("{base}/v2/_catalog")).send().await.unwrap();
+    assert_eq!(denied.status(), 401);
+    let challenge = denied.headers()["www-authenticate"].to_str().unwrap().to_string();
+    assert!(challenge.contains("registry:catalog:*"), "{challenge}");
+    let token: serde_json::Value = http
+        .get(format!("{base}/token?service=mock-registry&scope=registry:catalog:*"))
+        .basic_auth("bot", Some("pw"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["token"].as_str().unwrap();
+    let page = http
+        .get(format!("{base}/v2/_catalog?n=2"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let link = page.headers()["link"].to_str().unwrap().to_string();
+    let body: serde_json::Value = page.json().await.unwrap();
+    assert_eq!(body["repositories"], serde_json::json!(["cern/alma10", "cern/alma9"]));
+    assert!(
+        link.contains("last=cern/alma9") && link.contains("rel=\"next\""),
+        "{link}"
+    );
+    let rest: serde_json::Value = http
+        .get(format!("{base}/v2/_catalog?n=2&last=cern/alma9"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rest["repositories"], serde_json::json!(["cern/cc7"]));
+}

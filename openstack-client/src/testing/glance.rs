@@ -76,6 +76,10 @@ fn error(status: u16, title: &str, message: String) -> Answer {
     )
 }
 
+fn fixture(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or(Value::Null)
+}
+
 fn not_found(id: &str) -> Answer {
     error(404, "Not Found", format!("No image found with ID {id}"))
 }
@@ -90,6 +94,23 @@ pub(crate) fn route(st: &mut State, method: &str, rel: &str, query: &[(String, S
                 {"id": "v2.16", "status": "CURRENT", "links": [{"rel": "self", "href": format!("{}/image/v2/", st.base)}]},
                 {"id": "v2.9", "status": "SUPPORTED", "links": [{"rel": "self", "href": format!("{}/image/v2/", st.base)}]}
             ]}),
+        ),
+        // The schemas clients read before they talk (python-glanceclient validates with them).
+        ("GET", ["v2", "schemas", "image"]) => Answer::json(
+            200,
+            fixture(include_str!("../../tests/fixtures/glance/schemas-image.json")),
+        ),
+        ("GET", ["v2", "schemas", "images"]) => Answer::json(
+            200,
+            fixture(include_str!("../../tests/fixtures/glance/schemas-images.json")),
+        ),
+        ("GET", ["v2", "schemas", "member"]) => Answer::json(
+            200,
+            fixture(include_str!("../../tests/fixtures/glance/schemas-member.json")),
+        ),
+        ("GET", ["v2", "schemas", "members"]) => Answer::json(
+            200,
+            fixture(include_str!("../../tests/fixtures/glance/schemas-members.json")),
         ),
         ("POST", ["v2", "images"]) => create(st, &body()),
         ("GET", ["v2", "images"]) => list(st, query),

@@ -139,6 +139,21 @@ pub(crate) fn addresses_of(st: &State, device: &str) -> Value {
     Value::Object(out)
 }
 
+/// Each network's one subnet: where its ports' (10.0.0.0/24) or floating (203.0.113.0/24)
+/// addresses come from.
+fn subnet_json(n: &Network) -> Value {
+    let (cidr, gateway) = if n.external {
+        ("203.0.113.0/24", "203.0.113.1")
+    } else {
+        ("10.0.0.0/24", "10.0.0.1")
+    };
+    json!({"id": format!("{}-subnet", n.id), "name": format!("{}-subnet", n.name), "network_id": n.id,
+           "ip_version": 4, "cidr": cidr, "gateway_ip": gateway, "enable_dhcp": !n.external,
+           "allocation_pools": [{"start": cidr.replace(".0/24", ".2"), "end": cidr.replace(".0/24", ".254")}],
+           "dns_nameservers": [], "host_routes": [], "project_id": super::PROJECT_ID,
+           "tenant_id": super::PROJECT_ID, "ipv6_address_mode": null, "ipv6_ra_mode": null})
+}
+
 fn port_json(p: &Port) -> Value {
     json!({"id": p.id, "network_id": p.network_id, "device_id": p.device_id, "mac_address": p.mac,
            "status": if p.device_id.is_empty() { "DOWN" } else { "ACTIVE" },
@@ -155,7 +170,7 @@ fn fip_json(st: &State, f: &FloatingIp) -> Value {
     json!({"id": f.id, "floating_ip_address": f.address, "floating_network_id": f.network_id,
            "port_id": f.port_id, "fixed_ip_address": fixed,
            "status": if f.port_id.is_some() { "ACTIVE" } else { "DOWN" },
-           "description": f.description, "tags": f.tags, "project_id": "admin", "router_id": null,
+           "description": f.description, "tags": f.tags, "project_id": super::PROJECT_ID, "router_id": null,
            "created_at": f.created, "updated_at": f.created})
 }
 
@@ -196,6 +211,20 @@ pub(crate) fn route(st: &mut State, method: &str, rel: &str, query: &BTreeMap<St
                 .collect();
             Answer::json(200, json!({ "networks": list }))
         }
+        ("GET", ["subnets"]) => {
+            let list: Vec<Value> = st
+                .neutron
+                .networks
+                .iter()
+                .map(subnet_json)
+                .filter(|v| matches(v, query))
+                .collect();
+            Answer::json(200, json!({ "subnets": list }))
+        }
+        ("GET", ["subnets", id]) => match st.neutron.networks.iter().find(|n| format!("{}-subnet", n.id) == *id) {
+            Some(n) => Answer::json(200, json!({"subnet": subnet_json(n)})),
+            None => error(404, "SubnetNotFound", format!("Subnet {id} could not be found.")),
+        },
         ("GET", ["ports"]) => {
             let list: Vec<Value> = st
                 .neutron

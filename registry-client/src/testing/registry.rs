@@ -40,7 +40,9 @@ struct State {
     uploads: HashMap<String, (String, Vec<u8>)>,
     manifests: HashMap<(String, String), (String, Vec<u8>)>,
     tags: BTreeMap<(String, String), String>,
-    tokens: HashSet<String>,
+    /// Issued tokens, and whether each may push (an anonymous one may only pull, as on Docker
+    /// Hub).
+    tokens: HashMap<String, bool>,
     issued: u64,
     fail: Vec<(u16, u32)>,
     throttle: Option<(u32, u64)>,
@@ -222,6 +224,9 @@ fn handle(st: &mut State, base: &str, req: &Request) -> Reply {
             st.throttle = None;
         }
         return err(429, "TOOMANYREQUESTS", "rate limited").header("retry-after", secs.to_string().as_str());
+    }
+    if path == "/v2/_catalog" {
+        return catalog(st, base, req);
     }
     let repo_scope = split(path).map(|(r, _, _)| r).unwrap_or_default();
     if let Err(t) = authorize(st, base, req, &repo_scope) {
@@ -443,7 +448,22 @@ fn basic_of(req: &Request) -> Option<(String, String)> {
     Some((u.to_string(), p.to_string()))
 }
 
+/// A Bearer challenge as Docker Hub's: the realm, the service, the scope the request needs.
+fn challenge(r: Reply, base: &str, repo: &str, writes: bool, error: Option<&str>) -> Reply {
+    let scope = match (repo, writes) {
+        ("", _) => String::new(),
+        (r, false) => format!(",scope=\"repository:{r}:pull\""),
+        (r, true) => format!(",scope=\"repository:{r}:pull,push\""),
+    };
+    let error = error.map(|e| format!(",error=\"{e}\"")).unwrap_or_default();
+    r.header(
+        "www-authenticate",
+        format!("Bearer realm=\"{base}/token\",service=\"mock-registry\"{scope}{error}").as_str(),
+    )
+}
+
 fn authorize(st: &State, base: &str, req: &Request, repo: &str) -> Result<(), Box<Reply>> {
+    let writes = !matches!(req.method.as_str(), "GET" | "HEAD");
     match st.auth.clone().unwrap_or(Auth::Anonymous) {
         Auth::Anonymous => Ok(()),
         Auth::Basic(u, p) => match basic_of(req) {
@@ -460,36 +480,88 @@ fn authorize(st: &State, base: &str, req: &Request, repo: &str) -> Result<(), Bo
                 .and_then(|v| v.to_str().ok())
                 .and_then(|h| h.strip_prefix("Bearer "));
             match bearer {
-                Some(t) if st.tokens.contains(t) => Ok(()),
-                _ => {
-                    let scope = if repo.is_empty() {
-                        String::new()
-                    } else {
-                        format!(",scope=\"repository:{repo}:pull,push\"")
-                    };
-                    Err(Box::new(err(401, "UNAUTHORIZED", "authentication required").header(
-                        "www-authenticate",
-                        format!("Bearer realm=\"{base}/token\",service=\"mock-registry\"{scope}").as_str(),
-                    )))
-                }
+                // Reads need a token (an anonymous one will do); writes need one given for credentials.
+                Some(t) if st.tokens.get(t).is_some_and(|push| *push || !writes) => Ok(()),
+                Some(t) if st.tokens.contains_key(t) => Err(Box::new(challenge(
+                    err(401, "DENIED", "requested access to the resource is denied"),
+                    base,
+                    repo,
+                    writes,
+                    Some("insufficient_scope"),
+                ))),
+                _ => Err(Box::new(challenge(
+                    err(401, "UNAUTHORIZED", "authentication required"),
+                    base,
+                    repo,
+                    writes,
+                    None,
+                ))),
             }
         }
     }
+}
+
+/// `/v2/_catalog`: the repositories, `n` at a time after `last`, with a `Link` to the next page.
+/// With token auth it needs a token given for credentials (an anonymous one is refused).
+fn catalog(st: &State, base: &str, req: &Request) -> Reply {
+    if let Some(Auth::Basic(..)) = &st.auth
+        && let Err(r) = authorize(st, base, req, "")
+    {
+        return *r;
+    }
+    if let Some(Auth::Token(..)) = &st.auth {
+        let bearer = req
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "));
+        if bearer.is_none_or(|t| st.tokens.get(t) != Some(&true)) {
+            return err(401, "UNAUTHORIZED", "authentication required").header(
+                "www-authenticate",
+                format!("Bearer realm=\"{base}/token\",service=\"mock-registry\",scope=\"registry:catalog:*\"")
+                    .as_str(),
+            );
+        }
+    }
+    let query: BTreeMap<String, String> = req.url.query_pairs().into_owned().collect();
+    let repos: BTreeSet<String> = st.manifests.keys().map(|(r, _)| r.clone()).collect();
+    let after: Vec<&String> = repos
+        .iter()
+        .filter(|r| query.get("last").is_none_or(|l| r.as_str() > l.as_str()))
+        .collect();
+    let n = query
+        .get("n")
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(100)
+        .max(1);
+    let page: Vec<&String> = after.iter().take(n).copied().collect();
+    let mut r = reply(200).json(json!({ "repositories": page }));
+    if after.len() > n
+        && let Some(last) = page.last()
+    {
+        r = r.header(
+            "link",
+            format!("</v2/_catalog?last={last}&n={n}>; rel=\"next\"").as_str(),
+        );
+    }
+    r
 }
 
 fn token(st: &mut State, req: &Request) -> Reply {
     let Some(Auth::Token(u, p)) = st.auth.clone() else {
         return err(404, "NOT_FOUND", "no token service");
     };
-    match basic_of(req) {
-        Some((bu, bp)) if bu == u && bp == p => {
-            st.issued += 1;
-            let t = format!("mock-registry-token-{}", st.issued);
-            st.tokens.insert(t.clone());
-            reply(200).json(json!({"token": t, "access_token": t, "expires_in": 300}))
-        }
-        _ => reply(401).json(json!({"details": "incorrect username or password"})),
-    }
+    // As Docker Hub: credentials give a token that may push; no credentials an anonymous one
+    // that may only pull; wrong credentials nothing.
+    let push = match basic_of(req) {
+        Some((bu, bp)) if bu == u && bp == p => true,
+        Some(_) => return reply(401).json(json!({"details": "incorrect username or password"})),
+        None => false,
+    };
+    st.issued += 1;
+    let t = format!("mock-registry-token-{}", st.issued);
+    st.tokens.insert(t.clone(), push);
+    reply(200).json(json!({"token": t, "access_token": t, "expires_in": 300, "issued_at": "2026-01-01T00:00:00Z"}))
 }
 
 impl MockRegistry {
@@ -514,8 +586,9 @@ impl MockRegistry {
         r
     }
 
-    /// A registry that wants bearer tokens, issued at `{uri}/token` for these Basic credentials
-    /// (the Docker Hub flow).
+    /// A registry that wants bearer tokens, issued at `{uri}/token` (the Docker Hub flow): for
+    /// these Basic credentials a token that may push, and without credentials an anonymous one
+    /// that may only pull.
     pub async fn with_token(user: &str, password: &str) -> MockRegistry {
         let r = Self::start().await;
         lock(&r.state).auth = Some(Auth::Token(user.into(), password.into()));
