@@ -109,7 +109,7 @@ mod scenarios {
             (image["status"].as_str(), image["visibility"].as_str()),
             (Some("active"), Some("public"))
         );
-        assert_eq!(kit.leaks(), Vec::<String>::new());
+        kit.assert_no_leaks();
     }
 
     pub async fn the_tested_container_image_is_pushed_as_latest() {
@@ -138,7 +138,7 @@ mod scenarios {
             kit.registry.digest_of("cern/cc9", "test"),
             "the tested digest, every platform"
         );
-        assert_eq!(kit.leaks(), Vec::<String>::new());
+        kit.assert_no_leaks();
     }
 
     pub async fn nova_error_deletes_the_test_images_and_promotes_nothing() {
@@ -148,7 +148,7 @@ mod scenarios {
         let e = run(&kit).await.unwrap_err();
         assert!(e.to_string().contains("No valid host"), "{e}");
         assert!(kit.cloud.images().is_empty(), "{:?}", kit.cloud.images());
-        assert_eq!(kit.leaks(), Vec::<String>::new());
+        kit.assert_no_leaks();
     }
 
     pub async fn a_glance_503_burst_is_retried() {
@@ -157,7 +157,7 @@ mod scenarios {
         assert_eq!(run(&kit).await.unwrap().len(), 2);
         let refused = kit.cloud.calls().iter().filter(|c| c.status == 503).count();
         assert_eq!(refused, 3);
-        assert_eq!(kit.leaks(), Vec::<String>::new());
+        kit.assert_no_leaks();
     }
 
     pub async fn a_failed_koji_build_uploads_nothing() {
@@ -167,7 +167,7 @@ mod scenarios {
         let e = run(&kit).await.unwrap_err();
         assert!(e.to_string().contains("installer never finished"), "{e}");
         assert!(kit.cloud.images().is_empty());
-        assert_eq!(kit.leaks(), Vec::<String>::new());
+        kit.assert_no_leaks();
     }
 }
 

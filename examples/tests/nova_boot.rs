@@ -60,7 +60,7 @@ async fn a_booted_server_is_reported_and_everything_is_deleted() {
     assert!(report["console_tail"].as_str().unwrap().contains("LAST LINE"));
     assert_eq!(kit.cloud.count(Service::Network, "DELETE", "floatingips/"), 1);
     assert_eq!(kit.cloud.count(Service::Compute, "DELETE", "servers/"), 1);
-    assert_eq!(kit.leaks(), Vec::<String>::new());
+    kit.assert_no_leaks();
 }
 
 #[tokio::test]
@@ -74,7 +74,7 @@ async fn a_server_in_error_fails_with_its_fault_and_is_deleted() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("No valid host was found"), "{err}");
     assert_eq!(kit.cloud.count(Service::Network, "POST", "floatingips"), 0);
-    assert_eq!(kit.leaks(), Vec::<String>::new());
+    kit.assert_no_leaks();
 }
 
 #[tokio::test]
@@ -100,5 +100,5 @@ async fn ctrl_c_while_waiting_deletes_the_server() {
         .unwrap();
     assert_eq!(status.code(), Some(1));
     assert_eq!(kit.cloud.count(Service::Compute, "DELETE", "servers/"), 1);
-    assert_eq!(kit.leaks(), Vec::<String>::new());
+    kit.assert_no_leaks();
 }

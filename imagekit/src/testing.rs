@@ -3,7 +3,8 @@
 //! faults on demand and leak inspection. Nothing here needs a network or a cloud.
 //!
 //! - [`MockKoji`]: sessions checked; `buildImageOz`/`buildImage`/`kiwiBuild` task trees that advance
-//!   FREE → OPEN → CLOSED (or FAILED with [`MockKoji::fail_next_build`]) as they are polled; outputs
+//!   FREE → OPEN → CLOSED (or FAILED with [`MockKoji::fail_next_build`]) on their own, a parent
+//!   with its children; the next free release; uploads; outputs
 //!   under a topurl with `Range`; builds with archives and checksums; tags.
 //! - [`MockOpenStack`]: Keystone with a catalog pointing at the others, Glance (queued → active,
 //!   hashes computed, pages, JSON patch), Nova (BUILD → ACTIVE, or ERROR with
@@ -12,8 +13,8 @@
 //! - Faults on each: failures ([`MockOpenStack::fail_next`]), latency, 429 with `Retry-After`,
 //!   corrupt data, downloads cut mid-body ([`MockKoji::cut_next_file_gets`]), expired tokens and
 //!   sessions.
-//! - Inspection: [`Kit::leaks`] lists what was created and not cleaned up; each mock keeps the
-//!   requests it received.
+//! - Inspection: [`Kit::leaks`] lists what was created and not cleaned up, in every mock, and
+//!   [`Kit::assert_no_leaks`] fails a test on it; each mock keeps the requests it received.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -24,7 +25,7 @@
 //! let glance = kit.glance_store();
 //! // ... run the program under test with `koji` and `glance` ...
 //! # let _ = (koji, glance);
-//! assert!(kit.leaks().is_empty());
+//! kit.assert_no_leaks();
 //! # }
 //! ```
 //!
@@ -116,27 +117,36 @@ impl Kit {
             .build()
     }
 
-    /// Everything left behind: cloud resources other than images (servers, keypairs, ports,
-    /// floating IPs), Koji tasks still running, registry uploads never finished. Images are listed
-    /// by [`MockOpenStack::images`]: promoted ones are meant to stay.
-    pub fn leaks(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .cloud
-            .leaks()
-            .into_iter()
-            .filter(|l| l.kind != "image")
-            .map(|l| format!("{} {} ({})", l.kind, l.id, l.name))
-            .collect();
-        out.extend(
-            self.koji
-                .open_tasks()
-                .into_iter()
-                .map(|(id, m)| format!("koji task {id} ({m}) still open")),
-        );
-        let uploads = self.registry.open_uploads();
-        if uploads > 0 {
-            out.push(format!("{uploads} registry uploads never finished"));
-        }
+    /// Everything left behind, in every service, as one kind of [`Leak`]: cloud resources other
+    /// than images (servers, keypairs, ports, floating IPs, volumes, Ironic allocations), Koji
+    /// tasks still open (`koji_task`, named by method), registry uploads never finished
+    /// (`registry_upload`, named by repository). Images are listed by [`MockOpenStack::images`]:
+    /// promoted ones are meant to stay.
+    pub fn leaks(&self) -> Vec<Leak> {
+        let mut out: Vec<Leak> = self.cloud.leaks().into_iter().filter(|l| l.kind != "image").collect();
+        out.extend(self.koji.open_tasks().into_iter().map(|(id, method)| Leak {
+            kind: "koji_task",
+            id: id.to_string(),
+            name: method,
+        }));
+        out.extend(self.registry.open_upload_list().into_iter().map(|(id, repo)| Leak {
+            kind: "registry_upload",
+            id,
+            name: repo,
+        }));
         out
+    }
+
+    /// Panics, listing each, when anything was left behind ([`Kit::leaks`]).
+    #[track_caller]
+    pub fn assert_no_leaks(&self) {
+        let leaks = self.leaks();
+        if !leaks.is_empty() {
+            let list: Vec<String> = leaks
+                .iter()
+                .map(|l| format!("  {} {} ({})", l.kind, l.id, l.name))
+                .collect();
+            panic!("the test left {} thing(s) behind:\n{}", leaks.len(), list.join("\n"));
+        }
     }
 }

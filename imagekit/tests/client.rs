@@ -74,7 +74,7 @@ async fn a_passing_boot_test_lets_the_test_image_be_promoted() {
     assert_eq!(ik.settle().await, 0, "a promoted image is not deleted");
     let stored = kit.cloud.image(&promoted.id).unwrap();
     assert_eq!(stored["name"], "CC9 - x86_64");
-    assert_eq!(kit.leaks(), Vec::<String>::new());
+    kit.assert_no_leaks();
 }
 
 #[tokio::test]
@@ -107,7 +107,7 @@ async fn a_failing_boot_test_is_an_error_with_the_report_and_the_test_image_goes
     drop(image);
     assert_eq!(ik.settle().await, 1);
     assert!(kit.cloud.image(&id).is_none(), "the TEST image is deleted once dropped");
-    assert_eq!(kit.leaks(), Vec::<String>::new());
+    kit.assert_no_leaks();
 }
 
 /// Without a machine SSH can reach, the report says the infrastructure failed, and the error says
@@ -158,7 +158,7 @@ async fn a_machine_never_reachable_is_an_infrastructure_error() {
     assert!(e.is_infrastructure(), "{e}");
     drop(image);
     ik.settle().await;
-    assert_eq!(kit.leaks(), Vec::<String>::new());
+    kit.assert_no_leaks();
 }
 
 #[tokio::test]
@@ -172,5 +172,5 @@ async fn the_kit_s_registry_client_pushes_and_reads_back_from_the_kit_s_registry
     let report = client.copy(&layout, &dest, &Default::default()).await.unwrap();
     assert!(report.blobs_uploaded > 0);
     assert_eq!(kit.registry.tags("cern/alma9"), ["test"]);
-    assert!(kit.leaks().is_empty(), "{:?}", kit.leaks());
+    kit.assert_no_leaks();
 }

@@ -694,6 +694,17 @@ impl MockRegistry {
         lock(&self.state).uploads.len()
     }
 
+    /// The uploads started and never finished or cancelled: (upload id, repository).
+    pub fn open_upload_list(&self) -> Vec<(String, String)> {
+        let mut list: Vec<(String, String)> = lock(&self.state)
+            .uploads
+            .iter()
+            .map(|(id, (repo, _))| (id.clone(), repo.clone()))
+            .collect();
+        list.sort();
+        list
+    }
+
     /// Every request so far.
     pub fn calls(&self) -> Vec<RegistryCall> {
         lock(&self.state).calls.clone()
