@@ -244,6 +244,8 @@ async fn run_tool(program: &str, args: &[&std::ffi::OsStr], name: &str) -> Resul
 async fn tool_output(program: &str, args: &[&std::ffi::OsStr], name: &str) -> Result<Vec<u8>> {
     let out = tokio::process::Command::new(program)
         .args(args)
+        // A cancelled boot leaves no `qemu-img` or `genisoimage` behind.
+        .kill_on_drop(true)
         .output()
         .await
         .map_err(|e| vm_err(name, format!("{program}: {e} (install it: dev/setup-test-deps)")))?;
