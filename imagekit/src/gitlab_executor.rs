@@ -672,19 +672,7 @@ impl Executor {
     /// cloud-init done (when configured), and the builds and cache directories made.
     async fn ready_machine(&self, session: &Session, deadline: Duration) -> Result<()> {
         if self.config.cloud_init {
-            let r = session
-                .run(&Command::new(["cloud-init", "status", "--wait"]).timeout(deadline))
-                .await?;
-            if !r.success() {
-                return Err(Error::Ssh {
-                    target: session.target().to_string(),
-                    reason: format!(
-                        "cloud-init did not finish cleanly ({:?}): {}",
-                        r.exit_status,
-                        String::from_utf8_lossy(&r.stdout).trim()
-                    ),
-                });
-            }
+            crate::boot_test::wait_for_cloud_init(session, deadline).await?;
         }
         let dirs = format!("{} {}", quote(&self.config.builds_dir), quote(&self.config.cache_dir));
         let line = format!(

@@ -1594,6 +1594,25 @@ async fn fetch_guest_logs(
     Ok(())
 }
 
+/// Waits (within `deadline`) for `cloud-init status --wait`; an error when cloud-init did not
+/// finish cleanly, with what it said.
+pub(crate) async fn wait_for_cloud_init(session: &Session, deadline: Duration) -> Result<()> {
+    let r = session
+        .run(&Command::new(["cloud-init", "status", "--wait"]).timeout(deadline))
+        .await?;
+    if !r.success() {
+        return Err(Error::Ssh {
+            target: session.target().to_string(),
+            reason: format!(
+                "cloud-init did not finish cleanly ({:?}): {}",
+                r.exit_status,
+                String::from_utf8_lossy(&r.stdout).trim()
+            ),
+        });
+    }
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn prepare_and_test(
     machine: &dyn Machine,
@@ -1607,19 +1626,7 @@ async fn prepare_and_test(
     report: &mut TestReport,
 ) -> Result<()> {
     if opts.cloud_init {
-        let r = session
-            .run(&Command::new(["cloud-init", "status", "--wait"]).timeout(opts.ssh_deadline))
-            .await?;
-        if !r.success() {
-            return Err(Error::Ssh {
-                target: session.target().to_string(),
-                reason: format!(
-                    "cloud-init did not finish cleanly ({:?}): {}",
-                    r.exit_status,
-                    String::from_utf8_lossy(&r.stdout).trim()
-                ),
-            });
-        }
+        wait_for_cloud_init(session, opts.ssh_deadline).await?;
     }
     let remote = opts.remote_dir.as_str();
     match (&suite.dir, &suite.git) {
