@@ -61,6 +61,12 @@ impl SshKey {
         Ok(SshKey { key: Arc::new(key) })
     }
 
+    /// The private key, for the kit's SSH server's host key.
+    #[cfg(feature = "testing")]
+    pub(crate) fn private(&self) -> &PrivateKey {
+        &self.key
+    }
+
     /// The public key as an `authorized_keys` line (`ssh-ed25519 AAAA… imagekit`).
     pub fn public_openssh(&self) -> String {
         let mut public = self.key.public_key().clone();

@@ -9,7 +9,10 @@
 //! - [`MockOpenStack`]: Keystone with a catalog pointing at the others, Glance (queued → active,
 //!   hashes computed, pages, JSON patch), Nova (BUILD → ACTIVE, or ERROR with
 //!   [`MockOpenStack::fail_next_boot`]; console; delete → 404), Neutron (ports, floating IPs).
-//! - [`MockRegistry`]: the distribution API, anonymous or with Basic or token auth.
+//! - [`MockRegistry`]: the distribution API, anonymous or with Basic or token auth; the kit has
+//!   two, an anonymous one and [`Kit::hub`], which plays Docker Hub (token auth).
+//! - [`SshTarget`]: the kit's own SSH server, which plays every machine the kit's Nova boots, so
+//!   boot tests run their suites over SSH with no system sshd and no root.
 //! - Faults on each: failures ([`MockOpenStack::fail_next`]), latency, 429 with `Retry-After`,
 //!   corrupt data, downloads cut mid-body ([`MockKoji::cut_next_file_gets`]), expired tokens and
 //!   sessions.
@@ -29,6 +32,26 @@
 //! # }
 //! ```
 //!
+//! A boot test that really runs its suite over SSH, on the kit alone:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! use imagekit::boot_test::{Suite, TestCase, boot_test};
+//! use imagekit::testing::Kit;
+//! let kit = Kit::start().await;
+//! let out = tempfile::tempdir().unwrap();
+//! let suite = Suite::dir(out.path()).test(TestCase::new("kernel", ["uname", "-s"]));
+//! let report = boot_test(&kit.nova("m1.small"), "IMAGE-ID", &suite, &kit.boot_test_options(out.path()))
+//!     .await
+//!     .unwrap();
+//! assert!(report.success(), "{report:?}");
+//! kit.assert_no_leaks();
+//! # }
+//! ```
+//!
+//! The kit's waits default short (30 s for a Koji task, 10 s for a server to boot or SSH to
+//! answer), so a misconfigured test fails in seconds rather than after production's minutes.
+//!
 //! The guide, `docs/testing-kit.md`, walks through a whole test; `examples/test_my_release_bot.rs`
 //! is one that runs.
 
@@ -37,28 +60,52 @@ use std::time::Duration;
 pub use koji_client::testing::{Answer as KojiAnswer, MockKoji};
 pub use openstack_client::testing::{Call, Leak, MockOpenStack, Service};
 pub use registry_client::testing::{MockRegistry, RegistryCall};
+pub use ssh_target::SshTarget;
 
-use crate::boot_test::{NovaCompute, NovaOptions};
+mod ssh_target;
+
+use std::path::Path;
+
+use crate::boot_test::{BootTestOptions, NovaCompute, NovaOptions};
 use crate::store::GlanceStore;
 
-/// A Koji hub, an OpenStack cloud and a registry, started together.
+/// A Koji hub, an OpenStack cloud, two registries and an SSH target, started together.
 #[derive(Debug)]
 pub struct Kit {
     /// The Koji hub (simulating builds).
     pub koji: MockKoji,
-    /// Keystone, Glance, Nova and Neutron.
+    /// Keystone, Glance, Nova, Neutron, Ironic and Cinder. Its servers' address is 127.0.0.1
+    /// and their keys are authorized on [`Kit::ssh`], which plays them.
     pub cloud: MockOpenStack,
-    /// An anonymous registry.
+    /// An anonymous registry (an internal one, where tested images wait).
     pub registry: MockRegistry,
+    /// A registry that plays Docker Hub: token auth at its `/token`, anonymous tokens that pull
+    /// only, and a user [`Kit::HUB_USER`] with password [`Kit::HUB_PASSWORD`] who may push.
+    pub hub: MockRegistry,
+    /// The SSH server that plays every machine the kit's Nova boots.
+    pub ssh: SshTarget,
 }
 
 impl Kit {
-    /// Starts the three services.
+    /// The user of [`Kit::hub`].
+    pub const HUB_USER: &'static str = "releasebot";
+    /// The password of [`Kit::HUB_USER`] on [`Kit::hub`].
+    pub const HUB_PASSWORD: &'static str = "hub-secret";
+
+    /// Starts the services. Panics when one cannot start (a test cannot go on without it).
     pub async fn start() -> Kit {
+        let ssh = SshTarget::start()
+            .await
+            .unwrap_or_else(|e| panic!("starting the kit's SSH target: {e}"));
+        let cloud = MockOpenStack::start().await;
+        cloud.set_server_address("127.0.0.1");
+        cloud.authorize_keys_in(ssh.authorized_keys());
         Kit {
             koji: MockKoji::simulated().await,
-            cloud: MockOpenStack::start().await,
+            cloud,
             registry: MockRegistry::start().await,
+            hub: MockRegistry::with_token(Self::HUB_USER, Self::HUB_PASSWORD).await,
+            ssh,
         }
     }
 
@@ -76,7 +123,7 @@ impl Kit {
     pub fn koji_watch(&self) -> koji_client::WatchOptions {
         koji_client::WatchOptions::default()
             .poll_interval(Duration::from_millis(5))
-            .deadline(Duration::from_secs(60))
+            .deadline(Duration::from_secs(30))
     }
 
     /// Glance of the mock cloud as an image store named `mock`.
@@ -84,24 +131,51 @@ impl Kit {
         GlanceStore::new("mock", self.cloud.client().glance())
     }
 
-    /// Test machines on the mock Nova, polling fast enough for tests.
+    /// Test machines on the mock Nova, polling fast enough for tests, with SSH on [`Kit::ssh`]
+    /// and 10 s to boot or to delete.
     pub fn nova(&self, flavor: &str) -> NovaCompute {
         NovaCompute::new(
             self.cloud.client(),
             NovaOptions::new(flavor)
                 .poll(Duration::from_millis(5), Duration::from_millis(20))
-                .timeouts(Duration::from_secs(30), Duration::from_secs(30)),
+                .timeouts(Duration::from_secs(10), Duration::from_secs(10))
+                .ssh_port(self.ssh.port()),
         )
     }
 
-    /// A registry client for the kit's registry (anonymous, as the registry is; 127.0.0.1 is
-    /// spoken to over plain HTTP), retrying fast so that injected faults cost milliseconds.
+    /// Boot-test options for machines played by [`Kit::ssh`]: artifacts in `artifacts`; the
+    /// test's own user; 10 s for SSH to answer; the suite copied below the target's home (so tests
+    /// running at once do not share it); no journal (the "machine" is this host, whose journal is
+    /// not the test's); one quick retry of a machine that fails.
+    pub fn boot_test_options(&self, artifacts: &Path) -> BootTestOptions {
+        static SUITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SUITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        BootTestOptions::new(artifacts)
+            .user(std::env::var("USER").unwrap_or_else(|_| "root".into()))
+            .ssh_deadline(Duration::from_secs(10))
+            .remote_dir(self.ssh.home().join(format!("suite-{n}")).display().to_string())
+            .journal_command(None)
+            .guest_logs(Vec::<String>::new())
+            .infra_retries(1, Duration::from_millis(100))
+    }
+
+    /// A registry client for the kit's registries (127.0.0.1 is spoken to over plain HTTP):
+    /// anonymous on [`Kit::registry`], logged in as [`Kit::HUB_USER`] on [`Kit::hub`]; retrying
+    /// fast, so that injected faults cost milliseconds.
     pub fn registry_client(&self) -> registry_client::Client {
         registry_client::Client::builder()
-            .retry(registry_client::RetryPolicy::default().max_retries(3).delays(
-                std::time::Duration::from_millis(5),
-                std::time::Duration::from_millis(50),
-            ))
+            .credential(
+                &self.hub.host(),
+                registry_client::Credential::Basic {
+                    username: Self::HUB_USER.into(),
+                    password: Self::HUB_PASSWORD.to_string().into(),
+                },
+            )
+            .retry(
+                registry_client::RetryPolicy::default()
+                    .max_retries(3)
+                    .delays(Duration::from_millis(5), Duration::from_millis(50)),
+            )
             .build()
             .unwrap_or_else(|e| panic!("a registry client: {e}"))
     }
