@@ -88,9 +88,13 @@
 //! # let _ = ik;
 //! ```
 
+// docs.rs builds with every feature and marks feature-gated items with a badge.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 pub mod boot_test;
 pub mod build;
 #[cfg(feature = "cli")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
 pub mod cli;
 pub mod client;
 pub mod container;
@@ -121,6 +125,7 @@ pub mod ssh;
 pub mod store;
 pub mod template;
 #[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 pub mod upload;
 
