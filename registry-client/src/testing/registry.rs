@@ -40,9 +40,8 @@ struct State {
     uploads: HashMap<String, (String, Vec<u8>)>,
     manifests: HashMap<(String, String), (String, Vec<u8>)>,
     tags: BTreeMap<(String, String), String>,
-    /// Issued tokens, and whether each may push (an anonymous one may only pull, as on Docker
-    /// Hub).
-    tokens: HashMap<String, bool>,
+    /// Issued tokens and what each grants: (`repository:NAME` or `registry:catalog`, action).
+    tokens: HashMap<String, HashSet<(String, String)>>,
     issued: u64,
     fail: Vec<(u16, u32)>,
     throttle: Option<(u32, u64)>,
@@ -63,7 +62,39 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
 /// An in-process registry speaking the distribution API: blobs (HEAD, GET, monolithic and chunked
 /// uploads, cross-repository mounts), manifests and indexes (referenced blobs and manifests must
 /// exist), tags with `Link` pagination, deletes; optional Basic or token authentication; faults on
-/// demand; and inspection of what it holds.
+/// demand; and inspection of what it holds. Plain HTTP on 127.0.0.1. The real clients users
+/// already have work against it: `skopeo` copies, inspects, lists tags, deletes and logs in, in
+/// every authentication mode (`registry-client/tests/real_skopeo_kit.rs`).
+///
+/// # What it simulates
+/// - The distribution API as the CNCF distribution registry (with deletes enabled) answers it:
+///   the `/v2/` ping; blobs: `HEAD`, `GET`, `DELETE`; uploads: monolithic (`POST ?digest=`),
+///   `POST` + `PUT`, chunked `PATCH`es (a chunk whose `Content-Range` does not start at the
+///   upload's end is 416), status (`GET`), cancel (`DELETE`), cross-repository mounts
+///   (`?mount=&from=`; a blob `from` lacks starts an upload instead, 202); manifests and
+///   indexes by tag or digest (`PUT` wants what they reference present; stored and served byte
+///   for byte with their media type and digest); deleting a manifest by digest (its tags go
+///   too); `tags/list` and `_catalog` with `n`, `last` and `Link` pagination. Every API answer
+///   carries `Docker-Distribution-API-Version: registry/2.0` and an `X-Request-Id`; errors carry
+///   the spec's `{"errors": [{"code", "message"}]}` body.
+/// - Authentication: none; Basic (401 with a Basic challenge); or a token service at `/token`
+///   like Docker Hub's: a token grants only the scopes it was asked for (`repository:NAME:pull`,
+///   `push`, `delete`, `*`; `registry:catalog:*`), and only `pull` without credentials; a valid
+///   token lacking access is answered 401 `DENIED` with an `insufficient_scope` challenge naming
+///   the scope needed; wrong credentials get 401 `incorrect username or password` from `/token`.
+///   As distribution maps methods to actions: reads need `pull`; `POST`, `PUT` and `PATCH`
+///   `pull` and `push`, and a mount `pull` on the repository it mounts from as well; every
+///   `DELETE` (manifest, blob, and cancelling an upload) `delete`. `/v2/` wants any valid token,
+///   `_catalog` `registry:catalog:*` (given for credentials only).
+///
+/// # What it refuses
+/// - Deleting a manifest by tag: 405 `UNSUPPORTED` (as distribution 2.x; the spec allows 400 or
+///   405). Delete the digest instead.
+/// - Other methods on a known route (`PUT` a blob, `POST` a manifest, …): 405 `UNSUPPORTED`.
+/// - Routes it does not know, the referrers API among them: 404 `NOT_FOUND` (what the spec asks
+///   of a registry without referrers, so clients fall back to tag schemes).
+/// - Out of scope: TLS, schema 1 manifests (stored as given, never checked or converted),
+///   garbage collection, quotas, and rate limits unless asked for with [`MockRegistry::throttle`].
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -162,11 +193,17 @@ impl Respond for Router {
     fn respond(&self, req: &Request) -> ResponseTemplate {
         let mut st = lock(&self.0);
         let path = req.url.path().to_string();
+        let api = path.starts_with("/v2");
         let method = req.method.as_str().to_string();
         let Reply { status, template } = handle(&mut st, &self.1, req);
         st.calls.push(RegistryCall { method, path, status });
         // Like GHCR, Quay or Harbor: every answer names its request for the operators' logs.
-        let template = template.insert_header("x-request-id", format!("req-{:06}", st.calls.len()).as_str());
+        let mut template = template.insert_header("x-request-id", format!("req-{:06}", st.calls.len()).as_str());
+        // As the distribution registry: every API answer (errors and challenges too) says which
+        // API it speaks; the Docker CLI reads it from the `/v2/` ping.
+        if api {
+            template = template.insert_header("docker-distribution-api-version", "registry/2.0");
+        }
         match st.delay {
             Some(d) => template.set_delay(d),
             None => template,
@@ -265,6 +302,7 @@ fn handle(st: &mut State, base: &str, req: &Request) -> Reply {
             }
         }
         ("POST", "uploads") => {
+            // A mount from a repository lacking the blob starts an upload instead.
             if let (Some(digest), Some(from)) = (query.get("mount"), query.get("from"))
                 && st.linked.contains(&(from.clone(), digest.clone()))
             {
@@ -287,6 +325,29 @@ fn handle(st: &mut State, base: &str, req: &Request) -> Reply {
         ("PATCH", "uploads") => match st.uploads.get_mut(&rest) {
             None => err(404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry"),
             Some((_, data)) => {
+                // A chunk must start where the upload stands (`Content-Range: <start>-<end>`).
+                let start = req
+                    .headers
+                    .get("content-range")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|r| {
+                        r.trim_start_matches("bytes ")
+                            .split('-')
+                            .next()?
+                            .trim()
+                            .parse::<usize>()
+                            .ok()
+                    });
+                if start.is_some_and(|s| s != data.len()) {
+                    let end = data.len().saturating_sub(1);
+                    return err(
+                        416,
+                        "BLOB_UPLOAD_INVALID",
+                        "chunk out of order: Content-Range does not start at the upload's end",
+                    )
+                    .header("location", format!("/v2/{repo}/blobs/uploads/{rest}").as_str())
+                    .header("range", format!("0-{end}").as_str());
+                }
                 data.extend_from_slice(&req.body);
                 let end = data.len().saturating_sub(1);
                 reply(202)
@@ -305,10 +366,17 @@ fn handle(st: &mut State, base: &str, req: &Request) -> Reply {
             };
             finish_blob(st, &repo, digest, data)
         }
-        ("DELETE", "uploads") => {
-            st.uploads.remove(&rest);
-            reply(204)
-        }
+        ("GET", "uploads") => match st.uploads.get(&rest) {
+            None => err(404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry"),
+            Some((_, data)) => reply(204)
+                .header("location", format!("/v2/{repo}/blobs/uploads/{rest}").as_str())
+                .header("range", format!("0-{}", data.len().saturating_sub(1)).as_str())
+                .header("docker-upload-uuid", rest.as_str()),
+        },
+        ("DELETE", "uploads") => match st.uploads.remove(&rest) {
+            Some(_) => reply(204),
+            None => err(404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry"),
+        },
         ("HEAD" | "GET", "manifests") => {
             let digest = if rest.starts_with("sha256:") {
                 rest.clone()
@@ -331,7 +399,13 @@ fn handle(st: &mut State, base: &str, req: &Request) -> Reply {
             let digest = if rest.starts_with("sha256:") {
                 rest
             } else {
-                return err(400, "UNSUPPORTED", "delete by digest");
+                // The spec lets a registry refuse tag deletion with 400 or 405; distribution 2.x
+                // answers 405 UNSUPPORTED.
+                return err(
+                    405,
+                    "UNSUPPORTED",
+                    "deleting a tag is not supported: delete the manifest by its digest",
+                );
             };
             if st.manifests.remove(&(repo.clone(), digest.clone())).is_none() {
                 return err(404, "MANIFEST_UNKNOWN", "manifest unknown");
@@ -448,12 +522,12 @@ fn basic_of(req: &Request) -> Option<(String, String)> {
     Some((u.to_string(), p.to_string()))
 }
 
-/// A Bearer challenge as Docker Hub's: the realm, the service, the scope the request needs.
-fn challenge(r: Reply, base: &str, repo: &str, writes: bool, error: Option<&str>) -> Reply {
-    let scope = match (repo, writes) {
-        ("", _) => String::new(),
-        (r, false) => format!(",scope=\"repository:{r}:pull\""),
-        (r, true) => format!(",scope=\"repository:{r}:pull,push\""),
+/// A Bearer challenge as Docker Hub's: the realm, the service, the scopes the request needs
+/// (space-separated in one `scope`, as distribution names them).
+fn challenge(r: Reply, base: &str, scopes: &[String], error: Option<&str>) -> Reply {
+    let scope = match scopes {
+        [] => String::new(),
+        s => format!(",scope=\"{}\"", s.join(" ")),
     };
     let error = error.map(|e| format!(",error=\"{e}\"")).unwrap_or_default();
     r.header(
@@ -462,8 +536,36 @@ fn challenge(r: Reply, base: &str, repo: &str, writes: bool, error: Option<&str>
     )
 }
 
+/// The bearer token a request carries.
+fn bearer(req: &Request) -> Option<&str> {
+    req.headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+}
+
+/// Whether the request may do `action` on `resource` (`repository:NAME`, `registry:catalog`):
+/// always without token auth, else when its token grants it.
+fn grants(st: &State, req: &Request, resource: &str, action: &str) -> bool {
+    if !matches!(st.auth, Some(Auth::Token(..))) {
+        return true;
+    }
+    bearer(req)
+        .and_then(|t| st.tokens.get(t))
+        .is_some_and(|g| g.contains(&(resource.to_string(), action.to_string())))
+}
+
+/// The token actions a request needs, as distribution maps methods: reads `pull`, deletes
+/// `delete`, other writes `pull` and `push`.
+fn actions_needed(req: &Request) -> &'static [&'static str] {
+    match req.method.as_str() {
+        "GET" | "HEAD" => &["pull"],
+        "DELETE" => &["delete"],
+        _ => &["pull", "push"],
+    }
+}
+
 fn authorize(st: &State, base: &str, req: &Request, repo: &str) -> Result<(), Box<Reply>> {
-    let writes = !matches!(req.method.as_str(), "GET" | "HEAD");
     match st.auth.clone().unwrap_or(Auth::Anonymous) {
         Auth::Anonymous => Ok(()),
         Auth::Basic(u, p) => match basic_of(req) {
@@ -474,29 +576,39 @@ fn authorize(st: &State, base: &str, req: &Request, repo: &str) -> Result<(), Bo
             )),
         },
         Auth::Token(..) => {
-            let bearer = req
-                .headers
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|h| h.strip_prefix("Bearer "));
-            match bearer {
-                // Reads need a token (an anonymous one will do); writes need one given for credentials.
-                Some(t) if st.tokens.get(t).is_some_and(|push| *push || !writes) => Ok(()),
-                Some(t) if st.tokens.contains_key(t) => Err(Box::new(challenge(
-                    err(401, "DENIED", "requested access to the resource is denied"),
-                    base,
-                    repo,
-                    writes,
-                    Some("insufficient_scope"),
-                ))),
-                _ => Err(Box::new(challenge(
-                    err(401, "UNAUTHORIZED", "authentication required"),
-                    base,
-                    repo,
-                    writes,
-                    None,
-                ))),
+            // `/v2/` wants any valid token; a repository the actions the method needs on it, and
+            // a mount `pull` on the repository it mounts from too (as distribution: lacking it is
+            // a 401, not a quiet upload).
+            let mut needed: Vec<(String, &[&str])> = Vec::new();
+            if !repo.is_empty() {
+                needed.push((repo.to_string(), actions_needed(req)));
+                if req.method.as_str() == "POST"
+                    && let Some((_, from)) = req.url.query_pairs().find(|(k, _)| k == "from")
+                {
+                    needed.push((from.into_owned(), &["pull"]));
+                }
             }
+            let known = bearer(req).is_some_and(|t| st.tokens.contains_key(t));
+            let granted = needed
+                .iter()
+                .all(|(r, actions)| actions.iter().all(|a| grants(st, req, &format!("repository:{r}"), a)));
+            if known && granted {
+                return Ok(());
+            }
+            // As Docker Hub: a valid token without the access gets `insufficient_scope`.
+            let (body, error) = if known {
+                (
+                    err(401, "DENIED", "requested access to the resource is denied"),
+                    Some("insufficient_scope"),
+                )
+            } else {
+                (err(401, "UNAUTHORIZED", "authentication required"), None)
+            };
+            let scopes: Vec<String> = needed
+                .iter()
+                .map(|(r, actions)| format!("repository:{r}:{}", actions.join(",")))
+                .collect();
+            Err(Box::new(challenge(body, base, &scopes, error)))
         }
     }
 }
@@ -509,19 +621,13 @@ fn catalog(st: &State, base: &str, req: &Request) -> Reply {
     {
         return *r;
     }
-    if let Some(Auth::Token(..)) = &st.auth {
-        let bearer = req
-            .headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|h| h.strip_prefix("Bearer "));
-        if bearer.is_none_or(|t| st.tokens.get(t) != Some(&true)) {
-            return err(401, "UNAUTHORIZED", "authentication required").header(
-                "www-authenticate",
-                format!("Bearer realm=\"{base}/token\",service=\"mock-registry\",scope=\"registry:catalog:*\"")
-                    .as_str(),
-            );
-        }
+    if let Some(Auth::Token(..)) = &st.auth
+        && !grants(st, req, "registry:catalog", "*")
+    {
+        return err(401, "UNAUTHORIZED", "authentication required").header(
+            "www-authenticate",
+            format!("Bearer realm=\"{base}/token\",service=\"mock-registry\",scope=\"registry:catalog:*\"").as_str(),
+        );
     }
     let query: BTreeMap<String, String> = req.url.query_pairs().into_owned().collect();
     let repos: BTreeSet<String> = st.manifests.keys().map(|(r, _)| r.clone()).collect();
@@ -551,16 +657,37 @@ fn token(st: &mut State, req: &Request) -> Reply {
     let Some(Auth::Token(u, p)) = st.auth.clone() else {
         return err(404, "NOT_FOUND", "no token service");
     };
-    // As Docker Hub: credentials give a token that may push; no credentials an anonymous one
-    // that may only pull; wrong credentials nothing.
-    let push = match basic_of(req) {
+    // As Docker Hub: credentials give what the `scope`s ask for; no credentials an anonymous
+    // token that may only pull; wrong credentials nothing. A token grants only the scopes asked
+    // for (`repository:NAME:ACTIONS`, several per parameter when space-separated, `*` for all
+    // actions), so a client must ask again for another repository.
+    let user = match basic_of(req) {
         Some((bu, bp)) if bu == u && bp == p => true,
         Some(_) => return reply(401).json(json!({"details": "incorrect username or password"})),
         None => false,
     };
+    let mut grant = HashSet::new();
+    for (_, scopes) in req.url.query_pairs().filter(|(k, _)| k == "scope") {
+        for scope in scopes.split(' ') {
+            let Some((resource, actions)) = scope.rsplit_once(':') else {
+                continue;
+            };
+            for action in actions.split(',') {
+                let expanded: &[&str] = match action {
+                    "*" if resource.starts_with("repository:") => &["pull", "push", "delete"],
+                    a => &[a][..],
+                };
+                for a in expanded {
+                    if user || *a == "pull" {
+                        grant.insert((resource.to_string(), a.to_string()));
+                    }
+                }
+            }
+        }
+    }
     st.issued += 1;
     let t = format!("mock-registry-token-{}", st.issued);
-    st.tokens.insert(t.clone(), push);
+    st.tokens.insert(t.clone(), grant);
     reply(200).json(json!({"token": t, "access_token": t, "expires_in": 300, "issued_at": "2026-01-01T00:00:00Z"}))
 }
 
@@ -587,8 +714,8 @@ impl MockRegistry {
     }
 
     /// A registry that wants bearer tokens, issued at `{uri}/token` (the Docker Hub flow): for
-    /// these Basic credentials a token that may push, and without credentials an anonymous one
-    /// that may only pull.
+    /// these Basic credentials a token granting the scopes asked for, and without credentials an
+    /// anonymous one that may only pull.
     pub async fn with_token(user: &str, password: &str) -> MockRegistry {
         let r = Self::start().await;
         lock(&r.state).auth = Some(Auth::Token(user.into(), password.into()));
