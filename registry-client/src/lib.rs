@@ -41,6 +41,9 @@
 //! # Ok(()) }
 //! ```
 
+// docs.rs builds with the `testing` feature and marks feature-gated items with a badge.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 pub mod archive;
 mod auth;
 pub mod blob;
@@ -53,6 +56,7 @@ mod redact;
 pub mod reference;
 mod registry;
 #[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 pub mod transfer;
 
