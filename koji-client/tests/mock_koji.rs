@@ -213,3 +213,92 @@ async fn a_parent_watched_alone_finishes_and_the_next_build_gets_the_next_releas
     let e = koji.build_image_oz(&oz("9.5").release("2")).await.unwrap_err();
     assert!(e.to_string().contains("Build already exists: cc9-cloud-9.5-2"), "{e}");
 }
+
+#[tokio::test]
+async fn a_method_the_hub_does_not_have_faults_naming_it() {
+    let hub = MockKoji::simulated().await;
+    let e = client(&hub).call("buildFromThinAir", vec![], vec![]).await.unwrap_err();
+    assert!(
+        matches!(&e, Error::Fault { fault, .. } if fault.code == 1000
+            && fault.message.starts_with("Invalid method: buildFromThinAir")),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn task_outputs_list_in_the_hubs_four_shapes_and_download_as_base64_chunks() {
+    use base64::Engine as _;
+    use koji_client::Value;
+    let hub = MockKoji::simulated().await;
+    let koji = client(&hub);
+    koji.login().await.unwrap();
+    let task = koji.build_image_oz(&oz("9.5")).await.unwrap();
+    assert!(koji.watch_task(task, fast()).run(|_| {}).await.unwrap().succeeded());
+    let child = koji.get_task_children(task).await.unwrap()[0].id;
+    let list = |kwargs: Vec<(String, Value)>| {
+        let koji = koji.clone();
+        async move {
+            let v = koji
+                .call("listTaskOutput", vec![Value::Long(child.0)], kwargs)
+                .await
+                .unwrap();
+            koji_client::from_value::<serde_json::Value>(v).unwrap()
+        }
+    };
+    let flag = |k: &str| (k.to_string(), Value::Boolean(true));
+    let (log, text) = ("oz-x86_64.log", "building cc9-cloud-9.5-1 for x86_64\ndone\n");
+    let size = serde_json::json!(text.len().to_string());
+    let image = "cc9-cloud-9.5-1.x86_64.qcow2";
+
+    assert_eq!(list(vec![]).await, serde_json::json!([image, log]));
+    assert_eq!(
+        list(vec![flag("all_volumes")]).await[log],
+        serde_json::json!(["DEFAULT"])
+    );
+    assert_eq!(list(vec![flag("stat")]).await[log]["st_size"], size);
+    assert_eq!(
+        list(vec![flag("stat"), flag("all_volumes")]).await[log]["DEFAULT"]["st_size"],
+        size
+    );
+
+    let chunk = |offset: i64, size: i32| {
+        let koji = koji.clone();
+        async move {
+            let kwargs = vec![
+                ("offset".into(), Value::Long(offset)),
+                ("size".into(), Value::Integer(size)),
+            ];
+            let v = koji
+                .call(
+                    "downloadTaskOutput",
+                    vec![Value::Long(child.0), Value::String(log.into())],
+                    kwargs,
+                )
+                .await
+                .unwrap();
+            let Value::String(b64) = v else {
+                panic!("a hub answers a base64 string: {v:?}")
+            };
+            String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b64).unwrap()).unwrap()
+        }
+    };
+    assert_eq!(chunk(0, -1).await, text);
+    assert_eq!(chunk(9, 9).await, "cc9-cloud");
+    assert_eq!(chunk(-5, -1).await, "done\n");
+    assert_eq!(chunk(1000, 10).await, "");
+}
+
+#[tokio::test]
+async fn untagging_a_build_not_in_the_tag_is_a_tag_error() {
+    let hub = MockKoji::simulated().await;
+    let koji = client(&hub);
+    koji.login().await.unwrap();
+    let task = koji.build_image_oz(&oz("9.5")).await.unwrap();
+    assert!(koji.watch_task(task, fast()).run(|_| {}).await.unwrap().succeeded());
+    let e = koji.untag_build("cc9-testing", "cc9-cloud-9.5-1").await.unwrap_err();
+    assert!(
+        matches!(&e, Error::Fault { fault, .. } if fault.kind == FaultKind::TagError
+            && fault.message == "build cc9-cloud-9.5-1 not in tag cc9-testing"),
+        "{e:?}"
+    );
+}

@@ -3,7 +3,9 @@
 //! [`MockHub`] answers XML-RPC calls from scripted or recorded answers, keeps every request it
 //! received (decoded into method, args and kwargs, plus headers and the raw XML), and serves task
 //! output files under a `topurl` with `Range` support. Login answers with a session; later calls are
-//! expected to carry it.
+//! expected to carry it. A call with nothing scripted, recorded or simulated faults (1000) with
+//! `Invalid method: NAME`, as a hub answers a method it lacks; [`MockHub::simulated`] lists what
+//! the simulation answers.
 //!
 //! ```
 //! # async fn demo() {
@@ -427,7 +429,11 @@ fn default_answer(method: &str) -> Answer {
         "logout" => Answer::Value(serde_json::Value::Null),
         "getAPIVersion" => Answer::Value(serde_json::json!(1)),
         "getKojiVersion" => Answer::Value(serde_json::json!("1.35.2")),
-        other => Answer::Fault(1000, format!("mock hub has no answer for {other}")),
+        // A hub's own words for a method it lacks, then why: nothing scripted, not simulated.
+        other => Answer::Fault(
+            1000,
+            format!("Invalid method: {other} (the mock hub has no answer scripted for it and does not simulate it)"),
+        ),
     }
 }
 
@@ -604,7 +610,35 @@ impl MockHub {
     }
 
     /// A hub that simulates Koji where nothing is scripted: sessions, image builds whose task
-    /// trees advance as they are polled, task outputs, builds with archives, tags.
+    /// trees advance as they are polled, task outputs, builds with archives, tags and their
+    /// history.
+    ///
+    /// # What it answers
+    ///
+    /// - Sessions: `login`, `sslLogin` (any user is `releasebot`, id 1), `logout`,
+    ///   `getLoggedInUser`, `getUser`; `getAPIVersion`, `getKojiVersion`; `multiCall` of any of these.
+    /// - Builds: `buildImageOz`, `buildImage` (livecd, appliance, livemedia), `kiwiBuild`; uploads
+    ///   (`rawUpload`, `checkUpload`) of local kickstarts.
+    /// - Tasks: `getTaskInfo`, `getTaskRequest`, `getTaskChildren`, `getTaskResult`, `listTasks`
+    ///   (filters `state`, `parent`, `method`), `cancelTask`; outputs with `listTaskOutput` (all four
+    ///   shapes of `stat`/`all_volumes`, and `strict`) and `downloadTaskOutput` (offset, negative
+    ///   offset, size; base64 strings, as a hub), and over HTTP under [`MockHub::topurl`].
+    /// - Build records: `getBuild`, `listBuilds` (`pattern`, `createdAfter`), `listArchives`,
+    ///   `getBuildType`, `getImageBuild`, `getMavenBuild`/`getWinBuild` (none), `listRPMs`,
+    ///   `listBuildroots` (empty), `getHost`, `listHosts`.
+    /// - Tags: `getTag`, `getBuildTarget`, `listTags`, `tagBuild` (a task), `untagBuild` (`strict`),
+    ///   `listTagged`, `getLatestBuilds`; `queryHistory` over `tag_listing` (filters `tables`,
+    ///   `build`, `tag`, `package`, `editor`, `active`, `before`, `after`, `beforeEvent`,
+    ///   `afterEvent`; other versioned tables answer empty lists), `getLastEvent`.
+    ///
+    /// # What faults
+    ///
+    /// Any other method faults (1000) with `Invalid method: NAME`, the hub's own words, followed by
+    /// a note that the mock neither scripts nor simulates it: RPM and Maven builds, repos,
+    /// permissions, channels, notifications, signing, content generators, `getVolume` and volumes
+    /// other than `DEFAULT` (`downloadTaskOutput` with one faults `No such volume`). Queries with
+    /// string dates (`before="2026-12-01"`) fault: the simulation takes seconds since the epoch,
+    /// as the `koji` CLI sends them. `queryOpts` of `queryHistory` is ignored.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {

@@ -3,11 +3,17 @@
 //! (`buildImageOz`, `buildImage`, `kiwiBuild`) create a parent task with one child per arch that
 //! advance FREE → OPEN → CLOSED (or FAILED with a chosen fault) on their own, as a hub's builders
 //! do: every call to the hub is a moment in which each unfinished task may take a step (children
-//! first; a parent finishes with its last child), optionally no sooner than a set time; the
-//! release is the next free one of the name and version unless given; uploads (`rawUpload`) land
-//! under `work/`;
-//! finished children serve their images under the topurl, and a finished non-scratch build is
-//! registered with archives and checksums, queryable and taggable.
+//! first), optionally no sooner than a set time. A parent closes with its last child; as Koji's
+//! (`wait(failany=True)`), the first child to fail cancels its unfinished siblings and fails the
+//! parent with the child's own fault. Requests keep Koji's shapes (`getTaskRequest`: the parent's
+//! positional arguments, the children's `[name, version, release, arch, target_info, build_tag,
+//! repo_info, source…, opts]`), so the CLI labels tasks as on a hub. The release is the next free
+//! one of the name and version unless given; uploads (`rawUpload`) land under `work/`; finished
+//! children serve their images and an `oz-ARCH.log` under the topurl (a failed child its log
+//! only), and a finished non-scratch build is registered with archives and checksums, queryable
+//! and taggable. `tagBuild` answers a `tagBuild` task (failed with TagError 1003 when the build is
+//! already in the tag, as the hub's task does); `tagBuild`/`untagBuild` write `tag_listing`
+//! history rows (module `history`). Tags come into being when first named.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -15,6 +21,8 @@ use md5::Digest as _;
 use serde_json::{Value, json};
 
 use super::Answer;
+
+mod history;
 
 /// Koji's task states.
 const FREE: i64 = 0;
@@ -30,10 +38,15 @@ pub(crate) struct Task {
     pub(crate) method: String,
     arch: String,
     pub(crate) state: i64,
+    /// The task's request as the hub keeps it (`getTaskRequest`, `request=True`).
     request: Value,
+    /// What an image child builds, for the simulation: name, version, release, formats, scratch.
+    spec: Value,
     /// Looks left before the next state change.
     wait: u32,
     fail: Option<String>,
+    /// The fault code `getTaskResult` answers for a failed task.
+    fail_code: i32,
     result: Option<Value>,
     create_ts: f64,
     /// When it entered its state.
@@ -72,6 +85,12 @@ pub(crate) struct Sim {
     pub(crate) tasks: BTreeMap<i64, Task>,
     builds: Vec<Build>,
     tags: BTreeMap<String, Vec<i64>>,
+    /// Every tag the hub knows, by name: tags come into being when first named.
+    tag_ids: BTreeMap<String, i64>,
+    /// `tag_listing` rows, in the order of their creation.
+    history: Vec<history::TagListing>,
+    /// The last event id.
+    next_event: i64,
     sessions: HashMap<i64, String>,
     expired: HashSet<i64>,
     /// Looks a task spends in each state.
@@ -94,6 +113,9 @@ impl Default for Sim {
             tasks: BTreeMap::new(),
             builds: Vec::new(),
             tags: BTreeMap::new(),
+            tag_ids: BTreeMap::new(),
+            history: Vec::new(),
+            next_event: 40_000,
             sessions: HashMap::new(),
             expired: HashSet::new(),
             looks_per_state: 1,
@@ -226,6 +248,8 @@ impl Sim {
                     &formats,
                     &opts,
                     positional_request(args, kwargs),
+                    // createImage's `inst_tree`.
+                    vec![args.get(4).cloned().unwrap_or(Value::Null)],
                 )
             }
             "buildImage" => {
@@ -247,7 +271,18 @@ impl Sim {
                     &arches_of(args.get(2)),
                     &[format.to_string()],
                     &opts,
-                    positional_request(args, kwargs),
+                    // Koji's request leaves out the kind: the task's method says it.
+                    positional_request(
+                        &args
+                            .iter()
+                            .enumerate()
+                            .filter(|(i, _)| *i != 5)
+                            .map(|(_, a)| a.clone())
+                            .collect::<Vec<_>>(),
+                        kwargs,
+                    ),
+                    // The children's `ksfile`.
+                    vec![args.get(4).cloned().unwrap_or(Value::Null)],
                 )
             }
             "kiwiBuild" => {
@@ -268,6 +303,10 @@ impl Sim {
                     &["qcow2".to_string()],
                     &Value::Object(kwargs.clone()),
                     kiwi_request(kwargs),
+                    ["desc_url", "desc_path"]
+                        .iter()
+                        .map(|k| kwargs.get(*k).cloned().unwrap_or(Value::Null))
+                        .collect(),
                 )
             }
             "getTaskInfo" => {
@@ -299,30 +338,36 @@ impl Sim {
             "getTaskResult" => {
                 let id = arg(0, "task_id").as_i64().unwrap_or(-1);
                 match self.tasks.get(&id) {
-                    None => fault(1000, format!("No such task: {id}")),
-                    Some(t) if t.state == FAILED => fault(1000, t.fail.clone().unwrap_or_else(|| "task failed".into())),
-                    Some(t) if t.state == CANCELED => fault(1000, format!("task {id} was canceled")),
+                    None => fault(1000, "No such task"),
+                    Some(t) if t.state == FAILED => {
+                        fault(t.fail_code, t.fail.clone().unwrap_or_else(|| "task failed".into()))
+                    }
+                    Some(t) if t.state == CANCELED => fault(1000, format!("Task {id} is canceled")),
                     Some(t) if t.state != CLOSED => fault(1000, format!("Task {id} is not finished")),
                     Some(t) => Answer::Value(t.result.clone().unwrap_or(Value::Null)),
                 }
             }
             "listTaskOutput" => {
-                let id = arg(0, "task_id").as_i64().unwrap_or(-1);
-                let stat = kwargs.get("stat").and_then(Value::as_bool).unwrap_or(false);
-                let prefix = format!("/kojifiles/work/tasks/{}/{id}/", id % 10000);
-                let mut out = serde_json::Map::new();
-                for (path, data) in files.iter() {
-                    if let Some(name) = path.strip_prefix(&prefix) {
-                        let v = if stat {
-                            json!({"DEFAULT": {"st_size": data.len().to_string(), "st_mtime": 0}})
-                        } else {
-                            json!(["DEFAULT"])
-                        };
-                        out.insert(name.to_string(), v);
-                    }
+                // Four shapes, as the hub answers: a list of names; with `all_volumes`, name →
+                // volumes; with `stat`, name → stat; with both, name → volume → stat.
+                let id = arg(0, "taskID").as_i64().unwrap_or(-1);
+                let flag = |i: usize, key: &str| arg(i, key).as_bool().unwrap_or(false);
+                let (stat, all_volumes, strict) = (flag(1, "stat"), flag(2, "all_volumes"), flag(3, "strict"));
+                if strict && !self.tasks.contains_key(&id) {
+                    return Some(fault(1000, "Task doesn't exist"));
                 }
-                Answer::Value(Value::Object(out))
+                let mtime = self.tasks.get(&id).map_or(self.clock, |t| t.create_ts + 2.0);
+                let prefix = format!("/kojifiles/work/tasks/{}/{id}/", id % 10000);
+                let mut names: Vec<(String, usize)> = files
+                    .iter()
+                    .filter_map(|(path, data)| path.strip_prefix(&prefix).map(|n| (n.to_string(), data.len())))
+                    .collect();
+                names.sort();
+                Answer::Value(list_task_output(&names, stat, all_volumes, mtime))
             }
+            "downloadTaskOutput" => self.download_task_output(args, kwargs, files),
+            "queryHistory" => self.query_history(args, kwargs),
+            "getLastEvent" => Answer::Value(json!({"id": self.next_event, "ts": self.clock})),
             "cancelTask" => {
                 let id = arg(0, "task_id").as_i64().unwrap_or(-1);
                 let ids: Vec<i64> = self
@@ -391,7 +436,7 @@ impl Sim {
                     .tags
                     .iter()
                     .filter(|(_, ids)| b.is_null() || build.is_some_and(|id| ids.contains(&id)))
-                    .map(|(name, _)| tag_info(name))
+                    .map(|(name, _)| tag_info(name, self.tag_ids.get(name).copied().unwrap_or_default()))
                     .collect();
                 Answer::Value(Value::Array(list))
             }
@@ -439,38 +484,51 @@ impl Sim {
                 Answer::Value(Value::Array(list))
             }
             "getTag" => {
-                let t = arg(0, "taginfo");
-                let name = t.as_str().map(str::to_string).unwrap_or_else(|| t.to_string());
-                Answer::Value(tag_info(&name))
+                // Any tag named exists (it comes into being); by id, only the known ones.
+                let t = arg(0, "tagInfo");
+                match t.as_str() {
+                    Some(name) => {
+                        let id = self.tag_id(name);
+                        Answer::Value(tag_info(name, id))
+                    }
+                    None => Answer::Value(
+                        self.tag_name(&t)
+                            .map_or(Value::Null, |name| tag_info(&name, self.tag_ids[&name])),
+                    ),
+                }
             }
             "getBuildTarget" => {
+                // Every target exists: it builds in `NAME-build` and lands builds in `NAME`.
                 let n = arg_str(args, 0);
+                let build_tag = format!("{n}-build");
+                let (build_id, dest_id) = (self.tag_id(&build_tag), self.tag_id(&n));
                 Answer::Value(
-                    json!({"id": 3, "name": n, "build_tag": 11, "build_tag_name": format!("{n}-build"),
-                                      "dest_tag": 12, "dest_tag_name": n}),
+                    json!({"id": 3, "name": n, "build_tag": build_id, "build_tag_name": build_tag,
+                                     "dest_tag": dest_id, "dest_tag_name": n}),
                 )
             }
             "tagBuild" | "untagBuild" => {
-                let (tag, nvr) = (arg_str(args, 0), arg_str(args, 1));
-                let Some(b) = self.builds.iter().find(|b| b.nvr() == nvr || b.id.to_string() == nvr) else {
-                    return Some(fault(1000, format!("No such build: {nvr}")));
+                let (t, b) = (arg(0, "tag"), arg(1, "build"));
+                let Some(build) = self.find_build(&b).map(|x| (x.id, x.nvr())) else {
+                    return Some(fault(1000, format!("No such build: {}", history::plain(&b))));
                 };
-                let id = b.id;
-                let list = self.tags.entry(tag.clone()).or_default();
+                let Some(tag) = t.as_str().map(str::to_string).or_else(|| self.tag_name(&t)) else {
+                    return Some(fault(1000, format!("No such tagInfo: {t}")));
+                };
+                let strict = arg(2, "strict").as_bool().unwrap_or(true);
                 if name == "tagBuild" {
-                    if list.contains(&id) {
-                        return Some(fault(1003, format!("build {nvr} already tagged ({tag})")));
-                    }
-                    list.push(id);
-                    let task = self.new_task(None, "tagBuild", "noarch", json!([tag, nvr]), CLOSED);
-                    Answer::Value(json!(task))
+                    self.tag_build(&tag, build)
                 } else {
-                    list.retain(|b| *b != id);
-                    Answer::Value(Value::Null)
+                    self.untag_build(&tag, build, strict)
                 }
             }
             "listTagged" | "getLatestBuilds" => {
-                let tag = arg_str(args, 0);
+                let t = arg(0, "tag");
+                let tag = t
+                    .as_str()
+                    .map(str::to_string)
+                    .or_else(|| self.tag_name(&t))
+                    .unwrap_or_default();
                 let ids = self.tags.get(&tag).cloned().unwrap_or_default();
                 let mut list: Vec<Value> = self
                     .builds
@@ -492,6 +550,113 @@ impl Sim {
         })
     }
 
+    /// The id of tag `name`, which comes into being when first named.
+    fn tag_id(&mut self, name: &str) -> i64 {
+        let next = 10 + self.tag_ids.len() as i64;
+        *self.tag_ids.entry(name.to_string()).or_insert(next)
+    }
+
+    /// The id of a known tag, given by name or id.
+    fn known_tag_id(&self, t: &Value) -> Option<i64> {
+        self.tag_name(t).and_then(|n| self.tag_ids.get(&n).copied())
+    }
+
+    /// The name of a known tag, given by name or id.
+    fn tag_name(&self, t: &Value) -> Option<String> {
+        match t {
+            Value::String(n) => self.tag_ids.contains_key(n).then(|| n.clone()),
+            _ => self
+                .tag_ids
+                .iter()
+                .find(|(_, id)| t.as_i64() == Some(**id))
+                .map(|(n, _)| n.clone()),
+        }
+    }
+
+    /// `tagBuild`: as on a hub, a `tagBuild` task does the tagging (here at once) and fails, not
+    /// the call, when the build is already in the tag. A `tag_listing` row records it.
+    fn tag_build(&mut self, tag: &str, (build, nvr): (i64, String)) -> Answer {
+        let tag_id = self.tag_id(tag);
+        let request = json!([tag_id, build, false, null]);
+        let list = self.tags.entry(tag.to_string()).or_default();
+        if list.contains(&build) {
+            let task = self.new_task(None, "tagBuild", "noarch", request, FAILED);
+            if let Some(t) = self.tasks.get_mut(&task) {
+                t.fail = Some(format!("build {nvr} already tagged ({tag})"));
+                t.fail_code = 1003;
+            }
+            return Answer::Value(json!(task));
+        }
+        list.push(build);
+        let created = self.new_event();
+        self.history.push(history::TagListing {
+            build_id: build,
+            tag_id,
+            created,
+            revoked: None,
+        });
+        Answer::Value(json!(self.new_task(None, "tagBuild", "noarch", request, CLOSED)))
+    }
+
+    /// `untagBuild(tag, build, strict=True)`: revokes the build's `tag_listing` row; a build not
+    /// in the tag is a TagError unless `strict` is false.
+    fn untag_build(&mut self, tag: &str, (build, nvr): (i64, String), strict: bool) -> Answer {
+        let tagged = self.tags.get(tag).is_some_and(|l| l.contains(&build));
+        if !tagged {
+            return if strict {
+                fault(1003, format!("build {nvr} not in tag {tag}"))
+            } else {
+                Answer::Value(Value::Null)
+            };
+        }
+        if let Some(l) = self.tags.get_mut(tag) {
+            l.retain(|b| *b != build);
+        }
+        let revoked = self.new_event();
+        let tag_id = self.tag_id(tag);
+        if let Some(row) = self
+            .history
+            .iter_mut()
+            .find(|r| r.build_id == build && r.tag_id == tag_id && r.revoked.is_none())
+        {
+            row.revoked = Some(revoked);
+        }
+        Answer::Value(Value::Null)
+    }
+
+    /// `downloadTaskOutput(taskID, fileName, offset=0, size=-1, volume=None)`: a chunk of a task's
+    /// output as a base64 *string* (the hub encodes it itself, not as an XML-RPC `<base64>`; the
+    /// client decodes it with `base64.b64decode`). A negative offset counts from the end; an
+    /// offset past the end answers an empty chunk; `size` -1 reads to the end.
+    fn download_task_output(&self, args: &[Value], kwargs: &serde_json::Map<String, Value>, files: &Files) -> Answer {
+        let arg = |i: usize, key: &str| args.get(i).or_else(|| kwargs.get(key)).cloned().unwrap_or(Value::Null);
+        let id = int_arg(&arg(0, "taskID"), -1);
+        let name = arg(1, "fileName").as_str().unwrap_or_default().to_string();
+        let (offset, size) = (int_arg(&arg(2, "offset"), 0), int_arg(&arg(3, "size"), -1));
+        if let Some(v) = arg(4, "volume").as_str().filter(|v| !v.is_empty() && *v != "DEFAULT") {
+            return fault(1000, format!("No such volume: {v}"));
+        }
+        if name.contains("..") {
+            return fault(1000, format!("Invalid file name: {name}"));
+        }
+        let Some(data) = files.get(&format!("/kojifiles/work/tasks/{}/{id}/{name}", id % 10000)) else {
+            return fault(1000, format!("no file \"{name}\" output by task {id}"));
+        };
+        let len = data.len();
+        let start = match usize::try_from(offset.unsigned_abs()) {
+            Ok(n) if offset >= 0 => n.min(len),
+            Ok(n) if n <= len => len - n,
+            // Python's seek before the start of the file; the hub answers the OSError as is.
+            _ => return fault(1, "<class 'OSError'>: [Errno 22] Invalid argument"),
+        };
+        let end = usize::try_from(size).map_or(len, |n| start.saturating_add(n).min(len));
+        let chunk = &data[start..end.max(start)];
+        Answer::Value(json!(base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            chunk
+        )))
+    }
+
     fn new_task(&mut self, parent: Option<i64>, method: &str, arch: &str, request: Value, state: i64) -> i64 {
         self.next_task += 1;
         let id = self.next_task;
@@ -505,8 +670,10 @@ impl Sim {
                 arch: arch.into(),
                 state,
                 request,
+                spec: Value::Null,
                 wait: self.looks_per_state,
                 fail: None,
+                fail_code: 1000,
                 result: None,
                 create_ts: ts,
                 since: std::time::Instant::now(),
@@ -526,6 +693,7 @@ impl Sim {
         formats: &[String],
         opts: &Value,
         request: Value,
+        source: Vec<Value>,
     ) -> Answer {
         if name.is_empty() || arches.is_empty() {
             return fault(1000, "name and at least one arch are required");
@@ -539,16 +707,39 @@ impl Sim {
         if !scratch && self.builds.iter().any(|b| b.nvr() == nvr) {
             return fault(1000, format!("Build already exists: {nvr}"));
         }
+        // The children's request, as Koji's image tasks pass it: name, version, release, arch,
+        // the target, its build tag and repo, the source (tree, kickstart or description), opts.
+        let target = match parent_method {
+            "kiwiBuild" => request.get(0),
+            _ => request.get(3),
+        }
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+        let build_tag = format!("{target}-build");
+        let (build_tag_id, dest_tag_id) = (self.tag_id(&build_tag), self.tag_id(&target));
+        let target_info = json!({"id": 3, "name": target, "build_tag": build_tag_id, "build_tag_name": build_tag,
+                                 "dest_tag": dest_tag_id, "dest_tag_name": target});
+        let repo = json!({"id": 70, "state": 1, "tag_id": build_tag_id, "tag_name": build_tag,
+                          "create_event": self.next_event, "create_ts": self.clock, "dist": false});
         let parent = self.new_task(None, parent_method, "noarch", request, FREE);
         for arch in arches {
-            let child = self.new_task(
-                Some(parent),
-                child_method,
-                arch,
-                json!({"name": name, "version": version, "release": release, "arch": arch,
-                       "formats": formats, "scratch": scratch}),
-                FREE,
-            );
+            let mut child_request = vec![
+                json!(name),
+                json!(version),
+                json!(release),
+                json!(arch),
+                target_info.clone(),
+                tag_info(&build_tag, build_tag_id),
+                repo.clone(),
+            ];
+            child_request.extend(source.iter().cloned());
+            child_request.push(opts.clone());
+            let child = self.new_task(Some(parent), child_method, arch, Value::Array(child_request), FREE);
+            if let Some(t) = self.tasks.get_mut(&child) {
+                t.spec = json!({"name": name, "version": version, "release": release, "arch": arch,
+                                "formats": formats, "scratch": scratch});
+            }
             let i = self
                 .failures
                 .iter()
@@ -598,9 +789,9 @@ impl Sim {
             .tasks
             .values()
             .filter(|t| t.parent.is_some() && !matches!(t.state, FAILED | CANCELED))
-            .filter(|t| t.request["name"] == name && t.request["version"] == version)
-            .filter(|t| !t.request["scratch"].as_bool().unwrap_or(false))
-            .filter_map(|t| t.request["release"].as_str().map(str::to_string));
+            .filter(|t| t.spec["name"] == name && t.spec["version"] == version)
+            .filter(|t| !t.spec["scratch"].as_bool().unwrap_or(false))
+            .filter_map(|t| t.spec["release"].as_str().map(str::to_string));
         let highest = built
             .chain(building)
             .filter_map(|r| r.split('.').next().and_then(|n| n.parse::<u64>().ok()))
@@ -643,7 +834,12 @@ impl Sim {
         match (t.state, t.parent) {
             (FREE, _) => t.state = OPEN,
             (_, Some(_)) => {
-                if t.fail.is_some() {
+                if let Some(why) = &t.fail {
+                    // A failed build leaves its log behind, as Oz's does: the CLI points to it.
+                    files.insert(
+                        format!("/kojifiles/work/tasks/{}/{id}/oz-{}.log", id % 10000, t.arch),
+                        format!("building for {}\nerror: {why}\n", t.arch).into_bytes(),
+                    );
                     t.state = FAILED;
                 } else {
                     t.state = CLOSED;
@@ -651,36 +847,39 @@ impl Sim {
                 }
             }
             (_, None) => {
-                let children: Vec<i64> = self
+                // Koji's parent waits with `failany`: the first child that fails (or is
+                // cancelled) cancels its unfinished siblings and fails the parent with the
+                // child's own fault; else it closes with its last child.
+                let children: Vec<(i64, i64, i32, Option<String>)> = self
                     .tasks
                     .values()
                     .filter(|c| c.parent == Some(id))
-                    .map(|c| c.id)
+                    .map(|c| (c.id, c.state, c.fail_code, c.fail.clone()))
                     .collect();
-                let states: Vec<i64> = children
-                    .iter()
-                    .filter_map(|c| self.tasks.get(c))
-                    .map(|c| c.state)
-                    .collect();
-                if states.iter().all(|s| matches!(*s, CLOSED | FAILED | CANCELED)) {
-                    let failed = self
-                        .tasks
-                        .values()
-                        .find(|c| c.parent == Some(id) && c.state == FAILED)
-                        .map(|c| (c.id, c.fail.clone().unwrap_or_default()));
-                    let succeeded = failed.is_none();
-                    if let Some(p) = self.tasks.get_mut(&id) {
-                        match failed {
-                            Some((child, msg)) => {
-                                p.state = FAILED;
-                                p.fail = Some(format!("subtask {child} failed: {msg}"));
-                            }
-                            None => p.state = CLOSED,
+                let broken = children.iter().find_map(|(c, state, code, why)| match *state {
+                    FAILED => Some((*code, why.clone().unwrap_or_else(|| "task failed".into()))),
+                    CANCELED => Some((1000, format!("Task {c} is canceled"))),
+                    _ => None,
+                });
+                let ids: Vec<i64> = children.iter().map(|c| c.0).collect();
+                if let Some((code, why)) = broken {
+                    for c in &ids {
+                        if let Some(t) = self.tasks.get_mut(c)
+                            && matches!(t.state, FREE | OPEN)
+                        {
+                            t.state = CANCELED;
                         }
                     }
-                    if succeeded {
-                        self.register_build(id, &children, files);
+                    if let Some(p) = self.tasks.get_mut(&id) {
+                        p.state = FAILED;
+                        p.fail = Some(why);
+                        p.fail_code = code;
                     }
+                } else if children.iter().all(|c| c.1 == CLOSED) {
+                    if let Some(p) = self.tasks.get_mut(&id) {
+                        p.state = CLOSED;
+                    }
+                    self.register_build(id, &ids, files);
                 }
             }
         }
@@ -694,7 +893,7 @@ impl Sim {
     fn finish_child(&mut self, id: i64, files: &mut Files) {
         let size = self.image_size;
         let Some(t) = self.tasks.get_mut(&id) else { return };
-        let r = t.request.clone();
+        let r = t.spec.clone();
         let (name, version, release, arch) = (
             r["name"].as_str().unwrap_or_default().to_string(),
             r["version"].as_str().unwrap_or_default().to_string(),
@@ -728,7 +927,7 @@ impl Sim {
         let mut scratch = false;
         for c in children {
             let Some(t) = self.tasks.get(c) else { continue };
-            let r = &t.request;
+            let r = &t.spec;
             scratch = r["scratch"].as_bool().unwrap_or(false);
             let (name, version, release) = (
                 r["name"].as_str().unwrap_or_default().to_string(),
@@ -833,14 +1032,41 @@ fn builder_info() -> Value {
            "capacity": 2.0, "enabled": true, "ready": true, "comment": null, "description": null})
 }
 
-/// The one user of the simulated hub, owner of every task and build.
+/// The one user of the simulated hub, owner of every task and build, whoever logs in.
+const USER_ID: i64 = 1;
+const USER_NAME: &str = "releasebot";
+
 fn user_info() -> Value {
-    json!({"id": 1, "name": "releasebot", "status": 0, "usertype": 0, "krb_principals": []})
+    json!({"id": USER_ID, "name": USER_NAME, "status": 0, "usertype": 0, "krb_principals": []})
 }
 
-fn tag_info(name: &str) -> Value {
-    json!({"id": 10 + name.len(), "name": name, "arches": "x86_64 aarch64", "locked": false, "perm": null,
+fn tag_info(name: &str, id: i64) -> Value {
+    json!({"id": id, "name": name, "arches": "x86_64 aarch64", "locked": false, "perm": null,
            "perm_id": null, "maven_support": false, "maven_include_all": false, "extra": {}})
+}
+
+/// `listTaskOutput`'s answer for `(name, size)` files: names; with `all_volumes`, name → volumes;
+/// with `stat`, name → stat (sizes as strings, times as doubles); with both, name → volume → stat.
+fn list_task_output(files: &[(String, usize)], stat: bool, all_volumes: bool, mtime: f64) -> Value {
+    if !stat && !all_volumes {
+        return Value::Array(files.iter().map(|(n, _)| json!(n)).collect());
+    }
+    let entry = |size: usize| {
+        let st = json!({"st_size": size.to_string(), "st_atime": mtime, "st_mtime": mtime, "st_ctime": mtime});
+        match (stat, all_volumes) {
+            (true, true) => json!({"DEFAULT": st}),
+            (true, false) => st,
+            _ => json!(["DEFAULT"]),
+        }
+    };
+    Value::Object(files.iter().map(|(n, size)| (n.clone(), entry(*size))).collect())
+}
+
+/// An integer argument as the hub casts it: a number or a numeric string; `default` when absent.
+fn int_arg(v: &Value, default: i64) -> i64 {
+    v.as_i64()
+        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+        .unwrap_or(default)
 }
 
 /// `*` and `?` globbing, as Koji's `pattern` filter.
