@@ -66,6 +66,9 @@
 //! # Ok(()) }
 //! ```
 
+// docs.rs builds with the `testing` feature and marks feature-gated items with a badge.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod body;
 mod builds;
 mod client;
@@ -79,6 +82,7 @@ mod redact;
 mod stream;
 mod tasks;
 #[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 mod watch;
 pub mod xmlrpc;
