@@ -190,6 +190,18 @@ fn amd64_digest(index: &Manifest) -> String {
     entry["digest"].as_str().unwrap().to_string()
 }
 
+/// `skopeo inspect` shows the digest the registry stores, `--raw` the index byte for byte, and
+/// `--config` the amd64 image's configuration.
+async fn assert_inspect_shows(skopeo: &Skopeo, reference: &str, index: &Manifest) {
+    let digest = skopeo.on("inspect", &["--format", "{{.Digest}}"], reference).await.ok();
+    assert_eq!(digest.trim(), index.digest());
+    let raw = skopeo.on("inspect", &["--raw"], reference).await.ok();
+    assert_eq!(raw.as_bytes(), &index.bytes()[..]);
+    let config = skopeo.on("inspect", &["--config"], reference).await.json();
+    assert_eq!(config["architecture"], "amd64");
+    assert_eq!(config["config"]["Labels"]["org.opencontainers.image.vendor"], "CERN");
+}
+
 fn assert_no_open_uploads(registry: &MockRegistry) {
     assert_eq!(
         registry.open_upload_list(),
@@ -215,14 +227,7 @@ async fn anonymous_kit_copies_inspects_lists_and_deletes_like_a_registry() {
         Some(index.digest())
     );
 
-    // inspect: the digest the registry stores; --raw the index byte for byte; --config the image's.
-    let digest = skopeo.on("inspect", &["--format", "{{.Digest}}"], &alma).await.ok();
-    assert_eq!(digest.trim(), index.digest());
-    let raw = skopeo.on("inspect", &["--raw"], &alma).await.ok();
-    assert_eq!(raw.as_bytes(), &index.bytes()[..]);
-    let config = skopeo.on("inspect", &["--config"], &alma).await.json();
-    assert_eq!(config["architecture"], "amd64");
-    assert_eq!(config["config"]["Labels"]["org.opencontainers.image.vendor"], "CERN");
+    assert_inspect_shows(&skopeo, &alma, &index).await;
 
     // Another tag, then list-tags.
     skopeo
@@ -401,12 +406,7 @@ async fn token_kit_lets_anyone_pull_and_only_credentials_push_like_docker_hub() 
     );
 
     // Anonymous pulls: inspect, list-tags, copy out.
-    let digest = skopeo.on("inspect", &["--format", "{{.Digest}}"], &alma).await.ok();
-    assert_eq!(digest.trim(), index.digest());
-    let raw = skopeo.on("inspect", &["--raw"], &alma).await.ok();
-    assert_eq!(raw.as_bytes(), &index.bytes()[..]);
-    let config = skopeo.on("inspect", &["--config"], &alma).await.json();
-    assert_eq!(config["architecture"], "amd64");
+    assert_inspect_shows(&skopeo, &alma, &index).await;
     let tags = skopeo
         .on("list-tags", &[], &docker(&registry, "cern/alma9"))
         .await
