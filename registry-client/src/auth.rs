@@ -88,6 +88,12 @@ impl Scope {
     pub(crate) fn push(repo: &str) -> Scope {
         Scope(vec![format!("repository:{repo}:pull,push")])
     }
+    /// What cancelling an upload needs: distribution authorizes every `DELETE` with `delete`,
+    /// and the upload was made with `pull,push`. Token servers grant the subset the user holds, so
+    /// a user without `delete` still gets a token (and the registry purges the session later).
+    pub(crate) fn cancel_upload(repo: &str) -> Scope {
+        Scope(vec![format!("repository:{repo}:pull,push,delete")])
+    }
     pub(crate) fn delete(repo: &str) -> Scope {
         Scope(vec![format!("repository:{repo}:delete")])
     }

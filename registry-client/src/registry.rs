@@ -680,7 +680,7 @@ impl Client {
             Method::DELETE,
             session.to_string(),
             repository,
-            Scope::push(repository.repository()),
+            Scope::cancel_upload(repository.repository()),
         );
         match self.execute(&call).await {
             Ok(r) if r.status().is_success() || r.status() == StatusCode::NOT_FOUND => {

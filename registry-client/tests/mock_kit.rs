@@ -281,3 +281,30 @@ async fn like_docker_hub_anonymous_tokens_pull_but_do_not_push_and_the_catalog_p
         .unwrap();
     assert_eq!(rest["repositories"], serde_json::json!(["cern/cc7"]));
 }
+
+#[tokio::test]
+async fn abandoned_uploads_are_cancelled_on_a_token_registry_too() {
+    // Distribution authorizes every DELETE, an upload's cancel included, with `delete`: a token
+    // that may only push cannot cancel, and the session would stay until the registry purges it.
+    let src = MockRegistry::start().await;
+    let hub = MockRegistry::with_token("bot", "pw").await;
+    let client = client_for(&hub);
+    seed(&client, &src, "cern/src:test", 5_000).await;
+    src.corrupt_next_blob_gets(100);
+    let e = client
+        .copy(
+            &at(&src, "cern/src:test"),
+            &at(&hub, "cern/dst:test"),
+            &Default::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::DigestMismatch { .. }), "{e:?}");
+    for _ in 0..500 {
+        if hub.open_uploads() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(hub.open_upload_list(), vec![], "{:?}", hub.calls());
+}
