@@ -1,6 +1,9 @@
 //! The mock's Glance v2: images created `queued`, `active` once their data is uploaded (size,
 //! md5 and sha512 computed from the bytes received), listed with filters, sorting and `next`
-//! pagination, updated with JSON patch, tagged, downloaded, deactivated and deleted.
+//! pagination (`in:` lists included), updated with JSON patch, tagged, downloaded with
+//! `Content-MD5`, deactivated and deleted. Errors come in the form the request's `Accept` prefers,
+//! as webob renders Glance's: HTML for python-glanceclient and reqwest (`*/*`), JSON for
+//! openstacksdk.
 
 use std::collections::BTreeMap;
 
@@ -76,6 +79,68 @@ fn error(status: u16, title: &str, message: String) -> Answer {
     )
 }
 
+/// Glance's errors come from webob, which renders them in the form the request's `Accept` header
+/// prefers among HTML and JSON — HTML for `*/*` or no header, what python-glanceclient and
+/// reqwest send — and as plain text when it accepts neither. The handlers answer the JSON form.
+pub(crate) fn negotiate_error(answer: Answer, accept: Option<&str>) -> Answer {
+    let Some(body) = answer.body.as_ref().filter(|_| answer.status >= 400) else {
+        return answer;
+    };
+    let (Some(code), Some(message)) = (body["code"].as_str(), body["message"].as_str()) else {
+        return answer;
+    };
+    let (text, content_type) = match preferred(accept) {
+        "application/json" => return answer,
+        "text/html" => {
+            let escaped = message.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+            (
+                format!(
+                    "<html>\n <head>\n  <title>{code}</title>\n </head>\n <body>\n  <h1>{code}</h1>\n  {escaped}<br /><br />\n\n\n\n </body>\n</html>"
+                ),
+                "text/html; charset=UTF-8",
+            )
+        }
+        _ => (format!("{code}\n\n{message}\n\n   "), "text/plain; charset=UTF-8"),
+    };
+    let mut out = Answer::bytes(answer.status, text.into_bytes()).header("Content-Type", content_type);
+    out.headers.extend(answer.headers);
+    out
+}
+
+/// Which of webob's offers (`text/html`, then `application/json`) an `Accept` header prefers by
+/// q-value; `text/plain` when it accepts neither.
+fn preferred(accept: Option<&str>) -> &'static str {
+    let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else {
+        return "text/html";
+    };
+    let ranges: Vec<(String, f32)> = accept
+        .split(',')
+        .map(|r| {
+            let mut parts = r.split(';');
+            let range = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .find_map(|q| q.parse::<f32>().ok())
+                .unwrap_or(1.0);
+            (range, q)
+        })
+        .collect();
+    let q_of = |offer: &str| {
+        let family = offer.split('/').next().unwrap_or_default();
+        // The most specific range that matches decides.
+        let exact = ranges.iter().find(|(r, _)| r == offer);
+        let partial = ranges.iter().find(|(r, _)| *r == format!("{family}/*"));
+        let any = ranges.iter().find(|(r, _)| r == "*/*");
+        exact.or(partial).or(any).map_or(0.0, |(_, q)| *q)
+    };
+    let (html, json) = (q_of("text/html"), q_of("application/json"));
+    match () {
+        _ if html > 0.0 && html >= json => "text/html",
+        _ if json > 0.0 => "application/json",
+        _ => "text/plain",
+    }
+}
+
 fn fixture(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or(Value::Null)
 }
@@ -139,9 +204,12 @@ pub(crate) fn route(st: &mut State, method: &str, rel: &str, query: &[(String, S
                 "Forbidden",
                 "The requested image has been deactivated. Image data download is forbidden.".into(),
             ),
-            Some(i) => match &i.data {
-                Some(d) => Answer::bytes(200, d.clone()),
-                None => Answer::empty(204),
+            // Glance sends the stored checksum along: clients (python-glanceclient, openstacksdk)
+            // check the bytes they received against it.
+            Some(i) => match (&i.data, i.doc.get("checksum").and_then(Value::as_str)) {
+                (Some(d), Some(md5)) => Answer::bytes(200, d.clone()).header("Content-MD5", md5),
+                (Some(d), None) => Answer::bytes(200, d.clone()),
+                (None, _) => Answer::empty(204),
             },
         },
         ("PUT" | "DELETE", ["v2", "images", id, "tags", tag]) => {
@@ -213,7 +281,7 @@ fn create(st: &mut State, body: &Value) -> Answer {
         doc.insert(k.clone(), v.clone());
     }
     let defaults = json!({"id": id, "status": "queued", "visibility": vis, "protected": false, "os_hidden": false,
-        "checksum": null, "os_hash_algo": null, "os_hash_value": null, "owner": "admin", "size": null,
+        "checksum": null, "os_hash_algo": null, "os_hash_value": null, "owner": super::PROJECT_ID, "size": null,
         "virtual_size": null, "min_ram": 0, "min_disk": 0, "tags": [], "created_at": now, "updated_at": now,
         "self": format!("/v2/images/{id}"), "file": format!("/v2/images/{id}/file"), "schema": "/v2/schemas/image"});
     if let Value::Object(d) = defaults {
@@ -245,7 +313,7 @@ pub(crate) fn snapshot(st: &mut State, name: &str, properties: &serde_json::Map<
     let md5 = hex::encode(md5::Md5::digest(&data));
     let sha512 = hex::encode(sha2::Sha512::digest(&data));
     for (k, v) in json!({"id": id, "name": name, "status": "active", "visibility": "private", "protected": false,
-        "os_hidden": false, "checksum": md5, "os_hash_algo": "sha512", "os_hash_value": sha512, "owner": "admin",
+        "os_hidden": false, "checksum": md5, "os_hash_algo": "sha512", "os_hash_value": sha512, "owner": super::PROJECT_ID,
         "size": data.len(), "virtual_size": null, "min_ram": 0, "min_disk": 0, "tags": [], "created_at": now,
         "updated_at": now, "container_format": "bare", "disk_format": "qcow2", "image_type": "snapshot",
         "self": format!("/v2/images/{id}"), "file": format!("/v2/images/{id}/file"), "schema": "/v2/schemas/image"})
@@ -288,6 +356,14 @@ fn upload(st: &mut State, id: &str, raw: &[u8]) -> Answer {
                 "Image status transition from {} to saving is not allowed",
                 i.doc["status"]
             ),
+        );
+    }
+    let unset = |k: &str| i.doc.get(k).is_none_or(Value::is_null);
+    if unset("disk_format") || unset("container_format") {
+        return error(
+            400,
+            "Bad Request",
+            "Properties disk_format, container_format must be set prior to saving data.".into(),
         );
     }
     let mut stored = raw.to_vec();
@@ -412,13 +488,20 @@ fn list(st: &State, query: &[(String, String)]) -> Answer {
                         .to_string()
                         == *v
                 }
-                "name" => i.doc.get("name").and_then(Value::as_str) == Some(*v),
                 "member_status" => true,
-                _ => match i.doc.get(*k) {
-                    Some(Value::String(s)) => s == v,
-                    Some(other) => other.to_string().as_str() == *v,
-                    None => false,
-                },
+                _ => {
+                    let value = match i.doc.get(*k) {
+                        Some(Value::String(s)) => s.clone(),
+                        Some(other) => other.to_string(),
+                        None => return false,
+                    };
+                    // `in:a,b` matches any of a list (what `openstack server list` asks for, by id,
+                    // to name the images of the servers it shows).
+                    match v.strip_prefix("in:") {
+                        Some(list) => in_list(list).contains(&value),
+                        None => value == *v,
+                    }
+                }
             })
         })
         .filter(|i| {
@@ -476,6 +559,24 @@ fn list(st: &State, query: &[(String, String)]) -> Answer {
     Answer::json(200, out)
 }
 
+/// The values of Glance's `in:` operator: comma-separated, a value in double quotes may hold commas.
+fn in_list(list: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut quoted = false;
+    for c in list.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => out.push(String::new()),
+            c => {
+                if let Some(last) = out.last_mut() {
+                    last.push(c);
+                }
+            }
+        }
+    }
+    out
+}
+
 fn cmp(a: &Value, b: &Value) -> std::cmp::Ordering {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64().unwrap_or(0.0).total_cmp(&y.as_f64().unwrap_or(0.0)),
@@ -511,4 +612,31 @@ pub(crate) fn all(g: &Glance) -> Vec<Value> {
     let mut v: Vec<&Image> = g.images.values().collect();
     v.sort_by_key(|i| i.seq);
     v.into_iter().map(|i| Value::Object(i.doc.clone())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_take_the_form_the_accept_header_prefers_as_webob_renders_them() {
+        assert_eq!(preferred(None), "text/html");
+        assert_eq!(preferred(Some("*/*")), "text/html");
+        assert_eq!(preferred(Some("application/json")), "application/json");
+        assert_eq!(preferred(Some("text/html;q=0.5, application/json")), "application/json");
+        assert_eq!(preferred(Some("application/*, text/html;q=0.9")), "application/json");
+        assert_eq!(preferred(Some("text/plain")), "text/plain");
+
+        let missing = || error(404, "Not Found", "No image found with ID x".into());
+        let html = negotiate_error(missing(), Some("*/*"));
+        assert_eq!(html.status, 404);
+        assert_eq!(
+            String::from_utf8(html.raw.unwrap_or_default()).unwrap_or_default(),
+            "<html>\n <head>\n  <title>404 Not Found</title>\n </head>\n <body>\n  <h1>404 Not Found</h1>\n  No image found with ID x<br /><br />\n\n\n\n </body>\n</html>"
+        );
+        let json = negotiate_error(missing(), Some("application/json"));
+        assert_eq!(json.body.unwrap_or_default()["message"], "No image found with ID x");
+        let ok = negotiate_error(Answer::empty(204), None);
+        assert_eq!((ok.status, ok.raw), (204, None));
+    }
 }

@@ -16,6 +16,7 @@ pub(crate) struct Node {
     target: Option<String>,
     power: Option<String>,
     maintenance: bool,
+    maintenance_reason: Option<String>,
     last_error: Option<String>,
     instance_info: serde_json::Map<String, Value>,
     instance_uuid: Option<String>,
@@ -57,7 +58,7 @@ fn error(status: u16, message: String) -> Answer {
 fn show(n: &Node) -> Value {
     json!({"uuid": n.uuid, "name": n.name, "driver": "fake-hardware", "resource_class": n.resource_class,
         "provision_state": n.provision, "target_provision_state": n.target, "power_state": n.power,
-        "target_power_state": null, "maintenance": n.maintenance, "maintenance_reason": null,
+        "target_power_state": null, "maintenance": n.maintenance, "maintenance_reason": n.maintenance_reason,
         "last_error": n.last_error, "instance_info": n.instance_info, "instance_uuid": n.instance_uuid,
         "allocation_uuid": n.instance_uuid, "extra": n.extra, "driver_info": {},
         // What inspection finds on the kit's nodes.
@@ -137,6 +138,7 @@ pub(crate) fn route(st: &mut State, method: &str, rel: &str, query: &[(String, S
                 target: None,
                 power: None,
                 maintenance: false,
+                maintenance_reason: None,
                 last_error: None,
                 instance_info: serde_json::Map::new(),
                 instance_uuid: None,
@@ -311,6 +313,12 @@ pub(crate) fn route(st: &mut State, method: &str, rel: &str, query: &[(String, S
                 return error(404, format!("Node {ident} could not be found."));
             };
             n.maintenance = method == "PUT";
+            // The reason given (`{"reason": ...}`, optional) shows until maintenance ends.
+            n.maintenance_reason = if n.maintenance {
+                body["reason"].as_str().map(str::to_string)
+            } else {
+                None
+            };
             Answer::empty(202)
         }
         ("POST", ["v1", "allocations"]) => allocate(st, body),
@@ -435,6 +443,7 @@ pub(crate) fn add_node(st: &mut State, name: &str, resource_class: &str) -> Stri
             target: None,
             power: Some("power off".into()),
             maintenance: false,
+            maintenance_reason: None,
             last_error: None,
             instance_info: serde_json::Map::new(),
             instance_uuid: None,

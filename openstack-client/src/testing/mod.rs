@@ -194,14 +194,20 @@ impl Respond for Router {
             status,
         });
         let mut t = ResponseTemplate::new(status);
+        // A raw body's type is a header of the answer (default: bytes).
+        let mut mime = "application/octet-stream";
         for (k, v) in &answer.headers {
+            if answer.raw.is_some() && k.eq_ignore_ascii_case("content-type") {
+                mime = v;
+                continue;
+            }
             t = t.insert_header(k.as_str(), v.as_str());
         }
         if let Some(body) = answer.body {
             t = t.set_body_json(body);
         }
         if let Some(bytes) = answer.raw {
-            t = t.set_body_raw(bytes, "application/octet-stream");
+            t = t.set_body_raw(bytes, mime);
         }
         if let Some(d) = st.faults.get(&service).and_then(|f| f.delay) {
             t = t.set_delay(d);
@@ -327,7 +333,10 @@ fn route(st: &mut State, service: Service, method: &str, rel: &str, req: &Reques
                 .header("Vary", "OpenStack-API-Version, X-OpenStack-Nova-API-Version")
         }
         Service::Network => neutron::route(st, method, rel, &query, &body),
-        Service::Image => glance::route(st, method, rel, &pairs, &req.body),
+        Service::Image => glance::negotiate_error(
+            glance::route(st, method, rel, &pairs, &req.body),
+            req.headers.get("accept").and_then(|v| v.to_str().ok()),
+        ),
         Service::Baremetal => ironic::route(st, method, rel, &pairs, &body),
         Service::BlockStorage => cinder::route(st, method, rel, &query, &body),
         Service::Identity => Answer::empty(404),
@@ -360,7 +369,8 @@ fn identity(st: &mut State, method: &str, rel: &str, body: &Value) -> Answer {
         );
     }
     if !(method == "POST" && rel == "auth/tokens") {
-        return Answer::json(404, json!({"error": {"code": 404, "message": "not found"}}));
+        // Projects, users, roles…: out of scope, and never a 404 a client would take for "no such one".
+        return not_implemented("Keystone", method, rel);
     }
     let pw = &body["auth"]["identity"]["password"]["user"];
     if pw["name"].as_str() != Some(st.user.as_str()) || pw["password"].as_str() != Some(st.password.as_str()) {

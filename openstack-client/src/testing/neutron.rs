@@ -1,4 +1,4 @@
-//! The mock's Neutron: networks, ports and floating IPs.
+//! The mock's Neutron: networks (listed and shown), their subnets, ports and floating IPs.
 
 use std::collections::BTreeMap;
 
@@ -139,6 +139,13 @@ pub(crate) fn addresses_of(st: &State, device: &str) -> Value {
     Value::Object(out)
 }
 
+fn network_json(n: &Network) -> Value {
+    json!({"id": n.id, "name": n.name, "status": "ACTIVE", "router:external": n.external,
+           "subnets": [format!("{}-subnet", n.id)], "admin_state_up": true, "shared": false,
+           "project_id": super::PROJECT_ID, "tenant_id": super::PROJECT_ID, "mtu": 1450,
+           "description": "", "port_security_enabled": true, "availability_zones": ["nova"], "tags": []})
+}
+
 /// Each network's one subnet: where its ports' (10.0.0.0/24) or floating (203.0.113.0/24)
 /// addresses come from.
 fn subnet_json(n: &Network) -> Value {
@@ -203,14 +210,16 @@ pub(crate) fn route(st: &mut State, method: &str, rel: &str, query: &BTreeMap<St
                 .neutron
                 .networks
                 .iter()
-                .map(|n| {
-                    json!({"id": n.id, "name": n.name, "status": "ACTIVE", "router:external": n.external,
-                           "subnets": [format!("{}-subnet", n.id)], "admin_state_up": true, "shared": false})
-                })
+                .map(network_json)
                 .filter(|v| matches(v, query))
                 .collect();
             Answer::json(200, json!({ "networks": list }))
         }
+        // By id only: clients given a name look it up here first, and fall back to `?name=` on the 404.
+        ("GET", ["networks", id]) => match st.neutron.networks.iter().find(|n| n.id == *id) {
+            Some(n) => Answer::json(200, json!({"network": network_json(n)})),
+            None => error(404, "NetworkNotFound", format!("Network {id} could not be found.")),
+        },
         ("GET", ["subnets"]) => {
             let list: Vec<Value> = st
                 .neutron

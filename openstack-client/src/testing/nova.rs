@@ -156,7 +156,7 @@ pub(crate) fn route(
             for id in ids {
                 advance(st, &id);
                 let s = &st.nova.servers[&id];
-                if query.get("name").is_some_and(|n| !name_matches(n, &s.name)) {
+                if !listed(s, query) {
                     continue;
                 }
                 list.push(show(st, s, mv));
@@ -168,7 +168,7 @@ pub(crate) fn route(
                 .nova
                 .servers
                 .values()
-                .filter(|s| query.get("name").is_none_or(|n| name_matches(n, &s.name)))
+                .filter(|s| listed(s, query))
                 .map(|s| json!({"id": s.id, "name": s.name, "links": links(st, "servers", &s.id)}))
                 .collect();
             Answer::json(200, json!({ "servers": list }))
@@ -284,7 +284,7 @@ pub(crate) fn route(
                 );
             }
             let kp = json!({"name": name, "public_key": public_key, "type": "ssh", "user_id": "admin",
-                            "fingerprint": format!("mock:{:x}", public_key.len()), "created_at": rfc3339_in(0)});
+                            "fingerprint": fingerprint(public_key), "created_at": rfc3339_in(0)});
             st.nova.keypairs.insert(name.to_string(), kp.clone());
             Answer::json(200, json!({ "keypair": kp }))
         }
@@ -404,6 +404,15 @@ fn action(st: &mut State, id: &str, body: &Value, mv: (u32, u32)) -> Answer {
     Answer::empty(202)
 }
 
+/// Whether a listing filtered by `query` shows the server: by `name`, `status` (`openstack server
+/// list --status ERROR`), `image` and `flavor`; other parameters are ignored.
+fn listed(s: &Server, query: &BTreeMap<String, String>) -> bool {
+    query.get("name").is_none_or(|n| name_matches(n, &s.name))
+        && query.get("status").is_none_or(|st| st.eq_ignore_ascii_case(&s.status))
+        && query.get("image").is_none_or(|i| *i == s.image)
+        && query.get("flavor").is_none_or(|f| *f == s.flavor)
+}
+
 /// Nova's `name` filter is a regular expression searched in the name. The mock knows the part of
 /// that a client needs: `^` and `$` anchors, and `\x` for a literal `x`; any other character is
 /// taken literally.
@@ -427,6 +436,22 @@ fn name_matches(pattern: &str, name: &str) -> bool {
         (false, true) => name.ends_with(&literal),
         (false, false) => name.contains(&literal),
     }
+}
+
+/// A public key's fingerprint as Nova shows it (what `ssh-keygen -l -E md5` prints): the MD5 of
+/// the key's blob, in colon-separated hex. A key whose blob is not base64 (tests' placeholders,
+/// which Nova would refuse) gets the MD5 of its text instead.
+fn fingerprint(public_key: &str) -> String {
+    use md5::Digest as _;
+    let text = public_key.split_whitespace().nth(1).unwrap_or(public_key);
+    let blob = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap_or_else(|_| text.as_bytes().to_vec());
+    md5::Md5::digest(&blob)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 fn bad_request(message: &str) -> Answer {
