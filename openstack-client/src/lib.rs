@@ -38,6 +38,9 @@
 //! # Ok(()) }
 //! ```
 
+// docs.rs builds with the `testing` feature and marks feature-gated items with a badge.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod util;
 
 pub mod cinder;
@@ -53,6 +56,7 @@ pub mod nova;
 mod redact;
 pub mod session;
 #[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 pub mod time;
 pub mod wait;
