@@ -291,3 +291,23 @@ async fn glance_serves_its_schemas_and_neutron_its_subnets() {
         assert!(body.to_string().contains(path.rsplit('/').next().unwrap()), "{body}");
     }
 }
+
+#[tokio::test]
+async fn an_ironic_action_the_kit_does_not_simulate_is_501_naming_it() {
+    let cloud = MockOpenStack::start().await;
+    let node = cloud.add_ironic_node("bm-1", "baremetal");
+    let raw = Raw::new(&cloud).await;
+    let r = raw
+        .http
+        .put(format!("{}/baremetal/v1/nodes/{node}/states/provision", raw.base))
+        .header("X-Auth-Token", &raw.token)
+        .json(&json!({"target": "inspect"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 501);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("states/provision") && body.contains("inspect"), "{body}");
+    // The node was not touched.
+    assert_eq!(cloud.ironic_node(&node).unwrap()["provision_state"], "available");
+}

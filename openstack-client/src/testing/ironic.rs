@@ -232,6 +232,11 @@ pub(crate) fn route(st: &mut State, method: &str, rel: &str, query: &[(String, S
                 );
             }
             let want = body["target"].as_str().unwrap_or_default();
+            // Actions the mock does not simulate (clean with steps, inspect, rescue, rebuild,
+            // service, …) say so, rather than Ironic's "cannot be performed in this state".
+            if !["manage", "provide", "active", "deleted"].contains(&want) {
+                return super::not_implemented("Ironic", method, &format!("{rel} (target {want:?})"));
+            }
             let (state, target) = match (want, n.provision.as_str()) {
                 ("manage", "enroll" | "available" | "clean failed") => ("verifying", "manageable"),
                 ("provide", "manageable") => ("cleaning", "available"),
