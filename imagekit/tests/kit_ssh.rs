@@ -89,7 +89,7 @@ async fn a_command_past_its_timeout_is_killed_with_what_it_started() {
             .processes()
             .iter()
             .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/cmdline")).ok())
-            .filter(|c| c.starts_with("sleep\0300") || c.starts_with("sleep\0301"))
+            .filter(|c| c.starts_with("sleep\x00300") || c.starts_with("sleep\x00301"))
             .collect()
     };
     let deadline = Instant::now() + Duration::from_secs(5);

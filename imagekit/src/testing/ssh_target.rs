@@ -357,10 +357,11 @@ async fn serve_channel(channel: Channel<Msg>, home: PathBuf, marker: String) {
         }
     };
     let mut stdin = child.stdin.take();
-    if let Some(s) = stdin.as_mut() {
-        if !early.is_empty() && s.write_all(&early).await.is_err() {
-            stdin = None;
-        }
+    if let Some(s) = stdin.as_mut()
+        && !early.is_empty()
+        && s.write_all(&early).await.is_err()
+    {
+        stdin = None;
     }
     if early_eof {
         stdin = None;
@@ -379,10 +380,10 @@ async fn serve_channel(channel: Channel<Msg>, home: PathBuf, marker: String) {
             s = &mut finished => break s.ok(),
             m = read.wait() => match m {
                 Some(ChannelMsg::Data { data }) => {
-                    if let Some(s) = stdin.as_mut() {
-                        if s.write_all(&data).await.is_err() {
-                            stdin = None;
-                        }
+                    if let Some(s) = stdin.as_mut()
+                        && s.write_all(&data).await.is_err()
+                    {
+                        stdin = None;
                     }
                 }
                 Some(ChannelMsg::Eof) => stdin = None,
@@ -401,7 +402,7 @@ async fn serve_channel(channel: Channel<Msg>, home: PathBuf, marker: String) {
     let code = status.map_or(255, |s| {
         use std::os::unix::process::ExitStatusExt as _;
         s.code()
-            .map_or_else(|| 128 + s.signal().unwrap_or(0), |c| c)
+            .unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
             .try_into()
             .unwrap_or(255)
     });
