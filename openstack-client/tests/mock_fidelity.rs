@@ -311,3 +311,38 @@ async fn an_ironic_action_the_kit_does_not_simulate_is_501_naming_it() {
     // The node was not touched.
     assert_eq!(cloud.ironic_node(&node).unwrap()["provision_state"], "available");
 }
+
+#[tokio::test]
+async fn a_keypair_is_shown_with_its_real_fingerprint_and_garbage_is_refused() {
+    let cloud = MockOpenStack::start().await;
+    let raw = Raw::new(&cloud).await;
+    // The blob of this key has the MD5 `ssh-keygen -l -E md5` prints for it.
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILoHooKbctibFeDOgy/LT+VR8yc2D6KyztNyXwBQ1SDi releasebot";
+    let (status, _, body) = raw
+        .compute(
+            reqwest::Method::POST,
+            "os-keypairs",
+            None,
+            Some(json!({"keypair": {"name": "bot", "public_key": key}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["keypair"]["fingerprint"],
+        "fa:4b:3f:7e:6a:01:0f:21:b8:66:93:e3:4e:f5:62:87"
+    );
+    let (status, _, body) = raw
+        .compute(
+            reqwest::Method::POST,
+            "os-keypairs",
+            None,
+            Some(json!({"keypair": {"name": "junk", "public_key": "not a key!"}})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["badRequest"]["message"],
+        "Keypair data is invalid: failed to generate fingerprint"
+    );
+    assert_eq!(cloud.leaks().iter().filter(|l| l.kind == "keypair").count(), 1);
+}

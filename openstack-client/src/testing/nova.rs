@@ -283,8 +283,11 @@ pub(crate) fn route(
                     json!({"conflictingRequest": {"code": 409, "message": format!("Key pair '{name}' already exists.")}}),
                 );
             }
+            let Some(fingerprint) = fingerprint(public_key) else {
+                return bad_request("Keypair data is invalid: failed to generate fingerprint");
+            };
             let kp = json!({"name": name, "public_key": public_key, "type": "ssh", "user_id": "admin",
-                            "fingerprint": fingerprint(public_key), "created_at": rfc3339_in(0)});
+                            "fingerprint": fingerprint, "created_at": rfc3339_in(0)});
             st.nova.keypairs.insert(name.to_string(), kp.clone());
             Answer::json(200, json!({ "keypair": kp }))
         }
@@ -439,19 +442,19 @@ fn name_matches(pattern: &str, name: &str) -> bool {
 }
 
 /// A public key's fingerprint as Nova shows it (what `ssh-keygen -l -E md5` prints): the MD5 of
-/// the key's blob, in colon-separated hex. A key whose blob is not base64 (tests' placeholders,
-/// which Nova would refuse) gets the MD5 of its text instead.
-fn fingerprint(public_key: &str) -> String {
+/// the key's blob, in colon-separated hex. `None` when there is no base64 blob, a key Nova refuses
+/// (it parses the key further; the mock checks only this).
+fn fingerprint(public_key: &str) -> Option<String> {
     use md5::Digest as _;
-    let text = public_key.split_whitespace().nth(1).unwrap_or(public_key);
-    let blob = base64::engine::general_purpose::STANDARD
-        .decode(text)
-        .unwrap_or_else(|_| text.as_bytes().to_vec());
-    md5::Md5::digest(&blob)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    let text = public_key.split_whitespace().nth(1)?;
+    let blob = base64::engine::general_purpose::STANDARD.decode(text).ok()?;
+    Some(
+        md5::Md5::digest(&blob)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":"),
+    )
 }
 
 fn bad_request(message: &str) -> Answer {
