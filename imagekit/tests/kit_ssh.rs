@@ -158,3 +158,87 @@ async fn a_boot_test_on_the_kit_runs_its_suite_over_ssh() {
     assert!(kit.ssh.logins() >= 1);
     kit.assert_no_leaks();
 }
+
+/// A bare russh client, for what imagekit's own SSH runner never asks: terminals, a command that
+/// dies of a signal.
+mod raw {
+    use std::sync::Arc;
+
+    use russh::ChannelMsg;
+    use russh::keys::PrivateKeyWithHashAlg;
+
+    struct Trusting;
+    impl russh::client::Handler for Trusting {
+        type Error = russh::Error;
+        async fn check_server_key(&mut self, _key: &russh::keys::PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+            Ok(true)
+        }
+    }
+
+    pub async fn session(
+        port: u16,
+        key: russh::keys::PrivateKey,
+    ) -> russh::client::Handle<impl russh::client::Handler> {
+        let mut h = russh::client::connect(
+            Arc::new(russh::client::Config::default()),
+            ("127.0.0.1", port),
+            Trusting,
+        )
+        .await
+        .unwrap();
+        let auth = h
+            .authenticate_publickey("tester", PrivateKeyWithHashAlg::new(Arc::new(key), None))
+            .await
+            .unwrap();
+        assert!(auth.success());
+        h
+    }
+
+    /// Every message of the channel until it closes.
+    pub async fn drain(channel: &mut russh::Channel<russh::client::Msg>) -> Vec<ChannelMsg> {
+        let mut out = Vec::new();
+        while let Some(m) = channel.wait().await {
+            let close = matches!(m, ChannelMsg::Close);
+            out.push(m);
+            if close {
+                break;
+            }
+        }
+        out
+    }
+}
+
+#[tokio::test]
+async fn a_command_killed_by_a_signal_is_reported_as_that_signal_and_terminals_are_refused() {
+    use russh::ChannelMsg;
+    let target = SshTarget::start().await.unwrap();
+    let ours = SshKey::generate().unwrap();
+    target.authorize(&ours.public_openssh());
+    let dir = tempfile::tempdir().unwrap();
+    ours.write_private(&dir.path().join("id")).unwrap();
+    let text = std::fs::read_to_string(dir.path().join("id")).unwrap();
+    let h = raw::session(target.port(), russh::keys::PrivateKey::from_openssh(text).unwrap()).await;
+
+    let mut channel = h.channel_open_session().await.unwrap();
+    channel.exec(true, "kill -9 $$").await.unwrap();
+    let msgs = raw::drain(&mut channel).await;
+    assert!(
+        msgs.iter().any(|m| matches!(
+            m,
+            ChannelMsg::ExitSignal {
+                signal_name: russh::Sig::KILL,
+                ..
+            }
+        )),
+        "{msgs:?}"
+    );
+    assert!(
+        !msgs.iter().any(|m| matches!(m, ChannelMsg::ExitStatus { .. })),
+        "{msgs:?}"
+    );
+
+    let mut channel = h.channel_open_session().await.unwrap();
+    channel.request_pty(true, "xterm", 80, 24, 0, 0, &[]).await.unwrap();
+    let reply = channel.wait().await;
+    assert!(matches!(reply, Some(ChannelMsg::Failure)), "{reply:?}");
+}

@@ -151,7 +151,7 @@ impl Kit {
         static SUITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = SUITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         BootTestOptions::new(artifacts)
-            .user(std::env::var("USER").unwrap_or_else(|_| "root".into()))
+            .user(ssh_target::user_name())
             .ssh_deadline(Duration::from_secs(10))
             .remote_dir(self.ssh.home().join(format!("suite-{n}")).display().to_string())
             .journal_command(None)
@@ -194,7 +194,7 @@ impl Kit {
     /// Everything left behind, in every service, as one kind of [`Leak`]: cloud resources other
     /// than images (servers, keypairs, ports, floating IPs, volumes, Ironic allocations), Koji
     /// tasks still open (`koji_task`, named by method), registry uploads never finished
-    /// (`registry_upload`, named by repository). Images are listed by [`MockOpenStack::images`]:
+    /// (`registry_upload`, in either registry, named `HOST/REPOSITORY`). Images are listed by [`MockOpenStack::images`]:
     /// promoted ones are meant to stay.
     pub fn leaks(&self) -> Vec<Leak> {
         let mut out: Vec<Leak> = self.cloud.leaks().into_iter().filter(|l| l.kind != "image").collect();
@@ -203,11 +203,13 @@ impl Kit {
             id: id.to_string(),
             name: method,
         }));
-        out.extend(self.registry.open_upload_list().into_iter().map(|(id, repo)| Leak {
-            kind: "registry_upload",
-            id,
-            name: repo,
-        }));
+        for registry in [&self.registry, &self.hub] {
+            out.extend(registry.open_upload_list().into_iter().map(|(id, repo)| Leak {
+                kind: "registry_upload",
+                id,
+                name: format!("{}/{repo}", registry.host()),
+            }));
+        }
         out
     }
 
