@@ -46,6 +46,24 @@ fn python_with_koji() -> Option<PathBuf> {
     imports.then_some(python)
 }
 
+/// `program` without the caller's proxies, which would carry requests for 127.0.0.1 away.
+fn hermetic(program: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(program);
+    for proxy in [
+        "http_proxy",
+        "https_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        cmd.env_remove(proxy);
+    }
+    cmd.env("no_proxy", "127.0.0.1,localhost")
+        .env("NO_PROXY", "127.0.0.1,localhost");
+    cmd
+}
+
 /// The CLI, configured for the kit's hub as profile `kit`.
 struct Cli {
     koji: PathBuf,
@@ -69,7 +87,7 @@ impl Cli {
 
     /// Runs `koji -p kit ARGS` in the CLI's directory; (exit status, stdout, stderr).
     fn run(&self, args: &[&str]) -> (i32, String, String) {
-        let out = std::process::Command::new(&self.koji)
+        let out = hermetic(&self.koji)
             .arg("--config")
             .arg(self.dir.path().join("koji.conf"))
             .args(["-p", "kit", "--user", "releasebot", "--password", "not-a-secret"])
@@ -156,7 +174,7 @@ async fn koji_cli_builds_watches_downloads_and_tags_on_the_kit() {
         let (koji, conf) = (cli.koji.clone(), cli.dir().join("koji.conf"));
         let first = first.clone();
         move || {
-            std::process::Command::new(koji)
+            hermetic(&koji)
                 .arg("--config")
                 .arg(conf)
                 .args(["-p", "kit", "--noauth", "watch-task", &first])
@@ -465,7 +483,7 @@ async fn koji_python_library_reads_tasks_outputs_builds_and_tags_on_the_kit() {
     koji.tag_build("alma9-cloud-testing", nvr).await.unwrap();
 
     let out = tokio::task::block_in_place(|| {
-        std::process::Command::new(python)
+        hermetic(&python)
             .args(["-c", LIBRARY_SCRIPT, &hub.hub_url(), &child.to_string(), nvr])
             .arg("alma9-cloud-testing")
             .output()

@@ -18,7 +18,12 @@ fn installed(rel: &str) -> Option<PathBuf> {
     let root =
         std::env::var_os("IMAGEKIT_PEERS_DIR").map_or_else(|| PathBuf::from("/tmp/imagekit-peers"), PathBuf::from);
     let path = root.join(rel);
-    if path.is_file() {
+    // The venv's marker: a venv still being installed, or left half-installed, is not installed.
+    let venv_done = path
+        .ancestors()
+        .nth(2)
+        .is_some_and(|venv| venv.join(".installed").is_file());
+    if path.is_file() && venv_done {
         return Some(path);
     }
     assert_ne!(
@@ -72,8 +77,21 @@ impl Kit {
                 cmd.env_remove(k);
             }
         }
-        // No user's clouds.yaml, cache or config may leak in.
+        // No user's clouds.yaml, cache or config may leak in, nor a proxy that would carry
+        // requests for 127.0.0.1 away.
         cmd.env("HOME", self.dir.path()).env("XDG_CONFIG_HOME", self.dir.path());
+        for proxy in [
+            "http_proxy",
+            "https_proxy",
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "ALL_PROXY",
+            "all_proxy",
+        ] {
+            cmd.env_remove(proxy);
+        }
+        cmd.env("no_proxy", "127.0.0.1,localhost")
+            .env("NO_PROXY", "127.0.0.1,localhost");
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
