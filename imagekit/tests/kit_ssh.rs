@@ -128,7 +128,10 @@ async fn a_dropped_target_stops_every_command_it_runs() {
             "pid {pid} still runs: {stat}"
         );
     }
-    let _ = running.await;
+    // The client sees its channel end (the target closed it), not its own 605 s deadline.
+    let _ = tokio::time::timeout(Duration::from_secs(30), running)
+        .await
+        .expect("the command's channel ends when the target is dropped");
 }
 
 #[tokio::test]
@@ -194,10 +197,17 @@ mod raw {
         h
     }
 
+    /// The channel's next message, within 30 s.
+    pub async fn next(channel: &mut russh::Channel<russh::client::Msg>) -> Option<ChannelMsg> {
+        tokio::time::timeout(std::time::Duration::from_secs(30), channel.wait())
+            .await
+            .expect("the target answers within 30 s")
+    }
+
     /// Every message of the channel until it closes.
     pub async fn drain(channel: &mut russh::Channel<russh::client::Msg>) -> Vec<ChannelMsg> {
         let mut out = Vec::new();
-        while let Some(m) = channel.wait().await {
+        while let Some(m) = next(channel).await {
             let close = matches!(m, ChannelMsg::Close);
             out.push(m);
             if close {
@@ -239,6 +249,6 @@ async fn a_command_killed_by_a_signal_is_reported_as_that_signal_and_terminals_a
 
     let mut channel = h.channel_open_session().await.unwrap();
     channel.request_pty(true, "xterm", 80, 24, 0, 0, &[]).await.unwrap();
-    let reply = channel.wait().await;
+    let reply = raw::next(&mut channel).await;
     assert!(matches!(reply, Some(ChannelMsg::Failure)), "{reply:?}");
 }

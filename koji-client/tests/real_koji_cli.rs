@@ -46,9 +46,12 @@ fn python_with_koji() -> Option<PathBuf> {
     imports.then_some(python)
 }
 
-/// `program` without the caller's proxies, which would carry requests for 127.0.0.1 away.
+/// `program` within 120 s (coreutils `timeout`: exit 124 past it, so a CLI that waits on a task
+/// that never ends fails the test instead of hanging it), without the caller's proxies, which
+/// would carry requests for 127.0.0.1 away.
 fn hermetic(program: &Path) -> std::process::Command {
-    let mut cmd = std::process::Command::new(program);
+    let mut cmd = std::process::Command::new("timeout");
+    cmd.args(["--kill-after=5", "120"]).arg(program);
     for proxy in [
         "http_proxy",
         "https_proxy",
